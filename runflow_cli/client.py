@@ -361,11 +361,11 @@ class RunflowClient:
         found = next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None)
         request_id = None if found is None else str(self._redact(found))
         data, problem = self._json(response)
+        retry_after = parse_retry_after(headers.get("Retry-After"))
         if 200 <= status < 300 and isinstance(data, dict):
             return data
         if status == 429:
             limited = self._envelope_message(data) or "rate limited"
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             error: APIError = RateLimitError(
                 f"{call}: {limited}", retry_after=retry_after, status=status,
                 code=self._envelope_code(data), request_id=request_id, body=data,
@@ -386,7 +386,10 @@ class RunflowClient:
             )  # fmt: skip
             # A 4xx page (a proxy's 403) will say the same again; 2xx/5xx may not.
             transient = not 400 <= status < 500
-            return _Failure(error, transient, f"HTTP {status}, not JSON" if transient else None)
+            cause = (
+                None if not transient else f"HTTP {status}{', not JSON' if status < 500 else ''}"
+            )
+            return _Failure(error, transient, cause, retry_after)
         message = self._envelope_message(data)
         kwargs: dict[str, Any] = {
             "status": status,
@@ -396,7 +399,6 @@ class RunflowClient:
         }
         if status >= 500:
             error = ServerError(f"{call}: {message or 'server error'}", **kwargs)
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return _Failure(error, True, f"HTTP {status}", retry_after)
         errors = data.get("errors")
         if not isinstance(errors, list):
