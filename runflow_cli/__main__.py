@@ -1,0 +1,3 @@
+from runflow_cli.cli import main
+
+main()

@@ -1,0 +1,123 @@
+"""The command line: the only code that knows about typer.
+
+Commands parse arguments, call the core once, and display. Every error the
+core raises reaches :func:`main`, which prints it (no traceback unless
+``--debug``) and exits with its :class:`~runflow_cli.errors.ExitCode`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from .. import __version__
+from ..errors import ExitCode, RunflowError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 every item succeeded; 1 some items failed, were cancelled or are unknown; "
+    "2 bad usage or an invalid manifest (including rows the server rejected); "
+    "3 authentication or credits (401/402); 4 the API could not be reached or kept failing; "
+    "130 interrupted. Where several apply, the most severe wins (130, then 3/4, then 2, then 1)."
+)
+
+app = typer.Typer(
+    name="runflow",
+    help=(
+        "Turn a CSV or YAML catalog manifest into finished product images with the Runflow API.\n\n"
+        "Try it with no account:  runflow batch sample_manifests/catalog.csv --sandbox\n\n"
+        + EXIT_CODES_HELP
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"runflow-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks for errors (also RUNFLOW_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Global options."""
+
+
+def _register() -> None:
+    from . import batch, sandbox, validate
+
+    app.command("batch", epilog=EXIT_CODES_HELP)(batch.batch_command)
+    app.command("validate")(validate.validate_command)
+    app.command("sandbox")(sandbox.sandbox_command)
+
+
+_register()
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("RUNFLOW_DEBUG", "") not in ("", "0")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status; every error is handled here, once."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    try:
+        result = app(args=args, prog_name="runflow", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        _print_error("interrupted", None)
+        return ExitCode.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.INVALID_INPUT
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _print_error("interrupted", None)
+        return ExitCode.INTERRUPTED
+    except RunflowError as exc:
+        if debug:
+            raise
+        _print_error(str(exc), exc.hint, getattr(exc, "problems", None))
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a message
+        if debug:
+            raise
+        _print_error(
+            f"unexpected {type(exc).__name__}: {exc}",
+            "This is a bug in runflow-cli. Run again with --debug for the traceback and report it.",
+        )
+        return 1
+    return int(result) if isinstance(result, int) else ExitCode.OK
+
+
+def _print_error(message: str, hint: str | None, problems: list[object] | None = None) -> None:
+    from ..console import Consoles
+
+    consoles = Consoles.create()
+    consoles.error(message)
+    if problems:
+        consoles.problems(str(p) for p in problems)
+    if hint:
+        consoles.hint(hint)
+
+
+def main() -> None:
+    sys.exit(run())

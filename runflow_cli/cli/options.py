@@ -1,0 +1,81 @@
+"""Options shared by several commands, and the manifest loading they share."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from ..console import Consoles
+    from ..manifest import Manifest
+
+
+class ManifestFormat(StrEnum):
+    csv = "csv"
+    yaml = "yaml"
+
+
+ManifestArg = Annotated[
+    str,
+    typer.Argument(
+        help="CSV or YAML manifest (by extension); '-' reads standard input (with --format).",
+        metavar="MANIFEST",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[
+    ManifestFormat | None,
+    typer.Option("--format", help="Manifest format when it can't be told from the extension."),
+]
+ElementsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--elements",
+        help="Default elements for rows that name none, e.g. 'tag_removal;background_removal'. "
+        "One or more of model_removal, tag_removal, product_isolation, background_removal.",
+    ),
+]
+AspectRatioOpt = Annotated[
+    str | None, typer.Option("--aspect-ratio", help="Default aspect ratio, W:H (e.g. 1:1, 4:5).")
+]
+PromptOpt = Annotated[
+    str | None,
+    typer.Option("--prompt", help="Default product_isolation_prompt, e.g. 'the white sneaker'."),
+]
+NoColorOpt = Annotated[
+    bool, typer.Option("--no-color", help="No colour in output (NO_COLOR is respected too).")
+]
+
+
+def load(
+    consoles: Consoles,
+    manifest: str,
+    fmt: ManifestFormat | None,
+    elements: str | None,
+    aspect_ratio: str | None,
+    prompt: str | None,
+) -> Manifest:
+    """Load and validate a manifest with the command line's defaults; print its warnings."""
+    from ..errors import UsageError
+    from ..manifest import Defaults, load_manifest, parse_elements
+
+    default_elements: tuple[str, ...] | None = None
+    if elements:
+        parsed, problems = parse_elements(elements)
+        if problems:
+            raise UsageError(f"--elements: {'; '.join(problems)}")
+        default_elements = tuple(parsed)
+    loaded = load_manifest(
+        manifest,
+        fmt=fmt.value if fmt else None,
+        defaults=Defaults(
+            elements=default_elements,
+            aspect_ratio=aspect_ratio,
+            product_isolation_prompt=prompt,
+        ),
+    )
+    for warning in loaded.warnings:
+        consoles.warn(warning)
+    return loaded

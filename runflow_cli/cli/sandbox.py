@@ -1,0 +1,107 @@
+"""``runflow sandbox``: a local server that speaks the Runflow API."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+import typer
+
+
+def sandbox_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (keep it loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, help="Port; 0 picks a free one.")] = 8787,
+    key: Annotated[
+        str | None, typer.Option("--key", help="The test key to accept (default: a new rf_test_ key).")
+    ] = None,
+    balance: Annotated[str, typer.Option("--balance", help="Account credit.")] = "1000",
+    price_per_item: Annotated[str, typer.Option("--price-per-item", help="Price of an item.")] = "0.05",
+    price_per_element: Annotated[
+        str, typer.Option("--price-per-element", help="Price added per element of an item.")
+    ] = "0.18",
+    max_batch_items: Annotated[
+        int, typer.Option("--max-batch-items", min=1, help="Items per batch cap (the API's is 100).")
+    ] = 100,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Items processed at once.")] = 4,
+    latency: Annotated[
+        float, typer.Option("--latency", min=0.0, help="Seconds each stage takes, to imitate the real service.")
+    ] = 0.5,
+    fail_rate: Annotated[
+        float, typer.Option("--fail-rate", min=0.0, max=1.0, help="Share of items failing with upstream_failed.")
+    ] = 0.0,
+    error_rate: Annotated[
+        float, typer.Option("--error-rate", min=0.0, max=1.0, help="Share of API requests answered 500/502/503.")
+    ] = 0.0,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option("--rate-limit", min=0.0, help="Requests per second per key before 429 + Retry-After."),
+    ] = None,
+    drop_rate: Annotated[
+        float,
+        typer.Option("--drop-rate", min=0.0, max=1.0, help="Share of API requests whose connection is dropped unanswered."),
+    ] = 0.0,
+    drop_after_create_rate: Annotated[
+        float,
+        typer.Option(
+            "--drop-after-create-rate",
+            min=0.0,
+            max=1.0,
+            help="Share of creates that are committed (and charged) but whose answer is dropped.",
+        ),
+    ] = 0.0,
+    complete_after_polls: Annotated[
+        int | None,
+        typer.Option("--complete-after-polls", min=1, help="Show work as finished only after this many GETs."),
+    ] = None,
+    allow_http_callbacks: Annotated[
+        bool, typer.Option("--allow-http-callbacks", help="Accept http:// callback URLs on loopback.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for every random choice (repeatable runs).")] = 0,
+) -> int:
+    """Start a local Runflow sandbox: the whole API contract over HTTP, offline.
+
+    Items are really processed (Pillow) from synthetic photos: any
+    https://cdn.example.com/<path> URL is a deterministic product photo, loopback
+    URLs are fetched for real, other hosts fail with fetch_failed, and URLs
+    containing 'fail-' fail with upstream_failed. Files are served under /files/
+    with no authentication, like a CDN. Stop it with Ctrl-C.
+
+    Example: runflow sandbox --port 8787 --latency 1 --fail-rate 0.1
+    then, in another shell: RUNFLOW_BASE_URL=http://127.0.0.1:8787 RUNFLOW_KEY=<key> runflow batch catalog.csv
+    """
+    from ..errors import SandboxUnavailableError
+
+    try:
+        from ..sandbox import SandboxSettings, serve
+    except ImportError as exc:
+        raise SandboxUnavailableError(
+            f"the sandbox needs its optional extra ({exc.name} is not installed)",
+            hint="pip install 'runflow-cli[sandbox]'  (make install includes it)",
+        ) from None
+
+    settings = SandboxSettings(
+        api_key=key,
+        balance=Decimal(balance),
+        price_per_item=Decimal(price_per_item),
+        price_per_element=Decimal(price_per_element),
+        max_batch_items=max_batch_items,
+        workers=workers,
+        latency=latency,
+        fail_rate=fail_rate,
+        error_rate=error_rate,
+        rate_limit=rate_limit,
+        drop_rate=drop_rate,
+        drop_after_create_rate=drop_after_create_rate,
+        complete_after_polls=complete_after_polls,
+        allow_http_callbacks=allow_http_callbacks,
+        seed=seed,
+    )
+
+    def ready(base_url: str, api_key: str) -> None:
+        typer.echo(f"Runflow sandbox listening on {base_url}")
+        typer.echo(f"export RUNFLOW_BASE_URL={base_url}")
+        typer.echo(f"export RUNFLOW_KEY={api_key}")
+        typer.echo("Press Ctrl-C to stop.")
+
+    serve(settings, host=host, port=port, on_ready=ready)
+    return 0

@@ -1,0 +1,255 @@
+"""The only module that prints: consoles, the live display, plain log lines.
+
+Progress and log lines go to stderr; results (the summary table, ``--json``)
+go to stdout, so ``runflow batch ... --json > result.json`` stays clean.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from .events import (
+    BatchFinished,
+    BatchNotCreated,
+    BatchProgress,
+    BatchSubmitted,
+    Event,
+    FileSaved,
+    ItemFailed,
+    Notice,
+)
+from .outcome import Outcome, RunResult, Status
+
+MAX_FAILURES_LISTED = 20
+
+
+@dataclass
+class Consoles:
+    out: Console
+    err: Console
+    quiet: bool = False
+
+    @classmethod
+    def create(cls, *, no_color: bool = False, quiet: bool = False) -> Consoles:
+        return cls(
+            out=Console(file=sys.stdout, no_color=no_color or None, highlight=False, soft_wrap=True),
+            err=Console(file=sys.stderr, no_color=no_color or None, highlight=False, soft_wrap=True),
+            quiet=quiet,
+        )
+
+    @property
+    def interactive(self) -> bool:
+        return self.err.is_terminal and sys.stdout.isatty()
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        self.err.print(f"[bold red]Error:[/] {escape(message)}")
+        if hint:
+            self.hint(hint)
+
+    def hint(self, message: str) -> None:
+        self.err.print(f"[dim]{escape(message)}[/]")
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]Warning:[/] {escape(message)}")
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(escape(message))
+
+    def problems(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.err.print(f"  [red]✗[/] {escape(line)}")
+
+    def json(self, document: Any) -> None:
+        self.out.file.write(json.dumps(document, indent=2, default=str) + "\n")
+        self.out.file.flush()
+
+
+@dataclass
+class _Tally:
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    not_sent: int = 0
+    batches_submitted: int = 0
+    processing: dict[str, int] = field(default_factory=dict)
+    downloads: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.not_sent
+
+    def apply(self, event: Event) -> None:
+        match event:
+            case BatchSubmitted(size=size, batch_id=batch_id):
+                self.batches_submitted += 1
+                self.processing[batch_id] = size
+            case BatchProgress(batch_id=batch_id, succeeded=s, failed=f, cancelled=c, total=t):
+                self.processing[batch_id] = t - s - f - c
+            case BatchFinished(batch_id=batch_id, succeeded=s):
+                self.processing.pop(batch_id, None)
+                self.downloads += s
+            case BatchNotCreated(kind=kind, rows=rows) if kind != "rejected":
+                self.not_sent += rows
+            case ItemFailed(outcome=outcome):
+                self.failed += 1
+                if outcome.status == Status.DOWNLOAD_FAILED:
+                    self.downloads -= 1
+            case FileSaved():
+                self.succeeded += 1
+                self.downloads -= 1
+
+
+class LiveDisplay:
+    """A Rich live display for a terminal."""
+
+    def __init__(self, consoles: Consoles, total: int, title: str) -> None:
+        self._tally = _Tally(total)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=consoles.err,
+        )
+        self._task = self._progress.add_task(title, total=total)
+        self._live = Live(self._render(), console=consoles.err, refresh_per_second=8, transient=False)
+        self._consoles = consoles
+
+    def __enter__(self) -> LiveDisplay:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.update(self._render())
+        self._live.__exit__(None, None, None)
+
+    def _render(self) -> Group:
+        t = self._tally
+        stats = Text.assemble(
+            ("  ✓ ", "green"), f"{t.succeeded} succeeded   ",
+            ("✗ ", "red"), f"{t.failed + t.not_sent} failed   ",
+            ("⟳ ", "cyan"), f"{sum(t.processing.values())} processing   ",
+            f"batches in flight {len(t.processing)} (submitted {t.batches_submitted})   ",
+            f"downloads pending {max(t.downloads, 0)}",
+        )
+        return Group(self._progress, stats)
+
+    def handle(self, event: Event) -> None:
+        self._tally.apply(event)
+        self._progress.update(self._task, completed=self._tally.done)
+        if isinstance(event, ItemFailed):
+            self._live.console.print(f"  [red]✗[/] {escape(_failure_line(event.outcome))}")
+        elif isinstance(event, Notice):
+            self._live.console.print(f"  [yellow]![/] {escape(event.message)}")
+        self._live.update(self._render())
+
+
+class LogDisplay:
+    """Plain timestamped lines for cron and CI: one per batch event and failure."""
+
+    def __init__(self, consoles: Consoles, total: int, title: str, *, clock: Any = time.time) -> None:
+        self._tally = _Tally(total)
+        self._err = consoles.err
+        self._clock = clock
+        self._log(f"{title}: {total} items")
+
+    def __enter__(self) -> LogDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def _log(self, message: str) -> None:
+        stamp = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._err.print(f"{stamp} {escape(message)}", highlight=False, soft_wrap=True)
+
+    def handle(self, event: Event) -> None:
+        self._tally.apply(event)
+        t = self._tally
+        match event:
+            case BatchSubmitted(number=n, batch_id=batch_id, size=size):
+                self._log(f"batch {n} submitted: {size} items, id {batch_id}")
+            case BatchFinished(batch_id=batch_id, status_code=status, cost=cost, succeeded=s, total=total):
+                self._log(
+                    f"batch {batch_id} {status}: {s}/{total} succeeded, cost {cost}; "
+                    f"progress {t.done}/{t.total}"
+                )
+            case BatchNotCreated(number=n, kind=kind, rows=rows):
+                self._log(f"batch {n} not created ({kind}): {rows} rows")
+            case ItemFailed(outcome=outcome):
+                self._log(f"item failed: {_failure_line(outcome)}")
+            case Notice(message=message):
+                self._log(message)
+            case _:
+                pass
+
+
+class NullDisplay:
+    def __enter__(self) -> NullDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def handle(self, event: Event) -> None:
+        pass
+
+
+def make_display(consoles: Consoles, total: int, title: str) -> LiveDisplay | LogDisplay | NullDisplay:
+    if consoles.quiet:
+        return NullDisplay()
+    if consoles.interactive:
+        return LiveDisplay(consoles, total, title)
+    return LogDisplay(consoles, total, title)
+
+
+def _failure_line(outcome: Outcome) -> str:
+    item = outcome.item
+    return (
+        f"line {item.line}, SKU {item.sku} ({item.name}): {outcome.status.value}"
+        f" [{outcome.error_kind}] {outcome.error_message}"
+    )
+
+
+def print_summary(consoles: Consoles, result: RunResult, reports: tuple[Path, Path] | None, elapsed: float) -> None:
+    """The end-of-run table, the failures, and where the reports are."""
+    counts = result.counts()
+    table = Table(title="runflow batch summary", show_header=True, header_style="bold")
+    table.add_column("status")
+    table.add_column("items", justify="right")
+    for status in Status:
+        if counts.get(status.value):
+            table.add_row(status.value, str(counts[status.value]))
+    table.add_row("[bold]total[/]", f"[bold]{len(result.outcomes)}[/]")
+    out = consoles.out
+    out.print(table)
+    failures = [o for o in result.outcomes if o.status != Status.SUCCEEDED]
+    if failures:
+        out.print(f"[bold]Not succeeded ({len(failures)}):[/]")
+        for outcome in failures[:MAX_FAILURES_LISTED]:
+            out.print(f"  [red]✗[/] {escape(_failure_line(outcome))}")
+        if len(failures) > MAX_FAILURES_LISTED:
+            out.print(f"  … and {len(failures) - MAX_FAILURES_LISTED} more: see the report")
+    out.print(f"Cost reported by the API: {result.cost:.6f}   Batches: {len(result.batch_ids)}   Time: {elapsed:.1f} s")
+    if result.stopped_reason:
+        out.print(f"[yellow]Stopped submitting:[/] {escape(result.stopped_reason)}")
+    if reports:
+        out.print(f"Reports: {reports[0]}  {reports[1]}")
+    out.print(f"Exit code {int(result.exit_code)} ({result.exit_code.name.lower().replace('_', ' ')})")

@@ -1,0 +1,64 @@
+"""Events the pipeline emits; the CLI turns them into a display or log lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .outcome import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSubmitted:
+    number: int
+    batch_id: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    batch_id: str
+    succeeded: int
+    failed: int
+    cancelled: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFinished:
+    batch_id: str
+    status_code: str
+    cost: str | None
+    succeeded: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchNotCreated:
+    """A batch (or part of one) the API did not create: ``kind`` says why."""
+
+    number: int
+    size: int
+    kind: str
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFailed:
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class FileSaved:
+    outcome: Outcome
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    message: str
+
+
+Event = (
+    BatchSubmitted | BatchProgress | BatchFinished | BatchNotCreated | ItemFailed | FileSaved | Notice
+)
