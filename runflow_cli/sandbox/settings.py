@@ -1,0 +1,63 @@
+"""Knobs of the local Runflow sandbox.
+
+One plain dataclass, read live by the running server: a test may change a field
+between two requests (``sb.settings.fail_rate = 1.0``) and the next request sees it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+
+ELEMENTS = ("model_removal", "tag_removal", "product_isolation", "background_removal")
+"""The four stages, in the fixed order they always run in."""
+
+STAGE_PREFIXES = {
+    "model_removal": "model_remover",
+    "tag_removal": "tag_remover",
+    "product_isolation": "product_isolator",
+    "background_removal": "bg_remover",
+}
+"""Stage name -> file name prefix of its intermediate image (``tag_remover_00001_.webp``)."""
+
+MODEL = "runflow/dyver-removal"
+"""The only model the sandbox (and the real service) serves."""
+
+
+def generate_api_key() -> str:
+    """A fresh sandbox key: ``rf_test_`` plus 32 hex characters from ``secrets``."""
+    return "rf_test_" + secrets.token_hex(16)
+
+
+@dataclass
+class SandboxSettings:
+    """How the sandbox behaves. Every random choice comes from ``random.Random(seed)``.
+
+    Rates are fractions in ``[0, 1]``. Money fields are ``Decimal``; an item costs
+    ``price_per_item + price_per_element * len(elements)`` and is charged only
+    when it succeeds.
+    """
+
+    api_key: str | None = None
+    balance: Decimal = Decimal("1000")
+    price_per_item: Decimal = Decimal("0.05")
+    price_per_element: Decimal = Decimal("0.18")
+    max_batch_items: int = 100
+    workers: int = 4
+    latency: float = 0.0
+    fail_rate: float = 0.0
+    error_rate: float = 0.0
+    rate_limit: float | None = None
+    drop_rate: float = 0.0
+    drop_after_create_rate: float = 0.0
+    complete_after_polls: int | None = None
+    allow_http_callbacks: bool = False
+    webhook_max_attempts: int = 5
+    webhook_backoff: float = 0.5
+    image_size: int = 384
+    seed: int = 0
+
+    def price(self, elements: list[str]) -> Decimal:
+        """What one item with these elements costs when it succeeds."""
+        return Decimal(self.price_per_item) + Decimal(self.price_per_element) * len(elements)
