@@ -135,7 +135,8 @@ class Pipeline:
 
     def _wait_time(self) -> float:
         if not self._in_flight:
-            return 0.0 if self._pending else 1.0
+            # Nothing to poll: wait only for downloads (woken as soon as one ends).
+            return 1.0 if self._downloads and not self._pending else 0.0
         soonest = min(f.due for f in self._in_flight.values())
         return max(0.0, soonest - self._clock())
 

@@ -1,0 +1,167 @@
+"""The pipeline's scheduling with an injected clock: no waiting, no HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runflow_cli.download import SavedFile
+from runflow_cli.errors import ExitCode
+from runflow_cli.events import BatchFinished, BatchProgress, BatchSubmitted, FileSaved
+from runflow_cli.manifest import Item
+from runflow_cli.outcome import Outcome, RunResult, Status
+from runflow_cli.pipeline import Pipeline, PipelineOptions, plan_batches
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+def make_items(n: int) -> list[Item]:
+    return [
+        Item(index=i, line=i + 2, sku=f"S{i}", image_url=f"https://img.test/{i}.jpg",
+             elements=("background_removal",), aspect_ratio=None, product_isolation_prompt=None,
+             client_ref=f"S{i}", name=f"img{i}")
+        for i in range(n)
+    ]
+
+
+class ScriptedClient:
+    """Answers polls from a script of (succeeded, failed) counts; the last is terminal."""
+
+    def __init__(self, clock: Clock, script: list[tuple[int, int]]) -> None:
+        self.clock = clock
+        self.script = list(script)
+        self.poll_times: list[float] = []
+        self.created: list[list[dict[str, Any]]] = []
+        self.sizes: dict[str, int] = {}
+
+    def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        self.created.append(inputs)
+        batch_id = f"b{len(self.created)}"
+        self.sizes[batch_id] = len(inputs)
+        return {"id": batch_id, "items": [
+            {"sequence_index": i, "run_id": f"r{i}", "status_code": "queued"} for i in range(len(inputs))]}
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        self.poll_times.append(self.clock.now)
+        ok, failed = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        n = self.sizes[batch_id]
+        batch: dict[str, Any] = {"id": batch_id, "items_total": n, "items_succeeded": ok,
+                                 "items_failed": failed, "items_cancelled": 0, "output": None}
+        if ok + failed == n:
+            batch["output"] = {"items": [
+                {"sequence_index": i, "run_id": f"r{i}", "status_code": "succeeded",
+                 "output": {"image_urls": [f"https://cdn.test/r{i}/result_00001_.webp"]}}
+                for i in range(n)]}
+            batch["cost"] = "1.000000"
+        return batch
+
+
+class FakeDownloader:
+    def __init__(self) -> None:
+        self.fetched: list[tuple[str, Path]] = []
+
+    def fetch(self, url: str, dest: Path) -> SavedFile:
+        self.fetched.append((url, dest))
+        return SavedFile(dest, 1, "0" * 64)
+
+
+def test_poll_interval_grows_while_nothing_changes_and_resets_on_progress(tmp_path: Path) -> None:
+    clock = Clock()
+    client = ScriptedClient(clock, [(0, 0), (0, 0), (0, 0), (1, 0), (1, 0), (2, 0)])
+    events: list[Any] = []
+    options = PipelineOptions(out_dir=tmp_path, poll_interval=1.0, max_poll_interval=3.0)
+    pipeline = Pipeline(client, FakeDownloader(), options, on_event=events.append,  # type: ignore[arg-type]
+                        clock=clock, sleep=clock.sleep)
+    result = pipeline.run(make_items(2))
+
+    gaps = [round(b - a, 4) for a, b in zip([0.0, *client.poll_times], client.poll_times, strict=False)]
+    # first poll after 1 s; no change: x1.5, x1.5 (capped at 3); progress resets to 1 s.
+    assert gaps == [1.0, 1.5, 2.25, 3.0, 1.0, 1.5]
+    assert [type(e) for e in events if isinstance(e, BatchSubmitted | BatchFinished)] == [BatchSubmitted, BatchFinished]
+    assert [e.succeeded for e in events if isinstance(e, BatchProgress)] == [1]
+    assert sum(isinstance(e, FileSaved) for e in events) == 2
+    assert result.exit_code == ExitCode.OK
+    assert str(result.cost) == "1.000000"
+
+
+def test_in_flight_is_bounded_and_batches_follow_manifest_order(tmp_path: Path) -> None:
+    clock = Clock()
+    in_flight: list[int] = []
+
+    class Counting(ScriptedClient):
+        def __init__(self) -> None:
+            super().__init__(clock, [(0, 0)])
+            self.open: set[str] = set()
+
+        def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+            batch = super().create_batch(inputs, **kw)
+            self.open.add(batch["id"])
+            in_flight.append(len(self.open))
+            return batch
+
+        def get_batch(self, batch_id: str) -> dict[str, Any]:
+            self.open.discard(batch_id)
+            self.script = [(self.sizes[batch_id], 0)]
+            return super().get_batch(batch_id)
+
+    client = Counting()
+    options = PipelineOptions(out_dir=tmp_path, batch_size=3, max_in_flight=2, poll_interval=1.0)
+    downloader = FakeDownloader()
+    Pipeline(client, downloader, options, clock=clock, sleep=clock.sleep).run(make_items(10))  # type: ignore[arg-type]
+
+    assert [len(c) for c in client.created] == [3, 3, 3, 1]
+    assert max(in_flight) == 2
+    assert [i["client_ref"] for c in client.created for i in c] == [f"S{i}" for i in range(10)]
+    assert len(downloader.fetched) == 10
+
+
+def test_plan_batches_is_deterministic() -> None:
+    items = make_items(250)
+    plan = plan_batches(items, 100)
+    assert [len(p.items) for p in plan] == [100, 100, 50]
+    assert [p.items[0].index for p in plan] == [0, 100, 200]
+    assert [len(p.items) for p in plan_batches(items, 100)] == [100, 100, 50]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "severities", "expected"),
+    [
+        ([Status.SUCCEEDED, Status.SUCCEEDED], set(), ExitCode.OK),
+        ([Status.SUCCEEDED, Status.FAILED], set(), ExitCode.ITEMS_FAILED),
+        ([Status.SUCCEEDED, Status.CANCELLED], set(), ExitCode.ITEMS_FAILED),
+        ([Status.UNKNOWN], set(), ExitCode.ITEMS_FAILED),
+        ([Status.FAILED, Status.INVALID], set(), ExitCode.INVALID_INPUT),
+        ([Status.INVALID, Status.NOT_SUBMITTED], {ExitCode.AUTH_OR_CREDITS}, ExitCode.AUTH_OR_CREDITS),
+        ([Status.NOT_SUBMITTED], {ExitCode.API_UNREACHABLE}, ExitCode.API_UNREACHABLE),
+    ],
+)
+def test_run_exit_code_is_the_most_severe(statuses: list[Status], severities: set[ExitCode], expected: ExitCode) -> None:
+    items = make_items(len(statuses))
+    result = RunResult(outcomes=[Outcome(item, status=s) for item, s in zip(items, statuses, strict=True)])
+    result.severities = severities
+    assert result.exit_code == expected
+
+
+def test_interrupted_wins_over_everything() -> None:
+    result = RunResult(outcomes=[Outcome(make_items(1)[0], status=Status.FAILED)], interrupted=True)
+    result.severities = {ExitCode.AUTH_OR_CREDITS}
+    assert result.exit_code == ExitCode.INTERRUPTED == 130
+
+
+def test_exit_code_values_are_the_documented_ones() -> None:
+    assert {c.name: int(c) for c in ExitCode} == {
+        "OK": 0, "ITEMS_FAILED": 1, "INVALID_INPUT": 2, "AUTH_OR_CREDITS": 3,
+        "API_UNREACHABLE": 4, "INTERRUPTED": 130,
+    }
