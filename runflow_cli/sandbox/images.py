@@ -26,6 +26,7 @@ BACKGROUND_TOLERANCE = 24
 SYNTHETIC_HOST = "cdn.example.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_SOURCE_SIDE = 2048
+MAX_CANVAS_SIDE = 8192
 
 RGB = tuple[int, int, int]
 
@@ -123,12 +124,18 @@ def synthesize(path: str, size: int) -> Image.Image:
     return image
 
 
+def _pixels(image: Image.Image) -> list[RGB]:
+    # Pillow 12 renamed getdata(); keep working on both sides of the rename.
+    flat = getattr(image, "get_flattened_data", None)
+    return list(flat() if flat is not None else image.getdata())
+
+
 def background_colour(image: Image.Image) -> RGB:
     """The median colour of the border pixels: what the studio backdrop looks like."""
     rgb = image.convert("RGB")
     w, h = rgb.size
     strips = [(0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h)]
-    pixels = [p for box in strips for p in rgb.crop(box).getdata()]
+    pixels = [p for box in strips for p in _pixels(rgb.crop(box))]
     channels = zip(*pixels, strict=True)
     return tuple(sorted(c)[len(pixels) // 2] for c in channels)  # type: ignore[return-value]
 
@@ -222,7 +229,12 @@ def pad_to_ratio(image: Image.Image, ratio: str) -> Image.Image:
     """Centre ``image`` on a canvas of aspect ``W:H``: transparent if RGBA, else backdrop."""
     rw, rh = (int(part) for part in ratio.split(":"))
     w, h = image.size
-    size = (math.ceil(h * rw / rh), h) if w * rh < h * rw else (w, math.ceil(w * rh / rw))
+    # Smallest whole multiple of W:H that holds the image: the ratio comes out exact.
+    k = max(math.ceil(w / rw), math.ceil(h / rh))
+    size = (k * rw, k * rh)
+    if max(size) > MAX_CANVAS_SIDE:
+        too_big = f"aspect ratio {ratio} needs a {size[0]}x{size[1]} canvas"
+        raise ItemError("upstream_failed", too_big)
     if size == (w, h):
         return image
     fill = (0, 0, 0, 0) if image.mode == "RGBA" else background_colour(image)
