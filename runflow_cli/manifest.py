@@ -52,6 +52,10 @@ _ELEMENT_SPLIT = re.compile(r"[;|,]")
 _KEY_SEPARATORS = re.compile(r"[\s\-]+")
 _ASPECT = re.compile(r"([0-9]+):([0-9]+)")
 _URL_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# http(s), a plain host name, then anything printable: valid without further checks.
+_PLAIN_URL = re.compile(
+    r"[hH][tT][tT][pP][sS]?://[A-Za-z0-9][A-Za-z0-9.\-]*(?:[/?#][^\s\x00-\x1f\x7f-\x9f]*)?"
+)
 _FILE_HINT = "Check the path and run the same command again; nothing was sent."
 
 
@@ -168,7 +172,9 @@ def _split_all(values: Iterable[str]) -> Iterator[str]:
 
 def _unknown_element(raw: str) -> str:
     message = f"unknown element '{raw}' (expected one of: {', '.join(ELEMENTS)})"
-    close = difflib.get_close_matches(_normalize_key(raw), ELEMENTS, n=1, cutoff=0.6)
+    # "bg" is how people abbreviate background; spell it out before matching.
+    guess = _normalize_key(raw).replace("bg", "background")
+    close = difflib.get_close_matches(guess, ELEMENTS, n=1, cutoff=0.6)
     return f"{message}; did you mean '{close[0]}'?" if close else message
 
 
@@ -191,6 +197,8 @@ def _aspect_problem(value: str) -> tuple[str | None, str | None]:
 
 
 def _url_problem(url: str) -> str | None:
+    if _PLAIN_URL.fullmatch(url):
+        return None  # the common case, without urlsplit's cost per row
     if _URL_BAD_CHARS.search(url):
         return (
             f"image_url '{url}' contains spaces or control characters; "

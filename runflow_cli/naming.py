@@ -89,12 +89,23 @@ def sanitize_component(value: str, fallback: str = "image") -> str:
 
 
 def _url_basename(url: str) -> str:
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        return ""
+    start = url.find("://")
+    if start == -1:
+        try:
+            rest = urlsplit(url).path
+        except ValueError:
+            return ""
+    else:
+        # String slicing instead of urlsplit: this runs once per manifest row.
+        rest = url[start + 3 :]
+        for mark in "?#":
+            cut = rest.find(mark)
+            if cut != -1:
+                rest = rest[:cut]
+        if "/" not in rest:
+            return ""  # only a host: no path
     # Decode after splitting, so an encoded %2F stays inside the segment.
-    return unquote(path.rsplit("/", 1)[-1])
+    return unquote(rest.rsplit("/", 1)[-1])
 
 
 def url_stem(url: str) -> str:
