@@ -18,7 +18,14 @@ from typing import Any
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -46,8 +53,12 @@ class Consoles:
     @classmethod
     def create(cls, *, no_color: bool = False, quiet: bool = False) -> Consoles:
         return cls(
-            out=Console(file=sys.stdout, no_color=no_color or None, highlight=False, soft_wrap=True),
-            err=Console(file=sys.stderr, no_color=no_color or None, highlight=False, soft_wrap=True),
+            out=Console(
+                file=sys.stdout, no_color=no_color or None, highlight=False, soft_wrap=True
+            ),
+            err=Console(
+                file=sys.stderr, no_color=no_color or None, highlight=False, soft_wrap=True
+            ),
             quiet=quiet,
         )
 
@@ -129,7 +140,9 @@ class LiveDisplay:
             console=consoles.err,
         )
         self._task = self._progress.add_task(title, total=total)
-        self._live = Live(self._render(), console=consoles.err, refresh_per_second=8, transient=False)
+        self._live = Live(
+            self._render(), console=consoles.err, refresh_per_second=8, transient=False
+        )
         self._consoles = consoles
 
     def __enter__(self) -> LiveDisplay:
@@ -143,9 +156,12 @@ class LiveDisplay:
     def _render(self) -> Group:
         t = self._tally
         stats = Text.assemble(
-            ("  ✓ ", "green"), f"{t.succeeded} succeeded   ",
-            ("✗ ", "red"), f"{t.failed + t.not_sent} failed   ",
-            ("⟳ ", "cyan"), f"{sum(t.processing.values())} processing   ",
+            ("  ✓ ", "green"),
+            f"{t.succeeded} succeeded   ",
+            ("✗ ", "red"),
+            f"{t.failed + t.not_sent} failed   ",
+            ("⟳ ", "cyan"),
+            f"{sum(t.processing.values())} processing   ",
             f"batches in flight {len(t.processing)} (submitted {t.batches_submitted})   ",
             f"downloads pending {max(t.downloads, 0)}",
         )
@@ -164,7 +180,9 @@ class LiveDisplay:
 class LogDisplay:
     """Plain timestamped lines for cron and CI: one per batch event and failure."""
 
-    def __init__(self, consoles: Consoles, total: int, title: str, *, clock: Any = time.time) -> None:
+    def __init__(
+        self, consoles: Consoles, total: int, title: str, *, clock: Any = time.time
+    ) -> None:
         self._tally = _Tally(total)
         self._err = consoles.err
         self._clock = clock
@@ -186,7 +204,9 @@ class LogDisplay:
         match event:
             case BatchSubmitted(number=n, batch_id=batch_id, size=size):
                 self._log(f"batch {n} submitted: {size} items, id {batch_id}")
-            case BatchFinished(batch_id=batch_id, status_code=status, cost=cost, succeeded=s, total=total):
+            case BatchFinished(
+                batch_id=batch_id, status_code=status, cost=cost, succeeded=s, total=total
+            ):
                 self._log(
                     f"batch {batch_id} {status}: {s}/{total} succeeded, cost {cost}; "
                     f"progress {t.done}/{t.total}"
@@ -212,7 +232,9 @@ class NullDisplay:
         pass
 
 
-def make_display(consoles: Consoles, total: int, title: str) -> LiveDisplay | LogDisplay | NullDisplay:
+def make_display(
+    consoles: Consoles, total: int, title: str
+) -> LiveDisplay | LogDisplay | NullDisplay:
     if consoles.quiet:
         return NullDisplay()
     if consoles.interactive:
@@ -228,7 +250,9 @@ def _failure_line(outcome: Outcome) -> str:
     )
 
 
-def print_summary(consoles: Consoles, result: RunResult, reports: tuple[Path, Path] | None, elapsed: float) -> None:
+def print_summary(
+    consoles: Consoles, result: RunResult, reports: tuple[Path, Path] | None, elapsed: float
+) -> None:
     """The end-of-run table, the failures, and where the reports are."""
     counts = result.counts()
     table = Table(title="runflow batch summary", show_header=True, header_style="bold")
@@ -247,9 +271,14 @@ def print_summary(consoles: Consoles, result: RunResult, reports: tuple[Path, Pa
             out.print(f"  [red]✗[/] {escape(_failure_line(outcome))}")
         if len(failures) > MAX_FAILURES_LISTED:
             out.print(f"  … and {len(failures) - MAX_FAILURES_LISTED} more: see the report")
-    out.print(f"Cost reported by the API: {result.cost:.6f}   Batches: {len(result.batch_ids)}   Time: {elapsed:.1f} s")
+    out.print(
+        f"Cost reported by the API: {result.cost:.6f}   "
+        f"Batches: {len(result.batch_ids)}   Time: {elapsed:.1f} s"
+    )
     if result.stopped_reason:
         out.print(f"[yellow]Stopped submitting:[/] {escape(result.stopped_reason)}")
     if reports:
         out.print(f"Reports: {reports[0]}  {reports[1]}")
-    out.print(f"Exit code {int(result.exit_code)} ({result.exit_code.name.lower().replace('_', ' ')})")
+    out.print(
+        f"Exit code {int(result.exit_code)} ({result.exit_code.name.lower().replace('_', ' ')})"
+    )

@@ -29,8 +29,14 @@ class ExitCode(IntEnum):
     @classmethod
     def most_severe(cls, codes: list[ExitCode]) -> ExitCode:
         """The code a run ends with when several apply: 3/4, then 2, then 1, then 0."""
-        order = [cls.INTERRUPTED, cls.AUTH_OR_CREDITS, cls.API_UNREACHABLE,
-                 cls.INVALID_INPUT, cls.ITEMS_FAILED, cls.OK]
+        order = [
+            cls.INTERRUPTED,
+            cls.AUTH_OR_CREDITS,
+            cls.API_UNREACHABLE,
+            cls.INVALID_INPUT,
+            cls.ITEMS_FAILED,
+            cls.OK,
+        ]
         for code in order:
             if code in codes:
                 return code

@@ -60,5 +60,11 @@ class Notice:
 
 
 Event = (
-    BatchSubmitted | BatchProgress | BatchFinished | BatchNotCreated | ItemFailed | FileSaved | Notice
+    BatchSubmitted
+    | BatchProgress
+    | BatchFinished
+    | BatchNotCreated
+    | ItemFailed
+    | FileSaved
+    | Notice
 )

@@ -213,7 +213,7 @@ class Pipeline:
         )
         self._in_flight[batch_id] = flight
         self._result.batch_ids.append(batch_id)
-        for item, outcome in self._outcomes(planned.items):
+        for outcome in self._outcomes(planned.items):
             outcome.batch_id = batch_id
             outcome.status = Status.PENDING
         for entry in batch.get("items") or []:
@@ -225,11 +225,11 @@ class Pipeline:
         named: dict[int, list[str]] = {}
         for error in exc.errors:
             loc = list(error.get("loc") or [])
-            if len(loc) >= 3 and loc[:2] == ["body", "input"] and isinstance(loc[2], int):
-                if 0 <= loc[2] < len(planned.items):
-                    where = ".".join(str(p) for p in loc[3:])
-                    msg = str(error.get("msg") or "invalid")
-                    named.setdefault(loc[2], []).append(f"{where}: {msg}" if where else msg)
+            index = loc[2] if len(loc) >= 3 and loc[:2] == ["body", "input"] else None
+            if isinstance(index, int) and 0 <= index < len(planned.items):
+                where = ".".join(str(p) for p in loc[3:])
+                msg = str(error.get("msg") or "invalid")
+                named.setdefault(index, []).append(f"{where}: {msg}" if where else msg)
         self._result.add_severity(ExitCode.INVALID_INPUT)
         if not named:
             detail = "; ".join(
@@ -253,7 +253,7 @@ class Pipeline:
             self._pending.appendleft(_Planned(planned.number, keep))
 
     def _not_created(self, planned: _Planned, status: Status, kind: str, message: str) -> None:
-        for _, outcome in self._outcomes(planned.items):
+        for outcome in self._outcomes(planned.items):
             _mark(outcome, status, kind, message)
         self._emit(BatchNotCreated(planned.number, len(planned.items), kind, len(planned.items)))
 
@@ -269,7 +269,10 @@ class Pipeline:
             batch = self._client.get_batch(flight.batch_id)
         except (APIError, APIConnectionError) as exc:
             flight.failures += 1
-            if isinstance(exc, AuthenticationError) or flight.failures >= self._options.max_poll_failures:
+            if (
+                isinstance(exc, AuthenticationError)
+                or flight.failures >= self._options.max_poll_failures
+            ):
                 self._give_up(flight, exc)
             else:
                 self._reschedule(flight, changed=False)
@@ -298,9 +301,11 @@ class Pipeline:
 
     def _give_up(self, flight: _InFlight, exc: Exception) -> None:
         del self._in_flight[flight.batch_id]
-        self._result.add_severity(exc.exit_code if isinstance(exc, RunflowError) else ExitCode.API_UNREACHABLE)
+        self._result.add_severity(
+            exc.exit_code if isinstance(exc, RunflowError) else ExitCode.API_UNREACHABLE
+        )
         message = f"could not poll batch {flight.batch_id}: {exc}"
-        for _, outcome in self._outcomes(flight.planned.items):
+        for outcome in self._outcomes(flight.planned.items):
             if outcome.status == Status.PENDING:
                 _mark(outcome, Status.UNKNOWN, "poll_failed", message)
         self._emit(Notice(f"gave up polling batch {flight.batch_id}: {exc}"))
@@ -320,10 +325,14 @@ class Pipeline:
                 continue
             seen.add(outcome.item.index)
             self._settle(outcome, entry)
-        for _, outcome in self._outcomes(flight.planned.items):
+        for outcome in self._outcomes(flight.planned.items):
             if outcome.item.index not in seen:
-                _mark(outcome, Status.UNKNOWN, "missing_from_output",
-                      f"batch {flight.batch_id} finished without this item in its output")
+                _mark(
+                    outcome,
+                    Status.UNKNOWN,
+                    "missing_from_output",
+                    f"batch {flight.batch_id} finished without this item in its output",
+                )
                 self._emit(ItemFailed(outcome))
         self._emit(
             BatchFinished(
@@ -342,7 +351,12 @@ class Pipeline:
             urls = list((entry.get("output") or {}).get("image_urls") or [])
             final = pick_final(urls)
             if final is None:
-                _mark(outcome, Status.FAILED, "no_final", "the item succeeded but no result_* URL came back")
+                _mark(
+                    outcome,
+                    Status.FAILED,
+                    "no_final",
+                    "the item succeeded but no result_* URL came back",
+                )
                 self._emit(ItemFailed(outcome))
                 return
             outcome.final_url = final
@@ -362,14 +376,16 @@ class Pipeline:
         if self._options.keep_intermediates:
             stages = folder / f"{item.name}.stages"
             for url in intermediates(urls):
-                saved.append(self._downloader.fetch(url, stages / sanitize_component(url_basename(url))))
+                saved.append(
+                    self._downloader.fetch(url, stages / sanitize_component(url_basename(url)))
+                )
         return saved
 
     # --- correlation -------------------------------------------------------
 
-    def _outcomes(self, items: list[Item]) -> Iterator[tuple[Item, Outcome]]:
+    def _outcomes(self, items: list[Item]) -> Iterator[Outcome]:
         for item in items:
-            yield item, self._result.outcomes[item.index]
+            yield self._result.outcomes[item.index]
 
     def _outcome_for(
         self, flight: _InFlight, entry: dict[str, Any], *, set_run_id: bool
@@ -380,11 +396,10 @@ class Pipeline:
         if isinstance(seq, int):
             item = flight.by_sequence.get(seq)
         if item is None and entry.get("run_id"):
-            item = next(
-                (i for _, o in self._outcomes(flight.planned.items)
-                 if o.run_id == entry["run_id"] for i in [o.item]),
-                None,
+            by_run = (
+                o.item for o in self._outcomes(flight.planned.items) if o.run_id == entry["run_id"]
             )
+            item = next(by_run, None)
         if item is None and entry.get("client_ref") is not None:
             matches = [i for i in flight.planned.items if i.client_ref == entry["client_ref"]]
             item = matches[0] if len(matches) == 1 else None

@@ -41,7 +41,9 @@ def _row(outcome: Outcome, out_dir: Path) -> dict[str, Any]:
         "status": outcome.status.value,
         "error_kind": outcome.error_kind,
         "error_message": outcome.error_message,
-        "output_path": str(path.relative_to(out_dir)) if path and path.is_relative_to(out_dir) else (str(path) if path else None),
+        "output_path": str(path.relative_to(out_dir))
+        if path and path.is_relative_to(out_dir)
+        else (str(path) if path else None),
     }
 
 

@@ -11,7 +11,9 @@ from runflow_cli.cli import run
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Tests never read the user's key, config or base URL, and never colour output."""
     for name in ("RUNFLOW_KEY", "RUNFLOW_BASE_URL", "RUNFLOW_DEBUG", "GITHUB_ACTIONS"):
         monkeypatch.delenv(name, raising=False)

@@ -34,7 +34,9 @@ class FakeAPI:
         self.file_requests: list[httpx.Request] = []
         self.reject = reject or {}
         self.create_route = router.post(CREATE_URL).mock(side_effect=self._create)
-        router.get(url__regex=rf"^{API}/v1/batches/(?P<batch_id>[^/?]+)$").mock(side_effect=self._get)
+        router.get(url__regex=rf"^{API}/v1/batches/(?P<batch_id>[^/?]+)$").mock(
+            side_effect=self._get
+        )
         router.get(url__startswith=CDN).mock(side_effect=self._file)
 
     def _create(self, request: httpx.Request) -> httpx.Response:
@@ -47,14 +49,24 @@ class FakeAPI:
         ]
         if errors:
             return httpx.Response(
-                422, json={"code": "VALIDATION_ERROR", "message": "Request validation failed", "errors": errors}
+                422,
+                json={
+                    "code": "VALIDATION_ERROR",
+                    "message": "Request validation failed",
+                    "errors": errors,
+                },
             )
         self.creates.append(body)
         self.create_headers.append(request.headers)
         batch_id = str(uuid.uuid4())
         items = [
-            {"id": str(uuid.uuid4()), "sequence_index": i, "client_ref": entry.get("client_ref"),
-             "run_id": str(uuid.uuid4()), "status_code": "queued"}
+            {
+                "id": str(uuid.uuid4()),
+                "sequence_index": i,
+                "client_ref": entry.get("client_ref"),
+                "run_id": str(uuid.uuid4()),
+                "status_code": "queued",
+            }
             for i, entry in enumerate(body["input"])
         ]
         self.batches[batch_id] = {"body": body, "items": items}
@@ -66,22 +78,35 @@ class FakeAPI:
         inputs = record["body"]["input"]
         outcomes = ["failed" if "fail-" in inp["image_url"] else "succeeded" for inp in inputs]
         view: dict[str, Any] = {
-            "id": batch_id, "status_code": "queued", "items_total": len(entries),
-            "items_succeeded": 0, "items_failed": 0, "items_cancelled": 0,
-            "items": entries, "output": None, "cost": "0.000000",
+            "id": batch_id,
+            "status_code": "queued",
+            "items_total": len(entries),
+            "items_succeeded": 0,
+            "items_failed": 0,
+            "items_cancelled": 0,
+            "items": entries,
+            "output": None,
+            "cost": "0.000000",
         }
         if not terminal:
             return view
         out_items = []
         # Reversed on purpose: the client must correlate by sequence_index, not position.
         for entry, inp, status in reversed(list(zip(entries, inputs, outcomes, strict=True))):
-            item: dict[str, Any] = {"sequence_index": entry["sequence_index"], "run_id": entry["run_id"],
-                                    "client_ref": entry["client_ref"], "status_code": status, "input": inp}
+            item: dict[str, Any] = {
+                "sequence_index": entry["sequence_index"],
+                "run_id": entry["run_id"],
+                "client_ref": entry["client_ref"],
+                "status_code": status,
+                "input": inp,
+            }
             if status == "succeeded":
                 run = entry["run_id"]
-                urls = [f"{CDN}/{run}/tag_remover_00001_.webp?sig=a",
-                        f"{CDN}/{run}/result_00001_.webp?sig=b&exp=1",
-                        f"{CDN}/{run}/bg_remover_00001_.webp?sig=c"]
+                urls = [
+                    f"{CDN}/{run}/tag_remover_00001_.webp?sig=a",
+                    f"{CDN}/{run}/result_00001_.webp?sig=b&exp=1",
+                    f"{CDN}/{run}/bg_remover_00001_.webp?sig=c",
+                ]
                 random.Random(run).shuffle(urls)
                 item["output"] = {"image_urls": urls}
             else:
@@ -90,8 +115,10 @@ class FakeAPI:
         ok = outcomes.count("succeeded")
         view.update(
             status_code="succeeded" if ok == len(outcomes) else "partial_succeeded",
-            items_succeeded=ok, items_failed=len(outcomes) - ok,
-            output={"items": out_items}, cost=f"{0.41 * ok:.6f}",
+            items_succeeded=ok,
+            items_failed=len(outcomes) - ok,
+            output={"items": out_items},
+            cost=f"{0.41 * ok:.6f}",
         )
         return view
 
@@ -103,8 +130,11 @@ class FakeAPI:
     def _file(self, request: httpx.Request) -> httpx.Response:
         self.file_requests.append(request)
         name = request.url.path.rsplit("/", 1)[-1]
-        return httpx.Response(200, content=f"{name}:{request.url.path}".encode(),
-                              headers={"Content-Type": "image/webp"})
+        return httpx.Response(
+            200,
+            content=f"{name}:{request.url.path}".encode(),
+            headers={"Content-Type": "image/webp"},
+        )
 
 
 @pytest.fixture
@@ -113,15 +143,30 @@ def api() -> Any:
         yield router
 
 
-def write_manifest(path: Path, rows: list[tuple[str, str]], elements: str = "tag_removal;background_removal") -> Path:
+def write_manifest(
+    path: Path, rows: list[tuple[str, str]], elements: str = "tag_removal;background_removal"
+) -> Path:
     lines = ["sku,image_url,elements"] + [f"{sku},{url},{elements}" for sku, url in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 def batch_args(manifest: Path, out: Path, *extra: str) -> list[str]:
-    return ["batch", str(manifest), "--out", str(out), "--api-key", KEY, "--base-url", API,
-            "--poll-interval", "0", "--max-poll-interval", "0", *extra]
+    return [
+        "batch",
+        str(manifest),
+        "--out",
+        str(out),
+        "--api-key",
+        KEY,
+        "--base-url",
+        API,
+        "--poll-interval",
+        "0",
+        "--max-poll-interval",
+        "0",
+        *extra,
+    ]
 
 
 def read_report(out: Path) -> list[dict[str, str]]:
@@ -165,9 +210,15 @@ def test_downloads_never_carry_the_key_and_api_calls_do(api: Any, tmp_path: Path
     assert KEY not in (tmp_path / "out" / "runflow-report.json").read_text()
 
 
-def test_partial_success_exits_1_and_report_names_failures(api: Any, tmp_path: Path, cli: Any) -> None:
+def test_partial_success_exits_1_and_report_names_failures(
+    api: Any, tmp_path: Path, cli: Any
+) -> None:
     FakeAPI(api)
-    rows = [("A", "https://img.test/a.jpg"), ("B", "https://img.test/fail-b.jpg"), ("C", "https://img.test/c.jpg")]
+    rows = [
+        ("A", "https://img.test/a.jpg"),
+        ("B", "https://img.test/fail-b.jpg"),
+        ("C", "https://img.test/c.jpg"),
+    ]
     out = tmp_path / "out"
     result = cli(*batch_args(write_manifest(tmp_path / "m.csv", rows), out))
 
@@ -185,10 +236,14 @@ def test_partial_success_exits_1_and_report_names_failures(api: Any, tmp_path: P
 def test_402_exits_3_and_downloads_nothing(api: Any, tmp_path: Path, cli: Any) -> None:
     fake = FakeAPI(api)
     fake.create_route.mock(
-        return_value=httpx.Response(402, json={"code": "INSUFFICIENT_CREDITS", "message": "balance too low"})
+        return_value=httpx.Response(
+            402, json={"code": "INSUFFICIENT_CREDITS", "message": "balance too low"}
+        )
     )
     out = tmp_path / "out"
-    result = cli(*batch_args(write_manifest(tmp_path / "m.csv", [("A", "https://img.test/a.jpg")]), out))
+    result = cli(
+        *batch_args(write_manifest(tmp_path / "m.csv", [("A", "https://img.test/a.jpg")]), out)
+    )
 
     assert result.code == 3
     assert fake.file_requests == []
@@ -199,15 +254,25 @@ def test_402_exits_3_and_downloads_nothing(api: Any, tmp_path: Path, cli: Any) -
 
 def test_401_exits_3_with_a_hint_and_no_key_in_output(api: Any, tmp_path: Path, cli: Any) -> None:
     fake = FakeAPI(api)
-    fake.create_route.mock(return_value=httpx.Response(401, json={"code": "UNAUTHORIZED", "message": "bad key"}))
-    result = cli(*batch_args(write_manifest(tmp_path / "m.csv", [("A", "https://img.test/a.jpg")]), tmp_path / "o"))
+    fake.create_route.mock(
+        return_value=httpx.Response(401, json={"code": "UNAUTHORIZED", "message": "bad key"})
+    )
+    result = cli(
+        *batch_args(
+            write_manifest(tmp_path / "m.csv", [("A", "https://img.test/a.jpg")]), tmp_path / "o"
+        )
+    )
     assert result.code == 3
     assert KEY not in result.out + result.err
 
 
 def test_422_names_row_and_sku_and_resends_the_rest(api: Any, tmp_path: Path, cli: Any) -> None:
     fake = FakeAPI(api, reject={"bad-host": "URL host not allowed"})
-    rows = [("A", "https://img.test/a.jpg"), ("B", "https://bad-host.test/b.jpg"), ("C", "https://img.test/c.jpg")]
+    rows = [
+        ("A", "https://img.test/a.jpg"),
+        ("B", "https://bad-host.test/b.jpg"),
+        ("C", "https://img.test/c.jpg"),
+    ]
     out = tmp_path / "out"
     result = cli(*batch_args(write_manifest(tmp_path / "m.csv", rows), out))
 
@@ -224,7 +289,9 @@ def test_create_timeout_is_reported_not_resent(api: Any, tmp_path: Path, cli: An
     fake = FakeAPI(api)
     fake.create_route.mock(side_effect=httpx.ReadTimeout("slow"))
     out = tmp_path / "out"
-    result = cli(*batch_args(write_manifest(tmp_path / "m.csv", [("A", "https://img.test/a.jpg")]), out))
+    result = cli(
+        *batch_args(write_manifest(tmp_path / "m.csv", [("A", "https://img.test/a.jpg")]), out)
+    )
 
     assert result.code == 1
     assert fake.create_route.call_count == 1
@@ -237,7 +304,9 @@ def test_create_timeout_is_reported_not_resent(api: Any, tmp_path: Path, cli: An
 def test_invalid_manifest_sends_nothing_and_exits_2(api: Any, tmp_path: Path, cli: Any) -> None:
     fake = FakeAPI(api)
     manifest = tmp_path / "m.csv"
-    manifest.write_text("sku,image_url,elements\nA,ftp://x/a.jpg,tag_removal\n,https://img.test/b.jpg,bogus\n")
+    manifest.write_text(
+        "sku,image_url,elements\nA,ftp://x/a.jpg,tag_removal\n,https://img.test/b.jpg,bogus\n"
+    )
     result = cli(*batch_args(manifest, tmp_path / "out"))
 
     assert result.code == 2
@@ -265,6 +334,12 @@ def test_json_summary_on_stdout(api: Any, tmp_path: Path, cli: Any) -> None:
 
 def test_plain_log_lines_when_not_a_terminal(api: Any, tmp_path: Path, cli: Any) -> None:
     FakeAPI(api)
-    result = cli(*batch_args(write_manifest(tmp_path / "m.csv", [("A", "https://img.test/a.jpg")]), tmp_path / "o"))
-    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ batch 1 submitted: 1 items", result.err, re.M)
+    result = cli(
+        *batch_args(
+            write_manifest(tmp_path / "m.csv", [("A", "https://img.test/a.jpg")]), tmp_path / "o"
+        )
+    )
+    assert re.search(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ batch 1 submitted: 1 items", result.err, re.M
+    )
     assert re.search(r"Z batch .* succeeded: 1/1 succeeded", result.err)

@@ -12,15 +12,15 @@ from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
-from runflow_cli.client import RunflowClient  # noqa: E402
-from runflow_cli.sandbox import Sandbox, SandboxSettings  # noqa: E402
-from runflow_cli.webhooks import delivery_id, verify  # noqa: E402
+from runflow_cli.client import RunflowClient
+from runflow_cli.sandbox import Sandbox, SandboxSettings
+from runflow_cli.webhooks import delivery_id, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_manifests"
@@ -42,8 +42,18 @@ def sb(server: Sandbox) -> Iterator[Sandbox]:
 
 
 def run_batch(cli: Any, sb: Sandbox, manifest: Path | str, out: Path, *extra: str) -> Any:
-    return cli("batch", str(manifest), "--out", str(out), "--base-url", sb.base_url,
-               "--api-key", sb.api_key, *FAST_POLL, *extra)
+    return cli(
+        "batch",
+        str(manifest),
+        "--out",
+        str(out),
+        "--base-url",
+        sb.base_url,
+        "--api-key",
+        sb.api_key,
+        *FAST_POLL,
+        *extra,
+    )
 
 
 def manifest_rows(path: Path) -> list[dict[str, str]]:
@@ -59,7 +69,9 @@ def creates(sb: Sandbox) -> list[Any]:
     return [r for r in sb.requests if r.method == "POST" and r.path.endswith("/batches")]
 
 
-def test_sample_catalog_completes_with_every_final_on_disk(sb: Sandbox, tmp_path: Path, cli: Any) -> None:
+def test_sample_catalog_completes_with_every_final_on_disk(
+    sb: Sandbox, tmp_path: Path, cli: Any
+) -> None:
     out = tmp_path / "out"
     result = run_batch(cli, sb, SAMPLES / "catalog.csv", out)
 
@@ -77,7 +89,9 @@ def test_sample_catalog_completes_with_every_final_on_disk(sb: Sandbox, tmp_path
     assert Decimal(document["summary"]["cost"]) == sb.charged > 0
 
 
-def test_catalog_with_failures_exits_1_and_names_the_failed_rows(sb: Sandbox, tmp_path: Path, cli: Any) -> None:
+def test_catalog_with_failures_exits_1_and_names_the_failed_rows(
+    sb: Sandbox, tmp_path: Path, cli: Any
+) -> None:
     out = tmp_path / "out"
     result = run_batch(cli, sb, SAMPLES / "catalog-with-failures.csv", out)
 
@@ -91,7 +105,9 @@ def test_catalog_with_failures_exits_1_and_names_the_failed_rows(sb: Sandbox, tm
     assert all((out / r["output_path"]).is_file() for r in succeeded)
 
 
-def test_yaml_catalog_from_stdin(sb: Sandbox, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_yaml_catalog_from_stdin(
+    sb: Sandbox, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO((SAMPLES / "catalog.yaml").read_text()))
@@ -104,7 +120,8 @@ def test_yaml_catalog_from_stdin(sb: Sandbox, tmp_path: Path, cli: Any, monkeypa
 def test_250_items_run_as_100_100_50(sb: Sandbox, tmp_path: Path, cli: Any) -> None:
     manifest = tmp_path / "big.csv"
     lines = ["sku,image_url,elements"] + [
-        f"SKU-{n // 5:03d},https://cdn.example.com/big/{n}.jpg,background_removal" for n in range(250)
+        f"SKU-{n // 5:03d},https://cdn.example.com/big/{n}.jpg,background_removal"
+        for n in range(250)
     ]
     manifest.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
@@ -140,7 +157,9 @@ def test_429_and_503_storms_are_ridden_out(sb: Sandbox, tmp_path: Path, cli: Any
     assert statuses.count(429) == 2 and statuses.count(503) == 2 and statuses.count(502) == 1
 
 
-def test_lost_create_answer_is_reported_unknown_and_not_resent(sb: Sandbox, tmp_path: Path, cli: Any) -> None:
+def test_lost_create_answer_is_reported_unknown_and_not_resent(
+    sb: Sandbox, tmp_path: Path, cli: Any
+) -> None:
     sb.queue_fault("drop_after", count=1, method="POST", path_contains="/batches")
     out = tmp_path / "out"
     result = run_batch(cli, sb, SAMPLES / "catalog.csv", out)
@@ -156,8 +175,17 @@ def test_lost_create_answer_is_reported_unknown_and_not_resent(sb: Sandbox, tmp_
 
 def test_batch_with_embedded_sandbox_flag(tmp_path: Path, cli: Any) -> None:
     out = tmp_path / "out"
-    result = cli("batch", str(SAMPLES / "catalog.csv"), "--sandbox", "--sandbox-latency", "0",
-                 "--out", str(out), *FAST_POLL, "--keep-intermediates")
+    result = cli(
+        "batch",
+        str(SAMPLES / "catalog.csv"),
+        "--sandbox",
+        "--sandbox-latency",
+        "0",
+        "--out",
+        str(out),
+        *FAST_POLL,
+        "--keep-intermediates",
+    )
     assert result.code == 0, result.err
     assert "Sandbox running at http://127.0.0.1:" in result.err
     stages = list(out.rglob("*.stages/*.webp"))
@@ -165,8 +193,8 @@ def test_batch_with_embedded_sandbox_flag(tmp_path: Path, cli: Any) -> None:
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    answers: list[int] = []
-    received: list[tuple[dict[str, str], bytes]] = []
+    answers: ClassVar[list[int]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -188,12 +216,20 @@ def test_webhook_deliveries_verify_and_retries_keep_the_delivery_id(tmp_path: Pa
     thread.start()
     settings = SandboxSettings(allow_http_callbacks=True, webhook_backoff=0.01, image_size=96)
     try:
-        with Sandbox(settings) as sandbox, RunflowClient(sandbox.api_key, sandbox.base_url) as client:
+        with (
+            Sandbox(settings) as sandbox,
+            RunflowClient(sandbox.api_key, sandbox.base_url) as client,
+        ):
             secret = client.create_callback_secret("e2e")["secret"]
             callback = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
             batch = client.create_batch(
-                [{"image_url": "https://cdn.example.com/hook/a.jpg",
-                  "config": {"elements": ["background_removal"]}, "client_ref": "A"}],
+                [
+                    {
+                        "image_url": "https://cdn.example.com/hook/a.jpg",
+                        "config": {"elements": ["background_removal"]},
+                        "client_ref": "A",
+                    }
+                ],
                 callback_url=callback,
             )
             for _ in range(500):  # bounded: at most ~10 s
@@ -219,7 +255,10 @@ def test_sandbox_command_prints_url_and_key_and_stops(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "runflow_cli", "sandbox", "--port", "0", "--latency", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None

@@ -29,9 +29,17 @@ class Clock:
 
 def make_items(n: int) -> list[Item]:
     return [
-        Item(index=i, line=i + 2, sku=f"S{i}", image_url=f"https://img.test/{i}.jpg",
-             elements=("background_removal",), aspect_ratio=None, product_isolation_prompt=None,
-             client_ref=f"S{i}", name=f"img{i}")
+        Item(
+            index=i,
+            line=i + 2,
+            sku=f"S{i}",
+            image_url=f"https://img.test/{i}.jpg",
+            elements=("background_removal",),
+            aspect_ratio=None,
+            product_isolation_prompt=None,
+            client_ref=f"S{i}",
+            name=f"img{i}",
+        )
         for i in range(n)
     ]
 
@@ -50,20 +58,38 @@ class ScriptedClient:
         self.created.append(inputs)
         batch_id = f"b{len(self.created)}"
         self.sizes[batch_id] = len(inputs)
-        return {"id": batch_id, "items": [
-            {"sequence_index": i, "run_id": f"r{i}", "status_code": "queued"} for i in range(len(inputs))]}
+        return {
+            "id": batch_id,
+            "items": [
+                {"sequence_index": i, "run_id": f"r{i}", "status_code": "queued"}
+                for i in range(len(inputs))
+            ],
+        }
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         self.poll_times.append(self.clock.now)
         ok, failed = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         n = self.sizes[batch_id]
-        batch: dict[str, Any] = {"id": batch_id, "items_total": n, "items_succeeded": ok,
-                                 "items_failed": failed, "items_cancelled": 0, "output": None}
+        batch: dict[str, Any] = {
+            "id": batch_id,
+            "items_total": n,
+            "items_succeeded": ok,
+            "items_failed": failed,
+            "items_cancelled": 0,
+            "output": None,
+        }
         if ok + failed == n:
-            batch["output"] = {"items": [
-                {"sequence_index": i, "run_id": f"r{i}", "status_code": "succeeded",
-                 "output": {"image_urls": [f"https://cdn.test/r{i}/result_00001_.webp"]}}
-                for i in range(n)]}
+            batch["output"] = {
+                "items": [
+                    {
+                        "sequence_index": i,
+                        "run_id": f"r{i}",
+                        "status_code": "succeeded",
+                        "output": {"image_urls": [f"https://cdn.test/r{i}/result_00001_.webp"]},
+                    }
+                    for i in range(n)
+                ]
+            }
             batch["cost"] = "1.000000"
         return batch
 
@@ -82,14 +108,25 @@ def test_poll_interval_grows_while_nothing_changes_and_resets_on_progress(tmp_pa
     client = ScriptedClient(clock, [(0, 0), (0, 0), (0, 0), (1, 0), (1, 0), (2, 0)])
     events: list[Any] = []
     options = PipelineOptions(out_dir=tmp_path, poll_interval=1.0, max_poll_interval=3.0)
-    pipeline = Pipeline(client, FakeDownloader(), options, on_event=events.append,  # type: ignore[arg-type]
-                        clock=clock, sleep=clock.sleep)
+    pipeline = Pipeline(
+        client,
+        FakeDownloader(),
+        options,
+        on_event=events.append,  # type: ignore[arg-type]
+        clock=clock,
+        sleep=clock.sleep,
+    )
     result = pipeline.run(make_items(2))
 
-    gaps = [round(b - a, 4) for a, b in zip([0.0, *client.poll_times], client.poll_times, strict=False)]
+    gaps = [
+        round(b - a, 4) for a, b in zip([0.0, *client.poll_times], client.poll_times, strict=False)
+    ]
     # first poll after 1 s; no change: x1.5, x1.5 (capped at 3); progress resets to 1 s.
     assert gaps == [1.0, 1.5, 2.25, 3.0, 1.0, 1.5]
-    assert [type(e) for e in events if isinstance(e, BatchSubmitted | BatchFinished)] == [BatchSubmitted, BatchFinished]
+    assert [type(e) for e in events if isinstance(e, BatchSubmitted | BatchFinished)] == [
+        BatchSubmitted,
+        BatchFinished,
+    ]
     assert [e.succeeded for e in events if isinstance(e, BatchProgress)] == [1]
     assert sum(isinstance(e, FileSaved) for e in events) == 2
     assert result.exit_code == ExitCode.OK
@@ -143,13 +180,21 @@ def test_plan_batches_is_deterministic() -> None:
         ([Status.SUCCEEDED, Status.CANCELLED], set(), ExitCode.ITEMS_FAILED),
         ([Status.UNKNOWN], set(), ExitCode.ITEMS_FAILED),
         ([Status.FAILED, Status.INVALID], set(), ExitCode.INVALID_INPUT),
-        ([Status.INVALID, Status.NOT_SUBMITTED], {ExitCode.AUTH_OR_CREDITS}, ExitCode.AUTH_OR_CREDITS),
+        (
+            [Status.INVALID, Status.NOT_SUBMITTED],
+            {ExitCode.AUTH_OR_CREDITS},
+            ExitCode.AUTH_OR_CREDITS,
+        ),
         ([Status.NOT_SUBMITTED], {ExitCode.API_UNREACHABLE}, ExitCode.API_UNREACHABLE),
     ],
 )
-def test_run_exit_code_is_the_most_severe(statuses: list[Status], severities: set[ExitCode], expected: ExitCode) -> None:
+def test_run_exit_code_is_the_most_severe(
+    statuses: list[Status], severities: set[ExitCode], expected: ExitCode
+) -> None:
     items = make_items(len(statuses))
-    result = RunResult(outcomes=[Outcome(item, status=s) for item, s in zip(items, statuses, strict=True)])
+    result = RunResult(
+        outcomes=[Outcome(item, status=s) for item, s in zip(items, statuses, strict=True)]
+    )
     result.severities = severities
     assert result.exit_code == expected
 
@@ -162,6 +207,10 @@ def test_interrupted_wins_over_everything() -> None:
 
 def test_exit_code_values_are_the_documented_ones() -> None:
     assert {c.name: int(c) for c in ExitCode} == {
-        "OK": 0, "ITEMS_FAILED": 1, "INVALID_INPUT": 2, "AUTH_OR_CREDITS": 3,
-        "API_UNREACHABLE": 4, "INTERRUPTED": 130,
+        "OK": 0,
+        "ITEMS_FAILED": 1,
+        "INVALID_INPUT": 2,
+        "AUTH_OR_CREDITS": 3,
+        "API_UNREACHABLE": 4,
+        "INTERRUPTED": 130,
     }

@@ -49,10 +49,13 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show full tracebacks for errors (also RUNFLOW_DEBUG=1).")
+        bool,
+        typer.Option("--debug", help="Show full tracebacks for errors (also RUNFLOW_DEBUG=1)."),
     ] = False,
 ) -> None:
     """Global options."""
@@ -97,7 +100,7 @@ def run(argv: list[str] | None = None) -> int:
             raise
         _print_error(str(exc), exc.hint, getattr(exc, "problems", None))
         return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a message
+    except Exception as exc:
         if debug:
             raise
         _print_error(

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .options import AspectRatioOpt, ElementsOpt, FormatOpt, ManifestArg, NoColorOpt, PromptOpt, load
+from .options import (
+    AspectRatioOpt,
+    ElementsOpt,
+    FormatOpt,
+    ManifestArg,
+    NoColorOpt,
+    PromptOpt,
+    load,
+)
 
 if TYPE_CHECKING:
     from ..console import Consoles
@@ -19,7 +27,9 @@ if TYPE_CHECKING:
     from ..pipeline import PipelineOptions
 
 DEFAULT_OUT = Path("runflow-output")
-DEFAULT_BASE_URL = "https://api.runflow.io"  # the same as client.DEFAULT_BASE_URL; the client is imported lazily
+DEFAULT_BASE_URL = (
+    "https://api.runflow.io"  # the same as client.DEFAULT_BASE_URL; the client is imported lazily
+)
 
 
 def batch_command(
@@ -36,11 +46,15 @@ def batch_command(
         typer.Option(
             "--batch-size",
             min=1,
-            help="Items per batch. The API's cap is 100; larger only if Runflow raised your org's cap.",
+            help="Items per batch. The API's cap is 100; go above it only if Runflow "
+            "raised your org's cap.",
         ),
     ] = 100,
     max_in_flight: Annotated[
-        int, typer.Option("--max-in-flight", min=1, help="Batches submitted and not yet finished, at most.")
+        int,
+        typer.Option(
+            "--max-in-flight", min=1, help="Batches submitted and not yet finished, at most."
+        ),
     ] = 4,
     poll_interval: Annotated[
         float,
@@ -52,14 +66,20 @@ def batch_command(
         ),
     ] = 2.0,
     max_poll_interval: Annotated[
-        float, typer.Option("--max-poll-interval", min=0.0, help="Longest wait between two polls of a batch.")
+        float,
+        typer.Option(
+            "--max-poll-interval", min=0.0, help="Longest wait between two polls of a batch."
+        ),
     ] = 20.0,
     download_workers: Annotated[
         int, typer.Option("--download-workers", min=1, help="Concurrent downloads of finals.")
     ] = 8,
     keep_intermediates: Annotated[
         bool,
-        typer.Option("--keep-intermediates", help="Also save each stage's image under OUT/<sku>/<name>.stages/."),
+        typer.Option(
+            "--keep-intermediates",
+            help="Also save each stage's image under OUT/<sku>/<name>.stages/.",
+        ),
     ] = False,
     api_key: Annotated[
         str | None,
@@ -78,7 +98,8 @@ def batch_command(
         bool,
         typer.Option(
             "--sandbox",
-            help="Run against a local sandbox started for this run: no account, no network, no cost.",
+            help="Run against a local sandbox started for this run: no account, "
+            "no network, no cost.",
         ),
     ] = False,
     sandbox_latency: Annotated[

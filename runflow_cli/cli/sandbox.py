@@ -9,36 +9,58 @@ import typer
 
 
 def sandbox_command(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (keep it loopback).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (keep it loopback).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, help="Port; 0 picks a free one.")] = 8787,
     key: Annotated[
-        str | None, typer.Option("--key", help="The test key to accept (default: a new rf_test_ key).")
+        str | None,
+        typer.Option("--key", help="The test key to accept (default: a new rf_test_ key)."),
     ] = None,
     balance: Annotated[str, typer.Option("--balance", help="Account credit.")] = "1000",
-    price_per_item: Annotated[str, typer.Option("--price-per-item", help="Price of an item.")] = "0.05",
+    price_per_item: Annotated[
+        str, typer.Option("--price-per-item", help="Price of an item.")
+    ] = "0.05",
     price_per_element: Annotated[
         str, typer.Option("--price-per-element", help="Price added per element of an item.")
     ] = "0.18",
     max_batch_items: Annotated[
-        int, typer.Option("--max-batch-items", min=1, help="Items per batch cap (the API's is 100).")
+        int,
+        typer.Option("--max-batch-items", min=1, help="Items per batch cap (the API's is 100)."),
     ] = 100,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Items processed at once.")] = 4,
     latency: Annotated[
-        float, typer.Option("--latency", min=0.0, help="Seconds each stage takes, to imitate the real service.")
+        float,
+        typer.Option(
+            "--latency", min=0.0, help="Seconds each stage takes, to imitate the real service."
+        ),
     ] = 0.5,
     fail_rate: Annotated[
-        float, typer.Option("--fail-rate", min=0.0, max=1.0, help="Share of items failing with upstream_failed.")
+        float,
+        typer.Option(
+            "--fail-rate", min=0.0, max=1.0, help="Share of items failing with upstream_failed."
+        ),
     ] = 0.0,
     error_rate: Annotated[
-        float, typer.Option("--error-rate", min=0.0, max=1.0, help="Share of API requests answered 500/502/503.")
+        float,
+        typer.Option(
+            "--error-rate", min=0.0, max=1.0, help="Share of API requests answered 500/502/503."
+        ),
     ] = 0.0,
     rate_limit: Annotated[
         float | None,
-        typer.Option("--rate-limit", min=0.0, help="Requests per second per key before 429 + Retry-After."),
+        typer.Option(
+            "--rate-limit", min=0.0, help="Requests per second per key before 429 + Retry-After."
+        ),
     ] = None,
     drop_rate: Annotated[
         float,
-        typer.Option("--drop-rate", min=0.0, max=1.0, help="Share of API requests whose connection is dropped unanswered."),
+        typer.Option(
+            "--drop-rate",
+            min=0.0,
+            max=1.0,
+            help="Share of API requests whose connection is dropped unanswered.",
+        ),
     ] = 0.0,
     drop_after_create_rate: Annotated[
         float,
@@ -51,12 +73,17 @@ def sandbox_command(
     ] = 0.0,
     complete_after_polls: Annotated[
         int | None,
-        typer.Option("--complete-after-polls", min=1, help="Show work as finished only after this many GETs."),
+        typer.Option(
+            "--complete-after-polls", min=1, help="Show work as finished only after this many GETs."
+        ),
     ] = None,
     allow_http_callbacks: Annotated[
-        bool, typer.Option("--allow-http-callbacks", help="Accept http:// callback URLs on loopback.")
+        bool,
+        typer.Option("--allow-http-callbacks", help="Accept http:// callback URLs on loopback."),
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for every random choice (repeatable runs).")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed for every random choice (repeatable runs).")
+    ] = 0,
 ) -> int:
     """Start a local Runflow sandbox: the whole API contract over HTTP, offline.
 
@@ -67,7 +94,8 @@ def sandbox_command(
     with no authentication, like a CDN. Stop it with Ctrl-C.
 
     Example: runflow sandbox --port 8787 --latency 1 --fail-rate 0.1
-    then, in another shell: RUNFLOW_BASE_URL=http://127.0.0.1:8787 RUNFLOW_KEY=<key> runflow batch catalog.csv
+    then, in another shell, with the two exports it prints:
+    runflow batch catalog.csv
     """
     from ..errors import SandboxUnavailableError
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .options import AspectRatioOpt, ElementsOpt, FormatOpt, ManifestArg, NoColorOpt, PromptOpt, load
+from .options import (
+    AspectRatioOpt,
+    ElementsOpt,
+    FormatOpt,
+    ManifestArg,
+    NoColorOpt,
+    PromptOpt,
+    load,
+)
 
 
 def validate_command(
