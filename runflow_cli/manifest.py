@@ -617,6 +617,8 @@ def _read_yaml(text: str, builder: _Builder) -> list[str]:
         loader.dispose()
 
     unknown: dict[str, None] = {}
+    warnings: list[str] = []
+    top_unknown: list[str] = []
     items_node = root
     if isinstance(data, dict):
         top: dict[str, tuple[Any, Any]] = {}
@@ -625,7 +627,11 @@ def _read_yaml(text: str, builder: _Builder) -> list[str]:
             if key in ("items", "defaults"):
                 top[key] = (data.get(key_node.value), value_node)
             else:
-                unknown[str(key_node.value)] = None
+                top_unknown.append(str(key_node.value))
+        if top_unknown:
+            # Often a holder for YAML anchors (base: &base {...}); harmless, but say so.
+            shown = ", ".join(f"'{k}'" for k in top_unknown)
+            warnings.append(f"ignoring top-level {shown} (a manifest has defaults: and items:)")
         if "defaults" in top:
             value, node = top["defaults"]
             _yaml_defaults(value, node.start_mark.line + 1, builder)
@@ -660,9 +666,7 @@ def _read_yaml(text: str, builder: _Builder) -> list[str]:
                 None,
                 f"item {number} is {_kind(value)}, not a mapping with sku:, image_url:, ...",
             )
-    if unknown:
-        return _unknown_warning("key", unknown)
-    return []
+    return warnings + _unknown_warning("key", unknown)
 
 
 def _yaml_flatten(

@@ -570,6 +570,23 @@ def test_yaml_unknown_keys_warn_once(tmp_path: Path) -> None:
     assert "'price'" in warnings[0] and "'config.colour'" in warnings[0]
 
 
+def test_yaml_anchors_and_merge_keys(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "base: &base {elements: [tag_removal], aspect_ratio: 4:5}\n"
+        "items:\n"
+        "  - {<<: *base, sku: S1, image_url: 'https://h.example/a.jpg'}\n"
+        "  - {<<: *base, sku: S2, image_url: 'https://h.example/b.jpg', aspect_ratio: 1:1}\n",
+        "m.yaml",
+    )
+    manifest = load_manifest(path)
+    assert [(i.elements, i.aspect_ratio) for i in manifest.items] == [
+        (("tag_removal",), "4:5"),
+        (("tag_removal",), "1:1"),
+    ]
+    assert len(manifest.warnings) == 1 and "'base'" in manifest.warnings[0]
+
+
 def test_yaml_conflicting_config_and_top_level(tmp_path: Path) -> None:
     path = write(
         tmp_path,
