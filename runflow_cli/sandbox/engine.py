@@ -59,7 +59,6 @@ class Engine:
         self._stopping = threading.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._files: tempfile.TemporaryDirectory[str] | None = None
-        self.secrets: list[dict[str, str]] = []
         self._clear()
 
     def _clear(self) -> None:
@@ -68,6 +67,7 @@ class Engine:
         self.charged = Decimal(0)
         self.idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
         self.creates_by_key: dict[str, list[str]] = {}
+        self.secrets: list[dict[str, str]] = []
         self.rng = random.Random(f"{self.settings.seed}:items")
 
     # -- lifecycle -------------------------------------------------------
@@ -89,7 +89,7 @@ class Engine:
             self._files = None
 
     def reset(self) -> None:
-        """Forget every batch and run; the balance goes back to its initial value."""
+        """Forget batches, runs and callback secrets; the balance goes back to its initial value."""
         with self.lock:
             self._clear()
             self.settings.balance = self._initial_balance

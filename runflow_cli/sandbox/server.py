@@ -193,7 +193,7 @@ class Sandbox:
         self._parts.deliverer.queue_fault(kind, count)
 
     def reset(self) -> None:
-        """Forget batches, runs, requests, deliveries and faults; restore the initial balance."""
+        """Forget batches, runs, secrets, requests, deliveries, faults; restore the balance."""
         self._parts.engine.reset()
         self._parts.faults.reset()
         self._parts.deliverer.reset()

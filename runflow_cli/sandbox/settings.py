@@ -37,6 +37,13 @@ class SandboxSettings:
     Rates are fractions in ``[0, 1]``. Money fields are ``Decimal``; an item costs
     ``price_per_item + price_per_element * len(elements)`` and is charged only
     when it succeeds.
+
+    ``balance`` is the live account balance: charges are subtracted from it, and
+    setting it (``sb.settings.balance = Decimal("0.10")``) sets the account's.
+    ``complete_after_polls=N``: once a batch's (or run's) work is done, its first
+    N GETs still show it running (items ``running``, no output); GET N+1 shows it
+    terminal. Each batch and each run counts its own GETs. ``workers`` is read
+    when the sandbox starts; every other field is read when it is needed.
     """
 
     api_key: str | None = None
