@@ -352,8 +352,10 @@ def test_cancel_a_queued_run(sb: Sandbox, c: httpx.Client) -> None:
     answer = c.post(f"/v1/runs/{queued['id']}/cancel").json()
     assert answer["status"] == "cancelled" and answer["output"] is None
     for run in blockers:
-        c.post(f"/v1/runs/{run['id']}/cancel")  # running: they finish anyway
-    assert sb.charged == 0
+        assert c.post(f"/v1/runs/{run['id']}/cancel").json()["status"] == "running"
+    assert all(poll(c, f"/v1/runs/{r['id']}")["status"] == "succeeded" for r in blockers)
+    assert poll(c, f"/v1/runs/{queued['id']}")["status"] == "cancelled"
+    assert sb.charged == Decimal("0.41") * len(blockers)
 
 
 def test_complete_after_polls_shows_running_until_polled_enough(
