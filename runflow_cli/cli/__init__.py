@@ -11,7 +11,6 @@ import os
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from .. import __version__
@@ -82,13 +81,13 @@ def run(argv: list[str] | None = None) -> int:
     debug = _debug_requested(args)
     try:
         result = app(args=args, prog_name="runflow", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _print_error("interrupted", None)
         return ExitCode.INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        exc.show()  # type: ignore[attr-defined]
         return ExitCode.INVALID_INPUT
     except KeyboardInterrupt:
         if debug:

@@ -1,0 +1,153 @@
+"""The CLI's shell: help for every command, errors, version, interrupts, display."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from runflow_cli import __version__
+from runflow_cli.cli import app, run
+from runflow_cli.console import Consoles, LiveDisplay
+from runflow_cli.errors import ExitCode
+from runflow_cli.events import BatchFinished, BatchProgress, BatchSubmitted, FileSaved, ItemFailed
+from runflow_cli.manifest import Item
+from runflow_cli.outcome import Outcome, Status
+
+COMMANDS = sorted(c.name for c in app.registered_commands if c.name)
+
+
+def test_commands_are_registered() -> None:
+    assert COMMANDS == ["batch", "sandbox", "validate"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str, cli: Any) -> None:
+    result = cli(command, "--help")
+    assert result.code == 0
+    assert "Example:" in result.out
+    assert "Usage: runflow " + command in result.out
+
+
+def test_batch_help_documents_every_exit_code(cli: Any) -> None:
+    out = cli("batch", "--help").out
+    for code in (
+        "0 every item",
+        "1 some items",
+        "2 bad usage",
+        "3 authentication",
+        "4 the API",
+        "130",
+    ):
+        assert code in " ".join(out.split())
+
+
+def test_version(cli: Any) -> None:
+    result = cli("--version")
+    assert result.code == 0 and result.out.strip() == f"runflow-cli {__version__}"
+
+
+def test_unknown_option_is_a_usage_error(cli: Any) -> None:
+    result = cli("batch", "--no-such-option")
+    assert result.code == ExitCode.INVALID_INPUT
+    assert "No such option" in result.err
+
+
+def test_errors_are_one_message_without_traceback_unless_debug(tmp_path: Path, cli: Any) -> None:
+    missing = str(tmp_path / "nope.csv")
+    result = cli("validate", missing)
+    assert result.code == 2
+    assert "nope.csv" in result.err and "Traceback" not in result.err
+    with pytest.raises(Exception, match="problem"):
+        run(["--debug", "validate", missing])
+
+
+def test_validate_good_and_bad(tmp_path: Path, cli: Any) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("sku,image_url,elements\nA,https://img.test/a.jpg,background_removal\n")
+    result = cli("validate", str(good))
+    assert result.code == 0 and "1 items in 1 SKUs, valid" in result.out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sku,image_url\nA,https://img.test/a.jpg\n")
+    result = cli("validate", str(bad))
+    assert result.code == 2 and "bad.csv:2" in result.err and "elements" in result.err
+    result = cli("validate", str(bad), "--elements", "background_removal")
+    assert result.code == 0
+
+
+def test_bad_elements_default_is_a_usage_error(tmp_path: Path, cli: Any) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("sku,image_url\nA,https://img.test/a.jpg\n")
+    result = cli("validate", str(good), "--elements", "bg_removal")
+    assert result.code == 2 and "--elements" in result.err
+
+
+def test_interrupt_during_a_run_exits_130_and_names_submitted_batches(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+    import respx
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("sku,image_url,elements\nA,https://img.test/a.jpg,background_removal\n")
+    with respx.mock(assert_all_called=False) as router:
+        router.post("https://api.test/v1/models/runflow/dyver-removal/batches").mock(
+            return_value=httpx.Response(200, json={"id": "batch-123", "items": []})
+        )
+
+        def ctrl_c(request: httpx.Request) -> httpx.Response:
+            raise KeyboardInterrupt
+
+        router.get("https://api.test/v1/batches/batch-123").mock(side_effect=ctrl_c)
+        result = cli(
+            "batch",
+            str(manifest),
+            "--out",
+            str(tmp_path / "out"),
+            "--api-key",
+            "rf_live_x",
+            "--base-url",
+            "https://api.test",
+            "--poll-interval",
+            "0",
+        )
+    assert result.code == ExitCode.INTERRUPTED
+    assert "batch-123" in result.err
+    assert (tmp_path / "out" / "runflow-report.csv").exists()
+
+
+def _item(i: int) -> Item:
+    return Item(
+        index=i,
+        line=i + 2,
+        sku=f"S{i}",
+        image_url="https://img.test/a.jpg",
+        elements=("background_removal",),
+        aspect_ratio=None,
+        product_isolation_prompt=None,
+        client_ref=f"S{i}",
+        name="a",
+    )
+
+
+def test_live_display_renders_progress_in_a_terminal() -> None:
+    buffer = io.StringIO()
+    terminal = Console(file=buffer, force_terminal=True, width=120, color_system=None)
+    consoles = Consoles(out=terminal, err=terminal)
+    failed = Outcome(
+        _item(1), status=Status.FAILED, error_kind="upstream_failed", error_message="boom"
+    )
+    with LiveDisplay(consoles, total=2, title="Processing m.csv") as display:
+        display.handle(BatchSubmitted(1, "b1", 2))
+        display.handle(BatchProgress("b1", 1, 1, 0, 2))
+        display.handle(BatchFinished("b1", "partial_succeeded", "0.410000", succeeded=1, total=2))
+        display.handle(ItemFailed(failed))
+        display.handle(FileSaved(Outcome(_item(0), status=Status.SUCCEEDED), Path("S0/a.webp")))
+    screen = buffer.getvalue()
+    assert "Processing m.csv" in screen
+    assert "2/2" in screen
+    assert "1 succeeded" in screen and "1 failed" in screen
+    assert "SKU S1" in screen and "upstream_failed" in screen
