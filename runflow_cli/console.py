@@ -98,7 +98,11 @@ class _Tally:
     not_sent: int = 0
     batches_submitted: int = 0
     processing: dict[str, int] = field(default_factory=dict)
+    """Batch id -> items the API has not finished yet."""
+    processed_ok: dict[str, int] = field(default_factory=dict)
+    """Batch id -> items the API finished well; downloaded once their batch is done."""
     downloads: int = 0
+    """Finals of finished batches not yet saved."""
 
     @property
     def done(self) -> int:
@@ -111,8 +115,10 @@ class _Tally:
                 self.processing[batch_id] = size
             case BatchProgress(batch_id=batch_id, succeeded=s, failed=f, cancelled=c, total=t):
                 self.processing[batch_id] = t - s - f - c
+                self.processed_ok[batch_id] = s
             case BatchFinished(batch_id=batch_id, succeeded=s):
                 self.processing.pop(batch_id, None)
+                self.processed_ok.pop(batch_id, None)
                 self.downloads += s
             case BatchNotCreated(kind=kind, rows=rows) if kind != "rejected":
                 self.not_sent += rows
@@ -163,7 +169,8 @@ class LiveDisplay:
             ("⟳ ", "cyan"),
             f"{sum(t.processing.values())} processing   ",
             f"batches in flight {len(t.processing)} (submitted {t.batches_submitted})   ",
-            f"downloads pending {max(t.downloads, 0)}",
+            ("↓ ", "blue"),
+            f"{max(t.downloads, 0) + sum(t.processed_ok.values())} to download",
         )
         return Group(self._progress, stats)
 
@@ -209,7 +216,7 @@ class LogDisplay:
             ):
                 self._log(
                     f"batch {batch_id} {status}: {s}/{total} succeeded, cost {cost}; "
-                    f"progress {t.done}/{t.total}"
+                    f"{t.done}/{t.total} items done, {max(t.downloads, 0)} finals to download"
                 )
             case BatchNotCreated(number=n, kind=kind, rows=rows):
                 self._log(f"batch {n} not created ({kind}): {rows} rows")
