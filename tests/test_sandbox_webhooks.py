@@ -148,8 +148,11 @@ def test_gives_up_after_max_attempts(sb: Sandbox, c: httpx.Client, rx: Receiver)
         rx.statuses = [500] * 5
         c.post(BATCHES, json={"input": [item()], "callback_url": rx.url})
         rx.got(2)
-        time.sleep(0.2)  # long enough for a third attempt at backoff 0.01 s, were there one
+        # Attempts are recorded and retries scheduled under one lock: two attempts
+        # and nothing scheduled means the deliverer has given up.
+        wait_until(lambda: len(sb.deliveries) == 2 and sb.deliveries_pending == 0)
         assert [a.attempt for a in sb.deliveries] == [1, 2]
+        assert len(rx.received) == 2
     finally:
         sb.settings.webhook_max_attempts = 5
 

@@ -107,6 +107,11 @@ class Deliverer:
         with self.cond:
             return list(self.attempts)
 
+    def pending(self) -> int:
+        """Attempts scheduled and not yet made (retries waiting out their backoff)."""
+        with self.cond:
+            return len(self._due)
+
     def _schedule(self, job: _Job, delay: float) -> None:
         heapq.heappush(self._due, (time.monotonic() + delay, next(self._seq), job))
         self.cond.notify_all()

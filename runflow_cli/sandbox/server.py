@@ -155,6 +155,11 @@ class Sandbox:
             return Decimal(self.settings.balance)
 
     @property
+    def deliveries_pending(self) -> int:
+        """Webhook attempts scheduled and not yet made; 0 once every delivery is settled."""
+        return self._parts.deliverer.pending()
+
+    @property
     def deliveries(self) -> list[DeliveryAttempt]:
         return self._parts.deliverer.snapshot()
 
