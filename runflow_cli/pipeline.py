@@ -117,9 +117,12 @@ class Pipeline:
             self._loop()
         except KeyboardInterrupt:
             result.interrupted = True
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Downloads already running finish (each is atomic) and are recorded;
+            # queued ones are dropped and left for a later run.
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._harvest(0)
             for outcome in self._downloads.values():
-                _mark(outcome, Status.PENDING, "interrupted", "the run was interrupted")
+                _mark(outcome, Status.PENDING, "interrupted", "interrupted before its download")
         finally:
             pool.shutdown(wait=True)
         result.stopped_reason = self._stop_reason
@@ -148,11 +151,16 @@ class Pipeline:
             return
         done, _ = wait(list(self._downloads), timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
+            if future.cancelled():
+                continue
             outcome = self._downloads.pop(future)
             try:
                 saved = future.result()
-            except RunflowError as exc:
-                _mark(outcome, Status.DOWNLOAD_FAILED, "download_failed", exc.message)
+            except Exception as exc:  # one bad file must not end a run of thousands
+                message = (
+                    exc.message if isinstance(exc, RunflowError) else f"{type(exc).__name__}: {exc}"
+                )
+                _mark(outcome, Status.DOWNLOAD_FAILED, "download_failed", message)
                 self._emit(ItemFailed(outcome))
                 continue
             outcome.status = Status.SUCCEEDED

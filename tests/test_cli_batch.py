@@ -37,7 +37,7 @@ class FakeAPI:
         router.get(url__regex=rf"^{API}/v1/batches/(?P<batch_id>[^/?]+)$").mock(
             side_effect=self._get
         )
-        router.get(url__startswith=CDN).mock(side_effect=self._file)
+        self.file_route = router.get(url__startswith=CDN).mock(side_effect=self._file)
 
     def _create(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -343,3 +343,24 @@ def test_plain_log_lines_when_not_a_terminal(api: Any, tmp_path: Path, cli: Any)
         r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ batch 1 submitted: 1 items", result.err, re.M
     )
     assert re.search(r"Z batch .* succeeded: 1/1 succeeded", result.err)
+
+
+def test_failed_downloads_are_reported_and_never_leave_partial_files(
+    api: Any, tmp_path: Path, cli: Any
+) -> None:
+    fake = FakeAPI(api)
+    fake.file_route.mock(side_effect=None, return_value=httpx.Response(404))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "B").write_text("a file where the SKU folder should be")
+    rows = [("A", "https://img.test/a.jpg"), ("B", "https://img.test/b.jpg")]
+    result = cli(*batch_args(write_manifest(tmp_path / "m.csv", rows), out))
+
+    assert result.code == 1
+    report = {r["sku"]: r for r in read_report(out)}
+    assert report["A"]["status"] == report["B"]["status"] == "download_failed"
+    assert "HTTP 404" in report["A"]["error_message"]
+    assert report["B"]["error_message"].startswith("FileExistsError")  # reported, not raised
+    assert [
+        p.name for p in out.rglob("*") if p.is_file() and p.suffix not in (".csv", ".json")
+    ] == ["B"]
