@@ -151,3 +151,19 @@ def test_live_display_renders_progress_in_a_terminal() -> None:
     assert "2/2" in screen
     assert "1 succeeded" in screen and "1 failed" in screen
     assert "SKU S1" in screen and "upstream_failed" in screen
+
+
+def test_sandbox_help_documents_every_setting(cli: Any) -> None:
+    import dataclasses
+
+    from runflow_cli.sandbox import SandboxSettings
+
+    out = cli("sandbox", "--help").out
+    for setting in dataclasses.fields(SandboxSettings):
+        flag = "--key" if setting.name == "api_key" else "--" + setting.name.replace("_", "-")
+        assert flag in out, f"runflow sandbox has no {flag} for SandboxSettings.{setting.name}"
+
+
+def test_sandbox_rejects_a_bad_amount_before_starting(cli: Any) -> None:
+    result = cli("sandbox", "--balance", "lots")
+    assert result.code == 2 and "--balance" in result.err and "Traceback" not in result.err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 import typer
@@ -81,6 +81,21 @@ def sandbox_command(
         bool,
         typer.Option("--allow-http-callbacks", help="Accept http:// callback URLs on loopback."),
     ] = False,
+    webhook_max_attempts: Annotated[
+        int, typer.Option("--webhook-max-attempts", min=1, help="Attempts per webhook delivery.")
+    ] = 5,
+    webhook_backoff: Annotated[
+        float,
+        typer.Option(
+            "--webhook-backoff",
+            min=0.0,
+            help="Seconds before the first webhook retry; doubles each time.",
+        ),
+    ] = 0.5,
+    image_size: Annotated[
+        int,
+        typer.Option("--image-size", min=16, help="Side in pixels of the synthetic source photos."),
+    ] = 384,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed for every random choice (repeatable runs).")
     ] = 0,
@@ -109,9 +124,9 @@ def sandbox_command(
 
     settings = SandboxSettings(
         api_key=key,
-        balance=Decimal(balance),
-        price_per_item=Decimal(price_per_item),
-        price_per_element=Decimal(price_per_element),
+        balance=_money("--balance", balance),
+        price_per_item=_money("--price-per-item", price_per_item),
+        price_per_element=_money("--price-per-element", price_per_element),
         max_batch_items=max_batch_items,
         workers=workers,
         latency=latency,
@@ -122,6 +137,9 @@ def sandbox_command(
         drop_after_create_rate=drop_after_create_rate,
         complete_after_polls=complete_after_polls,
         allow_http_callbacks=allow_http_callbacks,
+        webhook_max_attempts=webhook_max_attempts,
+        webhook_backoff=webhook_backoff,
+        image_size=image_size,
         seed=seed,
     )
 
@@ -133,3 +151,15 @@ def sandbox_command(
 
     serve(settings, host=host, port=port, on_ready=ready)
     return 0
+
+
+def _money(flag: str, value: str) -> Decimal:
+    from ..errors import UsageError
+
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise UsageError(f"{flag}: {value!r} is not an amount (e.g. 1000 or 0.05)") from None
+    if not amount.is_finite() or amount < 0:
+        raise UsageError(f"{flag}: {value!r} must be zero or more")
+    return amount
