@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,15 @@ def test_sandbox_help_documents_every_setting(cli: Any) -> None:
 def test_sandbox_rejects_a_bad_amount_before_starting(cli: Any) -> None:
     result = cli("sandbox", "--balance", "lots")
     assert result.code == 2 and "--balance" in result.err and "Traceback" not in result.err
+
+
+def test_sandbox_without_the_extra_says_how_to_install_it(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "runflow_cli.sandbox", None)  # as if the extra were missing
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("sku,image_url,elements\nA,https://img.test/a.jpg,background_removal\n")
+    for args in (["batch", str(manifest), "--sandbox", "--out", str(tmp_path)], ["sandbox"]):
+        result = cli(*args)
+        assert result.code == 2
+        assert "runflow-cli[sandbox]" in result.err and "Traceback" not in result.err
