@@ -35,11 +35,14 @@ from .events import (
     BatchProgress,
     BatchSubmitted,
     Event,
+    FileRetry,
     FileSaved,
     ItemFailed,
     Notice,
+    RowsSkipped,
 )
 from .outcome import Outcome, RunResult, Status
+from .plan import Plan
 
 MAX_FAILURES_LISTED = 20
 
@@ -122,13 +125,17 @@ class _Tally:
                 self.downloads += s
             case BatchNotCreated(kind=kind, rows=rows) if kind != "rejected":
                 self.not_sent += rows
+            case RowsSkipped(status="succeeded", count=count):
+                self.succeeded += count
+            case RowsSkipped(count=count):
+                self.not_sent += count
             case ItemFailed(outcome=outcome):
                 self.failed += 1
                 if outcome.status == Status.DOWNLOAD_FAILED:
                     self.downloads -= 1
             case FileSaved():
                 self.succeeded += 1
-                self.downloads -= 1
+                self.downloads = max(self.downloads - 1, 0)
 
 
 class LiveDisplay:
@@ -165,7 +172,8 @@ class LiveDisplay:
             ("  ✓ ", "green"),
             f"{t.succeeded} succeeded   ",
             ("✗ ", "red"),
-            f"{t.failed + t.not_sent} failed   ",
+            f"{t.failed} failed   ",
+            f"{t.not_sent} not sent   ",
             ("⟳ ", "cyan"),
             f"{sum(t.processing.values())} processing   ",
             f"batches in flight {len(t.processing)} (submitted {t.batches_submitted})   ",
@@ -181,6 +189,10 @@ class LiveDisplay:
             self._live.console.print(f"  [red]✗[/] {escape(_failure_line(event.outcome))}")
         elif isinstance(event, Notice):
             self._live.console.print(f"  [yellow]![/] {escape(event.message)}")
+        elif isinstance(event, RowsSkipped):
+            self._live.console.print(
+                f"  [dim]{event.count} rows not sent ({event.status}): {escape(event.reason)}[/]"
+            )
         self._live.update(self._render())
 
 
@@ -209,6 +221,10 @@ class LogDisplay:
         self._tally.apply(event)
         t = self._tally
         match event:
+            case BatchSubmitted(number=n, batch_id=batch_id, size=size, resumed=True):
+                self._log(
+                    f"batch {n} resumed: {size} items, id {batch_id} (created by an earlier run)"
+                )
             case BatchSubmitted(number=n, batch_id=batch_id, size=size):
                 self._log(f"batch {n} submitted: {size} items, id {batch_id}")
             case BatchFinished(
@@ -224,6 +240,12 @@ class LogDisplay:
                 self._log(f"item failed: {_failure_line(outcome)}")
             case Notice(message=message):
                 self._log(message)
+            case RowsSkipped(status=status, count=count, reason=reason):
+                self._log(f"{count} rows not sent ({status}): {reason}")
+            case FileRetry(outcome=outcome):
+                self._log(
+                    f"link expired for SKU {outcome.item.sku} ({outcome.item.name}); fetched a fresh one"
+                )
             case _:
                 pass
 
@@ -255,6 +277,30 @@ def _failure_line(outcome: Outcome) -> str:
         f"line {item.line}, SKU {item.sku} ({item.name}): {outcome.status.value}"
         f" [{outcome.error_kind}] {outcome.error_message}"
     )
+
+
+def print_plan(
+    consoles: Consoles, plan: Plan, *, dry_run: bool = False, as_json: bool = False
+) -> None:
+    """What a run will do, before anything is sent."""
+    counts = plan.counts()
+    if as_json:
+        consoles.json({"plan": counts, "unknown_batch_keys": sorted(plan.unknown)})
+        return
+    shown = ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "nothing to do"
+    if not dry_run:
+        consoles.info(f"Plan: {shown}.")
+        return
+    table = Table(title="runflow batch --dry-run: the plan (nothing was sent)", header_style="bold")
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    for what, n in counts.items():
+        table.add_row(what, str(n))
+    consoles.out.print(table)
+    for key in sorted(plan.unknown):
+        consoles.out.print(f"Unknown batch (create answer lost), key {key}: "
+                           "check the dashboard for metadata runflow_cli_key, then "
+                           "--resubmit-unknown to resend it with the same key.")  # fmt: skip
 
 
 def print_summary(

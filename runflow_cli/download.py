@@ -107,6 +107,11 @@ class Downloader:
         with self._client.stream("GET", url) as response:
             if response.status_code >= 500 or response.status_code == 429:
                 raise _Retryable(f"HTTP {response.status_code}")
+            if response.status_code in (403, 404, 410):
+                raise ExpiredURLError(
+                    f"could not download {url_basename(url)}: HTTP {response.status_code} "
+                    "(the link may have expired)"
+                )
             if response.status_code != 200:
                 raise DownloadError(
                     f"could not download {url_basename(url)}: HTTP {response.status_code}"
@@ -135,6 +140,7 @@ class Downloader:
                 tmp.flush()
                 os.fsync(tmp.fileno())
             os.replace(tmp_name, dest)
+            _fsync_dir(dest.parent)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
@@ -143,6 +149,24 @@ class Downloader:
 
 class _Retryable(Exception):
     pass
+
+
+class ExpiredURLError(DownloadError):
+    """The CDN answered 403, 404 or 410: a signed link has probably expired."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable: on POSIX the folder's entry must reach the disk too."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not supported on every filesystem; the rename itself is still atomic
+    finally:
+        os.close(fd)
 
 
 def _describe(exc: Exception | None) -> str:

@@ -24,12 +24,15 @@ class ExitCode(IntEnum):
     API_UNREACHABLE = 4
     """The API could not be reached or kept failing after retries."""
     INTERRUPTED = 130
-    """Interrupted by Ctrl-C."""
+    """Interrupted by Ctrl-C (SIGINT)."""
+    TERMINATED = 143
+    """Stopped by SIGTERM (a scheduler's time limit, ``kill``)."""
 
     @classmethod
     def most_severe(cls, codes: list[ExitCode]) -> ExitCode:
         """The code a run ends with when several apply: 3/4, then 2, then 1, then 0."""
         order = [
+            cls.TERMINATED,
             cls.INTERRUPTED,
             cls.AUTH_OR_CREDITS,
             cls.API_UNREACHABLE,

@@ -13,6 +13,8 @@ class BatchSubmitted:
     number: int
     batch_id: str
     size: int
+    resumed: bool = False
+    """True for a batch an earlier run created, polled again instead of re-created."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,22 @@ class FileSaved:
 
 
 @dataclass(frozen=True, slots=True)
+class RowsSkipped:
+    """Rows this run does not send: already done, failed before, unknown, deferred."""
+
+    status: str
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileRetry:
+    """A final's URL had expired; the batch was fetched again for a fresh one."""
+
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     message: str
 
@@ -66,5 +84,7 @@ Event = (
     | BatchNotCreated
     | ItemFailed
     | FileSaved
+    | FileRetry
+    | RowsSkipped
     | Notice
 )

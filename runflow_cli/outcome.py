@@ -26,7 +26,9 @@ class Status(StrEnum):
     NOT_SUBMITTED = "not_submitted"
     """Never sent: the run stopped first (no credits, bad key, API down)."""
     DOWNLOAD_FAILED = "download_failed"
-    """Processed and paid for, but the final could not be saved."""
+    """Processed and paid for, but the final could not be saved; a rerun downloads it."""
+    DEFERRED = "deferred"
+    """Left for the next run by a guardrail you set (--max-items, --max-cost)."""
 
 
 @dataclass
@@ -48,7 +50,8 @@ class RunResult:
     outcomes: list[Outcome]
     batch_ids: list[str] = field(default_factory=list)
     cost: Decimal = Decimal(0)
-    interrupted: bool = False
+    interrupted: str | None = None
+    """``"SIGINT"`` or ``"SIGTERM"`` if the run was interrupted."""
     stopped_reason: str | None = None
     severities: set[ExitCode] = field(default_factory=set)
 
@@ -62,10 +65,12 @@ class RunResult:
     def exit_code(self) -> ExitCode:
         codes = set(self.severities)
         if self.interrupted:
-            codes.add(ExitCode.INTERRUPTED)
+            codes.add(
+                ExitCode.TERMINATED if self.interrupted == "SIGTERM" else ExitCode.INTERRUPTED
+            )
         statuses = {o.status for o in self.outcomes}
         if Status.INVALID in statuses:
             codes.add(ExitCode.INVALID_INPUT)
-        if statuses - {Status.SUCCEEDED, Status.INVALID}:
+        if statuses - {Status.SUCCEEDED, Status.INVALID, Status.DEFERRED}:
             codes.add(ExitCode.ITEMS_FAILED)
         return ExitCode.most_severe(list(codes))

@@ -1,23 +1,27 @@
-"""Plan -> submit -> poll -> download, for a list of manifest items.
+"""Submit -> poll -> download, for a run's plan, with every step journalled.
 
 The pipeline never prints. It reports what happens through ``on_event``
 (always called from the thread that called :meth:`Pipeline.run`) and returns a
 :class:`RunResult` with one :class:`Outcome` per manifest row.
+
+Each journal write and the action it guards run inside ``critical()`` so that
+Ctrl-C or SIGTERM cannot fall between them (see :mod:`runflow_cli.interrupts`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .client import RunflowClient, is_terminal_batch, new_idempotency_key
-from .download import Downloader, SavedFile, intermediates, pick_final, url_basename
+from .client import DEFAULT_MODEL, RunflowClient, is_terminal_batch, new_idempotency_key
+from .download import Downloader
 from .errors import (
     APIConnectionError,
     APIError,
@@ -34,13 +38,16 @@ from .events import (
     BatchProgress,
     BatchSubmitted,
     Event,
-    FileSaved,
     ItemFailed,
     Notice,
+    RowsSkipped,
 )
+from .fetcher import Fetcher
+from .interrupts import Terminated
+from .journal import Journal, RowResult, RowStatus, fingerprint, row_key
 from .manifest import Item
-from .naming import sanitize_component, url_extension
 from .outcome import Outcome, RunResult, Status
+from .plan import Known, Plan
 
 MAX_BATCH_SIZE = 100
 
@@ -57,119 +64,185 @@ class PipelineOptions:
     keep_intermediates: bool = False
     max_poll_failures: int = 5
     """Polls of one batch that may fail in a row (each after the client's own retries)."""
+    model: str = DEFAULT_MODEL
+    max_items: int | None = None
+    """Send at most this many rows this run; the rest are left for the next."""
+    max_cost: Decimal | None = None
+    """Stop submitting once the cost the API reported this run reaches this."""
+    max_failure_rate: float | None = None
+    """Stop submitting once more than this share of finished items failed."""
 
 
 @dataclass
 class _Planned:
     number: int
-    items: list[Item]
+    rows: dict[int, Item]
+    """sequence_index -> the row sent at that position."""
+    key: str | None = None
+    """For a resubmit: the key it was first sent with (so the API can dedupe)."""
+    body: dict[str, Any] | None = None
+    """For a resubmit: the exact body first sent."""
 
 
 @dataclass
 class _InFlight:
-    planned: _Planned
     batch_id: str
+    number: int
+    rows: dict[int, Item]
     interval: float
     due: float
     counts: tuple[int, int, int] = (0, 0, 0)
     failures: int = 0
-    by_sequence: dict[int, Item] = field(default_factory=dict)
+    by_run_id: dict[str, Item] = field(default_factory=dict)
 
 
-def plan_batches(items: list[Item], batch_size: int) -> list[_Planned]:
+def plan_batches(items: list[Item], batch_size: int, first_number: int = 1) -> list[_Planned]:
     """Split items into batches in manifest order; the split is deterministic."""
     return [
-        _Planned(number=n + 1, items=items[start : start + batch_size])
+        _Planned(first_number + n, dict(enumerate(items[start : start + batch_size])))
         for n, start in enumerate(range(0, len(items), batch_size))
     ]
 
 
 class Pipeline:
-    """Runs manifest items through the batch API and saves each final."""
+    """Runs a plan through the batch API and saves each final."""
 
     def __init__(
         self,
         client: RunflowClient,
         downloader: Downloader,
+        journal: Journal,
         options: PipelineOptions,
         *,
         on_event: Callable[[Event], None] = lambda event: None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        critical: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         self._client = client
-        self._downloader = downloader
+        self._journal = journal
         self._options = options
         self._emit = on_event
         self._clock = clock
         self._sleep = sleep
+        self._critical = critical
+        self._fetcher = Fetcher(
+            downloader,
+            journal,
+            client,
+            options.out_dir,
+            options.download_workers,
+            keep_intermediates=options.keep_intermediates,
+            on_event=on_event,
+            critical=critical,
+        )
 
-    def run(self, items: list[Item]) -> RunResult:
-        result = RunResult(outcomes=[Outcome(item) for item in items])
-        self._result = result
-        self._pending: deque[_Planned] = deque(plan_batches(items, self._options.batch_size))
+    def run(self, items: list[Item], plan: Plan) -> RunResult:
+        self._result = result = RunResult(outcomes=[Outcome(item) for item in items])
         self._in_flight: dict[str, _InFlight] = {}
-        self._downloads: dict[Future[list[SavedFile]], Outcome] = {}
+        self._pending: deque[_Planned] = deque()
         self._stop_reason: str | None = None
-        pool = ThreadPoolExecutor(self._options.download_workers, thread_name_prefix="download")
-        self._pool = pool
+        self._finished = [0, 0]  # items this run: [finished, failed]
         try:
-            self._loop()
-        except KeyboardInterrupt:
-            result.interrupted = True
-            # Downloads already running finish (each is atomic) and are recorded;
-            # queued ones are dropped and left for a later run.
-            pool.shutdown(wait=True, cancel_futures=True)
-            self._harvest(0)
-            for outcome in self._downloads.values():
-                _mark(outcome, Status.PENDING, "interrupted", "interrupted before its download")
-        finally:
-            pool.shutdown(wait=True)
+            with self._fetcher:
+                self._start(plan)
+                self._loop()
+        except KeyboardInterrupt as interrupt:
+            result.interrupted = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+            self._fetcher.interrupt()
         result.stopped_reason = self._stop_reason
         return result
 
-    # --- the loop ---------------------------------------------------------
+    # --- setting out ----------------------------------------------------------
+
+    def _start(self, plan: Plan) -> None:
+        batch_ids = {b.batch_key: b.batch_id for b in self._journal.batches()}
+        bodies = {b.batch_key: b.body for b in self._journal.batches()}
+        for known in plan.done:
+            outcome = self._known(known, batch_ids)
+            outcome.status = Status.SUCCEEDED
+            outcome.output_path = self._options.out_dir / (known.record.output_path or "")
+            outcome.size, outcome.sha256 = known.record.size, known.record.sha256
+        if plan.done:
+            self._emit(RowsSkipped("succeeded", len(plan.done), "already done"))
+        for known in plan.held:
+            record = known.record
+            _mark(
+                self._known(known, batch_ids),
+                Status(record.status),
+                record.error_kind,
+                f"{record.error_message} (not retried: --no-retry-failed)",
+            )
+        if plan.held:
+            self._emit(RowsSkipped("failed", len(plan.held), "failed before, not retried"))
+        for key, rows in plan.unknown.items():
+            message = _unknown_message(key)
+            for known in rows:
+                _mark(
+                    self._known(known, batch_ids), Status.UNKNOWN, "create_outcome_unknown", message
+                )
+            self._emit(RowsSkipped("unknown", len(rows), message))
+        for known in plan.download:
+            outcome = self._known(known, batch_ids)
+            self._fetcher.fetch(
+                outcome, known.record.final_url, known.record.output_urls, known.record.seq
+            )
+        for number, (batch_id, rows) in enumerate(plan.resume.items(), start=1):
+            seqs = {k.record.seq: k.item for k in rows if k.record.seq is not None}
+            for known in rows:
+                self._known(known, batch_ids)
+            self._in_flight[batch_id] = _InFlight(
+                batch_id,
+                number,
+                seqs,
+                self._options.poll_interval,
+                due=0.0,
+                by_run_id={k.record.run_id: k.item for k in rows if k.record.run_id},
+            )
+            self._emit(BatchSubmitted(number, batch_id, len(rows), resumed=True))
+        number = len(plan.resume)
+        for key, rows in plan.resubmit.items():
+            number += 1
+            seqs = {k.record.seq: k.item for k in rows if k.record.seq is not None}
+            self._pending.append(_Planned(number, seqs, key=key, body=json.loads(bodies[key])))
+        process = plan.process
+        if self._options.max_items is not None and len(process) > self._options.max_items:
+            left = process[self._options.max_items :]
+            process = process[: self._options.max_items]
+            note = f"left for the next run (--max-items {self._options.max_items})"
+            for item in left:
+                _mark(self._result.outcomes[item.index], Status.DEFERRED, "max_items", note)
+            self._emit(RowsSkipped("deferred", len(left), note))
+        self._pending.extend(plan_batches(process, self._options.batch_size, number + 1))
+
+    def _known(self, known: Known, batch_ids: dict[str, str | None]) -> Outcome:
+        outcome = self._result.outcomes[known.item.index]
+        outcome.batch_id = batch_ids.get(known.record.batch_key or "")
+        outcome.run_id = known.record.run_id
+        outcome.final_url = known.record.final_url
+        return outcome
+
+    # --- the loop ---------------------------------------------------------------
 
     def _loop(self) -> None:
-        while self._pending or self._in_flight or self._downloads:
+        while self._pending or self._in_flight or self._fetcher.busy:
             self._submit_while_room()
             self._poll_due()
-            self._harvest(self._wait_time())
+            self._wait()
 
-    def _wait_time(self) -> float:
-        if not self._in_flight:
-            # Nothing to poll: wait only for downloads (woken as soon as one ends).
-            return 1.0 if self._downloads and not self._pending else 0.0
-        soonest = min(f.due for f in self._in_flight.values())
-        return max(0.0, soonest - self._clock())
+    def _wait(self) -> None:
+        if self._in_flight:
+            timeout = max(0.0, min(f.due for f in self._in_flight.values()) - self._clock())
+        elif self._pending:
+            timeout = 0.0
+        else:
+            timeout = 1.0  # only downloads left: woken as soon as one ends
+        if self._fetcher.busy:
+            self._fetcher.harvest(timeout)
+        elif timeout > 0:
+            self._sleep(timeout)
 
-    def _harvest(self, timeout: float) -> None:
-        """Collect finished downloads, waiting up to ``timeout`` for the next event."""
-        if not self._downloads:
-            if timeout > 0:
-                self._sleep(timeout)
-            return
-        done, _ = wait(list(self._downloads), timeout=timeout, return_when=FIRST_COMPLETED)
-        for future in done:
-            if future.cancelled():
-                continue
-            outcome = self._downloads.pop(future)
-            try:
-                saved = future.result()
-            except Exception as exc:  # one bad file must not end a run of thousands
-                message = (
-                    exc.message if isinstance(exc, RunflowError) else f"{type(exc).__name__}: {exc}"
-                )
-                _mark(outcome, Status.DOWNLOAD_FAILED, "download_failed", message)
-                self._emit(ItemFailed(outcome))
-                continue
-            outcome.status = Status.SUCCEEDED
-            outcome.output_path = saved[0].path
-            outcome.size = saved[0].size
-            outcome.sha256 = saved[0].sha256
-            self._emit(FileSaved(outcome, saved[0].path))
-
-    # --- submitting ---------------------------------------------------------
+    # --- submitting ---------------------------------------------------------------
 
     def _submit_while_room(self) -> None:
         while (
@@ -181,60 +254,86 @@ class Pipeline:
         if self._stop_reason is not None:
             while self._pending:
                 planned = self._pending.popleft()
-                self._not_created(planned, Status.NOT_SUBMITTED, "not_submitted", self._stop_reason)
+                for item in planned.rows.values():
+                    _mark(
+                        self._result.outcomes[item.index],
+                        Status.DEFERRED,
+                        "stopped",
+                        f"not sent: {self._stop_reason}; left for the next run",
+                    )
+                self._emit(
+                    BatchNotCreated(planned.number, len(planned.rows), "stopped", len(planned.rows))
+                )
 
     def _submit(self, planned: _Planned) -> None:
-        key = new_idempotency_key()
-        try:
-            batch = self._client.create_batch(
-                [item.api_input() for item in planned.items],
-                metadata={"runflow_cli_key": key},
-                idempotency_key=key,
-            )
-        except RequestValidationError as exc:
-            self._rejected(planned, exc)
-            return
-        except (AuthenticationError, InsufficientCreditsError) as exc:
-            self._result.add_severity(exc.exit_code)
-            self._stop_reason = f"{exc.message} ({exc.code or exc.status})"
-            self._not_created(planned, Status.NOT_SUBMITTED, _kind(exc), exc.message)
-            return
-        except CreateOutcomeUnknownError as exc:
-            message = (
-                f"{exc.message} Idempotency key {exc.idempotency_key}: look for a batch with "
-                f"metadata runflow_cli_key={exc.idempotency_key} before sending these rows again."
-            )
-            self._not_created(planned, Status.UNKNOWN, "create_outcome_unknown", message)
-            return
-        except (APIError, APIConnectionError) as exc:
-            self._result.add_severity(ExitCode.API_UNREACHABLE)
-            self._stop_reason = f"the API kept failing: {exc}"
-            self._not_created(planned, Status.NOT_SUBMITTED, "api_unreachable", str(exc))
-            return
-        batch_id = str(batch["id"])
+        key = planned.key or new_idempotency_key()
+        if planned.body is not None:
+            inputs, metadata = planned.body["input"], planned.body.get("metadata")
+        else:
+            inputs = [planned.rows[seq].api_input() for seq in sorted(planned.rows)]
+            metadata = {"runflow_cli_key": key}
+        with self._critical():
+            if planned.key:
+                self._journal.resubmitting(key)
+            else:
+                body = json.dumps({"input": inputs, "metadata": metadata}, separators=(",", ":"))
+                model = self._options.model
+                rows = [(item, fingerprint(item, model), seq) for seq, item in planned.rows.items()]
+                self._journal.begin_batch(key, self._client.base_url, body, rows)
+            try:
+                batch = self._client.create_batch(inputs, metadata=metadata, idempotency_key=key)
+            except RequestValidationError as exc:
+                self._rejected(planned, key, exc)
+                return
+            except CreateOutcomeUnknownError as exc:
+                message = f"{exc.message} {_unknown_message(key)}"
+                self._journal.batch_unknown(key, message)
+                self._not_created(planned, Status.UNKNOWN, "create_outcome_unknown", message)
+                return
+            except (APIError, APIConnectionError) as exc:
+                # Certainly not created: a 4xx before creation, or the server never reached.
+                kind = _kind(exc)
+                self._journal.batch_not_created(key, kind, str(exc))
+                self._stop_submitting(exc)
+                self._not_created(planned, Status.NOT_SUBMITTED, kind, exc.message)
+                return
+            batch_id = str(batch["id"])
+            run_ids = {
+                int(e["sequence_index"]): str(e["run_id"])
+                for e in batch.get("items") or []
+                if isinstance(e.get("sequence_index"), int) and e.get("run_id")
+            }
+            self._journal.batch_created(key, batch_id, run_ids)
         flight = _InFlight(
-            planned,
             batch_id,
-            interval=self._options.poll_interval,
+            planned.number,
+            planned.rows,
+            self._options.poll_interval,
             due=self._clock() + self._options.poll_interval,
-            by_sequence=dict(enumerate(planned.items)),
+            by_run_id={run_ids[s]: item for s, item in planned.rows.items() if s in run_ids},
         )
         self._in_flight[batch_id] = flight
-        self._result.batch_ids.append(batch_id)
-        for outcome in self._outcomes(planned.items):
-            outcome.batch_id = batch_id
+        for seq, item in planned.rows.items():
+            outcome = self._result.outcomes[item.index]
+            outcome.batch_id, outcome.run_id = batch_id, run_ids.get(seq)
             outcome.status = Status.PENDING
-        for entry in batch.get("items") or []:
-            self._outcome_for(flight, entry, set_run_id=True)
-        self._emit(BatchSubmitted(planned.number, batch_id, len(planned.items)))
+        self._emit(BatchSubmitted(planned.number, batch_id, len(planned.rows)))
 
-    def _rejected(self, planned: _Planned, exc: RequestValidationError) -> None:
+    def _stop_submitting(self, exc: APIError | APIConnectionError) -> None:
+        if isinstance(exc, AuthenticationError | InsufficientCreditsError):
+            self._result.add_severity(exc.exit_code)
+            self._stop_reason = f"{exc.message} ({exc.code or exc.status})"
+        else:
+            self._result.add_severity(ExitCode.API_UNREACHABLE)
+            self._stop_reason = f"the API kept failing: {exc}"
+
+    def _rejected(self, planned: _Planned, key: str, exc: RequestValidationError) -> None:
         """A 422 created nothing: report the rows it names, resend the rest."""
         named: dict[int, list[str]] = {}
         for error in exc.errors:
             loc = list(error.get("loc") or [])
             index = loc[2] if len(loc) >= 3 and loc[:2] == ["body", "input"] else None
-            if isinstance(index, int) and 0 <= index < len(planned.items):
+            if isinstance(index, int) and index in planned.rows:
                 where = ".".join(str(p) for p in loc[3:])
                 msg = str(error.get("msg") or "invalid")
                 named.setdefault(index, []).append(f"{where}: {msg}" if where else msg)
@@ -244,28 +343,32 @@ class Pipeline:
                 f"{'.'.join(str(p) for p in e.get('loc') or [])}: {e.get('msg')}"
                 for e in exc.errors
             )
-            self._not_created(
-                planned, Status.INVALID, "rejected", f"the server rejected the batch: {detail}"
-            )
+            message = f"the server rejected the batch: {detail}"
+            self._journal.rows_invalid(key, {row_key(i): message for i in planned.rows.values()})
+            self._journal.batch_not_created(key, "rejected", message)
+            self._not_created(planned, Status.INVALID, "rejected", message)
             return
+        messages = {seq: "; ".join(m) for seq, m in named.items()}
+        self._journal.rows_invalid(key, {row_key(planned.rows[s]): m for s, m in messages.items()})
+        self._journal.batch_not_created(key, "rejected", "rejected by the server (422)")
         keep: list[Item] = []
-        for index, item in enumerate(planned.items):
-            if index in named:
+        for seq, item in sorted(planned.rows.items()):
+            if seq in messages:
                 outcome = self._result.outcomes[item.index]
-                _mark(outcome, Status.INVALID, "rejected", "; ".join(named[index]))
+                _mark(outcome, Status.INVALID, "rejected", messages[seq])
                 self._emit(ItemFailed(outcome))
             else:
                 keep.append(item)
-        self._emit(BatchNotCreated(planned.number, len(planned.items), "rejected", len(named)))
+        self._emit(BatchNotCreated(planned.number, len(planned.rows), "rejected", len(named)))
         if keep:
-            self._pending.appendleft(_Planned(planned.number, keep))
+            self._pending.appendleft(_Planned(planned.number, dict(enumerate(keep))))
 
     def _not_created(self, planned: _Planned, status: Status, kind: str, message: str) -> None:
-        for outcome in self._outcomes(planned.items):
-            _mark(outcome, status, kind, message)
-        self._emit(BatchNotCreated(planned.number, len(planned.items), kind, len(planned.items)))
+        for item in planned.rows.values():
+            _mark(self._result.outcomes[item.index], status, kind, message)
+        self._emit(BatchNotCreated(planned.number, len(planned.rows), kind, len(planned.rows)))
 
-    # --- polling ------------------------------------------------------------
+    # --- polling ----------------------------------------------------------------
 
     def _poll_due(self) -> None:
         now = self._clock()
@@ -286,17 +389,17 @@ class Pipeline:
                 self._reschedule(flight, changed=False)
             return
         flight.failures = 0
-        counts = (
-            int(batch.get("items_succeeded") or 0),
-            int(batch.get("items_failed") or 0),
-            int(batch.get("items_cancelled") or 0),
-        )
-        total = int(batch.get("items_total") or len(flight.planned.items))
         if is_terminal_batch(batch) and self._finish(flight, batch):
             return
+        counts = (
+            _int(batch, "items_succeeded"),
+            _int(batch, "items_failed"),
+            _int(batch, "items_cancelled"),
+        )
         changed = counts != flight.counts
         flight.counts = counts
         if changed:
+            total = _int(batch, "items_total") or len(flight.rows)
             self._emit(BatchProgress(flight.batch_id, *counts, total))
         self._reschedule(flight, changed)
 
@@ -307,34 +410,42 @@ class Pipeline:
             flight.interval = min(flight.interval * 1.5, self._options.max_poll_interval)
         flight.due = self._clock() + flight.interval
 
-    def _give_up(self, flight: _InFlight, exc: Exception) -> None:
+    def _give_up(self, flight: _InFlight, exc: RunflowError) -> None:
         del self._in_flight[flight.batch_id]
-        self._result.add_severity(
-            exc.exit_code if isinstance(exc, RunflowError) else ExitCode.API_UNREACHABLE
+        self._result.add_severity(exc.exit_code)
+        message = (
+            f"could not poll batch {flight.batch_id}: {exc}; run the same command again to resume"
         )
-        message = f"could not poll batch {flight.batch_id}: {exc}"
-        for outcome in self._outcomes(flight.planned.items):
+        for item in flight.rows.values():
+            outcome = self._result.outcomes[item.index]
             if outcome.status == Status.PENDING:
                 _mark(outcome, Status.UNKNOWN, "poll_failed", message)
         self._emit(Notice(f"gave up polling batch {flight.batch_id}: {exc}"))
 
     def _finish(self, flight: _InFlight, batch: dict[str, Any]) -> bool:
-        """Handle a terminal batch. False if its output is not there yet."""
-        output = batch.get("output") or {}
+        """Record a terminal batch and start its downloads. False if its output is not there yet."""
+        output = batch.get("output")
         entries = output.get("items") if isinstance(output, dict) else None
         if not isinstance(entries, list):
             return False
+        matched = [
+            (item, entry) for entry in entries if (item := _match(flight, entry)) is not None
+        ]
+        results = [_row_result(item, entry) for item, entry in matched]
+        cost = batch.get("cost")
+        with self._critical():
+            self._journal.batch_terminal(
+                flight.batch_id, str(batch.get("status_code")), cost, results
+            )
         del self._in_flight[flight.batch_id]
-        self._result.cost += _decimal(batch.get("cost"))
-        seen: set[int] = set()
-        for entry in entries:
-            outcome = self._outcome_for(flight, entry, set_run_id=True)
-            if outcome is None:
-                continue
-            seen.add(outcome.item.index)
-            self._settle(outcome, entry)
-        for outcome in self._outcomes(flight.planned.items):
-            if outcome.item.index not in seen:
+        self._result.cost += _decimal(cost)
+        seen = set()
+        for (item, entry), result in zip(matched, results, strict=True):
+            seen.add(item.index)
+            self._settle(self._result.outcomes[item.index], entry, result)
+        for item in flight.rows.values():
+            if item.index not in seen:
+                outcome = self._result.outcomes[item.index]
                 _mark(
                     outcome,
                     Status.UNKNOWN,
@@ -346,77 +457,93 @@ class Pipeline:
             BatchFinished(
                 flight.batch_id,
                 str(batch.get("status_code")),
-                batch.get("cost"),
-                succeeded=int(batch.get("items_succeeded") or 0),
-                total=len(flight.planned.items),
+                cost,
+                succeeded=_int(batch, "items_succeeded"),
+                total=len(flight.rows),
             )
         )
+        self._check_guardrails()
         return True
 
-    def _settle(self, outcome: Outcome, entry: dict[str, Any]) -> None:
-        status = str(entry.get("status_code") or entry.get("status") or "")
-        if status == "succeeded":
-            urls = list((entry.get("output") or {}).get("image_urls") or [])
-            final = pick_final(urls)
-            if final is None:
-                _mark(
-                    outcome,
-                    Status.FAILED,
-                    "no_final",
-                    "the item succeeded but no result_* URL came back",
-                )
-                self._emit(ItemFailed(outcome))
-                return
-            outcome.final_url = final
-            future = self._pool.submit(self._download, outcome, final, urls)
-            self._downloads[future] = outcome
+    def _settle(self, outcome: Outcome, entry: dict[str, Any], result: RowResult) -> None:
+        outcome.run_id = result.run_id or outcome.run_id
+        self._finished[0] += 1
+        if result.status == RowStatus.SUCCEEDED and result.final_url:
+            outcome.final_url = result.final_url
+            self._fetcher.fetch(
+                outcome, result.final_url, result.output_urls, entry.get("sequence_index")
+            )
             return
-        error = entry.get("error") or {}
-        kind = str(error.get("kind") or status or "unknown")
-        message = str(error.get("message") or f"the item ended {status or 'without a status'}")
-        _mark(outcome, Status.CANCELLED if status == "cancelled" else Status.FAILED, kind, message)
+        self._finished[1] += 1
+        status = Status.CANCELLED if result.status == RowStatus.CANCELLED else Status.FAILED
+        _mark(outcome, status, result.error_kind, result.error_message)
         self._emit(ItemFailed(outcome))
 
-    def _download(self, outcome: Outcome, final: str, urls: list[str]) -> list[SavedFile]:
-        item = outcome.item
-        folder = self._options.out_dir / sanitize_component(item.sku)
-        saved = [self._downloader.fetch(final, folder / f"{item.name}{url_extension(final)}")]
-        if self._options.keep_intermediates:
-            stages = folder / f"{item.name}.stages"
-            for url in intermediates(urls):
-                saved.append(
-                    self._downloader.fetch(url, stages / sanitize_component(url_basename(url)))
-                )
-        return saved
-
-    # --- correlation -------------------------------------------------------
-
-    def _outcomes(self, items: list[Item]) -> Iterator[Outcome]:
-        for item in items:
-            yield self._result.outcomes[item.index]
-
-    def _outcome_for(
-        self, flight: _InFlight, entry: dict[str, Any], *, set_run_id: bool
-    ) -> Outcome | None:
-        """Find an answer's row by sequence_index, else run_id, else client_ref."""
-        item: Item | None = None
-        seq = entry.get("sequence_index")
-        if isinstance(seq, int):
-            item = flight.by_sequence.get(seq)
-        if item is None and entry.get("run_id"):
-            by_run = (
-                o.item for o in self._outcomes(flight.planned.items) if o.run_id == entry["run_id"]
+    def _check_guardrails(self) -> None:
+        options, (finished, failed) = self._options, self._finished
+        if self._stop_reason is not None:
+            return
+        if options.max_cost is not None and self._result.cost >= options.max_cost:
+            self._stop_reason = (
+                f"--max-cost {options.max_cost} reached (reported {self._result.cost:.6f})"
             )
-            item = next(by_run, None)
-        if item is None and entry.get("client_ref") is not None:
-            matches = [i for i in flight.planned.items if i.client_ref == entry["client_ref"]]
-            item = matches[0] if len(matches) == 1 else None
-        if item is None:
-            return None
-        outcome = self._result.outcomes[item.index]
-        if set_run_id and entry.get("run_id"):
-            outcome.run_id = str(entry["run_id"])
-        return outcome
+        elif (
+            options.max_failure_rate is not None
+            and finished
+            and failed / finished > options.max_failure_rate
+        ):
+            self._stop_reason = (
+                f"--max-failure-rate {options.max_failure_rate}: {failed} of {finished} "
+                "finished items failed"
+            )
+        if self._stop_reason is not None:
+            self._emit(Notice(f"stopped submitting: {self._stop_reason}"))
+
+
+def _match(flight: _InFlight, entry: dict[str, Any]) -> Item | None:
+    """The row an answer's entry is about: by sequence_index, else run_id, else client_ref."""
+    seq = entry.get("sequence_index")
+    if isinstance(seq, int) and seq in flight.rows:
+        return flight.rows[seq]
+    if entry.get("run_id") in flight.by_run_id:
+        return flight.by_run_id[entry["run_id"]]
+    ref = entry.get("client_ref")
+    matches = [i for i in flight.rows.values() if ref is not None and i.client_ref == ref]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _row_result(item: Item, entry: dict[str, Any]) -> RowResult:
+    from .download import pick_final
+
+    status = str(entry.get("status_code") or entry.get("status") or "")
+    urls = [str(u) for u in (entry.get("output") or {}).get("image_urls") or []]
+    run_id = str(entry["run_id"]) if entry.get("run_id") else None
+    if status == "succeeded":
+        final = pick_final(urls)
+        if final is not None:
+            return RowResult(row_key(item), RowStatus.SUCCEEDED, run_id, None, None, urls, final)
+        return RowResult(
+            row_key(item),
+            RowStatus.FAILED,
+            run_id,
+            "no_final",
+            "the item succeeded but no result_* URL came back",
+            urls,
+            None,
+        )
+    error = entry.get("error") or {}
+    row_status = RowStatus.CANCELLED if status == "cancelled" else RowStatus.FAILED
+    kind = str(error.get("kind") or status or "unknown")
+    message = str(error.get("message") or f"the item ended {status or 'without a status'}")
+    return RowResult(row_key(item), row_status, run_id, kind, message, urls, None)
+
+
+def _unknown_message(key: str) -> str:
+    return (
+        f"The create's answer was lost, so the batch may exist (and be charged). Its key is {key}: "
+        f"look for a batch with metadata runflow_cli_key={key}. A rerun does not send it again; "
+        "add --resubmit-unknown to resend it with the same key."
+    )
 
 
 def _mark(outcome: Outcome, status: Status, kind: str | None, message: str | None) -> None:
@@ -425,12 +552,21 @@ def _mark(outcome: Outcome, status: Status, kind: str | None, message: str | Non
     outcome.error_message = message
 
 
-def _kind(exc: APIError) -> str:
-    return (exc.code or f"http_{exc.status}").lower()
+def _kind(exc: APIError | APIConnectionError) -> str:
+    if isinstance(exc, APIError):
+        return (exc.code or f"http_{exc.status}").lower()
+    return "api_unreachable"
+
+
+def _int(batch: dict[str, Any], name: str) -> int:
+    try:
+        return int(batch.get(name) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _decimal(value: Any) -> Decimal:
     try:
         return Decimal(str(value)) if value is not None else Decimal(0)
-    except InvalidOperation:
+    except ArithmeticError:
         return Decimal(0)

@@ -362,5 +362,7 @@ def test_failed_downloads_are_reported_and_never_leave_partial_files(
     assert "HTTP 404" in report["A"]["error_message"]
     assert report["B"]["error_message"].startswith("FileExistsError")  # reported, not raised
     assert [
-        p.name for p in out.rglob("*") if p.is_file() and p.suffix not in (".csv", ".json")
+        p.name
+        for p in out.rglob("*")
+        if p.is_file() and p.suffix not in (".csv", ".json") and ".runflow" not in p.parts
     ] == ["B"]

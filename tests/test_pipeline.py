@@ -10,9 +10,11 @@ import pytest
 from runflow_cli.download import SavedFile
 from runflow_cli.errors import ExitCode
 from runflow_cli.events import BatchFinished, BatchProgress, BatchSubmitted, FileSaved
+from runflow_cli.journal import Journal
 from runflow_cli.manifest import Item
 from runflow_cli.outcome import Outcome, RunResult, Status
 from runflow_cli.pipeline import Pipeline, PipelineOptions, plan_batches
+from runflow_cli.plan import make_plan
 
 
 class Clock:
@@ -46,6 +48,8 @@ def make_items(n: int) -> list[Item]:
 
 class ScriptedClient:
     """Answers polls from a script of (succeeded, failed) counts; the last is terminal."""
+
+    base_url = "https://api.test"
 
     def __init__(self, clock: Clock, script: list[tuple[int, int]]) -> None:
         self.clock = clock
@@ -94,6 +98,22 @@ class ScriptedClient:
         return batch
 
 
+def run_pipeline(
+    client: Any, downloader: Any, options: PipelineOptions, items: list[Item], **kw: Any
+) -> RunResult:
+    """One run, journalled under ``options.out_dir`` like the CLI's."""
+    with Journal.open(options.out_dir) as journal:
+        plan = make_plan(
+            items,
+            journal.rows(),
+            journal.batches(),
+            out_dir=options.out_dir,
+            model=options.model,
+            endpoint=client.base_url,
+        )
+        return Pipeline(client, downloader, journal, options, **kw).run(items, plan)
+
+
 class FakeDownloader:
     def __init__(self) -> None:
         self.fetched: list[tuple[str, Path]] = []
@@ -108,15 +128,15 @@ def test_poll_interval_grows_while_nothing_changes_and_resets_on_progress(tmp_pa
     client = ScriptedClient(clock, [(0, 0), (0, 0), (0, 0), (1, 0), (1, 0), (2, 0)])
     events: list[Any] = []
     options = PipelineOptions(out_dir=tmp_path, poll_interval=1.0, max_poll_interval=3.0)
-    pipeline = Pipeline(
+    result = run_pipeline(
         client,
         FakeDownloader(),
         options,
-        on_event=events.append,  # type: ignore[arg-type]
+        make_items(2),
+        on_event=events.append,
         clock=clock,
         sleep=clock.sleep,
     )
-    result = pipeline.run(make_items(2))
 
     gaps = [
         round(b - a, 4) for a, b in zip([0.0, *client.poll_times], client.poll_times, strict=False)
@@ -156,7 +176,7 @@ def test_in_flight_is_bounded_and_batches_follow_manifest_order(tmp_path: Path) 
     client = Counting()
     options = PipelineOptions(out_dir=tmp_path, batch_size=3, max_in_flight=2, poll_interval=1.0)
     downloader = FakeDownloader()
-    Pipeline(client, downloader, options, clock=clock, sleep=clock.sleep).run(make_items(10))  # type: ignore[arg-type]
+    run_pipeline(client, downloader, options, make_items(10), clock=clock, sleep=clock.sleep)
 
     assert [len(c) for c in client.created] == [3, 3, 3, 1]
     assert max(in_flight) == 2
@@ -167,9 +187,9 @@ def test_in_flight_is_bounded_and_batches_follow_manifest_order(tmp_path: Path) 
 def test_plan_batches_is_deterministic() -> None:
     items = make_items(250)
     plan = plan_batches(items, 100)
-    assert [len(p.items) for p in plan] == [100, 100, 50]
-    assert [p.items[0].index for p in plan] == [0, 100, 200]
-    assert [len(p.items) for p in plan_batches(items, 100)] == [100, 100, 50]
+    assert [len(p.rows) for p in plan] == [100, 100, 50]
+    assert [p.rows[0].index for p in plan] == [0, 100, 200]
+    assert [sorted(p.rows) for p in plan][2] == list(range(50))
 
 
 @pytest.mark.parametrize(
@@ -200,9 +220,13 @@ def test_run_exit_code_is_the_most_severe(
 
 
 def test_interrupted_wins_over_everything() -> None:
-    result = RunResult(outcomes=[Outcome(make_items(1)[0], status=Status.FAILED)], interrupted=True)
+    result = RunResult(
+        outcomes=[Outcome(make_items(1)[0], status=Status.FAILED)], interrupted="SIGINT"
+    )
     result.severities = {ExitCode.AUTH_OR_CREDITS}
     assert result.exit_code == ExitCode.INTERRUPTED == 130
+    result.interrupted = "SIGTERM"
+    assert result.exit_code == ExitCode.TERMINATED == 143
 
 
 def test_exit_code_values_are_the_documented_ones() -> None:
@@ -213,4 +237,5 @@ def test_exit_code_values_are_the_documented_ones() -> None:
         "AUTH_OR_CREDITS": 3,
         "API_UNREACHABLE": 4,
         "INTERRUPTED": 130,
+        "TERMINATED": 143,
     }

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .endpoint import endpoint
 from .options import (
     AspectRatioOpt,
     ElementsOpt,
@@ -18,13 +17,16 @@ from .options import (
     NoColorOpt,
     PromptOpt,
     load,
+    parse_amount,
 )
 
 if TYPE_CHECKING:
     from ..console import Consoles
+    from ..journal import Journal
     from ..manifest import Manifest
     from ..outcome import RunResult
     from ..pipeline import PipelineOptions
+    from ..plan import Plan
 
 DEFAULT_OUT = Path("runflow-output")
 DEFAULT_BASE_URL = (
@@ -105,6 +107,60 @@ def batch_command(
     sandbox_latency: Annotated[
         float, typer.Option("--sandbox-latency", min=0.0, help="With --sandbox: seconds per stage.")
     ] = 0.2,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Show the plan (what would be sent, resumed, skipped) and stop."
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Process every row again, even those already done.")
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed/--no-retry-failed",
+            help="Send rows that failed or were cancelled in an earlier run again.",
+        ),
+    ] = True,
+    resubmit_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--resubmit-unknown",
+            help="Send batches whose create answer was lost again, with the same idempotency key.",
+        ),
+    ] = False,
+    max_items: Annotated[
+        int | None,
+        typer.Option(
+            "--max-items", min=0, help="Send at most N rows this run; the rest wait for the next."
+        ),
+    ] = None,
+    max_cost: Annotated[
+        str | None,
+        typer.Option(
+            "--max-cost",
+            help="Stop submitting new batches once the cost the API reported for this run "
+            "reaches AMOUNT (in-flight batches finish).",
+        ),
+    ] = None,
+    max_failure_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-failure-rate",
+            min=0.0,
+            max=1.0,
+            help="Stop submitting once more than this share of finished items failed (e.g. 0.2).",
+        ),
+    ] = None,
+    max_file_size: Annotated[
+        int,
+        typer.Option(
+            "--max-file-size",
+            min=1,
+            help="Largest final accepted, in MB; bigger downloads are refused.",
+        ),
+    ] = 200,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress and no summary; errors only.")
     ] = False,
@@ -120,12 +176,18 @@ def batch_command(
     them, downloads each final the moment its batch is done to
     OUT/<sku>/<name>.webp, and writes OUT/runflow-report.csv and .json.
 
+    Reruns resume: every step is journalled in OUT/.runflow/state.db, so running
+    the same command again skips rows already done, polls batches already
+    created, downloads finals not yet saved, and sends only what is left.
+
     In a terminal you get a live display; under cron or CI, plain log lines.
 
     Example: runflow batch catalog.csv --out photos/
     (try it with no account: runflow batch sample_manifests/catalog.csv --sandbox)
     """
-    from ..console import Consoles, print_summary
+    from ..console import Consoles, print_plan, print_summary
+    from ..journal import Journal, RunLock
+    from ..pipeline import PipelineOptions
     from ..report import summary, write_reports
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
@@ -135,8 +197,6 @@ def batch_command(
             f"--batch-size {batch_size} is above the API's default cap of 100; "
             "the API will reject these batches unless your org's cap was raised."
         )
-    from ..pipeline import PipelineOptions
-
     options = PipelineOptions(
         out_dir=out,
         batch_size=batch_size,
@@ -145,16 +205,30 @@ def batch_command(
         max_poll_interval=max(max_poll_interval, poll_interval),
         download_workers=download_workers,
         keep_intermediates=keep_intermediates,
+        max_items=max_items,
+        max_cost=parse_amount("--max-cost", max_cost) if max_cost is not None else None,
+        max_failure_rate=max_failure_rate,
     )
+    choices = {"force": force, "retry_failed": retry_failed, "resubmit_unknown": resubmit_unknown}
+    if dry_run:
+        journal = Journal.existing(out)
+        target = "sandbox" if sandbox else base_url
+        plan = _plan(loaded, journal, options, target, choices)
+        print_plan(consoles, plan, dry_run=True, as_json=json_output)
+        return 0
     started = time.monotonic()
-    with _endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as (key, url):
-        result = _run(consoles, loaded, options, key, url)
-    reports = write_reports(result, out, source=loaded.source)
-    if result.interrupted and result.batch_ids:
-        consoles.warn(
-            "interrupted. These batches were already submitted and keep processing "
-            "(you pay for their successes): " + ", ".join(result.batch_ids)
-        )
+    with RunLock(out) as lock:
+        lock.acquire(" ".join(["runflow", "batch", manifest]))
+        with (
+            Journal.open(out) as journal,
+            endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as (key, url),
+        ):
+            plan = _plan(loaded, journal, options, url, choices)
+            print_plan(consoles, plan)
+            result = _run(consoles, loaded, plan, journal, options, key, url, max_file_size)
+        reports = write_reports(result, out, source=loaded.source)
+    if result.interrupted:
+        _explain_interrupt(consoles, result)
     if json_output:
         consoles.json({**summary(result), "reports": [str(p) for p in reports]})
     elif not quiet:
@@ -162,46 +236,69 @@ def batch_command(
     return int(result.exit_code)
 
 
+def _plan(
+    loaded: Manifest,
+    journal: Journal | None,
+    options: PipelineOptions,
+    target: str,
+    choices: dict[str, bool],
+) -> Plan:
+    from ..plan import make_plan
+
+    return make_plan(
+        loaded.items,
+        journal.rows() if journal else {},
+        journal.batches() if journal else [],
+        out_dir=options.out_dir,
+        model=options.model,
+        endpoint=target,
+        **choices,
+    )
+
+
 def _run(
-    consoles: Consoles, loaded: Manifest, options: PipelineOptions, key: str, url: str
+    consoles: Consoles,
+    loaded: Manifest,
+    plan: Plan,
+    journal: Journal,
+    options: PipelineOptions,
+    key: str,
+    url: str,
+    max_file_size_mb: int,
 ) -> RunResult:
     from ..client import RunflowClient
     from ..console import make_display
     from ..download import Downloader
+    from ..interrupts import Interrupts
     from ..pipeline import Pipeline
 
     display = make_display(consoles, len(loaded.items), f"Processing {loaded.source}")
+    downloader = Downloader(
+        max_connections=options.download_workers, max_file_size=max_file_size_mb * 1024 * 1024
+    )
     with (
+        Interrupts().installed() as interrupts,
         RunflowClient(key, url) as client,
-        Downloader(max_connections=options.download_workers) as downloader,
+        downloader,
         display,
     ):
-        return Pipeline(client, downloader, options, on_event=display.handle).run(loaded.items)
+        pipeline = Pipeline(
+            client, downloader, journal, options,
+            on_event=display.handle, critical=interrupts.critical,
+        )  # fmt: skip
+        return pipeline.run(loaded.items, plan)
 
 
-@contextmanager
-def _endpoint(
-    consoles: Consoles, sandbox: bool, api_key: str | None, base_url: str, latency: float
-) -> Iterator[tuple[str, str]]:
-    """The key and base URL to use: a sandbox started for this run, or the real API."""
-    from ..errors import SandboxUnavailableError, UsageError
+def _explain_interrupt(consoles: Consoles, result: RunResult) -> None:
+    from ..outcome import Status
 
-    if not sandbox:
-        if not api_key:
-            raise UsageError(
-                "no API key",
-                hint="Set RUNFLOW_KEY (or pass --api-key), or add --sandbox to try it locally "
-                "with no account.",
-            )
-        yield api_key, base_url
-        return
-    try:
-        from ..sandbox import Sandbox, SandboxSettings
-    except ImportError as exc:
-        raise SandboxUnavailableError(
-            f"--sandbox needs the optional sandbox extra ({exc.name} is not installed)",
-            hint="pip install 'runflow-cli[sandbox]'  (make install includes it)",
-        ) from None
-    with Sandbox(SandboxSettings(latency=latency, workers=8)) as server:
-        consoles.info(f"Sandbox running at {server.base_url}: local, offline, nothing is charged.")
-        yield server.api_key, server.base_url
+    in_flight = sorted(
+        {o.batch_id for o in result.outcomes if o.status == Status.PENDING and o.batch_id}
+    )
+    consoles.warn(f"interrupted ({result.interrupted}). Nothing recorded in the journal was lost.")
+    if in_flight:
+        consoles.info(
+            "Batches still processing (you pay for their successes): " + ", ".join(in_flight)
+        )
+    consoles.info("Run the same command again to resume: it polls those batches instead of "
+                  "creating them again, and sends only what is left.")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -79,3 +80,17 @@ def load(
     for warning in loaded.warnings:
         consoles.warn(warning)
     return loaded
+
+
+def parse_amount(flag: str, value: str, *, allow_zero: bool = False) -> Decimal:
+    """A money amount from the command line, as a Decimal (never a float)."""
+    from ..errors import UsageError
+
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise UsageError(f"{flag}: {value!r} is not an amount (e.g. 25 or 12.50)") from None
+    if not amount.is_finite() or amount < 0 or (amount == 0 and not allow_zero):
+        limit = "zero or more" if allow_zero else "more than zero"
+        raise UsageError(f"{flag}: {value!r} must be {limit}")
+    return amount

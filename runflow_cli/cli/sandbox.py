@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 import typer
+
+from .options import parse_amount
 
 
 def sandbox_command(
@@ -124,9 +125,9 @@ def sandbox_command(
 
     settings = SandboxSettings(
         api_key=key,
-        balance=_money("--balance", balance),
-        price_per_item=_money("--price-per-item", price_per_item),
-        price_per_element=_money("--price-per-element", price_per_element),
+        balance=parse_amount("--balance", balance, allow_zero=True),
+        price_per_item=parse_amount("--price-per-item", price_per_item, allow_zero=True),
+        price_per_element=parse_amount("--price-per-element", price_per_element, allow_zero=True),
         max_batch_items=max_batch_items,
         workers=workers,
         latency=latency,
@@ -151,15 +152,3 @@ def sandbox_command(
 
     serve(settings, host=host, port=port, on_ready=ready)
     return 0
-
-
-def _money(flag: str, value: str) -> Decimal:
-    from ..errors import UsageError
-
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise UsageError(f"{flag}: {value!r} is not an amount (e.g. 1000 or 0.05)") from None
-    if not amount.is_finite() or amount < 0:
-        raise UsageError(f"{flag}: {value!r} must be zero or more")
-    return amount

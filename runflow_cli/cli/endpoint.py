@@ -1,0 +1,38 @@
+"""Where a command sends its requests: the real API, or a sandbox started for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..console import Consoles
+
+
+@contextmanager
+def endpoint(
+    consoles: Consoles, sandbox: bool, api_key: str | None, base_url: str, latency: float
+) -> Iterator[tuple[str, str]]:
+    """Yield (key, base URL): a sandbox started for the block, or the real API."""
+    from ..errors import SandboxUnavailableError, UsageError
+
+    if not sandbox:
+        if not api_key:
+            raise UsageError(
+                "no API key",
+                hint="Set RUNFLOW_KEY (or pass --api-key), or add --sandbox to try it locally "
+                "with no account.",
+            )
+        yield api_key, base_url
+        return
+    try:
+        from ..sandbox import Sandbox, SandboxSettings
+    except ImportError as exc:
+        raise SandboxUnavailableError(
+            f"--sandbox needs the optional sandbox extra ({exc.name} is not installed)",
+            hint="pip install 'runflow-cli[sandbox]'  (make install includes it)",
+        ) from None
+    with Sandbox(SandboxSettings(latency=latency, workers=8)) as server:
+        consoles.info(f"Sandbox running at {server.base_url}: local, offline, nothing is charged.")
+        yield server.api_key, server.base_url
