@@ -244,7 +244,8 @@ class LogDisplay:
                 self._log(f"{count} rows not sent ({status}): {reason}")
             case FileRetry(outcome=outcome):
                 self._log(
-                    f"link expired for SKU {outcome.item.sku} ({outcome.item.name}); fetched a fresh one"
+                    f"link expired for SKU {outcome.item.sku} ({outcome.item.name}); "
+                    "fetched a fresh one"
                 )
             case _:
                 pass

@@ -30,7 +30,7 @@ class ExitCode(IntEnum):
 
     @classmethod
     def most_severe(cls, codes: list[ExitCode]) -> ExitCode:
-        """The code a run ends with when several apply: 3/4, then 2, then 1, then 0."""
+        """The code a run ends with when several apply: 143/130, 3/4, 2, 1, then 0."""
         order = [
             cls.TERMINATED,
             cls.INTERRUPTED,

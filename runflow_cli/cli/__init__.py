@@ -18,9 +18,10 @@ from ..errors import ExitCode, RunflowError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 every item succeeded; 1 some items failed, were cancelled or are unknown; "
-    "2 bad usage or an invalid manifest (including rows the server rejected); "
-    "3 authentication or credits (401/402); 4 the API could not be reached or kept failing; "
-    "130 interrupted. Where several apply, the most severe wins (130, then 3/4, then 2, then 1)."
+    "2 bad usage, an invalid manifest (including rows the server rejected), or OUT in use "
+    "by another run; 3 authentication or credits (401/402); 4 the API could not be reached "
+    "or kept failing; 130 interrupted (Ctrl-C); 143 stopped by SIGTERM. Where several apply, "
+    "the most severe wins (143/130, then 3/4, then 2, then 1)."
 )
 
 app = typer.Typer(
