@@ -180,3 +180,36 @@ def test_sandbox_without_the_extra_says_how_to_install_it(
         result = cli(*args)
         assert result.code == 2
         assert "runflow-cli[sandbox]" in result.err and "Traceback" not in result.err
+
+
+def test_hostile_skus_and_names_are_rejected_and_nothing_is_written(
+    tmp_path: Path, cli: Any
+) -> None:
+    rows = {
+        3: ("../../etc/x", ""),
+        4: ("CON", ""),
+        5: ("a/b", ""),
+        6: ("sku\x00x", ""),
+        7: ("S" * 300, ""),
+        8: ("ok-sku", "../escape"),
+        9: ("ok-sku", "N" * 300),
+        10: ("Shoe-1", ""),
+    }
+    lines = ["sku,image_url,elements,name", "Fine,https://img.test/fine.jpg,background_removal,"]
+    lines += [
+        f'"{sku}",https://img.test/{n}.jpg,background_removal,"{name}"'
+        for n, (sku, name) in rows.items()
+    ]
+    lines.append("shoe-1,https://img.test/x.jpg,background_removal,")  # same folder, other case
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("\n".join(lines).encode() + b"\n")
+    out = tmp_path / "out"
+
+    result = cli("batch", str(manifest), "--out", str(out), "--api-key", "rf_live_x",
+                 "--base-url", "https://api.invalid")  # fmt: skip
+
+    assert result.code == 2
+    for line in [*rows, 11]:
+        if line != 10:
+            assert f"m.csv:{line}:" in result.err, f"line {line} not reported"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.csv"]  # nothing written anywhere
