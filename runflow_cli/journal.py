@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from .errors import RunflowError
 from .manifest import Item
 from .naming import name_key
 
 STATE_DIR = ".runflow"
 STATE_DB = "state.db"
-LOCK_FILE = "lock"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -82,10 +77,6 @@ class RowStatus:
     INVALID = "invalid"  # the API rejected the row (422); nothing was created
     UNKNOWN = "unknown"  # its batch's create answer was lost
     NOT_SENT = "not_sent"  # its batch was certainly not created
-
-
-class JournalLockedError(RunflowError):
-    """Another run is using the same output folder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,69 +358,6 @@ def _row(r: sqlite3.Row) -> RowRecord:
     values.pop("updated_at", None)
     values["output_urls"] = json.loads(values["output_urls"] or "[]")
     return RowRecord(**values)
-
-
-# --- the lock -----------------------------------------------------------------
-
-
-class RunLock:
-    """An exclusive lock on ``OUT`` held for a run; the OS drops it if the process dies.
-
-    The lock file names the holder (pid, host, start time, command) so the
-    second run can say who it is waiting for.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / STATE_DIR / LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self, command: str) -> None:
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            described = _read_holder(fd)
-            os.close(fd)
-            raise JournalLockedError(
-                f"another run is using {self.path.parent.parent}: {described}",
-                hint="Wait for it to finish (or stop it), or use another --out.",
-            ) from None
-        holder = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": _now(),
-            "command": command,
-        }
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(holder).encode())
-        os.fsync(fd)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-
-    def __enter__(self) -> RunLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        data: dict[str, Any] = json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except ValueError:
-        return "a run that did not say who it is"
-    started = data.get("started", "?")
-    return (
-        f"pid {data.get('pid', '?')} on {data.get('host', '?')}, started {started}"
-        f" ({data.get('command', '?')})"
-    )
 
 
 def file_matches(path: Path, size: int | None, sha256: str | None) -> bool:

@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
-from runflow_cli.journal import RunLock  # noqa: E402
-from runflow_cli.sandbox import Sandbox, SandboxSettings  # noqa: E402
+from runflow_cli.runlock import RunLock
+from runflow_cli.sandbox import Sandbox, SandboxSettings
 
 FAST_POLL = ("--poll-interval", "0.02", "--max-poll-interval", "0.1")
 

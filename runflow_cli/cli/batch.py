@@ -186,9 +186,10 @@ def batch_command(
     (try it with no account: runflow batch sample_manifests/catalog.csv --sandbox)
     """
     from ..console import Consoles, print_plan, print_summary
-    from ..journal import Journal, RunLock
+    from ..journal import Journal
     from ..pipeline import PipelineOptions
     from ..report import summary, write_reports
+    from ..runlock import RunLock
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
     loaded = load(consoles, manifest, format, elements, aspect_ratio, prompt)
