@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .manifest import Item
 from .naming import name_key
@@ -108,7 +109,6 @@ class BatchRecord:
     status: str
     status_code: str | None
     cost: str | None
-    body: str
     size: int
     message: str | None
     created_at: str
@@ -198,13 +198,18 @@ class Journal:
 
     def batches(self) -> list[BatchRecord]:
         cursor = self._db.execute(
-            "SELECT batch_key, batch_id, endpoint, status, status_code, cost, body, size, "
+            "SELECT batch_key, batch_id, endpoint, status, status_code, cost, size, "
             "message, created_at FROM batches ORDER BY created_at, rowid"
         )
         return [BatchRecord(**dict(r)) for r in cursor]
 
-    def batch(self, batch_key: str) -> BatchRecord | None:
-        return next((b for b in self.batches() if b.batch_key == batch_key), None)
+    def batch_body(self, batch_key: str) -> dict[str, Any]:
+        """The exact body a batch was first sent with (to resend it with the same key)."""
+        row = self._db.execute(
+            "SELECT body FROM batches WHERE batch_key=?", (batch_key,)
+        ).fetchone()
+        body: dict[str, Any] = json.loads(row["body"])
+        return body
 
     # --- writing: each method is one transaction ----------------------------
 

@@ -157,7 +157,6 @@ class Pipeline:
 
     def _start(self, plan: Plan) -> None:
         batch_ids = {b.batch_key: b.batch_id for b in self._journal.batches()}
-        bodies = {b.batch_key: b.body for b in self._journal.batches()}
         for known in plan.done:
             outcome = self._known(known, batch_ids)
             outcome.status = Status.SUCCEEDED
@@ -204,7 +203,8 @@ class Pipeline:
         for key, rows in plan.resubmit.items():
             number += 1
             seqs = {k.record.seq: k.item for k in rows if k.record.seq is not None}
-            self._pending.append(_Planned(number, seqs, key=key, body=json.loads(bodies[key])))
+            body = self._journal.batch_body(key)
+            self._pending.append(_Planned(number, seqs, key=key, body=body))
         process = plan.process
         if self._options.max_items is not None and len(process) > self._options.max_items:
             left = process[self._options.max_items :]

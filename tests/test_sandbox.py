@@ -521,3 +521,39 @@ def test_requests_are_recorded_with_lowercase_headers(sb: Sandbox, c: httpx.Clie
     assert (recorded.method, recorded.path, recorded.query) == ("GET", "/v1/batches/x", "a=1")
     assert recorded.headers["x-trace"] == "t" and recorded.status == 404
     assert json.loads(json.dumps(recorded.headers))  # plain dict of strings
+
+
+# -- signed, expiring file links ------------------------------------------------
+
+
+def test_file_url_ttl_signs_links_and_refuses_bad_or_expired_ones(
+    sb: Sandbox, c: httpx.Client
+) -> None:
+    sb.settings.file_url_ttl = 60
+    batch = c.post(BATCHES, json={"input": [item(SHIRT, "tag_removal")]}).json()
+    done = poll(c, f"/v1/batches/{batch['id']}")
+    final = done["output"]["items"][0]["output"]["image_urls"][-1]
+    path, _, query = final.partition("?")
+    params = dict(pair.split("=", 1) for pair in query.split("&"))
+    assert path.endswith("/result_00001_.webp") and set(params) == {"expires", "sig"}
+    assert int(params["expires"]) >= time.time() + 59
+    run = c.get(f"/v1/runs/{done['items'][0]['run_id']}").json()
+    assert "sig=" in run["output"]["image_urls"][-1]
+
+    assert httpx.get(final, trust_env=False).status_code == 200
+    bad_sig = f"{path}?expires={params['expires']}&sig={'0' * 64}"
+    longer = f"{path}?expires={int(params['expires']) + 3600}&sig={params['sig']}"
+    for refused in (path, bad_sig, longer, f"{path}?expires=soon&sig={params['sig']}"):
+        answer = httpx.get(refused, trust_env=False)
+        assert answer.status_code == 403, refused
+        assert answer.headers["content-type"].startswith("text/plain")
+
+    sb.settings.file_url_ttl = -10  # links handed out from now on are already expired
+    done = c.get(f"/v1/batches/{batch['id']}").json()
+    expired = done["output"]["items"][0]["output"]["image_urls"][-1]
+    assert expired != final
+    answer = httpx.get(expired, trust_env=False)
+    assert answer.status_code == 410 and "expired" in answer.text
+
+    sb.settings.file_url_ttl = None  # back to plain links that never expire
+    assert httpx.get(path, trust_env=False).status_code == 200

@@ -100,6 +100,15 @@ def sandbox_command(
     seed: Annotated[
         int, typer.Option("--seed", help="Seed for every random choice (repeatable runs).")
     ] = 0,
+    file_url_ttl: Annotated[
+        float | None,
+        typer.Option(
+            "--file-url-ttl",
+            min=0.0,
+            help="Sign output URLs and expire them this many seconds after the GET that "
+            "handed them out, like a CDN (403 unsigned, 410 expired).",
+        ),
+    ] = None,
 ) -> int:
     """Start a local Runflow sandbox: the whole API contract over HTTP, offline.
 
@@ -107,7 +116,8 @@ def sandbox_command(
     https://cdn.example.com/<path> URL is a deterministic product photo, loopback
     URLs are fetched for real, other hosts fail with fetch_failed, and URLs
     containing 'fail-' fail with upstream_failed. Files are served under /files/
-    with no authentication, like a CDN. Stop it with Ctrl-C.
+    with no authentication, like a CDN (with --file-url-ttl, by signed links that
+    expire). Stop it with Ctrl-C.
 
     Example: runflow sandbox --port 8787 --latency 1 --fail-rate 0.1
     then, in another shell, with the two exports it prints:
@@ -142,6 +152,7 @@ def sandbox_command(
         webhook_backoff=webhook_backoff,
         image_size=image_size,
         seed=seed,
+        file_url_ttl=file_url_ttl,
     )
 
     def ready(base_url: str, api_key: str) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -177,7 +177,16 @@ def create_app(engine: Engine) -> FastAPI:
         return engine.create_secret(raw["label"])
 
     @app.get("/files/{run_id}/{filename}")
-    async def get_file(run_id: str, filename: str) -> Response:
+    async def get_file(request: Request, run_id: str, filename: str) -> Response:
+        # Like a CDN: the signature is checked before anything is looked up, and
+        # refusals are plain text, not the API's envelope.
+        refusal = engine.links.refusal(
+            f"/files/{run_id}/{filename}",
+            request.query_params.get("expires"),
+            request.query_params.get("sig"),
+        )
+        if refusal is not None:
+            return PlainTextResponse(refusal[1], status_code=refusal[0])
         path = engine.file_path(run_id, filename)
         if path is None:
             raise ApiError(404, "NOT_FOUND", f"file {run_id}/{filename} not found")

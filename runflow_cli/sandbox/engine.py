@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .images import STAGES, ItemError, encode_webp, load_source, pad_to_ratio
+from .links import Clock, FileLinks
 from .settings import ELEMENTS, STAGE_PREFIXES, SandboxSettings, generate_api_key
 from .views import Batch, Run, batch_event, batch_view, run_event, run_view
 
@@ -49,10 +50,11 @@ def fingerprint(path: str, body: Any) -> str:
 class Engine:
     """Holds every batch and run and moves them through their states."""
 
-    def __init__(self, settings: SandboxSettings) -> None:
+    def __init__(self, settings: SandboxSettings, *, clock: Clock = time.time) -> None:
         self.settings = settings
         self.api_key = settings.api_key or generate_api_key()
-        self.base_url = ""
+        self.clock = clock
+        self.links = FileLinks(settings, clock=clock)
         self.on_terminal: OnTerminal | None = None
         self.lock = threading.RLock()
         self._initial_balance = Decimal(settings.balance)
@@ -69,6 +71,14 @@ class Engine:
         self.creates_by_key: dict[str, list[str]] = {}
         self.secrets: list[dict[str, str]] = []
         self.rng = random.Random(f"{self.settings.seed}:items")
+
+    @property
+    def base_url(self) -> str:
+        return self.links.base_url
+
+    @base_url.setter
+    def base_url(self, value: str) -> None:
+        self.links.base_url = value
 
     # -- lifecycle -------------------------------------------------------
 
@@ -125,7 +135,7 @@ class Engine:
                     "INSUFFICIENT_CREDITS",
                     f"projected cost {projected:.6f} exceeds balance {self.settings.balance:.6f}",
                 )
-            now = time.time()
+            now = self.clock()
             batch_id = None if singleton else str(uuid.uuid4())
             runs = [
                 Run(
@@ -145,13 +155,13 @@ class Engine:
             for run in runs:
                 self.runs[run.id] = run
             if singleton:
-                answer = run_view(runs[0], self.base_url)
+                answer = run_view(runs[0], self.links)
                 created_id = runs[0].id
             else:
                 assert batch_id is not None
                 batch = Batch(batch_id, runs, metadata, callback_url, now)
                 self.batches[batch_id] = batch
-                answer = batch_view(batch, self.base_url)
+                answer = batch_view(batch, self.links)
                 created_id = batch_id
             if idempotency_key is not None:
                 self.idempotency[idempotency_key] = (request_fingerprint, answer)
@@ -174,16 +184,16 @@ class Engine:
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         with self.lock:
             batch = self._batch(batch_id)
-            return batch_view(batch, self.base_url, masked=self._masked(batch))
+            return batch_view(batch, self.links, masked=self._masked(batch))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         with self.lock:
             run = self._run(run_id)
-            return run_view(run, self.base_url, masked=self._masked(run))
+            return run_view(run, self.links, masked=self._masked(run))
 
     def all_batches(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [batch_view(b, self.base_url) for b in self.batches.values()]
+            return [batch_view(b, self.links) for b in self.batches.values()]
 
     def file_path(self, run_id: str, name: str) -> Path | None:
         """Where an output file lives, or None if the run has no such file."""
@@ -216,7 +226,7 @@ class Engine:
             for run in batch.runs:
                 if run.status == "queued":
                     self._finish(run, "cancelled", None)
-            return batch_view(batch, self.base_url)
+            return batch_view(batch, self.links)
 
     def cancel_run(self, run_id: str) -> dict[str, Any]:
         with self.lock:
@@ -225,7 +235,7 @@ class Engine:
                 raise ApiError(409, "CONFLICT", f"run {run_id} is already terminal")
             if run.status == "queued":
                 self._finish(run, "cancelled", None)
-            return run_view(run, self.base_url)
+            return run_view(run, self.links)
 
     # -- callback secrets ------------------------------------------------
 
@@ -253,7 +263,7 @@ class Engine:
                 or self.runs.get(run.id) is not run
             ):
                 return
-            run.status, run.started_at = "running", time.time()
+            run.status, run.started_at = "running", self.clock()
         try:
             files = self._work(run)
         except ItemError as exc:
@@ -305,7 +315,7 @@ class Engine:
 
     def _finish(self, run: Run, status: str, error: dict[str, str] | None) -> None:
         """Move ``run`` to a terminal state (lock held); charge, and fire webhooks."""
-        run.status, run.error, run.completed_at = status, error, time.time()
+        run.status, run.error, run.completed_at = status, error, self.clock()
         batch = self.batches.get(run.batch_id) if run.batch_id else None
         if status == "succeeded":
             self.settings.balance -= run.price
@@ -316,9 +326,9 @@ class Engine:
             if batch.done and batch.completed_at is None:
                 batch.completed_at = run.completed_at
                 if batch.callback_url:
-                    self._notify(batch.callback_url, batch_event(batch_view(batch, self.base_url)))
+                    self._notify(batch.callback_url, batch_event(batch_view(batch, self.links)))
         elif run.callback_url:
-            self._notify(run.callback_url, run_event(run_view(run, self.base_url)))
+            self._notify(run.callback_url, run_event(run_view(run, self.links)))
 
     def _notify(self, url: str, body: dict[str, Any]) -> None:
         if self.on_terminal is not None:

@@ -24,6 +24,7 @@ from .app import create_app
 from .delivery import Deliverer, DeliveryAttempt
 from .engine import Engine
 from .faults import FaultGate, Faults, QueuedFault, RecordedRequest
+from .links import Clock
 from .settings import SandboxSettings
 
 START_TIMEOUT = 10.0
@@ -33,8 +34,8 @@ STOP_TIMEOUT = 5.0
 class _Parts:
     """Engine, faults, webhook deliverer and the ASGI app, wired together."""
 
-    def __init__(self, settings: SandboxSettings) -> None:
-        self.engine = Engine(settings)
+    def __init__(self, settings: SandboxSettings, clock: Clock = time.time) -> None:
+        self.engine = Engine(settings, clock=clock)
         self.faults = Faults(self.engine)
         self.deliverer = Deliverer(settings, self.engine.active_secrets)
         self.engine.on_terminal = self.deliverer.enqueue
@@ -74,14 +75,23 @@ def _uvicorn_server(app: Any, host: str, port: int) -> Any:
 
 
 class Sandbox:
-    """The Runflow API on ``127.0.0.1:<free port>``, for as long as the ``with`` lasts."""
+    """The Runflow API on ``127.0.0.1:<free port>``, for as long as the ``with`` lasts.
+
+    ``clock`` is the sandbox's time (creation and completion times, file link
+    expiry): a test can move it forward to expire links without sleeping.
+    """
 
     def __init__(
-        self, settings: SandboxSettings | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        settings: SandboxSettings | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock = time.time,
     ) -> None:
         self.settings = settings if settings is not None else SandboxSettings()
         self.host, self.port = host, port
-        self._parts = _Parts(self.settings)
+        self._parts = _Parts(self.settings, clock)
         self.api_key: str = self._parts.engine.api_key
         self.base_url = ""
         self._server: Any = None

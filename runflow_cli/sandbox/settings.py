@@ -44,6 +44,9 @@ class SandboxSettings:
     N GETs still show it running (items ``running``, no output); GET N+1 shows it
     terminal. Each batch and each run counts its own GETs. ``workers`` is read
     when the sandbox starts; every other field is read when it is needed.
+    ``file_url_ttl``: output URLs are signed and expire this many seconds after
+    the GET that handed them out (403 without a valid signature, 410 once
+    expired); None serves plain URLs that never expire.
     """
 
     api_key: str | None = None
@@ -64,6 +67,7 @@ class SandboxSettings:
     webhook_backoff: float = 0.5
     image_size: int = 384
     seed: int = 0
+    file_url_ttl: float | None = None
 
     def price(self, elements: list[str]) -> Decimal:
         """What one item with these elements costs when it succeeds."""

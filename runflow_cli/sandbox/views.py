@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from .links import FileLinks
 from .settings import MODEL
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -82,8 +83,8 @@ def money(amount: Decimal) -> str:
     return f"{amount:.6f}"
 
 
-def file_urls(run: Run, base_url: str) -> list[str]:
-    return [f"{base_url}/files/{run.id}/{name}" for name in run.files]
+def file_urls(run: Run, links: FileLinks) -> list[str]:
+    return [links.url(run.id, name) for name in run.files]
 
 
 def _shown_status(run: Run, masked: bool) -> str:
@@ -103,13 +104,13 @@ def batch_status(statuses: list[str]) -> str:
     return "queued" if all(s == "queued" for s in statuses) else "running"
 
 
-def _result(run: Run, base_url: str) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+def _result(run: Run, links: FileLinks) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
     if run.status == "succeeded":
-        return {"image_urls": file_urls(run, base_url)}, None
+        return {"image_urls": file_urls(run, links)}, None
     return None, run.error
 
 
-def batch_view(batch: Batch, base_url: str, *, masked: bool = False) -> dict[str, Any]:
+def batch_view(batch: Batch, links: FileLinks, *, masked: bool = False) -> dict[str, Any]:
     """The batch as ``GET /v1/batches/{id}`` shows it."""
     statuses = [_shown_status(run, masked) for run in batch.runs]
     status = batch_status(statuses)
@@ -142,7 +143,7 @@ def batch_view(batch: Batch, base_url: str, *, masked: bool = False) -> dict[str
     if status in BATCH_TERMINAL:
         view["completed_at"] = iso(batch.completed_at)
         view["output"] = {
-            "items": [_output_item(run, base_url) for run in batch.runs],
+            "items": [_output_item(run, links) for run in batch.runs],
             "succeeded": view["items_succeeded"],
             "failed": view["items_failed"],
             "cancelled": view["items_cancelled"],
@@ -151,7 +152,7 @@ def batch_view(batch: Batch, base_url: str, *, masked: bool = False) -> dict[str
     return view
 
 
-def _output_item(run: Run, base_url: str) -> dict[str, Any]:
+def _output_item(run: Run, links: FileLinks) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": run.item_id,
         "sequence_index": run.sequence_index,
@@ -160,7 +161,7 @@ def _output_item(run: Run, base_url: str) -> dict[str, Any]:
         "client_ref": run.client_ref,
         "input": run.input,
     }
-    output, error = _result(run, base_url)
+    output, error = _result(run, links)
     if output is not None:
         item["output"] = output
     else:
@@ -174,11 +175,11 @@ def duration_ms(run: Run) -> int | None:
     return round((run.completed_at - (run.started_at or run.completed_at)) * 1000)
 
 
-def run_view(run: Run, base_url: str, *, masked: bool = False) -> dict[str, Any]:
+def run_view(run: Run, links: FileLinks, *, masked: bool = False) -> dict[str, Any]:
     """The run as ``GET /v1/runs/{id}`` shows it."""
     shown = _shown_status(run, masked)
     terminal = shown in TERMINAL
-    output, error = _result(run, base_url) if terminal else (None, None)
+    output, error = _result(run, links) if terminal else (None, None)
     return {
         "id": run.id,
         "object": "run",
