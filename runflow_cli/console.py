@@ -191,7 +191,7 @@ class LiveDisplay:
             self._live.console.print(f"  [yellow]![/] {escape(event.message)}")
         elif isinstance(event, RowsSkipped):
             self._live.console.print(
-                f"  [dim]{event.count} rows not sent ({event.status}): {escape(event.reason)}[/]"
+                f"  [dim]{event.count} rows skipped ({event.status}): {escape(event.reason)}[/]"
             )
         self._live.update(self._render())
 
@@ -241,7 +241,7 @@ class LogDisplay:
             case Notice(message=message):
                 self._log(message)
             case RowsSkipped(status=status, count=count, reason=reason):
-                self._log(f"{count} rows not sent ({status}): {reason}")
+                self._log(f"{count} rows skipped ({status}): {reason}")
             case FileRetry(outcome=outcome):
                 self._log(
                     f"link expired for SKU {outcome.item.sku} ({outcome.item.name}); "
@@ -336,3 +336,68 @@ def print_summary(
     out.print(
         f"Exit code {int(result.exit_code)} ({result.exit_code.name.lower().replace('_', ' ')})"
     )
+
+
+# --- runflow status -------------------------------------------------------------
+
+from typing import TYPE_CHECKING  # noqa: E402  (this block is kept append-only)
+
+if TYPE_CHECKING:
+    from .status import RowSummary, StatusSummary
+
+
+def print_status(consoles: Consoles, summary: StatusSummary) -> None:
+    """What the journal of an output folder says, for ``runflow status``."""
+    out = consoles.out
+    if summary.batches:
+        table = Table(title=f"Batches in {summary.out_dir}", header_style="bold")
+        table.add_column("key", no_wrap=True)
+        table.add_column("batch id", no_wrap=True)
+        table.add_column("endpoint", overflow="fold")
+        table.add_column("journal")
+        table.add_column("API status")
+        table.add_column("items", justify="right")
+        table.add_column("cost", justify="right")
+        table.add_column("created", no_wrap=True)
+        for b in summary.batches:
+            table.add_row(
+                b.batch_key, b.batch_id or "-", b.endpoint, b.status, b.status_code or "-",
+                str(b.size), b.cost or "-", b.created_at,
+            )  # fmt: skip
+        out.print(table)
+    else:
+        out.print(f"No batches recorded in {escape(str(summary.out_dir))}.")
+    rows = Table(title="Rows", header_style="bold")
+    rows.add_column("status")
+    rows.add_column("rows", justify="right")
+    for status, count in summary.rows_by_status.items():
+        if count:
+            rows.add_row(status, str(count))
+    rows.add_row("[bold]total[/]", f"[bold]{summary.total_rows}[/]")
+    out.print(rows)
+    out.print(f"Cost reported by the API: {summary.cost:.6f}")
+    if summary.in_flight:
+        ids = ", ".join(b.batch_id or b.batch_key for b in summary.in_flight)
+        out.print(f"In flight ({len(summary.in_flight)}): {escape(ids)}")
+    if summary.to_download:
+        out.print(f"[bold]Processed, not downloaded yet ({len(summary.to_download)}):[/]")
+        _status_rows(consoles, summary.to_download)
+    if summary.failures:
+        out.print(f"[bold]Not succeeded ({len(summary.failures)}):[/]")
+        _status_rows(consoles, summary.failures)
+    for b in summary.unknown:
+        out.print(f"Unknown batch (create answer lost), key {b.batch_key}: "
+                  "check the dashboard for metadata runflow_cli_key, then "
+                  "--resubmit-unknown to resend it with the same key.")  # fmt: skip
+    if summary.in_flight or summary.to_download or summary.unknown:
+        out.print("Run the same `runflow batch` command again to resume.", markup=False)
+
+
+def _status_rows(consoles: Consoles, rows: list[RowSummary]) -> None:
+    for r in rows[:MAX_FAILURES_LISTED]:
+        line = f"line {r.line}, SKU {r.sku} ({r.name}): {r.status}"
+        if r.error_kind or r.error_message:
+            line += f" [{r.error_kind}] {r.error_message or ''}".rstrip()
+        consoles.out.print(f"  {escape(line)}")
+    if len(rows) > MAX_FAILURES_LISTED:
+        consoles.out.print(f"  … and {len(rows) - MAX_FAILURES_LISTED} more: runflow status --json")

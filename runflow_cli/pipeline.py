@@ -71,6 +71,8 @@ class PipelineOptions:
     """Stop submitting once the cost the API reported this run reaches this."""
     max_failure_rate: float | None = None
     """Stop submitting once more than this share of finished items failed."""
+    endpoint: str | None = None
+    """What the journal records batches against; defaults to the client's base URL."""
 
 
 @dataclass
@@ -198,6 +200,7 @@ class Pipeline:
                 due=0.0,
                 by_run_id={k.record.run_id: k.item for k in rows if k.record.run_id},
             )
+            self._result.batch_ids.append(batch_id)
             self._emit(BatchSubmitted(number, batch_id, len(rows), resumed=True))
         number = len(plan.resume)
         for key, rows in plan.resubmit.items():
@@ -279,7 +282,8 @@ class Pipeline:
                 body = json.dumps({"input": inputs, "metadata": metadata}, separators=(",", ":"))
                 model = self._options.model
                 rows = [(item, fingerprint(item, model), seq) for seq, item in planned.rows.items()]
-                self._journal.begin_batch(key, self._client.base_url, body, rows)
+                target = self._options.endpoint or self._client.base_url
+                self._journal.begin_batch(key, target, body, rows)
             try:
                 batch = self._client.create_batch(inputs, metadata=metadata, idempotency_key=key)
             except RequestValidationError as exc:
@@ -313,6 +317,7 @@ class Pipeline:
             by_run_id={run_ids[s]: item for s, item in planned.rows.items() if s in run_ids},
         )
         self._in_flight[batch_id] = flight
+        self._result.batch_ids.append(batch_id)
         for seq, item in planned.rows.items():
             outcome = self._result.outcomes[item.index]
             outcome.batch_id, outcome.run_id = batch_id, run_ids.get(seq)

@@ -222,11 +222,12 @@ def batch_command(
         lock.acquire(" ".join(["runflow", "batch", manifest]))
         with (
             Journal.open(out) as journal,
-            endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as (key, url),
+            endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as api,
         ):
-            plan = _plan(loaded, journal, options, url, choices)
+            options.endpoint = api.identity
+            plan = _plan(loaded, journal, options, api.identity, choices)
             print_plan(consoles, plan)
-            result = _run(consoles, loaded, plan, journal, options, key, url, max_file_size)
+            result = _run(consoles, loaded, plan, journal, options, api.key, api.url, max_file_size)
         reports = write_reports(result, out, source=loaded.source)
     if result.interrupted:
         _explain_interrupt(consoles, result)

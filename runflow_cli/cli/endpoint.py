@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from ..console import Consoles
 
 
+class Endpoint(NamedTuple):
+    key: str
+    url: str
+    identity: str
+    """What the journal records batches against; a sandbox's is new each time it starts,
+    since its batches die with it (even if the OS hands out the same port again)."""
+
+
 @contextmanager
 def endpoint(
     consoles: Consoles, sandbox: bool, api_key: str | None, base_url: str, latency: float
-) -> Iterator[tuple[str, str]]:
-    """Yield (key, base URL): a sandbox started for the block, or the real API."""
+) -> Iterator[Endpoint]:
+    """A sandbox started for the block, or the real API."""
     from ..errors import SandboxUnavailableError, UsageError
 
     if not sandbox:
@@ -24,7 +33,7 @@ def endpoint(
                 hint="Set RUNFLOW_KEY (or pass --api-key), or add --sandbox to try it locally "
                 "with no account.",
             )
-        yield api_key, base_url
+        yield Endpoint(api_key, base_url, base_url)
         return
     try:
         from ..sandbox import Sandbox, SandboxSettings
@@ -35,4 +44,5 @@ def endpoint(
         ) from None
     with Sandbox(SandboxSettings(latency=latency, workers=8)) as server:
         consoles.info(f"Sandbox running at {server.base_url}: local, offline, nothing is charged.")
-        yield server.api_key, server.base_url
+        identity = f"{server.base_url} (sandbox {uuid.uuid4().hex[:12]})"
+        yield Endpoint(server.api_key, server.base_url, identity)
