@@ -4,7 +4,8 @@ It wraps the FastAPI app directly under uvicorn, so it receives uvicorn's own
 ``send``. That matters for drops: closing the connection's transport is the
 only way to make the client see a connection closed with no answer at all,
 which is what a crashed load balancer looks like. Faults touch ``/v1`` only;
-``/files`` plays a CDN, which is a different service.
+``/files`` plays a CDN, which is a different service: a queued fault reaches it
+only if its ``path_contains`` starts with ``/files`` (a slow or failing CDN).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class QueuedFault:
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method:
             return False
+        if path.startswith("/files/") and not (self.path_contains or "").startswith("/files"):
+            return False  # the CDN is faulted only by a fault that names it
         return self.path_contains is None or self.path_contains in path
 
 
@@ -202,6 +205,10 @@ class FaultGate:
             await send(message)
 
         if not (path == "/v1" or path.startswith("/v1/")):
+            fault = self.faults.take(method, path) if path.startswith("/files/") else None
+            if fault is not None:
+                await self._apply(fault, scope, receive, send, tracked, entry)
+                return
             await self.app(scope, receive, tracked)
             return
         if headers.get("authorization") != f"Bearer {self.engine.api_key}":

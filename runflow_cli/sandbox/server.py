@@ -198,7 +198,10 @@ class Sandbox:
         retry_after: float = 1,
         delay: float = 0,
     ) -> None:
-        """Answer the next ``count`` matching /v1 requests with fault ``kind``, in order."""
+        """Answer the next ``count`` matching /v1 requests with fault ``kind``, in order.
+
+        ``/files`` (the CDN) is spared unless ``path_contains`` starts with ``/files``.
+        """
         self._parts.faults.queue_fault(
             QueuedFault(kind, count, method, path_contains, retry_after, delay)
         )
