@@ -274,10 +274,9 @@ def make_display(
 
 def _failure_line(outcome: Outcome) -> str:
     item = outcome.item
-    return (
-        f"line {item.line}, SKU {item.sku} ({item.name}): {outcome.status.value}"
-        f" [{outcome.error_kind}] {outcome.error_message}"
-    )
+    kind = f" [{outcome.error_kind}]" if outcome.error_kind else ""
+    message = f" {outcome.error_message}" if outcome.error_message else ""
+    return f"line {item.line}, SKU {item.sku} ({item.name}): {outcome.status.value}{kind}{message}"
 
 
 def print_plan(
@@ -318,7 +317,8 @@ def print_summary(
     table.add_row("[bold]total[/]", f"[bold]{len(result.outcomes)}[/]")
     out = consoles.out
     out.print(table)
-    failures = [o for o in result.outcomes if o.status != Status.SUCCEEDED]
+    unfinished = (Status.SUCCEEDED, Status.PENDING, Status.DEFERRED)
+    failures = [o for o in result.outcomes if o.status not in unfinished]
     if failures:
         out.print(f"[bold]Not succeeded ({len(failures)}):[/]")
         for outcome in failures[:MAX_FAILURES_LISTED]:
@@ -350,21 +350,27 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
     """What the journal of an output folder says, for ``runflow status``."""
     out = consoles.out
     if summary.batches:
+        endpoints = sorted({b.endpoint for b in summary.batches})
         table = Table(title=f"Batches in {summary.out_dir}", header_style="bold")
-        table.add_column("key", no_wrap=True)
-        table.add_column("batch id", no_wrap=True)
-        table.add_column("endpoint", overflow="fold")
-        table.add_column("journal")
-        table.add_column("API status")
-        table.add_column("items", justify="right")
-        table.add_column("cost", justify="right")
-        table.add_column("created", no_wrap=True)
+        # Ids and keys fold rather than end in "…": they are there to be copied.
+        table.add_column("batch id / key", overflow="fold")
+        if len(endpoints) > 1:
+            table.add_column("endpoint", overflow="fold")
+        table.add_column("journal", no_wrap=True)
+        table.add_column("API status", no_wrap=True)
+        table.add_column("items", justify="right", no_wrap=True)
+        table.add_column("cost", justify="right", no_wrap=True)
+        table.add_column("created (UTC)", overflow="fold")
         for b in summary.batches:
-            table.add_row(
-                b.batch_key, b.batch_id or "-", b.endpoint, b.status, b.status_code or "-",
-                str(b.size), b.cost or "-", b.created_at,
-            )  # fmt: skip
+            cells = [f"{escape(b.batch_id or '-')}\n[dim]{escape(b.batch_key)}[/]"]
+            if len(endpoints) > 1:
+                cells.append(escape(b.endpoint))
+            cells += [b.status, b.status_code or "-", str(b.size), b.cost or "-",
+                      b.created_at[:19].replace("T", " ")]  # fmt: skip
+            table.add_row(*cells)
         out.print(table)
+        if len(endpoints) == 1:
+            out.print(f"Sent to {escape(endpoints[0])}")
     else:
         out.print(f"No batches recorded in {escape(str(summary.out_dir))}.")
     rows = Table(title="Rows", header_style="bold")

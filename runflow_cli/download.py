@@ -7,6 +7,7 @@ the download client is a separate ``httpx.Client`` with no Authorization header.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import tempfile
@@ -126,6 +127,8 @@ class Downloader:
     def _write(self, chunks: Iterable[bytes], dest: Path) -> SavedFile:
         digest = hashlib.sha256()
         size = 0
+        for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+            stale.unlink(missing_ok=True)  # left by a killed run; one run per OUT holds the lock
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb") as tmp:

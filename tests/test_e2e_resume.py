@@ -126,7 +126,7 @@ def test_missing_truncated_or_edited_finals_are_downloaded_again(
     (out / names[0]).unlink()
     (out / names[1]).write_bytes(good[names[1]][:100])  # truncated
     (out / names[2]).write_bytes(b"edited by hand")
-    leftover = (out / names[3]).with_name(f".{Path(names[3]).name}.x1.part")
+    leftover = (out / names[0]).with_name(f".{Path(names[0]).name}.x1.part")
     leftover.write_bytes(b"half a download")
     files_before, creates_before = sb.count("GET", "/files/"), creates(sb)
 
@@ -136,6 +136,7 @@ def test_missing_truncated_or_edited_finals_are_downloaded_again(
     assert creates(sb) == creates_before
     assert sb.count("GET", "/files/") - files_before == 3
     assert finals(out) == good
+    assert not leftover.exists()  # a killed run's temp file is cleared when that final is fetched
 
 
 def test_dry_run_shows_the_plan_and_sends_nothing(sb: Sandbox, tmp_path: Path, cli: Any) -> None:

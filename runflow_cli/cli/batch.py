@@ -230,7 +230,7 @@ def batch_command(
             result = _run(consoles, loaded, plan, journal, options, api.key, api.url, max_file_size)
         reports = write_reports(result, out, source=loaded.source)
     if result.interrupted:
-        _explain_interrupt(consoles, result)
+        _explain_interrupt(consoles, result, sandbox=sandbox)
     if json_output:
         consoles.json({**summary(result), "reports": [str(p) for p in reports]})
     elif not quiet:
@@ -285,22 +285,34 @@ def _run(
         display,
     ):
         pipeline = Pipeline(
-            client, downloader, journal, options,
-            on_event=display.handle, critical=interrupts.critical,
-        )  # fmt: skip
+            client,
+            downloader,
+            journal,
+            options,
+            on_event=display.handle,
+            critical=interrupts.critical,
+        )
         return pipeline.run(loaded.items, plan)
 
 
-def _explain_interrupt(consoles: Consoles, result: RunResult) -> None:
+def _explain_interrupt(consoles: Consoles, result: RunResult, *, sandbox: bool) -> None:
     from ..outcome import Status
 
     in_flight = sorted(
         {o.batch_id for o in result.outcomes if o.status == Status.PENDING and o.batch_id}
     )
     consoles.warn(f"interrupted ({result.interrupted}). Nothing recorded in the journal was lost.")
+    if sandbox:
+        consoles.info(
+            "The sandbox stopped with this run, and its batches with it: running the "
+            "same command again processes what is left (nothing is charged)."
+        )
+        return
     if in_flight:
         consoles.info(
             "Batches still processing (you pay for their successes): " + ", ".join(in_flight)
         )
-    consoles.info("Run the same command again to resume: it polls those batches instead of "
-                  "creating them again, and sends only what is left.")  # fmt: skip
+    consoles.info(
+        "Run the same command again to resume: it polls those batches instead of "
+        "creating them again, and sends only what is left."
+    )
