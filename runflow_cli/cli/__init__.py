@@ -62,11 +62,12 @@ def _root(
 
 
 def _register() -> None:
-    from . import batch, sandbox, validate
+    from . import batch, sandbox, status, validate
 
     app.command("batch", epilog=EXIT_CODES_HELP)(batch.batch_command)
     app.command("validate")(validate.validate_command)
     app.command("sandbox")(sandbox.sandbox_command)
+    app.command("status")(status.status_command)
 
 
 _register()

@@ -1,0 +1,159 @@
+"""What the journal of an output folder says: batches, rows, money, what is left.
+
+Pure: reads a :class:`~runflow_cli.journal.Journal` and builds a
+:class:`StatusSummary`; nothing is sent and nothing is printed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .journal import Journal, RowRecord, RowStatus
+
+ROW_STATUSES = (
+    RowStatus.SUCCEEDED,
+    RowStatus.FAILED,
+    RowStatus.CANCELLED,
+    RowStatus.INVALID,
+    RowStatus.SUBMITTED,
+    RowStatus.SUBMITTING,
+    RowStatus.UNKNOWN,
+    RowStatus.NOT_SENT,
+)
+"""Row statuses in the order a summary lists them."""
+
+NOT_SUCCEEDED = (RowStatus.FAILED, RowStatus.CANCELLED, RowStatus.INVALID, RowStatus.NOT_SENT)
+"""Rows that ended without a final, each with an error kind."""
+
+
+class NoJournalError(UsageError):
+    """The output folder holds no journal: no run ever wrote to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatus:
+    batch_key: str
+    batch_id: str | None
+    endpoint: str
+    status: str
+    """The journal's: submitting, submitted, terminal, unknown or not_created."""
+    status_code: str | None
+    """The API's terminal status, once seen."""
+    size: int
+    cost: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class RowSummary:
+    sku: str
+    name: str
+    line: int
+    status: str
+    batch_id: str | None
+    error_kind: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSummary:
+    out_dir: Path
+    batches: list[BatchStatus]
+    rows_by_status: dict[str, int]
+    """Every status in :data:`ROW_STATUSES` order, zeros included."""
+    to_download: list[RowSummary]
+    """Succeeded at the API but the final is not saved yet (a rerun downloads it)."""
+    failures: list[RowSummary]
+    """Rows that ended without a final: failed, cancelled, invalid, not sent."""
+    cost: Decimal
+    """The sum of the costs the API reported for the batches."""
+    in_flight: list[BatchStatus]
+    """Batches created and not seen terminal yet."""
+    unknown: list[BatchStatus]
+    """Batches whose create answer was lost: they may or may not exist."""
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows_by_status.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out_dir),
+            "rows": {"total": self.total_rows, **self.rows_by_status},
+            "cost": f"{self.cost:.6f}",
+            "batches": [asdict(b) for b in self.batches],
+            "in_flight": [b.batch_id for b in self.in_flight],
+            "unknown_batch_keys": [b.batch_key for b in self.unknown],
+            "to_download": [asdict(r) for r in self.to_download],
+            "failures": [asdict(r) for r in self.failures],
+        }
+
+
+def load_status(out_dir: Path) -> StatusSummary:
+    """The summary of ``out_dir``'s journal; :class:`NoJournalError` if it has none."""
+    journal = Journal.existing(out_dir)
+    if journal is None:
+        raise NoJournalError(
+            f"no runs recorded in {out_dir} yet",
+            hint="Check --out: it must be the folder a `runflow batch --out` wrote to "
+            "(the one holding .runflow/state.db).",
+        )
+    with journal:
+        return summarize(journal)
+
+
+def summarize(journal: Journal) -> StatusSummary:
+    """Build the summary from what ``journal`` holds."""
+    batches, rows = journal.batches(), journal.rows()
+    shown = [
+        BatchStatus(
+            b.batch_key,
+            b.batch_id,
+            b.endpoint,
+            b.status,
+            b.status_code,
+            b.size,
+            b.cost,
+            b.created_at,
+        )
+        for b in batches
+    ]
+    batch_ids = {b.batch_key: b.batch_id for b in batches}
+    ordered = sorted(rows.values(), key=lambda r: (r.line, r.sku, r.name))
+    counts = Counter(r.status for r in ordered)
+    by_status = {status: counts.pop(status, 0) for status in ROW_STATUSES}
+    by_status.update(sorted(counts.items()))  # a status this version does not know
+
+    def row(r: RowRecord) -> RowSummary:
+        return RowSummary(
+            r.sku,
+            r.name,
+            r.line,
+            r.status,
+            batch_ids.get(r.batch_key or ""),
+            r.error_kind,
+            r.error_message,
+        )
+
+    return StatusSummary(
+        out_dir=journal.path.parent.parent,  # OUT/.runflow/state.db
+        batches=shown,
+        rows_by_status=by_status,
+        to_download=[row(r) for r in ordered if r.status == RowStatus.SUCCEEDED and r.size is None],
+        failures=[row(r) for r in ordered if r.status in NOT_SUCCEEDED],
+        cost=sum((_amount(b.cost) for b in batches), Decimal(0)),
+        in_flight=[b for b in shown if b.status == "submitted"],
+        unknown=[b for b in shown if b.status == "unknown"],
+    )
+
+
+def _amount(value: str | None) -> Decimal:
+    try:
+        return Decimal(value) if value else Decimal(0)
+    except InvalidOperation:
+        return Decimal(0)
