@@ -29,5 +29,11 @@ format: install
 demo: install
 	$(BIN)/runflow batch sample_manifests/catalog.csv --sandbox --out runflow-output
 
+bench: install
+	$(BIN)/python -m bench
+
+bench-quick: install
+	$(BIN)/python -m bench --quick
+
 clean:
 	rm -rf $(VENV) runflow-output .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""``python -m bench [--quick] [--only NAME]``: run the scenarios, print one table, save JSON."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import (
+    downloads,
+    economy,
+    end_to_end,
+    headroom,
+    manifest_speed,
+    memory,
+    startup,
+)
+from .harness import Context, Row, print_table, write_json
+
+# downloads runs before e2e: the ideal uses curl's measured rate.
+SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
+    "startup": startup.run,
+    "manifest": manifest_speed.run,
+    "memory": memory.run,
+    "downloads": downloads.run,
+    "e2e": end_to_end.run,
+    "economy": economy.run,
+    "headroom": headroom.run,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}",
+    )
+    args = parser.parse_args()
+    chosen = [name for name in SCENARIOS if not args.only or name in args.only]
+    rows: list[Row] = []
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="runflow-bench-") as tmp:
+        ctx = Context(quick=args.quick, tmp=Path(tmp))
+        for name in chosen:
+            started = time.perf_counter()
+            print(f"[bench] {name} ...", flush=True)
+            rows.extend(SCENARIOS[name](ctx))
+            timings[name] = round(time.perf_counter() - started, 1)
+    print()
+    print_table(rows)
+    meta = {
+        "quick": args.quick,
+        "machine": f"{platform.machine()} {platform.processor()} cpus={_cpus()}",
+        "python": platform.python_version(),
+        "seconds_per_scenario": timings,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    path = write_json(rows, meta)
+    print(f"\n[bench] scenario seconds: {timings}; JSON: {path}")
+    return 0 if all(r.met is not False for r in rows) else 1
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Shared pieces: statistics, rows of the result table, timed subprocesses, manifests."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+RUNFLOW = [PYTHON, "-m", "runflow_cli"]
+RESULTS = ROOT / "bench" / "results"
+SUBPROCESS_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Stats:
+    """min / median / max of several measurements of one figure."""
+
+    min: float
+    median: float
+    max: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stats:
+        if not values:
+            raise ValueError("no measurements")
+        return cls(min(values), statistics.median(values), max(values), len(values))
+
+    def show(self, digits: int = 3) -> str:
+        if self.n == 1 or self.min == self.max:
+            return _num(self.median, digits)
+        return f"{_num(self.median, digits)} [{_num(self.min, digits)}-{_num(self.max, digits)}]"
+
+
+def _num(value: float, digits: int) -> str:
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+@dataclass
+class Row:
+    """One line of the table. ``ratio`` is ours/baseline on the medians."""
+
+    scenario: str
+    metric: str
+    unit: str
+    ours: Stats
+    baseline: Stats | None = None
+    baseline_name: str = ""
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    ratio: float | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.baseline is not None and self.baseline.median:
+            self.ratio = self.ours.median / self.baseline.median
+
+
+def at_most(limit: float) -> Callable[[float], bool]:
+    return lambda value: value <= limit
+
+
+def at_least(limit: float) -> Callable[[float], bool]:
+    return lambda value: value >= limit
+
+
+def judged(row: Row, check: Callable[[float], bool], on_ratio: bool = True) -> Row:
+    """Set ``row.met`` from the ratio (or from our median)."""
+    value = row.ratio if on_ratio else row.ours.median
+    row.met = None if value is None else check(value)
+    return row
+
+
+@dataclass
+class Context:
+    """What every scenario gets: the mode, a scratch folder, figures shared between scenarios."""
+
+    quick: bool
+    tmp: Path
+    shared: dict[str, float] = field(default_factory=dict)
+
+    def reps(self, quick: int, full: int) -> int:
+        return quick if self.quick else full
+
+
+# A child's ru_maxrss includes the memory of the process it was forked from
+# (up to the exec). The bench process holds the sandbox (~50 MB), so a peak RSS
+# is read by a tiny launcher that forks the command from a bare interpreter.
+RSS_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    max_rss_mb: float
+    cpu_seconds: float
+    returncode: int
+
+
+def measure(
+    cmd: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = SUBPROCESS_TIMEOUT,
+    check: bool = True,
+    rss: bool = False,
+) -> Measured:
+    """Run ``cmd`` to completion: wall seconds, CPU seconds (wait4) and, with ``rss``,
+    its true peak RSS (through ``RSS_LAUNCHER``; otherwise ``max_rss_mb`` is 0)."""
+    rss_file = Path(tempfile.mkstemp(prefix="bench-rss-")[1]) if rss else None
+    if rss_file is not None:
+        cmd = [PYTHON, "-I", "-S", "-c", RSS_LAUNCHER, str(rss_file), *cmd]
+    full_env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", **(env or {})}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        assert proc.stderr is not None
+        err = proc.stderr.read()  # drain so the child never blocks on a full pipe
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        killer.cancel()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if check and proc.returncode != 0:
+        tail = err.decode(errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{tail}")
+    cpu = usage.ru_utime + usage.ru_stime
+    peak_kb = 0.0
+    if rss_file is not None:
+        peak_kb = float(rss_file.read_text() or 0)
+        rss_file.unlink()
+    return Measured(elapsed, peak_kb / 1024, cpu, proc.returncode)
+
+
+def repeat(fn: Callable[[], float], times: int) -> Stats:
+    return Stats.of([fn() for _ in range(times)])
+
+
+MANIFEST_HEADER = "sku,image_url,elements,aspect_ratio,name\n"
+
+
+def write_manifest(path: Path, rows: int, *, elements: str = "background_removal") -> Path:
+    """A valid CSV manifest of ``rows`` items on the sandbox's synthetic host."""
+    with path.open("w", encoding="utf-8") as f:
+        f.write(MANIFEST_HEADER)
+        for i in range(rows):
+            f.write(
+                f"SKU-{i // 4:06d},https://cdn.example.com/p{i:07d}/front.jpg,"
+                f"{elements},1:1,v{i % 4}\n"
+            )
+    return path
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ["scenario", "metric", "ours", "baseline", "base", "ratio", "target", "met"]
+    lines = [
+        [
+            r.scenario,
+            f"{r.metric} ({r.unit})",
+            r.ours.show(),
+            r.baseline.show() if r.baseline else "-",
+            r.baseline_name or "-",
+            f"{r.ratio:.3g}x" if r.ratio is not None else "-",
+            r.target or "-",
+            {True: "yes", False: "NO", None: "-"}[r.met],
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(fmt.format(*header))
+    print(fmt.format(*("-" * w for w in widths)))
+    for line in lines:
+        print(fmt.format(*line))
+    notes = [f"  {r.scenario}/{r.metric}: {r.note}" for r in rows if r.note]
+    if notes:
+        print("\nnotes:")
+        print("\n".join(notes))
+
+
+def write_json(rows: list[Row], meta: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "latest.json"
+    path.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+    return path
