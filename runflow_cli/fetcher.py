@@ -7,6 +7,7 @@ expired: the batch is fetched again for fresh URLs, once, before giving up.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
@@ -28,6 +29,9 @@ from .events import Event, FileRetry, FileSaved, ItemFailed
 from .journal import Journal, row_key
 from .naming import sanitize_component, url_extension
 from .outcome import Outcome, Status
+
+FRESH_FOR = 60.0
+"""Seconds a batch fetched for fresh links is reused for its other expired finals."""
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Fetcher:
         self._emit = on_event
         self._critical = critical
         self._tasks: dict[Future[list[SavedFile]], _Task] = {}
+        self._fresh: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def __enter__(self) -> Fetcher:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="download")
@@ -148,14 +153,25 @@ class Fetcher:
         )
         self._emit(ItemFailed(outcome))
 
+    def _fresh_batch(self, batch_id: str) -> dict[str, Any] | None:
+        """The batch with fresh links; fetched once per batch per minute, not per final."""
+        cached = self._fresh.get(batch_id)
+        if cached is not None and time.monotonic() - cached[0] < FRESH_FOR:
+            return cached[1]
+        try:
+            batch = self._client.get_batch(batch_id)
+        except RunflowError:
+            return None
+        self._fresh[batch_id] = (time.monotonic(), batch)
+        return batch
+
     def _refresh(self, task: _Task) -> bool:
         """Fetch the batch again for a fresh URL of this final; False if none."""
         outcome = task.outcome
         if not outcome.batch_id:
             return False
-        try:
-            batch = self._client.get_batch(outcome.batch_id)
-        except RunflowError:
+        batch = self._fresh_batch(outcome.batch_id)
+        if batch is None:
             return False
         for entry in (batch.get("output") or {}).get("items") or []:
             same = entry.get("sequence_index") == task.seq or (

@@ -86,3 +86,29 @@ def test_rerun_refreshes_an_expired_link_and_downloads_the_missing_final(
     with Journal.open(out) as journal:
         refreshed = journal.rows()["sku-1/1"]
     assert refreshed.final_url != victim.final_url and refreshed.size == len(final)
+
+
+def test_expired_links_of_one_batch_cost_one_refresh(
+    sb: Sandbox, clock: Clock, tmp_path: Path, cli: Any
+) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "sku,image_url,elements\n"
+        + "".join(
+            f"SKU-{n},https://cdn.example.com/expiry2/{n}.jpg,tag_removal\n" for n in range(4)
+        )
+    )
+    out = tmp_path / "out"
+    assert run_batch(cli, sb, manifest, out).code == 0
+    for final in list(out.rglob("*.webp"))[:3]:
+        final.unlink()
+
+    clock.now += TTL + 3600
+    seen = len(sb.requests)
+    assert run_batch(cli, sb, manifest, out).code == 0
+
+    requests = sb.requests[seen:]
+    assert len([r for r in requests if r.path.startswith("/v1/batches/")]) == 1
+    statuses = sorted(r.status for r in requests if r.path.startswith("/files/"))
+    assert statuses == [200, 200, 200, 410, 410, 410]
+    assert len(list(out.rglob("*.webp"))) == 4
