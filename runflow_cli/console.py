@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -43,6 +43,9 @@ from .events import (
 )
 from .outcome import Outcome, RunResult, Status
 from .plan import Plan
+
+if TYPE_CHECKING:
+    from .status import RowSummary, StatusSummary
 
 MAX_FAILURES_LISTED = 20
 
@@ -339,11 +342,6 @@ def print_summary(
 
 
 # --- runflow status -------------------------------------------------------------
-
-from typing import TYPE_CHECKING  # noqa: E402  (this block is kept append-only)
-
-if TYPE_CHECKING:
-    from .status import RowSummary, StatusSummary
 
 
 def print_status(consoles: Consoles, summary: StatusSummary) -> None:
