@@ -47,6 +47,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -57,17 +58,31 @@ def _root(
         bool,
         typer.Option("--debug", help="Show full tracebacks for errors (also RUNFLOW_DEBUG=1)."),
     ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            envvar="RUNFLOW_PROFILE",
+            show_default=False,
+            help="Take defaults (base URL, key, elements, batch size, out) from this profile "
+            "of the config file (runflow config path); flags and environment variables win.",
+        ),
+    ] = None,
 ) -> None:
     """Global options."""
+    from .config import apply_profile
+
+    apply_profile(ctx, profile)
 
 
 def _register() -> None:
-    from . import batch, sandbox, status, validate
+    from . import batch, config, sandbox, status, validate
 
     app.command("batch", epilog=EXIT_CODES_HELP)(batch.batch_command)
     app.command("validate")(validate.validate_command)
     app.command("sandbox")(sandbox.sandbox_command)
     app.command("status")(status.status_command)
+    app.add_typer(config.config_app, name="config")
 
 
 _register()

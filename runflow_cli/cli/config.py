@@ -1,0 +1,199 @@
+"""``runflow config``: where the config file is and what a profile resolves to.
+
+Also :func:`apply_profile`, which the root callback calls so that a profile's
+settings become every command's defaults (flag > env > profile > default).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .options import NoColorOpt
+
+if TYPE_CHECKING:
+    from ..config import Config, Profile
+
+config_app = typer.Typer(
+    name="config",
+    help="Where the config file is, and what a profile resolves to.",
+    no_args_is_help=True,
+)
+
+SKIPPED_COMMANDS = frozenset({"config"})
+"""Commands that read the file themselves (``config path`` must work on a broken file)."""
+
+
+def apply_profile(ctx: typer.Context, name: str | None) -> None:
+    """Load the config and make the chosen profile the defaults of every command that fits.
+
+    Click resolves a parameter from the command line, then its environment
+    variable, then ``ctx.default_map``, then its own default: exactly
+    flag > env > profile > default. A command gets the profile's value for each
+    parameter it has by that name (``api_key``, ``base_url``, ``elements``,
+    ``batch_size``, ``out``), so commands added later get profiles for free.
+    """
+    from ..config import config_path, load_config
+
+    if ctx.invoked_subcommand in SKIPPED_COMMANDS or ctx.resilient_parsing:
+        return
+    path = config_path()
+    if name is None and not path.exists():
+        return
+    config = load_config(path)
+    _warn(config)
+    profile = config.profile(name)
+    if profile is None:
+        return
+    ctx.default_map = _default_map(ctx.command, profile)
+    invoked = ctx.invoked_subcommand
+    if profile.key_env and not profile.api_key and "api_key" in _params(ctx.command, invoked):
+        from ..console import Consoles
+
+        Consoles.create().warn(
+            f"profile '{profile.name}' reads its API key from ${profile.key_env}, which is not set"
+        )
+
+
+def _default_map(group: Any, profile: Profile) -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    for name, command in getattr(group, "commands", {}).items():
+        if name in SKIPPED_COMMANDS:
+            continue
+        if isinstance(getattr(command, "commands", None), dict):  # a sub-group
+            values = _default_map(command, profile)
+        else:
+            values = profile.defaults_for({p.name for p in command.params if p.name})
+            if "api_key" in values:
+                # A function, not the string: --help shows a function as "(dynamic)",
+                # never the key, even on an option that shows its default.
+                key = values["api_key"]
+                values["api_key"] = lambda key=key: key
+        if values:
+            defaults[name] = values
+    return defaults
+
+
+def _params(group: Any, name: str | None) -> set[str]:
+    command = getattr(group, "commands", {}).get(name)
+    return {p.name for p in getattr(command, "params", []) if p.name}
+
+
+def _warn(config: Config) -> None:
+    warnings = config.warnings()
+    if warnings:
+        from ..console import Consoles
+
+        consoles = Consoles.create()
+        for warning in warnings:
+            consoles.warn(warning)
+
+
+@config_app.command("path")
+def path_command() -> None:
+    """Print where the config file is read from, whether or not it exists.
+
+    $RUNFLOW_CONFIG if set, else $XDG_CONFIG_HOME/runflow/config.toml, else
+    ~/.config/runflow/config.toml.
+
+    Example: runflow config path
+    """
+    from ..config import config_path
+
+    typer.echo(str(config_path()))
+
+
+@config_app.command("show")
+def show_command(
+    ctx: typer.Context,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            show_default=False,
+            help="The profile to show (default: the global --profile, RUNFLOW_PROFILE, "
+            "or the file's default_profile).",
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the profile as JSON on stdout.")
+    ] = False,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Show the settings a profile gives, with its API key masked.
+
+    Names where the key comes from (an environment variable or the file
+    itself) and which environment variables would override the profile
+    (RUNFLOW_KEY, RUNFLOW_BASE_URL); flags override both. Exits 2 if the file
+    is invalid or the profile unknown.
+
+    Example: runflow config show --profile sandbox
+    """
+    import os
+
+    from ..config import config_path, load_config, mask_key
+    from ..console import Consoles
+
+    consoles = Consoles.create(no_color=no_color)
+    chosen, how = _chosen(ctx, profile)
+    path = config_path()
+    config = load_config(path)
+    for warning in config.warnings():
+        consoles.warn(warning)
+    resolved = config.profile(chosen)
+    if chosen is None and resolved is not None:
+        how = "the file's default_profile"
+    if resolved is None:
+        known = ", ".join(sorted(config.profiles)) or "none"
+        where = f"{path}" if config.exists else f"{path} (does not exist)"
+        if json_output:
+            consoles.json({"config": str(path), "exists": config.exists, "profile": None,
+                           "profiles": sorted(config.profiles)})  # fmt: skip
+            return
+        consoles.out.print(f"Config file: {where}", markup=False)
+        consoles.out.print(
+            f"No profile selected: pass --profile NAME or set default_profile. Profiles: {known}.",
+            markup=False,
+        )
+        return
+    overrides = [var for var in ("RUNFLOW_KEY", "RUNFLOW_BASE_URL") if os.environ.get(var)]
+    settings: dict[str, Any] = {
+        "base_url": resolved.base_url,
+        "api_key": mask_key(resolved.api_key) if resolved.api_key else None,
+        "key_from": resolved.key_source,
+        "elements": resolved.elements,
+        "batch_size": resolved.batch_size,
+        "out": resolved.out,
+    }
+    if json_output:
+        consoles.json({"config": str(path), "profile": resolved.name, "selected_by": how,
+                       "settings": settings, "overridden_by_env": overrides})  # fmt: skip
+        return
+    out = consoles.out
+    out.print(f"Config file: {path}", markup=False)
+    out.print(f"Profile: {resolved.name} (selected by {how})", markup=False)
+    key = settings["api_key"] or "(not set)"
+    if resolved.key_env and not resolved.api_key:
+        key = f"(not set: ${resolved.key_env} is empty or unset)"
+    elif resolved.key_source:
+        key = f"{key} (from {resolved.key_source})"
+    rows = [("base_url", settings["base_url"]), ("api_key", key)]
+    rows += [(name, settings[name]) for name in ("elements", "batch_size", "out")]
+    for name, value in rows:
+        shown = "(not set: the command's default)" if value is None else value
+        out.print(f"  {name:<11} {shown}", markup=False)
+    for var in overrides:
+        setting = "api_key" if var == "RUNFLOW_KEY" else "base_url"
+        out.print(f"{var} is set: it wins over the profile's {setting}.", markup=False)
+
+
+def _chosen(ctx: typer.Context, profile: str | None) -> tuple[str | None, str]:
+    if profile is not None:
+        return profile, "config show --profile"
+    root = ctx.find_root()
+    name = root.params.get("profile")
+    if name is None:
+        return None, ""
+    source = root.get_parameter_source("profile")
+    return name, "RUNFLOW_PROFILE" if source and source.name == "ENVIRONMENT" else "--profile"
