@@ -76,13 +76,17 @@ def _root(
 
 
 def _register() -> None:
-    from . import batch, config, sandbox, status, validate
+    from . import batch, cancel, config, download, run, sandbox, secrets, status, validate
 
     app.command("batch", epilog=EXIT_CODES_HELP)(batch.batch_command)
     app.command("validate")(validate.validate_command)
     app.command("sandbox")(sandbox.sandbox_command)
     app.command("status")(status.status_command)
     app.add_typer(config.config_app, name="config")
+    app.command("run")(run.run_command)
+    app.command("download")(download.download_command)
+    app.command("cancel")(cancel.cancel_command)
+    app.add_typer(secrets.app, name="secrets")
 
 
 _register()

@@ -1,0 +1,75 @@
+"""``runflow cancel``: ask the service to stop a batch or run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .batch import DEFAULT_BASE_URL
+from .endpoint import endpoint
+from .options import NoColorOpt
+from .run import ApiKeyOpt, BaseUrlOpt, JsonOpt
+
+
+def cancel_command(
+    target_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="A batch id or a run id.", show_default=False),
+    ],
+    api_key: ApiKeyOpt = None,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
+    json_output: JsonOpt = False,
+    no_color: NoColorOpt = False,
+) -> int:
+    """Cancel a batch or run: its queued items stop; running ones finish (and are charged).
+
+    The id is looked up as a batch, then as a run, and the cancel is sent once
+    (never retried when its answer is lost). Prints the resulting status.
+    The vendor reference shows cancelled states but not the cancel call; if the
+    service rejects the call itself, the command says so and exits 2.
+
+    Exits 0 once the cancel is accepted; 1 when the batch or run had already
+    finished; 2 when no batch or run has that id.
+
+    Ctrl-C during `runflow batch` cancels nothing: its batches keep processing
+    and a rerun picks them up. Use this command to stop them.
+
+    Example: runflow cancel 01984c44-7c2b-7f3e-8b4d-1a2b3c4d5e6f
+    """
+    from rich.markup import escape
+
+    from ..client import RunflowClient
+    from ..console import Consoles
+    from ..runs import cancel
+
+    consoles = Consoles.create(no_color=no_color)
+    with (
+        endpoint(consoles, False, api_key, base_url, 0.0) as api,
+        RunflowClient(api.key, api.url) as client,
+    ):
+        result = cancel(client, target_id)
+    if json_output:
+        consoles.json(result.to_json())
+        return int(result.exit_code)
+    what = f"{result.kind} {result.id}"
+    if result.already_terminal:
+        consoles.error(
+            f"{what} has already finished (status {result.status}): nothing to cancel",
+            f"Fetch what it produced: runflow download {result.id} --out DIR",
+        )
+        return int(result.exit_code)
+    counts = ""
+    view = result.view
+    if result.kind == "batch" and isinstance(view.get("items_total"), int):
+        parts = [f"{view.get(f'items_{k}', 0)} {k}" for k in ("cancelled", "succeeded", "failed")]
+        counts = f" ({', '.join(parts)} of {view['items_total']})"
+    consoles.out.print(
+        f"Cancel accepted for {escape(what)}: status {escape(result.status)}{escape(counts)}"
+    )
+    if result.status in ("queued", "running"):
+        consoles.info(
+            "Items already running finish and are charged if they succeed; "
+            f"runflow download {result.id} --out DIR fetches them once it is done."
+        )
+    return int(result.exit_code)

@@ -1,0 +1,245 @@
+"""``runflow run``: one image through the singleton endpoint, waited for and saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .batch import DEFAULT_BASE_URL, DEFAULT_OUT
+from .endpoint import endpoint
+from .options import NoColorOpt
+
+if TYPE_CHECKING:
+    from ..console import Consoles
+    from ..runs import Finals
+
+# The API options of the commands that talk to an existing account (run, download,
+# cancel, secrets): the same flags and environment variables as `runflow batch`.
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="RUNFLOW_KEY",
+        show_default=False,
+        help="API key (rf_live_...). Prefer the RUNFLOW_KEY environment variable: "
+        "a flag is visible in the process list.",
+    ),
+]
+BaseUrlOpt = Annotated[
+    str, typer.Option("--base-url", envvar="RUNFLOW_BASE_URL", help="API base URL.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def run_command(
+    image_url: Annotated[
+        str,
+        typer.Argument(
+            metavar="IMAGE_URL", help="http(s) URL of the product photo.", show_default=False
+        ),
+    ],
+    elements: Annotated[
+        str,
+        typer.Option(
+            "--elements",
+            show_default=False,
+            help="What to do, e.g. 'tag_removal;background_removal'. One or more of "
+            "model_removal, tag_removal, product_isolation, background_removal.",
+        ),
+    ],
+    aspect_ratio: Annotated[
+        str | None, typer.Option("--aspect-ratio", help="Aspect ratio of the final, W:H (1:1).")
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", help="product_isolation_prompt, e.g. 'the white sneaker'."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for OUT/<sku>/<name>.webp.")
+    ] = DEFAULT_OUT,
+    sku: Annotated[
+        str | None,
+        typer.Option(
+            "--sku",
+            help="Output folder, sent as client_ref (default: the image URL's file stem).",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Output file stem (default: the image URL's file stem)."),
+    ] = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(
+            "--callback-url", help="https URL the API POSTs run.completed/failed/cancelled to."
+        ),
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata", metavar="KEY=VALUE", help="Metadata echoed back by the API; repeatable."
+        ),
+    ] = None,
+    keep_intermediates: Annotated[
+        bool,
+        typer.Option(
+            "--keep-intermediates",
+            help="Also save each stage's image under OUT/<sku>/<name>.stages/.",
+        ),
+    ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="Print the run id and exit; fetch the final later with runflow download.",
+        ),
+    ] = False,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval",
+            min=0.0,
+            help="Seconds before the first poll; the wait grows x1.5 up to --max-poll-interval.",
+        ),
+    ] = 1.0,
+    max_poll_interval: Annotated[
+        float, typer.Option("--max-poll-interval", min=0.0, help="Longest wait between two polls.")
+    ] = 10.0,
+    api_key: ApiKeyOpt = None,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Run against a local sandbox started for this command: no account, no cost.",
+        ),
+    ] = False,
+    sandbox_latency: Annotated[
+        float, typer.Option("--sandbox-latency", min=0.0, help="With --sandbox: seconds per stage.")
+    ] = 0.2,
+    json_output: JsonOpt = False,
+    no_color: NoColorOpt = False,
+) -> int:
+    """Process one image with the singleton endpoint, wait for it, and save its final.
+
+    The arguments are checked like a manifest row before anything is sent. The
+    final goes to OUT/<sku>/<name>.webp, named as `runflow batch` names them:
+    the SKU (sent as client_ref) and the name default to the image URL's file
+    stem. While it waits, a spinner shows the run's status (plain lines when
+    not in a terminal); the run id is printed first, so an interrupted wait can
+    be picked up with `runflow download RUN_ID`.
+
+    Exits 0 when the final is saved, 1 when the run failed or was cancelled
+    (its error kind and message are shown) or the final could not be saved.
+    --no-wait prints the run id and exits 0.
+
+    Example: runflow run https://cdn.example.com/shirt.jpg --elements 'tag_removal;background_removal' --out photos/
+    (try it with no account: add --sandbox)
+    """  # noqa: E501
+    from ..client import RunflowClient
+    from ..console import Consoles
+    from ..download import Downloader
+    from ..errors import UsageError
+    from ..runs import Polling, execute_run, prepare_run, submit_run
+
+    consoles = Consoles.create(no_color=no_color)
+    request = prepare_run(
+        image_url,
+        elements,
+        aspect_ratio=aspect_ratio,
+        prompt=prompt,
+        sku=sku,
+        name=name,
+        metadata=metadata or (),
+        callback_url=callback_url,
+    )
+    if no_wait and sandbox:
+        raise UsageError(
+            "--no-wait with --sandbox: the sandbox stops when this command exits, "
+            "and its run with it",
+            hint="Drop --no-wait, or start one with `runflow sandbox` and use --base-url.",
+        )
+    with (
+        endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as api,
+        RunflowClient(api.key, api.url) as client,
+    ):
+        if no_wait:
+            created = submit_run(client, request)
+            run_id = str(created["id"])
+            if json_output:
+                consoles.json({"run_id": run_id, "status": created.get("status")})
+            else:
+                consoles.out.print(run_id, markup=False)
+                consoles.hint(f"Fetch its final once done: runflow download {run_id} --out {out}")
+            return 0
+        with Downloader() as downloader, _StatusDisplay(consoles) as display:
+            finals = execute_run(
+                client,
+                downloader,
+                request,
+                out,
+                keep_intermediates=keep_intermediates,
+                polling=Polling(poll_interval, max(max_poll_interval, poll_interval)),
+                on_status=display.update,
+            )
+    if json_output:
+        consoles.json(finals.to_json())
+    else:
+        _print_run(consoles, finals, out)
+    return int(finals.exit_code)
+
+
+class _StatusDisplay:
+    """A spinner on stderr in a terminal; one plain line per status change otherwise."""
+
+    def __init__(self, consoles: Consoles) -> None:
+        self._consoles = consoles
+        self._status: Any = None
+        self._last: str | None = None
+
+    def __enter__(self) -> _StatusDisplay:
+        if self._consoles.interactive:
+            self._status = self._consoles.err.status("Creating the run…")
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+
+    def update(self, run_id: str, status: str) -> None:
+        if self._last is None:
+            self._consoles.info(f"Run {run_id} created.")
+        if status == self._last:
+            return
+        self._last = status
+        if self._status is not None:
+            self._status.update(f"Run {run_id}: {status}…")
+        else:
+            self._consoles.info(f"Run {run_id}: {status}")
+
+
+def _print_run(consoles: Consoles, finals: Finals, out: Path) -> None:
+    from rich.markup import escape
+
+    item = finals.items[0]
+    took = f" in {finals.duration_ms / 1000:.1f} s" if finals.duration_ms is not None else ""
+    print_ = consoles.out.print
+    if item.status == "saved":
+        print_(f"Run {escape(finals.id)}: succeeded{took}")
+        print_(f"Saved {escape(str(item.path))}", soft_wrap=True)
+        if item.stages:
+            print_(f"Stages: {escape(str(item.stages[0].parent))} ({len(item.stages)} files)")
+        return
+    if item.status == "download_failed":
+        print_(f"Run {escape(finals.id)}: succeeded{took}, but its final was not saved")
+        consoles.error(
+            item.error_message or "download failed",
+            f"Fetch it again: runflow download {finals.id} --out {out}",
+        )
+        return
+    kind = f" [{item.error_kind}]" if item.error_kind else ""
+    message = f" {item.error_message}" if item.error_message else ""
+    print_(f"Run {escape(finals.id)}: {escape(finals.status)}{escape(kind)}{escape(message)}")

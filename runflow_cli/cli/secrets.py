@@ -1,0 +1,73 @@
+"""``runflow secrets create``: a webhook signing secret, shown once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .batch import DEFAULT_BASE_URL
+from .endpoint import endpoint
+from .options import NoColorOpt
+from .run import ApiKeyOpt, BaseUrlOpt
+
+app = typer.Typer(
+    name="secrets",
+    help=(
+        "Webhook signing secrets: the API signs each callback with them.\n\n"
+        "Example: runflow secrets create --label webhook-prod"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.command("create")
+def create_command(
+    label: Annotated[
+        str,
+        typer.Option(
+            "--label", help="Your name for the secret, e.g. webhook-prod.", show_default=False
+        ),
+    ],
+    api_key: ApiKeyOpt = None,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the whole answer (id, secret, label) as JSON on stdout."
+        ),
+    ] = False,
+    no_color: NoColorOpt = False,
+) -> int:
+    """Create an org-scoped webhook signing secret and print it, once.
+
+    The raw secret (rf_whsec_...) is in the API's answer to this call only:
+    it goes to stdout, alone, so it can be piped into a secret store; a
+    reminder that it won't be shown again goes to stderr. The API then signs
+    every callback with each active secret (Runflow-Signature: v1=...).
+
+    Example: runflow secrets create --label webhook-prod > webhook-secret.txt
+    """
+    from ..client import RunflowClient
+    from ..console import Consoles
+    from ..runs import create_secret
+
+    consoles = Consoles.create(no_color=no_color)
+    with (
+        endpoint(consoles, False, api_key, base_url, 0.0) as api,
+        RunflowClient(api.key, api.url) as client,
+    ):
+        answer = create_secret(client, label)
+    consoles.warn(
+        "this secret is shown only now and won't be shown again: store it now, "
+        "e.g. as RUNFLOW_WEBHOOK_SECRET in your webhook receiver's environment."
+    )
+    if json_output:
+        consoles.json(answer)
+    else:
+        consoles.info(f"Created secret {answer.get('id')} (label {answer.get('label')}).")
+        consoles.out.file.write(str(answer["secret"]) + "\n")
+        consoles.out.file.flush()
+    return 0
