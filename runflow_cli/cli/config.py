@@ -148,8 +148,14 @@ def show_command(
         known = ", ".join(sorted(config.profiles)) or "none"
         where = f"{path}" if config.exists else f"{path} (does not exist)"
         if json_output:
-            consoles.json({"config": str(path), "exists": config.exists, "profile": None,
-                           "profiles": sorted(config.profiles)})  # fmt: skip
+            consoles.json(
+                {
+                    "config": str(path),
+                    "exists": config.exists,
+                    "profile": None,
+                    "profiles": sorted(config.profiles),
+                }
+            )
             return
         consoles.out.print(f"Config file: {where}", markup=False)
         consoles.out.print(
@@ -167,8 +173,15 @@ def show_command(
         "out": resolved.out,
     }
     if json_output:
-        consoles.json({"config": str(path), "profile": resolved.name, "selected_by": how,
-                       "settings": settings, "overridden_by_env": overrides})  # fmt: skip
+        consoles.json(
+            {
+                "config": str(path),
+                "profile": resolved.name,
+                "selected_by": how,
+                "settings": settings,
+                "overridden_by_env": overrides,
+            }
+        )
         return
     out = consoles.out
     out.print(f"Config file: {path}", markup=False)
