@@ -357,6 +357,61 @@ class Journal:
                 (json.dumps(output_urls), final_url, _now(), row_key),
             )
 
+    # --- webhook events (runflow listen) --------------------------------------
+    # Kept in this one block on purpose: the table is created on first write, so
+    # journals written before it existed keep working and nothing above changes.
+    # Events are unique by delivery id (the unsigned Runflow-Request-Id without its
+    # attempt) AND by event key (what the signed body says: event + batch or run
+    # id), so neither a retry nor a replayed body with a new request id is recorded
+    # twice.
+
+    _EVENTS_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS events (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id TEXT UNIQUE,               -- NULL if the delivery carried no request id
+        event_key   TEXT NOT NULL UNIQUE,      -- e.g. batch.succeeded:<batch id>
+        event       TEXT NOT NULL,             -- e.g. batch.succeeded, run.failed
+        batch_id    TEXT,
+        run_id      TEXT,
+        body        BLOB NOT NULL,             -- the raw signed bytes, as received
+        received_at TEXT NOT NULL
+    )
+    """
+
+    def record_event(
+        self,
+        delivery_id: str | None,
+        event_key: str,
+        event: str,
+        batch_id: str | None,
+        run_id: str | None,
+        body: bytes,
+    ) -> bool:
+        """Record a verified webhook event; False if it was already recorded (by either key)."""
+        if not event_key or not event:
+            raise ValueError("an event needs an event name and an event key")
+        with self._transaction() as db:
+            db.execute(self._EVENTS_SCHEMA)
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO events(delivery_id, event_key, event, batch_id, run_id, "
+                "body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (delivery_id or None, event_key, event, batch_id, run_id, bytes(body), _now()),
+            )
+            return cursor.rowcount == 1
+
+    def events(self) -> list[dict[str, Any]]:
+        """Recorded webhook events, oldest first: the columns of ``events``, body as bytes."""
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='events'"
+        ).fetchone()
+        if exists is None:
+            return []
+        cursor = self._db.execute(
+            "SELECT seq, delivery_id, event_key, event, batch_id, run_id, body, received_at "
+            "FROM events ORDER BY seq"
+        )
+        return [dict(r) for r in cursor]
+
 
 def _row(r: sqlite3.Row) -> RowRecord:
     values = dict(r)

@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import RunflowError
@@ -24,7 +24,10 @@ SIGNATURE_HEADER = "Runflow-Signature"
 TIMESTAMP_HEADER = "Runflow-Timestamp"
 REQUEST_ID_HEADER = "Runflow-Request-Id"
 
-_ATTEMPT_SUFFIX = re.compile(r"-\d+$")
+# ASCII digits only: int() and \d would also take "1_700", "+5" or Arabic-Indic digits.
+_ATTEMPT_SUFFIX = re.compile(r"-[0-9]+\Z")
+_UNIX_SECONDS = re.compile(r"[0-9]+\Z")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
 class WebhookVerificationError(RunflowError):
@@ -32,11 +35,19 @@ class WebhookVerificationError(RunflowError):
 
 
 class MissingHeaderError(WebhookVerificationError):
-    pass
+    """A required header is absent or empty; ``header`` names it."""
+
+    def __init__(self, message: str, *, header: str) -> None:
+        super().__init__(message)
+        self.header = header
 
 
 class MalformedHeaderError(WebhookVerificationError):
     pass
+
+
+class MalformedBodyError(WebhookVerificationError):
+    """The body is authentic (its signature matches) but is not a JSON object."""
 
 
 class TimestampOutOfToleranceError(WebhookVerificationError):
@@ -60,24 +71,33 @@ def sign(secrets: str | list[str], timestamp: int | str, raw_body: bytes) -> str
     return " ".join(f"v1={signature(s, timestamp, raw_body)}" for s in secrets)
 
 
+def parse_secrets(text: str) -> list[str]:
+    """Secrets from one setting: separated by spaces or commas (several during a rotation)."""
+    return [s for s in re.split(r"[\s,]+", text) if s]
+
+
 def delivery_id(request_id: str) -> str:
     """Strip the attempt number: ``<uuid>-3`` -> ``<uuid>``.
 
-    Only a trailing ``-<digits>`` goes; the delivery id itself is a UUID full of dashes.
+    Only a trailing ``-<digits>`` goes; the delivery id itself is a UUID full of
+    dashes, so a bare UUID is returned whole even when its last group is all digits.
     """
-    return _ATTEMPT_SUFFIX.sub("", request_id.strip())
+    request_id = request_id.strip()
+    if _UUID.match(request_id):
+        return request_id
+    return _ATTEMPT_SUFFIX.sub("", request_id)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
     lowered = {k.lower(): v for k, v in headers.items()}
     value = lowered.get(name.lower())
     if value is None or not value.strip():
-        raise MissingHeaderError(f"missing {name} header")
+        raise MissingHeaderError(f"missing {name} header", header=name)
     return value.strip()
 
 
 def verify(
-    secret: str,
+    secret: str | Sequence[str],
     headers: Mapping[str, str],
     raw_body: bytes,
     *,
@@ -86,33 +106,52 @@ def verify(
 ) -> dict[str, Any]:
     """Check a delivery's signature and timestamp, then return the parsed event.
 
+    ``secret`` may be several (a rotation): any one of them signing any one
+    ``v1=`` entry is enough. Header names are matched ignoring case. The
+    signature is checked before the timestamp, so a timestamp error is only ever
+    reported for an authentic delivery (a clock to fix, not a forgery).
     Raises a :class:`WebhookVerificationError` subclass naming the problem.
-    Comparison is constant-time; any one matching ``v1=`` entry is accepted.
+    Comparison is constant-time.
     """
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets or not all(secrets):
+        raise ValueError("verify() needs at least one non-empty secret")
     timestamp_text = _header(headers, TIMESTAMP_HEADER)
     signature_text = _header(headers, SIGNATURE_HEADER)
-    try:
-        timestamp = int(timestamp_text)
-    except ValueError:
-        raise MalformedHeaderError(f"{TIMESTAMP_HEADER} is not unix seconds") from None
-    skew = now() - timestamp
-    if abs(skew) > tolerance:
-        direction = "old" if skew > 0 else "in the future"
-        raise TimestampOutOfToleranceError(
-            f"{TIMESTAMP_HEADER} is {abs(int(skew))} s {direction} (tolerance {tolerance} s)"
+    if not _UNIX_SECONDS.match(timestamp_text):
+        raise MalformedHeaderError(
+            f"{TIMESTAMP_HEADER} is not unix seconds: {timestamp_text[:40]!r}"
         )
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII str, and a
+    # header is whatever the sender put there.
     candidates = [
-        part[3:] for part in signature_text.split() if part.startswith("v1=") and len(part) > 3
+        part[3:].encode("utf-8", "replace")
+        for part in signature_text.split()
+        if part.startswith("v1=") and len(part) > 3
     ]
     if not candidates:
         raise MalformedHeaderError(f"{SIGNATURE_HEADER} has no v1= entry")
-    expected = signature(secret, timestamp_text, raw_body)
-    if not any(hmac.compare_digest(expected, c) for c in candidates):
-        raise SignatureMismatchError("no v1= signature matches this secret and body")
+    matched = False
+    for s in secrets:
+        expected = signature(s, timestamp_text, raw_body).encode()
+        for candidate in candidates:
+            # No early exit: the time taken does not say which entry matched.
+            matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        which = "this secret" if len(secrets) == 1 else f"any of the {len(secrets)} secrets"
+        raise SignatureMismatchError(f"no v1= signature matches {which} and body")
+    skew = now() - int(timestamp_text)
+    if abs(skew) > tolerance:
+        direction = "old" if skew > 0 else "in the future"
+        # Whole seconds, unless that would read as within the tolerance (300.4 s).
+        away = f"{int(abs(skew))}" if abs(skew) >= tolerance + 1 else f"{abs(skew):.1f}"
+        raise TimestampOutOfToleranceError(
+            f"{TIMESTAMP_HEADER} is {away} s {direction} (tolerance {tolerance} s)"
+        )
     try:
         event = json.loads(raw_body)
-    except ValueError:
-        raise MalformedHeaderError("the signed body is not JSON") from None
+    except (ValueError, RecursionError):
+        raise MalformedBodyError("the signed body is not JSON") from None
     if not isinstance(event, dict):
-        raise MalformedHeaderError("the signed body is not a JSON object")
+        raise MalformedBodyError("the signed body is not a JSON object")
     return event

@@ -76,7 +76,19 @@ def _root(
 
 
 def _register() -> None:
-    from . import batch, cancel, config, download, run, sandbox, secrets, status, validate
+    from . import (
+        batch,
+        cancel,
+        config,
+        download,
+        listen,
+        run,
+        sandbox,
+        secrets,
+        status,
+        validate,
+        webhook,
+    )
 
     app.command("batch", epilog=EXIT_CODES_HELP)(batch.batch_command)
     app.command("validate")(validate.validate_command)
@@ -87,6 +99,8 @@ def _register() -> None:
     app.command("download")(download.download_command)
     app.command("cancel")(cancel.cancel_command)
     app.add_typer(secrets.app, name="secrets")
+    app.add_typer(webhook.app, name="webhook")
+    app.command("listen")(listen.listen_command)
 
 
 _register()

@@ -1,0 +1,394 @@
+"""A small HTTP receiver for Runflow webhooks: verify, record durably, then answer.
+
+Meant to run behind the user's HTTPS terminator or tunnel, so it answers a
+POST on any path (the tunnel decides the path) and ``GET /healthz``. For each
+delivery it
+
+1. reads the raw body (at most ``max_body`` bytes, else 413);
+2. verifies the signature over those raw bytes, before parsing, with any of
+   the given secrets: 401 for a missing or non-matching signature, 400 for a
+   malformed header, a stale or future timestamp, or a body that is not a JSON
+   object; nothing is recorded;
+3. records the event in an :class:`EventStore` and only then answers 200. A
+   store failure answers 500, so the sender retries.
+
+Retries are deduplicated by delivery id (``Runflow-Request-Id`` without its
+attempt) and, because that header is not signed, also by what the signed body
+says (event name + batch or run id): a replayed body under a new request id is
+answered 200 ``duplicate`` and not recorded again.
+
+Only stdlib ``http.server``: the client's dependencies stay typer, httpx, rich
+and pyyaml.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import UsageError
+from .webhooks import (
+    DEFAULT_TOLERANCE,
+    REQUEST_ID_HEADER,
+    SIGNATURE_HEADER,
+    MissingHeaderError,
+    SignatureMismatchError,
+    WebhookVerificationError,
+    delivery_id,
+    verify,
+)
+
+MAX_BODY_BYTES = 20 * 1024 * 1024
+"""A terminal batch of 100 items is tens of kilobytes; anything near this is not ours."""
+READ_TIMEOUT = 30.0
+"""Seconds a connection may stay silent mid-request before it is dropped."""
+STOP_TIMEOUT = 5.0
+
+
+class EventStore(Protocol):
+    """Where verified events go. :meth:`Journal.record_event` has this signature.
+
+    Called from the receiver's request threads, possibly at the same time.
+    """
+
+    def record_event(
+        self,
+        delivery_id: str | None,
+        event_key: str,
+        event: str,
+        batch_id: str | None,
+        run_id: str | None,
+        body: bytes,
+    ) -> bool:
+        """Record durably; return False if already recorded (by delivery id or event key)."""
+        ...
+
+
+class JournalEventStore:
+    """Events into the ``events`` table of ``OUT/.runflow/state.db``, the journal ``batch`` uses.
+
+    A journal connection belongs to one thread, so each event opens its own
+    connection (a few milliseconds; webhooks are rare), one at a time under a
+    lock. SQLite's WAL and busy timeout let a ``batch`` in another thread or
+    process keep writing to the same file meanwhile.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._lock = threading.Lock()
+
+    def prepare(self) -> None:
+        """Create the journal now, so a folder that cannot hold one fails before serving."""
+        from .journal import Journal
+
+        with self._lock:
+            Journal.open(self.out_dir).close()
+
+    def record_event(
+        self,
+        delivery_id: str | None,
+        event_key: str,
+        event: str,
+        batch_id: str | None,
+        run_id: str | None,
+        body: bytes,
+    ) -> bool:
+        from .journal import Journal
+
+        with self._lock, Journal.open(self.out_dir) as journal:
+            return journal.record_event(delivery_id, event_key, event, batch_id, run_id, body)
+
+    def events(self) -> list[dict[str, Any]]:
+        from .journal import Journal
+
+        with self._lock:
+            journal = Journal.existing(self.out_dir)
+            if journal is None:
+                return []
+            with journal:
+                return journal.events()
+
+
+@dataclass(frozen=True, slots=True)
+class EventIdentity:
+    """What a verified event is, from its signed body."""
+
+    event: str
+    event_key: str
+    batch_id: str | None
+    run_id: str | None
+
+
+def identify(event: dict[str, Any], raw_body: bytes) -> EventIdentity:
+    """The event's name, ids, and the key that makes recording it idempotent.
+
+    Batch events carry the batch object (``id``), run events carry ``run_id``;
+    a terminal event happens once per batch or run, so event + id is the key.
+    An event with neither id is keyed by its body's hash: a replay of the same
+    bytes is still recognised.
+    """
+    name = event.get("event")
+    name = name if isinstance(name, str) and name else "unknown"
+    batch_id = run_id = None
+    if name.startswith("batch.") and isinstance(event.get("id"), str):
+        batch_id = event["id"]
+    if isinstance(event.get("run_id"), str):
+        run_id = event["run_id"]
+    subject = batch_id or run_id or "sha256:" + hashlib.sha256(raw_body).hexdigest()
+    return EventIdentity(name, f"{name}:{subject}", batch_id, run_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the receiver answered one request, for logging.
+
+    ``outcome`` is ``recorded``, ``duplicate``, ``rejected`` (4xx) or ``error``
+    (5xx); ``event`` is the parsed event when it was recorded.
+    """
+
+    status: int
+    outcome: str
+    reason: str
+    request_id: str | None
+    client: str
+    event_key: str | None = None
+    event: dict[str, Any] | None = None
+
+    def body(self) -> bytes:
+        """The tiny JSON answered to the sender."""
+        document = {"status": self.outcome}
+        if self.outcome in ("rejected", "error"):
+            document["reason"] = self.reason
+        return json.dumps(document).encode()
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class WebhookReceiver:
+    """The receiver, served from a daemon thread for as long as a ``with`` lasts.
+
+    ``on_event(event)`` is called with each newly recorded event, after it is
+    recorded and answered; ``on_answer(answer)`` with every POST's answer. Both
+    run on request threads: keep them short and thread-safe. Their exceptions
+    are swallowed (the event is already recorded).
+    """
+
+    def __init__(
+        self,
+        secrets: str | Sequence[str],
+        store: EventStore,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tolerance: int = DEFAULT_TOLERANCE,
+        max_body: int = MAX_BODY_BYTES,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_answer: Callable[[Answer], None] | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.secrets = [secrets] if isinstance(secrets, str) else list(secrets)
+        if not self.secrets or not all(self.secrets):
+            raise UsageError("the webhook receiver needs at least one non-empty secret")
+        self.store = store
+        self.host = host
+        self.port = port
+        self.tolerance = tolerance
+        self.max_body = max_body
+        self.on_event = on_event
+        self.on_answer = on_answer
+        self.now = now
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` once started (the bound port when ``port=0``)."""
+        if self._server is None:
+            raise RuntimeError("the receiver is not started")
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self._server.server_address[1]}"
+
+    def start(self) -> None:
+        """Bind and serve from a daemon thread; returns once the port accepts connections."""
+        if self._server is not None:
+            return
+        handler = _handler_class(self)
+        server_class = _Server6 if ":" in self.host else _Server
+        try:
+            self._server = server_class((self.host, self.port), handler)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="runflow-webhook-receiver",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop accepting, close the socket, and join the thread (bounded); idempotent.
+
+        A request still being handled is not waited for: if its event was not
+        committed, it was not answered 2xx, and the sender retries it.
+        """
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        if thread is not None and thread.is_alive():
+            server.shutdown()
+            thread.join(timeout=timeout)
+        server.server_close()
+
+    def __enter__(self) -> WebhookReceiver:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- one delivery -----------------------------------------------------------
+
+    def handle(self, headers: dict[str, str], raw_body: bytes, client: str) -> Answer:
+        """Verify, record, and decide the answer for one POST (no HTTP involved)."""
+        request_id = _get(headers, REQUEST_ID_HEADER)
+        try:
+            event = self._verify(headers, raw_body)
+        except _Rejected as exc:
+            return Answer(exc.status, "rejected", exc.reason, request_id, client)
+        identity = identify(event, raw_body)
+        delivery = delivery_id(request_id) if request_id else None
+        try:
+            recorded = self.store.record_event(
+                delivery,
+                identity.event_key,
+                identity.event,
+                identity.batch_id,
+                identity.run_id,
+                raw_body,
+            )
+        except Exception as exc:
+            reason = f"could not record the event: {type(exc).__name__}: {exc}"
+            return Answer(500, "error", reason, request_id, client, identity.event_key)
+        if not recorded:
+            reason = f"already recorded ({identity.event_key})"
+            return Answer(200, "duplicate", reason, request_id, client, identity.event_key)
+        return Answer(
+            200, "recorded", identity.event, request_id, client, identity.event_key, event
+        )
+
+    def _verify(self, headers: dict[str, str], raw_body: bytes) -> dict[str, Any]:
+        try:
+            return verify(self.secrets, headers, raw_body, tolerance=self.tolerance, now=self.now)
+        except SignatureMismatchError as exc:
+            raise _Rejected(401, str(exc)) from None
+        except MissingHeaderError as exc:
+            raise _Rejected(401 if exc.header == SIGNATURE_HEADER else 400, str(exc)) from None
+        except WebhookVerificationError as exc:
+            raise _Rejected(400, str(exc)) from None
+
+    def _notify(self, answer: Answer) -> None:
+        """Tell the callbacks, after the answer was sent; their failures are theirs."""
+        with contextlib.suppress(Exception):
+            if self.on_answer is not None:
+                self.on_answer(answer)
+        with contextlib.suppress(Exception):
+            if self.on_event is not None and answer.event is not None:
+                self.on_event(answer.event)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a dropped connection; the core never prints, and the sender retries
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def _get(headers: dict[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    value = next((v for k, v in headers.items() if k.lower() == wanted), None)
+    return value.strip() if value and value.strip() else None
+
+
+def _handler_class(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "runflow-listen"
+        sys_version = ""
+        timeout = READ_TIMEOUT  # a silent client cannot hold a thread forever
+
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] == "/healthz":
+                self._reply(200, b'{"status": "ok"}')
+            else:
+                self._reply(404, b'{"status": "not found", "reason": "POST deliveries here"}')
+
+        def do_POST(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                answer = self._receive(headers)
+            except Exception as exc:  # a bug must still answer non-2xx, so it is retried
+                reason = f"unexpected {type(exc).__name__}: {exc}"
+                answer = Answer(500, "error", reason, _get(headers, REQUEST_ID_HEADER), "")
+            if answer is None:
+                return  # the sender went away mid-body; nobody to answer
+            self._reply(answer.status, answer.body())
+            receiver._notify(answer)
+
+        def _receive(self, headers: dict[str, str]) -> Answer | None:
+            client = self.client_address[0]
+            request_id = _get(headers, REQUEST_ID_HEADER)
+
+            def reject(status: int, reason: str) -> Answer:
+                self.close_connection = True  # the unread body must not be parsed as a request
+                return Answer(status, "rejected", reason, request_id, client)
+
+            length_text = headers.get("content-length")
+            if length_text is None or "chunked" in headers.get("transfer-encoding", "").lower():
+                return reject(411, "no Content-Length")
+            if not length_text.strip().isdigit():
+                return reject(400, f"bad Content-Length {length_text[:20]!r}")
+            length = int(length_text)
+            if length > receiver.max_body:
+                return reject(413, f"{length} bytes is over the {receiver.max_body}-byte limit")
+            raw = self.rfile.read(length)
+            if len(raw) != length:
+                return None
+            return receiver.handle(headers, raw, client)
+
+        def _reply(self, status: int, data: bytes) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                pass  # the sender hung up; it retries if it did not see a 2xx
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the core never prints; answers go to on_answer
+
+    return Handler
