@@ -285,18 +285,31 @@ def test_config_show_without_a_file(cli: Any) -> None:
     assert "does not exist" in result.out
 
 
+def _every_command(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(getattr(command, "commands", None), dict):
+            found += _every_command(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
 def test_key_never_in_help(write_config: Any, tmp_path: Path, cli: Any) -> None:
+    from typer.main import get_command
+
+    from runflow_cli.cli import app
+
     write_config(PROD.replace("[profiles.prod]", 'default_profile = "prod"\n[profiles.prod]'))
-    for args in (
-        ("batch", "--help"),
-        ("--profile", "prod", "batch", "--help"),
-        ("validate", "--help"),
-        ("status", "--help"),
-        ("--help",),
-    ):
+    commands = _every_command(get_command(app))
+    assert ("batch",) in commands and ("config", "show") in commands
+    for args in [("--help",), ("--profile", "prod", "batch", "--help")] + [
+        (*c, "--help") for c in commands
+    ]:
         result = cli(*args)
         assert result.code == 0, args
         assert PROFILE_KEY not in result.out + result.err, args
+        assert "9876" not in result.out + result.err, args
     # The profile's other values are the defaults help shows.
     assert "default: https://api.profile.test" in cli("batch", "--help").out
 
