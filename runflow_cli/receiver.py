@@ -166,8 +166,10 @@ class Answer:
     def body(self) -> bytes:
         """The tiny JSON answered to the sender."""
         document = {"status": self.outcome}
-        if self.outcome in ("rejected", "error"):
+        if self.outcome == "rejected":  # tells an integrator what to fix
             document["reason"] = self.reason
+        elif self.outcome == "error":  # details (paths, errors) stay on this side
+            document["reason"] = "could not record the event; retry later"
         return json.dumps(document).encode()
 
 
