@@ -222,18 +222,19 @@ def wait_for_run(
 ) -> dict[str, Any]:
     """GET the run until it is terminal; each GET has the client's own retries.
 
-    ``on_status(run_id, status)`` hears every poll's status.
+    Sleeps ``polling.interval`` before the first GET (a run just created is not
+    done yet), then longer each time. ``on_status(run_id, status)`` hears every poll.
     """
     delay = polling.interval
     while True:
+        sleep(delay)
+        delay = min(delay * polling.growth, max(polling.max_interval, polling.interval))
         run = client.get_run(run_id)
         status = run_status(run)
         if on_status is not None:
             on_status(run_id, status)
         if status in RUN_TERMINAL:
             return run
-        sleep(delay)
-        delay = min(delay * polling.growth, max(polling.max_interval, polling.interval))
 
 
 def submit_run(client: RunflowClient, request: RunRequest) -> dict[str, Any]:

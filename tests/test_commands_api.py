@@ -333,7 +333,7 @@ def test_wait_for_run_grows_its_interval_and_reports_each_status() -> None:
             on_status=lambda _, status: seen.append(status),
         )
     assert run["status"] == "succeeded"
-    assert slept == [1.0, 1.5, 2.0, 2.0]
+    assert slept == [1.0, 1.5, 2.0, 2.0, 2.0]  # one wait before each GET
     assert seen == ["queued", "running", "running", "running", "succeeded"]
 
 
