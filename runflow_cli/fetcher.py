@@ -7,6 +7,7 @@ expired: the batch is fetched again for fresh URLs, once, before giving up.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -62,8 +63,10 @@ class Fetcher:
         keep_intermediates: bool,
         on_event: Callable[[Event], None],
         critical: Callable[[], AbstractContextManager[Any]],
+        wake: threading.Event,
     ) -> None:
         self._downloader = downloader
+        self._wake = wake
         self._journal = journal
         self._client = client
         self._out_dir = out_dir
@@ -96,7 +99,9 @@ class Fetcher:
         self._submit(_Task(outcome, final_url, urls, seq))
 
     def _submit(self, task: _Task) -> None:
-        self._tasks[self._pool.submit(self._download, task)] = task
+        future = self._pool.submit(self._download, task)
+        self._tasks[future] = task
+        future.add_done_callback(lambda _: self._wake.set())
 
     def _download(self, task: _Task) -> list[SavedFile]:
         item = task.outcome.item

@@ -11,6 +11,8 @@ Ctrl-C or SIGTERM cannot fall between them (see :mod:`runflow_cli.interrupts`).
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -73,6 +75,8 @@ class PipelineOptions:
     """Stop submitting once more than this share of finished items failed."""
     endpoint: str | None = None
     """What the journal records batches against; defaults to the client's base URL."""
+    callback_url: str | None = None
+    """Sent with every create: where the service POSTs the terminal batch."""
 
 
 @dataclass
@@ -120,8 +124,14 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         critical: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        events: queue.SimpleQueue[dict[str, Any]] | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
+        """``events`` are verified webhook bodies (``batch --listen``); whoever puts one
+        there sets ``wake``. Without them, batches are polled."""
         self._client = client
+        self._events = events
+        self._wake = wake or threading.Event()
         self._journal = journal
         self._options = options
         self._emit = on_event
@@ -137,6 +147,7 @@ class Pipeline:
             keep_intermediates=options.keep_intermediates,
             on_event=on_event,
             critical=critical,
+            wake=self._wake,
         )
 
     def run(self, items: list[Item], plan: Plan) -> RunResult:
@@ -240,10 +251,24 @@ class Pipeline:
             timeout = 0.0
         else:
             timeout = 1.0  # only downloads left: woken as soon as one ends
-        if self._fetcher.busy:
-            self._fetcher.harvest(timeout)
+        if self._events is not None or self._fetcher.busy:
+            # Woken early by a finished download or an arriving webhook.
+            self._wake.wait(timeout)
+            self._wake.clear()
         elif timeout > 0:
             self._sleep(timeout)
+        self._fetcher.harvest(0)
+        self._take_webhooks()
+
+    def _take_webhooks(self) -> None:
+        """A verified terminal event carries the whole batch: finish it without a poll."""
+        while self._events is not None and not self._events.empty():
+            event = self._events.get_nowait()
+            flight = self._in_flight.get(str(event.get("id")))
+            if flight is None or not str(event.get("event", "")).startswith("batch."):
+                continue
+            if not self._finish(flight, event):
+                flight.due = self._clock()  # an event without output: ask the API
 
     # --- submitting ---------------------------------------------------------------
 
@@ -285,7 +310,12 @@ class Pipeline:
                 target = self._options.endpoint or self._client.base_url
                 self._journal.begin_batch(key, target, body, rows)
             try:
-                batch = self._client.create_batch(inputs, metadata=metadata, idempotency_key=key)
+                batch = self._client.create_batch(
+                    inputs,
+                    metadata=metadata,
+                    callback_url=self._options.callback_url,
+                    idempotency_key=key,
+                )
             except RequestValidationError as exc:
                 self._rejected(planned, key, exc)
                 return

@@ -239,3 +239,53 @@ def test_exit_code_values_are_the_documented_ones() -> None:
         "INTERRUPTED": 130,
         "TERMINATED": 143,
     }
+
+
+def test_a_webhook_finishes_a_batch_without_a_single_poll(tmp_path: Path) -> None:
+    import queue
+    import threading
+
+    clock = Clock()
+    client = ScriptedClient(clock, [(0, 0)])
+    terminal = {
+        "event": "batch.succeeded",
+        "id": "b1",
+        "status_code": "succeeded",
+        "items_total": 2,
+        "items_succeeded": 2,
+        "items_failed": 0,
+        "items_cancelled": 0,
+        "cost": "0.460000",
+        "output": {
+            "items": [
+                {
+                    "sequence_index": i,
+                    "run_id": f"r{i}",
+                    "status_code": "succeeded",
+                    "output": {"image_urls": [f"https://cdn.test/r{i}/result_00001_.webp"]},
+                }
+                for i in range(2)
+            ]
+        },
+    }
+    events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+    events.put(terminal)
+    wake = threading.Event()
+    wake.set()
+    options = PipelineOptions(out_dir=tmp_path, poll_interval=60.0, max_poll_interval=60.0)
+    downloader = FakeDownloader()
+
+    result = run_pipeline(
+        client,
+        downloader,
+        options,
+        make_items(2),
+        clock=clock,
+        sleep=clock.sleep,
+        events=events,
+        wake=wake,
+    )
+
+    assert client.poll_times == []
+    assert len(downloader.fetched) == 2
+    assert result.exit_code == ExitCode.OK and str(result.cost) == "0.460000"
