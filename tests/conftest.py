@@ -15,7 +15,16 @@ def _isolated_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Tests never read the user's key, config or base URL, and never colour output."""
-    for name in ("RUNFLOW_KEY", "RUNFLOW_BASE_URL", "RUNFLOW_DEBUG", "GITHUB_ACTIONS"):
+    for name in (
+        "RUNFLOW_KEY",
+        "RUNFLOW_BASE_URL",
+        "RUNFLOW_DEBUG",
+        "RUNFLOW_CONFIG",
+        "RUNFLOW_PROFILE",
+        "RUNFLOW_WEBHOOK_SECRET",
+        "XDG_CONFIG_HOME",
+        "GITHUB_ACTIONS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
     monkeypatch.setenv("NO_COLOR", "1")

@@ -346,8 +346,12 @@ def test_cancel_leaves_running_items_to_finish(sb: Sandbox, c: httpx.Client) -> 
 
 
 def test_cancel_a_queued_run(sb: Sandbox, c: httpx.Client) -> None:
-    sb.settings.latency = 0.3
+    sb.settings.latency = 0.5
     blockers = [c.post(RUNS, json={"input": item()}).json() for _ in range(sb.settings.workers)]
+    # Every worker busy (observed, not assumed), so the next run has to queue.
+    wait_until(
+        lambda: all(c.get(f"/v1/runs/{r['id']}").json()["status"] == "running" for r in blockers)
+    )
     queued = c.post(RUNS, json={"input": item()}).json()
     answer = c.post(f"/v1/runs/{queued['id']}/cancel").json()
     assert answer["status"] == "cancelled" and answer["output"] is None
