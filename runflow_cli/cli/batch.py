@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .batch_listen import listening
 from .endpoint import endpoint
 from .options import (
     AspectRatioOpt,
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from ..outcome import RunResult
     from ..pipeline import PipelineOptions
     from ..plan import Plan
+    from .batch_listen import Webhooks
+    from .endpoint import Endpoint
 
 DEFAULT_OUT = Path("runflow-output")
 DEFAULT_BASE_URL = (
@@ -107,6 +111,38 @@ def batch_command(
     sandbox_latency: Annotated[
         float, typer.Option("--sandbox-latency", min=0.0, help="With --sandbox: seconds per stage.")
     ] = 0.2,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(
+            "--callback-url",
+            help="Sent with every batch: where the service POSTs it when done (https://). "
+            "With --listen, the public URL that reaches the receiver.",
+        ),
+    ] = None,
+    listen: Annotated[
+        int | None,
+        typer.Option(
+            "--listen",
+            min=0,
+            help="Wait for signed webhooks on this local port instead of polling (0 picks a "
+            "free one); a slow safety poll still runs.",
+        ),
+    ] = None,
+    listen_host: Annotated[
+        str, typer.Option("--listen-host", help="Address the --listen receiver binds to.")
+    ] = "127.0.0.1",
+    secret_env: Annotated[
+        str,
+        typer.Option(
+            "--secret-env", help="Environment variable holding the webhook signing secret(s)."
+        ),
+    ] = "RUNFLOW_WEBHOOK_SECRET",
+    safety_poll: Annotated[
+        float,
+        typer.Option(
+            "--safety-poll", min=1.0, help="With --listen: seconds between polls of each batch."
+        ),
+    ] = 120.0,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -225,9 +261,27 @@ def batch_command(
             endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as api,
         ):
             options.endpoint = api.identity
+            options.callback_url = callback_url
             plan = _plan(loaded, journal, options, api.identity, choices)
             print_plan(consoles, plan)
-            result = _run(consoles, loaded, plan, journal, options, api.key, api.url, max_file_size)
+            with ExitStack() as stack:
+                hooks = None
+                if listen is not None:
+                    hooks = stack.enter_context(
+                        listening(
+                            consoles,
+                            api,
+                            out,
+                            port=listen,
+                            host=listen_host,
+                            callback_url=callback_url,
+                            secret_env=secret_env,
+                            sandbox=sandbox,
+                        )
+                    )
+                    options.callback_url = hooks.callback_url
+                    options.poll_interval = options.max_poll_interval = safety_poll
+                result = _run(consoles, loaded, plan, journal, options, api, max_file_size, hooks)
         reports = write_reports(result, out, source=loaded.source)
     if result.interrupted:
         _explain_interrupt(consoles, result, sandbox=sandbox)
@@ -264,9 +318,9 @@ def _run(
     plan: Plan,
     journal: Journal,
     options: PipelineOptions,
-    key: str,
-    url: str,
+    api: Endpoint,
     max_file_size_mb: int,
+    hooks: Webhooks | None,
 ) -> RunResult:
     from ..client import RunflowClient
     from ..console import make_display
@@ -280,7 +334,7 @@ def _run(
     )
     with (
         Interrupts().installed() as interrupts,
-        RunflowClient(key, url) as client,
+        RunflowClient(api.key, api.url) as client,
         downloader,
         display,
     ):
@@ -291,6 +345,8 @@ def _run(
             options,
             on_event=display.handle,
             critical=interrupts.critical,
+            events=hooks.events if hooks else None,
+            wake=hooks.wake if hooks else None,
         )
         return pipeline.run(loaded.items, plan)
 

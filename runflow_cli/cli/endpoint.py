@@ -42,7 +42,7 @@ def endpoint(
             f"--sandbox needs the optional sandbox extra ({exc.name} is not installed)",
             hint="pip install 'runflow-cli[sandbox]'  (make install includes it)",
         ) from None
-    with Sandbox(SandboxSettings(latency=latency, workers=8)) as server:
+    with Sandbox(SandboxSettings(latency=latency, workers=8, allow_http_callbacks=True)) as server:
         consoles.info(f"Sandbox running at {server.base_url}: local, offline, nothing is charged.")
         identity = f"{server.base_url} (sandbox {uuid.uuid4().hex[:12]})"
         yield Endpoint(server.api_key, server.base_url, identity)
