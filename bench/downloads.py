@@ -25,12 +25,17 @@ def _make_files(root: Path, count: int) -> list[str]:
     return names
 
 
+def _target(dest: Path, name: str) -> Path:
+    """OUT/<sku>/<name> with four finals per SKU folder, as ``runflow batch`` lays them out."""
+    return dest / f"SKU-{int(name[7:12]) // 4:05d}" / name
+
+
 def _ours(base: str, names: list[str], dest: Path, pool: int) -> tuple[float, float]:
     """(files/s, CPU seconds per 1,000 files) for one pass."""
     dest.mkdir(parents=True)
     cpu, wall = time.process_time(), time.perf_counter()
     with Downloader(max_connections=pool) as downloader, ThreadPoolExecutor(pool) as threads:
-        list(threads.map(lambda n: downloader.fetch(f"{base}/{n}", dest / n), names))
+        list(threads.map(lambda n: downloader.fetch(f"{base}/{n}", _target(dest, n)), names))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     shutil.rmtree(dest)
     return len(names) / wall, cpu * 1000 / len(names)
@@ -38,15 +43,18 @@ def _ours(base: str, names: list[str], dest: Path, pool: int) -> tuple[float, fl
 
 def _curl(base: str, names: list[str], dest: Path, config: Path) -> tuple[float, float]:
     dest.mkdir(parents=True)
-    config.write_text("".join(f'url = "{base}/{n}"\noutput = "{dest / n}"\n' for n in names))
-    measured = measure(["curl", "--parallel", "--parallel-max", "32", "-sS", "-K", str(config)])
+    config.write_text(
+        "".join(f'url = "{base}/{n}"\noutput = "{_target(dest, n)}"\n' for n in names)
+    )
+    curl = ["curl", "--parallel", "--parallel-max", "32", "--create-dirs", "-sS", "-K", str(config)]
+    measured = measure(curl)
     shutil.rmtree(dest)
     return len(names) / measured.seconds, measured.cpu_seconds * 1000 / len(names)
 
 
 def run(ctx: Context) -> list[Row]:
     count = 500 if ctx.quick else 5000
-    reps = ctx.reps(2, 3)
+    reps = ctx.reps(1, 3)
     root = ctx.tmp / "static"
     names = _make_files(root, count)
     rates: dict[int, list[float]] = {p: [] for p in POOLS}

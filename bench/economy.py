@@ -29,7 +29,7 @@ def run(ctx: Context) -> list[Row]:
         f"{items} items, {latency} s/stage, sandbox workers {in_flight * 100}; ours: "
         f"{' '.join(flags)}, default polling (2 s first, x1.5 to 20 s), wall "
         f"{walls['ours']:.1f} s; reference wall {walls['reference']:.1f} s. "
-        "--listen (webhooks) is not implemented, so its <= 0.02 target is not measured"
+        "the --listen (webhooks) target, <= 0.02, is not measured yet"
     )
     row = Row(
         "economy",

@@ -54,7 +54,7 @@ def _reference(manifest: Path, out: Path, url: str, key: str) -> list[str]:
 def run(ctx: Context) -> list[Row]:
     items = 200 if ctx.quick else 2000
     latency = 0.5 if ctx.quick else 2.0
-    reps = ctx.reps(2, 3)
+    reps = ctx.reps(1, 3)
     manifest = write_manifest(ctx.tmp / f"e2e-{items}.csv", items)
     sides = {"reference": _reference, "default": _ours([]), "tuned": _ours(TUNED)}
     walls: dict[str, list[float]] = {name: [] for name in sides}
