@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .answers import count, match_entry, money, row_result
 from .client import DEFAULT_MODEL, RunflowClient, is_terminal_batch, new_idempotency_key
 from .download import Downloader
 from .errors import (
@@ -427,14 +428,14 @@ class Pipeline:
         if is_terminal_batch(batch) and self._finish(flight, batch):
             return
         counts = (
-            _int(batch, "items_succeeded"),
-            _int(batch, "items_failed"),
-            _int(batch, "items_cancelled"),
+            count(batch, "items_succeeded"),
+            count(batch, "items_failed"),
+            count(batch, "items_cancelled"),
         )
         changed = counts != flight.counts
         flight.counts = counts
         if changed:
-            total = _int(batch, "items_total") or len(flight.rows)
+            total = count(batch, "items_total") or len(flight.rows)
             self._emit(BatchProgress(flight.batch_id, *counts, total))
         self._reschedule(flight, changed)
 
@@ -464,16 +465,18 @@ class Pipeline:
         if not isinstance(entries, list):
             return False
         matched = [
-            (item, entry) for entry in entries if (item := _match(flight, entry)) is not None
+            (item, entry)
+            for entry in entries
+            if (item := match_entry(flight.rows, flight.by_run_id, entry)) is not None
         ]
-        results = [_row_result(item, entry) for item, entry in matched]
+        results = [row_result(item, entry) for item, entry in matched]
         cost = batch.get("cost")
         with self._critical():
             self._journal.batch_terminal(
                 flight.batch_id, str(batch.get("status_code")), cost, results
             )
         del self._in_flight[flight.batch_id]
-        self._result.cost += _decimal(cost)
+        self._result.cost += money(cost)
         seen = set()
         for (item, entry), result in zip(matched, results, strict=True):
             seen.add(item.index)
@@ -493,7 +496,7 @@ class Pipeline:
                 flight.batch_id,
                 str(batch.get("status_code")),
                 cost,
-                succeeded=_int(batch, "items_succeeded"),
+                succeeded=count(batch, "items_succeeded"),
                 total=len(flight.rows),
             )
         )
@@ -535,44 +538,6 @@ class Pipeline:
             self._emit(Notice(f"stopped submitting: {self._stop_reason}"))
 
 
-def _match(flight: _InFlight, entry: dict[str, Any]) -> Item | None:
-    """The row an answer's entry is about: by sequence_index, else run_id, else client_ref."""
-    seq = entry.get("sequence_index")
-    if isinstance(seq, int) and seq in flight.rows:
-        return flight.rows[seq]
-    if entry.get("run_id") in flight.by_run_id:
-        return flight.by_run_id[entry["run_id"]]
-    ref = entry.get("client_ref")
-    matches = [i for i in flight.rows.values() if ref is not None and i.client_ref == ref]
-    return matches[0] if len(matches) == 1 else None
-
-
-def _row_result(item: Item, entry: dict[str, Any]) -> RowResult:
-    from .download import pick_final
-
-    status = str(entry.get("status_code") or entry.get("status") or "")
-    urls = [str(u) for u in (entry.get("output") or {}).get("image_urls") or []]
-    run_id = str(entry["run_id"]) if entry.get("run_id") else None
-    if status == "succeeded":
-        final = pick_final(urls)
-        if final is not None:
-            return RowResult(row_key(item), RowStatus.SUCCEEDED, run_id, None, None, urls, final)
-        return RowResult(
-            row_key(item),
-            RowStatus.FAILED,
-            run_id,
-            "no_final",
-            "the item succeeded but no result_* URL came back",
-            urls,
-            None,
-        )
-    error = entry.get("error") or {}
-    row_status = RowStatus.CANCELLED if status == "cancelled" else RowStatus.FAILED
-    kind = str(error.get("kind") or status or "unknown")
-    message = str(error.get("message") or f"the item ended {status or 'without a status'}")
-    return RowResult(row_key(item), row_status, run_id, kind, message, urls, None)
-
-
 def _unknown_message(key: str) -> str:
     return (
         f"The create's answer was lost, so the batch may exist (and be charged). Its key is {key}: "
@@ -591,17 +556,3 @@ def _kind(exc: APIError | APIConnectionError) -> str:
     if isinstance(exc, APIError):
         return (exc.code or f"http_{exc.status}").lower()
     return "api_unreachable"
-
-
-def _int(batch: dict[str, Any], name: str) -> int:
-    try:
-        return int(batch.get(name) or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _decimal(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value)) if value is not None else Decimal(0)
-    except ArithmeticError:
-        return Decimal(0)
