@@ -266,13 +266,27 @@ class NullDisplay:
 
 
 def make_display(
-    consoles: Consoles, total: int, title: str
-) -> LiveDisplay | LogDisplay | NullDisplay:
-    if consoles.quiet:
-        return NullDisplay()
-    if consoles.interactive:
-        return LiveDisplay(consoles, total, title)
-    return LogDisplay(consoles, total, title)
+    consoles: Consoles, total: int, title: str, log_format: str = "auto", *, github: bool = False
+) -> Display:
+    """``log_format``: auto (live in a terminal, plain lines otherwise), plain, or json.
+
+    ``github`` adds ``::error`` annotations for failed items (GitHub Actions).
+    """
+    display: Display
+    if log_format == "json":  # asked for by name: it streams even with --quiet
+        display = JsonDisplay(consoles)
+    elif consoles.quiet:
+        display = NullDisplay()
+    elif log_format == "auto" and consoles.interactive:
+        display = LiveDisplay(consoles, total, title)
+    else:
+        display = LogDisplay(consoles, total, title)
+    if github:
+        # Workflow commands are read from stdout and stderr alike; with json, stdout
+        # carries JSON lines only.
+        stream = consoles.err.file if log_format == "json" else consoles.out.file
+        display = GitHubAnnotations(display, stream)
+    return display
 
 
 def _failure_line(outcome: Outcome) -> str:
@@ -405,3 +419,138 @@ def _status_rows(consoles: Consoles, rows: list[RowSummary]) -> None:
         consoles.out.print(f"  {escape(line)}")
     if len(rows) > MAX_FAILURES_LISTED:
         consoles.out.print(f"  … and {len(rows) - MAX_FAILURES_LISTED} more: runflow status --json")
+
+
+# --- CI: JSON lines and GitHub Actions ------------------------------------------
+
+
+def _utc_stamp(clock: Any = time.time) -> str:
+    return (
+        datetime.fromtimestamp(clock(), UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _item_fields(outcome: Outcome) -> dict[str, Any]:
+    item = outcome.item
+    return {"sku": item.sku, "name": item.name, "line": item.line}
+
+
+def event_record(event: Event) -> dict[str, Any] | None:
+    """An event as the fields of its ``--log-format json`` line (without type and time)."""
+    match event:
+        case BatchSubmitted(number=n, batch_id=batch_id, size=size, resumed=resumed):
+            return {"type": "batch_submitted", "number": n, "batch_id": batch_id, "size": size,
+                    "resumed": resumed}  # fmt: skip
+        case BatchProgress(batch_id=batch_id, succeeded=s, failed=f, cancelled=c, total=t):
+            return {"type": "batch_progress", "batch_id": batch_id, "succeeded": s, "failed": f,
+                    "cancelled": c, "total": t}  # fmt: skip
+        case BatchFinished(batch_id=batch_id, status_code=code, cost=cost, succeeded=s, total=t):
+            return {"type": "batch_terminal", "batch_id": batch_id, "status_code": code,
+                    "cost": cost, "succeeded": s, "total": t}  # fmt: skip
+        case BatchNotCreated(number=n, size=size, kind=kind, rows=rows):
+            return {"type": "batch_not_created", "number": n, "size": size, "kind": kind,
+                    "rows": rows}  # fmt: skip
+        case ItemFailed(outcome=o):
+            return {"type": "item_failed", **_item_fields(o), "status": o.status.value,
+                    "error_kind": o.error_kind, "error_message": o.error_message,
+                    "batch_id": o.batch_id, "run_id": o.run_id}  # fmt: skip
+        case FileSaved(outcome=o, path=path):
+            return {"type": "file_saved", **_item_fields(o), "path": str(path)}
+        case FileRetry(outcome=o):
+            return {"type": "file_retry", **_item_fields(o), "batch_id": o.batch_id}
+        case RowsSkipped(status=status, count=count, reason=reason):
+            return {"type": "rows_skipped", "status": status, "count": count, "reason": reason}
+        case Notice(message=message):
+            return {"type": "notice", "message": message}
+    return None
+
+
+class JsonDisplay:
+    """``--log-format json``: one JSON object per line on stdout for each event."""
+
+    def __init__(self, consoles: Consoles, *, clock: Any = time.time) -> None:
+        self._file = consoles.out.file
+        self._clock = clock
+
+    def __enter__(self) -> JsonDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = {"type": record["type"], "time": _utc_stamp(self._clock)}
+        line.update((k, v) for k, v in record.items() if k != "type")
+        self._file.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def handle(self, event: Event) -> None:
+        record = event_record(event)
+        if record is not None:
+            self.write(record)
+
+
+def print_run_summary_line(
+    consoles: Consoles, summary: dict[str, Any], reports: Iterable[Path], *, clock: Any = time.time
+) -> None:
+    """The last ``--log-format json`` line: the report's summary and the report paths."""
+    record = {"type": "run_summary", **summary, "reports": [str(p) for p in reports]}
+    JsonDisplay(consoles, clock=clock).write(record)
+
+
+class GitHubAnnotations:
+    """Wraps a display; adds an ``::error`` annotation per failed item (capped)."""
+
+    def __init__(self, inner: Display, stream: Any, *, limit: int | None = None) -> None:
+        from . import ci
+
+        self._inner = inner
+        self._stream = stream
+        self._limit = ci.MAX_ANNOTATIONS if limit is None else limit
+        self._shown = 0
+        self._more = 0
+
+    def __enter__(self) -> GitHubAnnotations:
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from . import ci
+
+        self._inner.__exit__(*exc)
+        if self._more:
+            self._line(ci.overflow_annotation(self._shown, self._more))
+
+    def _line(self, text: str) -> None:
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def handle(self, event: Event) -> None:
+        from . import ci
+
+        self._inner.handle(event)
+        if not isinstance(event, ItemFailed):
+            return
+        if self._shown < self._limit:
+            self._shown += 1
+            self._line(ci.failure_annotation(event.outcome))
+        else:
+            self._more += 1
+
+
+def append_step_summary(path: str | Path, markdown: str) -> None:
+    """Append to ``$GITHUB_STEP_SUMMARY`` (other steps write to the same file)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(markdown)
+
+
+Display = LiveDisplay | LogDisplay | NullDisplay | JsonDisplay | GitHubAnnotations
+
+
+def print_plan_line(consoles: Consoles, plan: Plan) -> None:
+    """``--dry-run --log-format json``: the plan as one ``plan`` line."""
+    JsonDisplay(consoles).write(
+        {"type": "plan", "plan": plan.counts(), "unknown_batch_keys": sorted(plan.unknown)}
+    )

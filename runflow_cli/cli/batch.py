@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,6 +34,14 @@ if TYPE_CHECKING:
     from .endpoint import Endpoint
 
 DEFAULT_OUT = Path("runflow-output")
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    plain = "plain"
+    json = "json"
+
+
 DEFAULT_BASE_URL = (
     "https://api.runflow.io"  # the same as client.DEFAULT_BASE_URL; the client is imported lazily
 )
@@ -204,6 +213,15 @@ def batch_command(
         bool, typer.Option("--json", help="Print one JSON summary on stdout instead of the table.")
     ] = False,
     no_color: NoColorOpt = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="auto: a live display in a terminal, plain lines otherwise; plain: always "
+            "timestamped lines (stderr); json: one JSON object per event on stdout, for CI "
+            "and scripts (see the README for the fields).",
+        ),
+    ] = LogFormat.auto,
 ) -> int:
     """Process every row of a manifest and save each SKU's final image.
 
@@ -221,6 +239,7 @@ def batch_command(
     Example: runflow batch catalog.csv --out photos/
     (try it with no account: runflow batch sample_manifests/catalog.csv --sandbox)
     """
+    from .. import ci
     from ..console import Consoles, print_plan, print_summary
     from ..journal import Journal
     from ..pipeline import PipelineOptions
@@ -228,6 +247,15 @@ def batch_command(
     from ..runlock import RunLock
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
+    json_lines = log_format == LogFormat.json
+    if json_lines and json_output:
+        from ..errors import UsageError
+
+        raise UsageError(
+            "--json and --log-format json both write to stdout; use one "
+            "(the json log ends with a run_summary line carrying the same summary)"
+        )
+    github = ci.github_actions()
     loaded = load(consoles, manifest, format, elements, aspect_ratio, prompt)
     if batch_size > 100:
         consoles.warn(
@@ -251,6 +279,11 @@ def batch_command(
         journal = Journal.existing(out)
         target = "sandbox" if sandbox else base_url
         plan = _plan(loaded, journal, options, target, choices)
+        if json_lines:
+            from ..console import print_plan_line
+
+            print_plan_line(consoles, plan)
+            return 0
         print_plan(consoles, plan, dry_run=True, as_json=json_output)
         return 0
     started = time.monotonic()
@@ -281,14 +314,27 @@ def batch_command(
                     )
                     options.callback_url = hooks.callback_url
                     options.poll_interval = options.max_poll_interval = safety_poll
-                result = _run(consoles, loaded, plan, journal, options, api, max_file_size, hooks)
+                result = _run(
+                    consoles, loaded, plan, journal, options, api, max_file_size, hooks,
+                    log_format=log_format.value, github=github,
+                )  # fmt: skip
         reports = write_reports(result, out, source=loaded.source)
     if result.interrupted:
         _explain_interrupt(consoles, result, sandbox=sandbox)
-    if json_output:
+    if json_lines:
+        from ..console import print_run_summary_line
+
+        print_run_summary_line(consoles, summary(result), reports)
+    elif json_output:
         consoles.json({**summary(result), "reports": [str(p) for p in reports]})
     elif not quiet:
         print_summary(consoles, result, reports, time.monotonic() - started)
+    if github and (step_summary := ci.step_summary_path()):
+        from ..console import append_step_summary
+
+        failed = ci.failures(result.outcomes)
+        markdown = ci.step_summary(summary(result), [str(p) for p in reports], failed)
+        append_step_summary(step_summary, markdown)
     return int(result.exit_code)
 
 
@@ -321,6 +367,9 @@ def _run(
     api: Endpoint,
     max_file_size_mb: int,
     hooks: Webhooks | None,
+    *,
+    log_format: str = "auto",
+    github: bool = False,
 ) -> RunResult:
     from ..client import RunflowClient
     from ..console import make_display
@@ -328,7 +377,9 @@ def _run(
     from ..interrupts import Interrupts
     from ..pipeline import Pipeline
 
-    display = make_display(consoles, len(loaded.items), f"Processing {loaded.source}")
+    display = make_display(
+        consoles, len(loaded.items), f"Processing {loaded.source}", log_format, github=github
+    )
     downloader = Downloader(
         max_connections=options.download_workers, max_file_size=max_file_size_mb * 1024 * 1024
     )

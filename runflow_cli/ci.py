@@ -1,0 +1,115 @@
+"""CI helpers: GitHub Actions workflow commands and the step summary's Markdown.
+
+Nothing here prints or writes files; ``console.py`` and the CLI do. The
+environment is a parameter so tests never depend on where they run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .outcome import Outcome, Status
+
+MAX_ANNOTATIONS = 50
+"""Failed items annotated one by one; the rest are counted in one last annotation."""
+MAX_SUMMARY_FAILURES = 20
+"""Failures listed in the step summary's table."""
+
+
+def github_actions(environ: Mapping[str, str] = os.environ) -> bool:
+    """True when running as a GitHub Actions step (the runner sets ``GITHUB_ACTIONS=true``)."""
+    return environ.get("GITHUB_ACTIONS", "").lower() == "true"
+
+
+def step_summary_path(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The file GitHub renders as the job's summary, if any."""
+    return environ.get("GITHUB_STEP_SUMMARY") or None
+
+
+def escape_data(value: str) -> str:
+    """Escape a workflow command's message (after ``::``)."""
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(value: str) -> str:
+    """Escape a workflow command property value (``title=...``): also ``:`` and ``,``."""
+    return escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def workflow_command(command: str, message: str, **properties: str) -> str:
+    """One workflow command line, e.g. ``::error title=runflow%3A SKU-1::line 3: ...``."""
+    props = ",".join(f"{key}={escape_property(value)}" for key, value in properties.items())
+    return f"::{command}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def failure_annotation(outcome: Outcome) -> str:
+    """The ``::error`` annotation for one failed item."""
+    item = outcome.item
+    kind = outcome.error_kind or outcome.status.value
+    message = outcome.error_message or outcome.status.value
+    return workflow_command(
+        "error", f"line {item.line}: {kind}: {message}", title=f"runflow: {item.sku}"
+    )
+
+
+def overflow_annotation(shown: int, more: int) -> str:
+    """The one annotation standing for failures beyond :data:`MAX_ANNOTATIONS`."""
+    return workflow_command(
+        "error",
+        f"{more} more items failed ({shown} annotated); see runflow-report.csv for all of them",
+        title="runflow",
+    )
+
+
+def failures(outcomes: Iterable[Outcome]) -> list[Outcome]:
+    """Outcomes that did not succeed and are not merely waiting for a later run."""
+    waiting = (Status.SUCCEEDED, Status.PENDING, Status.DEFERRED)
+    return [o for o in outcomes if o.status not in waiting]
+
+
+def markdown_cell(value: object) -> str:
+    """Text safe inside a Markdown table cell: one line, no pipes, no HTML."""
+    text = "" if value is None else str(value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def step_summary(
+    summary: Mapping[str, Any],
+    reports: Sequence[str],
+    failed: Sequence[Outcome],
+    *,
+    title: str = "runflow batch",
+    limit: int = MAX_SUMMARY_FAILURES,
+) -> str:
+    """The Markdown appended to ``$GITHUB_STEP_SUMMARY``: counts, cost, reports, failures.
+
+    ``summary`` is :func:`runflow_cli.report.summary`'s dict.
+    """
+    statuses = [s.value for s in Status if isinstance(summary.get(s.value), int)]
+    lines = [f"### {markdown_cell(title)}", "", "| status | items |", "|---|---:|"]
+    lines += [f"| {s} | {summary[s]} |" for s in statuses if summary[s]]
+    lines += [f"| **total** | **{summary.get('total', 0)}** |", ""]
+    lines.append(
+        f"Cost reported by the API: `{markdown_cell(summary.get('cost'))}` · "
+        f"batches: {len(summary.get('batches') or [])} · "
+        f"exit code: {summary.get('exit_code')}"
+    )
+    if summary.get("stopped_reason"):
+        lines += ["", f"Stopped submitting: {markdown_cell(summary['stopped_reason'])}"]
+    if summary.get("interrupted"):
+        lines += ["", f"Interrupted: {markdown_cell(summary['interrupted'])}"]
+    if reports:
+        lines += ["", "Reports: " + ", ".join(f"`{markdown_cell(p)}`" for p in reports)]
+    if failed:
+        lines += ["", f"#### Not succeeded ({len(failed)})", ""]
+        lines += ["| line | SKU | name | status | error | message |", "|---:|---|---|---|---|---|"]
+        for o in failed[:limit]:
+            cells = (o.item.line, o.item.sku, o.item.name, o.status.value, o.error_kind,
+                     o.error_message)  # fmt: skip
+            lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
+        if len(failed) > limit:
+            lines += ["", f"… and {len(failed) - limit} more: see the report."]
+    return "\n".join(lines) + "\n\n"
