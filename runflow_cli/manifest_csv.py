@@ -25,8 +25,8 @@ def read_csv(lines: Iterable[str], builder: ItemBuilder) -> list[str]:
     try:
         for row in reader:
             line, end = end + 1, reader.line_num
-            if not "".join(row).strip():
-                continue  # blank line
+            if not (row and row[0] and not row[0].isspace()) and not "".join(row).strip():
+                continue  # blank line (or only commas)
             if header is None:
                 header = row
                 header[0] = header[0].lstrip("\ufeff")
@@ -38,8 +38,9 @@ def read_csv(lines: Iterable[str], builder: ItemBuilder) -> list[str]:
                 width = len(header)
                 continue
             n = len(row)
-            values = [row[i].strip() if i < n else "" for i in columns]
-            sku, url, elements, aspect, prompt, ref, name = [v or None for v in values]
+            sku, url, elements, aspect, prompt, ref, name = [
+                (row[i].strip() or None) if i < n else None for i in columns
+            ]
             if n > width and "".join(row[width:]).strip():
                 builder.problem(
                     line,

@@ -113,7 +113,9 @@ class ItemBuilder:
         self.items: list[Item] = []
         self.count = 0
         self._derived = bytearray()  # 1 where items[i].name came from the URL
-        self._folders: dict[str, _Folder] = {}
+        self._folders: dict[str, _Folder] = {}  # name_key(sku) -> folder
+        self._spellings: dict[str, _Folder] = {}  # sku as written -> its folder (fast path)
+        self._safe_stems: dict[str, str] = {}  # URL stem -> its safe file name
         self._clashes: set[str] = set()
         self._elements_cache: dict[str, tuple[tuple[str, ...], list[str]]] = {}
         self._aspect_cache: dict[str, tuple[str | None, str | None]] = {}
@@ -233,7 +235,10 @@ class ItemBuilder:
 
         derived = name is None
         if name is None:
-            name = sanitize_component(url_stem(image_url or ""))
+            stem = url_stem(image_url or "")
+            name = self._safe_stems.get(stem)
+            if name is None:
+                name = self._safe_stems[stem] = sanitize_component(stem)
         else:
             reason = folder_name_problem(name)
             if reason is not None:
@@ -271,16 +276,20 @@ class ItemBuilder:
 
     def _folder_for(self, sku: str, line: int) -> _Folder | None:
         """The SKU's folder, or None (with a problem) if the SKU cannot have one."""
+        known = self._spellings.get(sku)
+        if known is not None:
+            return known  # rows of one SKU usually come together: skip the checks
         key = name_key(sku)
         folder = self._folders.get(key)
         if folder is not None and folder.sku == sku:
+            self._spellings[sku] = folder
             return folder
         reason = folder_name_problem(sku)
         if reason is not None:
             self.problem(line, sku, f"SKU cannot be a folder name: {reason}; rename the SKU")
             return None
         if folder is None:
-            folder = self._folders[key] = _Folder(sku, line)
+            folder = self._folders[key] = self._spellings[sku] = _Folder(sku, line)
             return folder
         if sku not in self._clashes:
             self._clashes.add(sku)
@@ -307,10 +316,10 @@ class ItemBuilder:
         for i, item in enumerate(items):
             if not derived[i]:
                 continue
-            key = name_key(item.sku)
-            names = taken.get(key)
+            folder = self._spellings[item.sku]
+            names = taken.get(folder.sku)
             if names is None:
-                names = taken[key] = set(self._folders[key].names)
+                names = taken[folder.sku] = set(folder.names)
             final = unique_name(item.name, names)
             if final != item.name:
                 items[i] = replace(item, name=final)

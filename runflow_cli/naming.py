@@ -115,8 +115,11 @@ def url_stem(url: str) -> str:
     encoded); pass it through :func:`sanitize_component` before using it as a name.
     """
     base = _url_basename(url)
-    stem, _ = posixpath.splitext(base)
-    return stem
+    dot = base.rfind(".")
+    # As posixpath.splitext, without its cost per row: leading dots are no extension.
+    if dot <= 0 or not base[:dot].strip("."):
+        return base
+    return base[:dot]
 
 
 def url_extension(url: str, default: str = ".webp") -> str:
