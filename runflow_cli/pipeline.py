@@ -59,7 +59,7 @@ MAX_BATCH_SIZE = 100
 class PipelineOptions:
     out_dir: Path
     batch_size: int = MAX_BATCH_SIZE
-    max_in_flight: int = 4
+    max_in_flight: int = 20
     poll_interval: float = 2.0
     """First wait before a batch is polled; grows x1.5 while nothing changes."""
     max_poll_interval: float = 20.0
