@@ -43,6 +43,8 @@ class Outcome:
     output_path: Path | None = None
     size: int | None = None
     sha256: str | None = None
+    export_path: Path | None = None
+    """The marketplace export beside the final (``--export``/``--preset``), if one was made."""
 
 
 @dataclass

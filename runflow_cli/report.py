@@ -25,6 +25,7 @@ CSV_COLUMNS = (
     "error_kind",
     "error_message",
     "output_path",
+    "export_path",
 )
 
 
@@ -44,7 +45,14 @@ def _row(outcome: Outcome, out_dir: Path) -> dict[str, Any]:
         "output_path": str(path.relative_to(out_dir))
         if path and path.is_relative_to(out_dir)
         else (str(path) if path else None),
+        "export_path": _relative(outcome.export_path, out_dir),
     }
+
+
+def _relative(path: Path | None, out_dir: Path) -> str | None:
+    if path is None:
+        return None
+    return str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path)
 
 
 def summary(result: RunResult) -> dict[str, Any]:
@@ -74,6 +82,7 @@ def write_reports(result: RunResult, out_dir: Path, *, source: str) -> tuple[Pat
         row["line"] = outcome.item.line
         row["size"] = outcome.size
         row["sha256"] = outcome.sha256
+        row["elements"] = list(outcome.item.elements)
     document = {
         "runflow_cli": __version__,
         "manifest": source,

@@ -81,6 +81,7 @@ def _register() -> None:
         cancel,
         config,
         download,
+        export,
         listen,
         run,
         sandbox,
@@ -97,6 +98,7 @@ def _register() -> None:
     app.add_typer(config.config_app, name="config")
     app.command("run")(run.run_command)
     app.command("download")(download.download_command)
+    app.command("export")(export.export_command)
     app.command("cancel")(cancel.cancel_command)
     app.add_typer(secrets.app, name="secrets")
     app.add_typer(webhook.app, name="webhook")

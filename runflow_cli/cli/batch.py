@@ -12,6 +12,7 @@ import typer
 
 from .batch_listen import listening
 from .endpoint import endpoint
+from .export import BackgroundOpt, ExportOpt, MaxSizeOpt, PresetOpt, QualityOpt, export_spec
 from .options import (
     AspectRatioOpt,
     ElementsOpt,
@@ -152,6 +153,11 @@ def batch_command(
             "--safety-poll", min=1.0, help="With --listen: seconds between polls of each batch."
         ),
     ] = 120.0,
+    export: ExportOpt = None,
+    background: BackgroundOpt = None,
+    max_size: MaxSizeOpt = None,
+    quality: QualityOpt = None,
+    preset: PresetOpt = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -247,6 +253,7 @@ def batch_command(
     from ..runlock import RunLock
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
+    export_to = export_spec(preset, export, background, max_size, quality)  # before any send
     json_lines = log_format == LogFormat.json
     if json_lines and json_output:
         from ..errors import UsageError
@@ -318,6 +325,10 @@ def batch_command(
                     consoles, loaded, plan, journal, options, api, max_file_size, hooks,
                     log_format=log_format.value, github=github,
                 )  # fmt: skip
+        if export_to is not None and not result.interrupted:
+            from .export import export_succeeded
+
+            export_succeeded(consoles, result, export_to)
         reports = write_reports(result, out, source=loaded.source)
     if result.interrupted:
         _explain_interrupt(consoles, result, sandbox=sandbox)

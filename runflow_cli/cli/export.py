@@ -1,0 +1,206 @@
+"""``runflow export`` and the export options ``runflow batch`` shares with it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..export import PRESETS
+from .options import NoColorOpt
+
+if TYPE_CHECKING:
+    from ..console import Consoles
+    from ..export import ExportSpec, ExportSummary
+    from ..outcome import RunResult
+
+
+class ExportFormat(StrEnum):
+    jpg = "jpg"
+    png = "png"
+    webp = "webp"
+
+
+_PRESETS_HELP = "; ".join(
+    f"{name}: {spec.format}"
+    + (f" on #{''.join(f'{c:02x}' for c in spec.background)}" if spec.background else "")
+    + (f", longest side <= {spec.max_size} px" if spec.max_size else "")
+    + (f", quality {spec.quality}" if spec.format != "png" else "")
+    for name, spec in PRESETS.items()
+)
+
+ExportOpt = Annotated[
+    ExportFormat | None,
+    typer.Option(
+        "--export",
+        help="Also write each final as jpg, png or webp beside it (front.webp -> front.jpg); "
+        "the final is kept. Needs Pillow: pip install 'runflow-cli[images]'.",
+        show_default=False,
+    ),
+]
+BackgroundOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--background",
+        metavar="COLOR",
+        help="Flatten transparency onto this colour: #rrggbb, #rgb or a name (white). "
+        "A jpg export is always flattened, onto white by default; 'none' keeps alpha.",
+        show_default=False,
+    ),
+]
+MaxSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-size",
+        metavar="PX",
+        min=1,
+        help="Longest side of the export, at most PX pixels (never upscaled).",
+        show_default=False,
+    ),
+]
+QualityOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--quality",
+        metavar="1-100",
+        min=1,
+        max=100,
+        help="JPEG/WebP quality of the export, 1-100 (default 90).",
+        show_default=False,
+    ),
+]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        metavar="NAME",
+        help=f"Export settings for a marketplace rule; explicit flags win. {_PRESETS_HELP}.",
+        show_default=False,
+    ),
+]
+
+
+def export_spec(
+    preset: str | None,
+    fmt: ExportFormat | None,
+    background: str | None,
+    max_size: int | None,
+    quality: int | None,
+) -> ExportSpec | None:
+    """The export the command line asks for, or None; raises a usage error for bad options."""
+    from ..export import resolve_spec
+
+    return resolve_spec(
+        preset=preset,
+        format=fmt.value if fmt else None,
+        background=background,
+        max_size=max_size,
+        quality=quality,
+    )
+
+
+def export_succeeded(consoles: Consoles, result: RunResult, spec: ExportSpec) -> ExportSummary:
+    """Export the finals of every succeeded row of a run and record each export on its outcome.
+
+    A final that cannot be exported is reported and makes the run exit 1; the
+    final itself stays on disk and in the report.
+    """
+    from ..errors import ExitCode
+    from ..export import export_all
+    from ..outcome import Status
+
+    finals = [
+        o.output_path
+        for o in result.outcomes
+        if o.status == Status.SUCCEEDED and o.output_path is not None and o.output_path.is_file()
+    ]
+    summary = export_all(finals, spec)
+    for outcome in result.outcomes:
+        if outcome.output_path is not None and outcome.output_path in summary.paths:
+            outcome.export_path = summary.paths[outcome.output_path]
+    _report(consoles, summary, spec)
+    if summary.failed:
+        result.add_severity(ExitCode.ITEMS_FAILED)
+    return summary
+
+
+def _report(consoles: Consoles, summary: ExportSummary, spec: ExportSpec) -> None:
+    for final, message in summary.failed:
+        consoles.warn(f"export failed for {final}: {message}")
+    parts = [f"{len(summary.exported)} exported as {spec.format}"]
+    if summary.up_to_date:
+        parts.append(f"{len(summary.up_to_date)} already up to date")
+    if summary.failed:
+        parts.append(f"{len(summary.failed)} failed")
+    consoles.info("Exports: " + ", ".join(parts) + ".")
+
+
+def export_command(
+    out: Annotated[
+        Path,
+        typer.Argument(
+            metavar="OUT",
+            help="The --out folder of a `runflow batch` run (it holds runflow-report.json).",
+            show_default=False,
+        ),
+    ],
+    export: ExportOpt = None,
+    background: BackgroundOpt = None,
+    max_size: MaxSizeOpt = None,
+    quality: QualityOpt = None,
+    preset: PresetOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Export again even where an export newer than its final exists."
+        ),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the exports as JSON on stdout.")
+    ] = False,
+    no_color: NoColorOpt = False,
+) -> int:
+    """Export the finals of an earlier `runflow batch` run, for marketplaces.
+
+    Reads OUT/runflow-report.json and writes, beside each succeeded row's final,
+    an export with the options given (--preset, or --export with --background,
+    --max-size, --quality): transparency flattened onto the background colour,
+    the longest side within the limit, and no EXIF or ICC metadata. Finals are
+    kept. Exports already newer than their final are left alone (use --force
+    after changing the options). The export_path column of both reports is
+    filled in.
+
+    Exits 0 when every final is exported, 1 when one could not be, 2 for bad
+    options or an OUT without a report.
+
+    Example: runflow export photos/ --preset white-jpeg
+    """
+    from ..console import Consoles
+    from ..errors import ExitCode, UsageError
+    from ..export import export_all, finals_in_report, record_exports
+    from ..runlock import RunLock
+
+    consoles = Consoles.create(no_color=no_color)
+    spec = export_spec(preset, export, background, max_size, quality)
+    if spec is None:
+        raise UsageError("say what to export: --preset NAME or --export jpg|png|webp.")
+    finals = finals_in_report(out)  # before the lock: a wrong OUT is not created
+    with RunLock(out) as lock:
+        lock.acquire(" ".join(["runflow", "export", str(out)]))
+        summary = export_all(finals, spec, force=force)
+        reports = record_exports(out, summary.paths)
+    if json_output:
+        consoles.json(
+            {
+                "exported": [str(p) for p in summary.exported],
+                "up_to_date": [str(p) for p in summary.up_to_date],
+                "failed": [{"final": str(p), "error": m} for p, m in summary.failed],
+                "exports": {str(k): str(v) for k, v in summary.paths.items()},
+                "reports": [str(p) for p in reports],
+            }
+        )
+    else:
+        _report(consoles, summary, spec)
+    return int(ExitCode.ITEMS_FAILED if summary.failed else ExitCode.OK)
