@@ -83,6 +83,7 @@ def _register() -> None:
         download,
         export,
         listen,
+        review,
         run,
         sandbox,
         secrets,
@@ -103,6 +104,7 @@ def _register() -> None:
     app.add_typer(secrets.app, name="secrets")
     app.add_typer(webhook.app, name="webhook")
     app.command("listen")(listen.listen_command)
+    app.command("review")(review.review_command)
 
 
 _register()

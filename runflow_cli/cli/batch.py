@@ -251,6 +251,7 @@ def batch_command(
     from ..pipeline import PipelineOptions
     from ..report import summary, write_reports
     from ..runlock import RunLock
+    from .review import write_review_safely
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
     export_to = export_spec(preset, export, background, max_size, quality)  # before any send
@@ -330,6 +331,7 @@ def batch_command(
 
             export_succeeded(consoles, result, export_to)
         reports = write_reports(result, out, source=loaded.source)
+        review = write_review_safely(consoles, out)  # a failure warns, never fails the run
     if result.interrupted:
         _explain_interrupt(consoles, result, sandbox=sandbox)
     if json_lines:
@@ -337,9 +339,17 @@ def batch_command(
 
         print_run_summary_line(consoles, summary(result), reports)
     elif json_output:
-        consoles.json({**summary(result), "reports": [str(p) for p in reports]})
+        consoles.json(
+            {
+                **summary(result),
+                "reports": [str(p) for p in reports],
+                "review": review and str(review),
+            }
+        )
     elif not quiet:
         print_summary(consoles, result, reports, time.monotonic() - started)
+        if review:
+            consoles.out.print(f"Review sheet: {review}", markup=False, soft_wrap=True)
     if github and (step_summary := ci.step_summary_path()):
         from ..console import append_step_summary
 

@@ -1,0 +1,67 @@
+"""``runflow review``: rebuild OUT/review.html, the page to judge a run's finals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from .batch import DEFAULT_OUT
+from .options import NoColorOpt
+
+if TYPE_CHECKING:
+    from ..console import Consoles
+
+
+def review_command(
+    out: Annotated[
+        Path,
+        typer.Argument(help="The output folder a `runflow batch --out` wrote to."),
+    ] = DEFAULT_OUT,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open the page in the default web browser.")
+    ] = False,
+    no_color: NoColorOpt = False,
+) -> int:
+    """Rebuild OUT/review.html from OUT/runflow-report.json and print its path.
+
+    One self-contained page (nothing loads from the network): a card per row
+    with a "before" beside the final on a checkerboard, SKU, name, elements and
+    status; rows that did not succeed come first with their error; counts and a
+    filter (SKU text, status) at the top. Thumbnails are made once under
+    OUT/.runflow/thumbs/ with Pillow (pip install 'runflow-cli[images]');
+    without it the page shows the full-size finals. `runflow batch` writes the
+    page at the end of every run; this command rebuilds it.
+
+    Exits 2 if OUT holds no runflow-report.json.
+
+    Example: runflow review photos/
+    """
+    from ..console import Consoles
+    from ..review import pillow_available, write_review
+
+    consoles = Consoles.create(no_color=no_color)
+    if not pillow_available():
+        consoles.warn(
+            "Pillow is not installed: the page shows full-size finals instead of thumbnails "
+            "(pip install 'runflow-cli[images]')."
+        )
+    path = write_review(out)
+    consoles.out.print(str(path), markup=False, highlight=False, soft_wrap=True)
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
+def write_review_safely(consoles: Consoles, out: Path) -> Path | None:
+    """For `runflow batch`: build the review page; a failure warns and never fails the run."""
+    from ..review import write_review
+
+    try:
+        return write_review(out)
+    except Exception as exc:
+        consoles.warn(f"could not write {out / 'review.html'}: {exc}")
+        return None
