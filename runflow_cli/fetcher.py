@@ -51,6 +51,11 @@ def final_path(out_dir: Path, sku: str, name: str, final_url: str) -> Path:
     )
 
 
+def stages_dir(final: Path) -> Path:
+    """Where a final's intermediate stages go: ``OUT/<sku>/<name>.stages/``."""
+    return final.parent / f"{final.name.rsplit('.', 1)[0]}.stages"
+
+
 class Fetcher:
     def __init__(
         self,
@@ -108,7 +113,7 @@ class Fetcher:
         dest = final_path(self._out_dir, item.sku, item.name, task.final_url)
         saved = [self._downloader.fetch(task.final_url, dest)]
         if self._keep_intermediates:
-            stages = dest.parent / f"{dest.name.rsplit('.', 1)[0]}.stages"
+            stages = stages_dir(dest)
             for url in intermediates(task.urls):
                 saved.append(
                     self._downloader.fetch(url, stages / sanitize_component(url_basename(url)))

@@ -39,9 +39,9 @@ def cancel_command(
     """
     from rich.markup import escape
 
+    from ..account import cancel
     from ..client import RunflowClient
     from ..console import Consoles
-    from ..runs import cancel
 
     consoles = Consoles.create(no_color=no_color)
     with (

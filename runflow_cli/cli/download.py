@@ -14,7 +14,7 @@ from .run import ApiKeyOpt, BaseUrlOpt, JsonOpt
 
 if TYPE_CHECKING:
     from ..console import Consoles
-    from ..runs import Finals
+    from ..finals import Finals
 
 
 def download_command(
@@ -61,7 +61,7 @@ def download_command(
     from ..client import RunflowClient
     from ..console import Consoles
     from ..download import Downloader
-    from ..runs import fetch_finals
+    from ..finals import fetch_finals
 
     consoles = Consoles.create(no_color=no_color)
     with (

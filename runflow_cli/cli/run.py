@@ -13,7 +13,7 @@ from .options import NoColorOpt
 
 if TYPE_CHECKING:
     from ..console import Consoles
-    from ..runs import Finals
+    from ..finals import Finals
 
 # The API options of the commands that talk to an existing account (run, download,
 # cancel, secrets): the same flags and environment variables as `runflow batch`.

@@ -50,9 +50,9 @@ def create_command(
 
     Example: runflow secrets create --label webhook-prod > webhook-secret.txt
     """
+    from ..account import create_secret
     from ..client import RunflowClient
     from ..console import Consoles
-    from ..runs import create_secret
 
     consoles = Consoles.create(no_color=no_color)
     with (
