@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import queue
+import statistics
 import threading
 import time
 from collections import deque
@@ -60,10 +61,11 @@ class PipelineOptions:
     out_dir: Path
     batch_size: int = MAX_BATCH_SIZE
     max_in_flight: int = 20
-    poll_interval: float = 2.0
-    """First wait before a batch is polled; grows x1.5 while nothing changes."""
+    poll_interval: float = 1.0
+    """First wait before a batch is polled (until a batch of this run has finished, then
+    about as long as batches took); grows x1.5 while nothing changes."""
     max_poll_interval: float = 20.0
-    download_workers: int = 8
+    download_workers: int = 16
     keep_intermediates: bool = False
     max_poll_failures: int = 5
     """Polls of one batch that may fail in a row (each after the client's own retries)."""
@@ -101,6 +103,8 @@ class _InFlight:
     counts: tuple[int, int, int] = (0, 0, 0)
     failures: int = 0
     by_run_id: dict[str, Item] = field(default_factory=dict)
+    submitted_at: float | None = None
+    """When this run created it; None for a batch resumed from an earlier run."""
 
 
 def plan_batches(items: list[Item], batch_size: int, first_number: int = 1) -> list[_Planned]:
@@ -157,6 +161,7 @@ class Pipeline:
         self._pending: deque[_Planned] = deque()
         self._stop_reason: str | None = None
         self._finished = [0, 0]  # items this run: [finished, failed]
+        self._durations: list[float] = []
         try:
             with self._fetcher:
                 self._start(plan)
@@ -344,8 +349,9 @@ class Pipeline:
             planned.number,
             planned.rows,
             self._options.poll_interval,
-            due=self._clock() + self._options.poll_interval,
+            due=self._clock() + self._first_wait(),
             by_run_id={run_ids[s]: item for s, item in planned.rows.items() if s in run_ids},
+            submitted_at=self._clock(),
         )
         self._in_flight[batch_id] = flight
         self._result.batch_ids.append(batch_id)
@@ -440,11 +446,34 @@ class Pipeline:
         self._reschedule(flight, changed)
 
     def _reschedule(self, flight: _InFlight, changed: bool) -> None:
+        options = self._options
         if changed:
-            flight.interval = self._options.poll_interval
+            interval = options.poll_interval
         else:
-            flight.interval = min(flight.interval * 1.5, self._options.max_poll_interval)
-        flight.due = self._clock() + flight.interval
+            interval = min(flight.interval * 1.5, options.max_poll_interval)
+        expected = self._expected_duration()
+        started = flight.submitted_at
+        if (
+            expected is not None
+            and started is not None
+            and self._clock() - started >= 0.9 * expected
+        ):
+            # Past the time batches like it took: look again soon, but no more
+            # often than a tenth of that time.
+            interval = min(interval, max(0.1 * expected, options.poll_interval / 4))
+        flight.interval = interval
+        flight.due = self._clock() + interval
+
+    def _first_wait(self) -> float:
+        """Before a new batch's first poll: about as long as earlier batches took."""
+        expected = self._expected_duration()
+        base = self._options.poll_interval
+        return max(base, 0.9 * expected) if expected is not None else base
+
+    def _expected_duration(self) -> float | None:
+        """The median time this run's last batches took from create to terminal."""
+        recent = self._durations[-20:]
+        return statistics.median(recent) if recent else None
 
     def _give_up(self, flight: _InFlight, exc: RunflowError) -> None:
         del self._in_flight[flight.batch_id]
@@ -476,6 +505,16 @@ class Pipeline:
                 flight.batch_id, str(batch.get("status_code")), cost, results
             )
         del self._in_flight[flight.batch_id]
+        if flight.submitted_at is not None:
+            now = self._clock()
+            took = now - flight.submitted_at
+            self._durations.append(took)
+            # Batches sent about when this one was are probably done too: ask now
+            # rather than at their next (growing) interval.
+            wave = flight.submitted_at + 0.25 * took
+            for other in self._in_flight.values():
+                if other.submitted_at is not None and other.submitted_at <= wave:
+                    other.due = min(other.due, now)
         self._result.cost += money(cost)
         seen = set()
         for (item, entry), result in zip(matched, results, strict=True):

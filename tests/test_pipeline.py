@@ -289,3 +289,61 @@ def test_a_webhook_finishes_a_batch_without_a_single_poll(tmp_path: Path) -> Non
     assert client.poll_times == []
     assert len(downloader.fetched) == 2
     assert result.exit_code == ExitCode.OK and str(result.cost) == "0.460000"
+
+
+def test_later_batches_are_first_polled_when_earlier_ones_finished(tmp_path: Path) -> None:
+    """Batches take 10 s. The first is found at 13.2 s after 5 polls; the next is first
+    polled at 0.9 x 13.2 s, and found by that one poll."""
+    clock = Clock()
+
+    class Slow(ScriptedClient):
+        def __init__(self) -> None:
+            super().__init__(clock, [(0, 0)])
+            self.created_at: dict[str, float] = {}
+            self.polls: dict[str, list[float]] = {}
+
+        def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+            batch = super().create_batch(inputs, **kw)
+            self.created_at[batch["id"]] = clock.now
+            return batch
+
+        def get_batch(self, batch_id: str) -> dict[str, Any]:
+            self.polls.setdefault(batch_id, []).append(clock.now - self.created_at[batch_id])
+            done = clock.now - self.created_at[batch_id] >= 10.0
+            self.script = [(self.sizes[batch_id], 0) if done else (0, 0)]
+            return super().get_batch(batch_id)
+
+    client = Slow()
+    options = PipelineOptions(
+        out_dir=tmp_path, batch_size=2, max_in_flight=1, poll_interval=1.0, max_poll_interval=30.0
+    )
+    run_pipeline(client, FakeDownloader(), options, make_items(4), clock=clock, sleep=clock.sleep)
+
+    first, second = client.polls["b1"], client.polls["b2"]
+    assert [round(t, 2) for t in first] == [1.0, 2.5, 4.75, 8.12, 13.19]  # x1.5, 3.2 s late
+    assert second == [pytest.approx(0.9 * 13.19, abs=0.01)]
+
+
+def test_a_finished_batch_brings_forward_the_polls_of_its_wave(tmp_path: Path) -> None:
+    clock = Clock()
+
+    class Wave(ScriptedClient):
+        def get_batch(self, batch_id: str) -> dict[str, Any]:
+            self.polled.append((round(clock.now, 2), batch_id))
+            size = self.sizes[batch_id]
+            if clock.now >= 3.0:  # every batch is done at 3 s
+                self.script = [(size, 0)]
+            elif batch_id == "b1" and clock.now >= 2.5:  # only b1 shows progress
+                self.script = [(1, 0)]
+            else:
+                self.script = [(0, 0)]
+            return super().get_batch(batch_id)
+
+    client = Wave(clock, [(0, 0)])
+    client.polled = []
+    options = PipelineOptions(out_dir=tmp_path, batch_size=2, max_in_flight=3, poll_interval=1.0)
+    run_pipeline(client, FakeDownloader(), options, make_items(6), clock=clock, sleep=clock.sleep)
+
+    # b1's progress at 2.5 s resets its wait to 1 s; found done at 3.5 s, it brings
+    # b2 and b3 forward from their 4.75 s polls to the same moment.
+    assert client.polled[-3:] == [(3.5, "b1"), (3.5, "b2"), (3.5, "b3")]
