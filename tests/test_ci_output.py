@@ -61,6 +61,7 @@ SCHEMA: dict[str, set[str]] = {
         "stopped_reason",
         "interrupted",
         "reports",
+        "review",
     },
 }
 
@@ -256,6 +257,7 @@ def test_log_format_json_streams_the_documented_events(sb: Any, tmp_path: Path, 
     assert [Path(p).name for p in summary["reports"]][:2] == [
         "runflow-report.csv", "runflow-report.json",
     ]  # fmt: skip
+    assert summary["review"] is None or Path(summary["review"]).is_file()
     assert "Warning:" in result.err  # warnings stay on stderr
     assert "::error" not in result.out + result.err  # not under GitHub Actions
 

@@ -340,7 +340,9 @@ def batch_command(
     if json_lines:
         from ..console import print_run_summary_line
 
-        print_run_summary_line(consoles, summary(result), reports)
+        print_run_summary_line(
+            consoles, {**summary(result), "review": review and str(review)}, reports
+        )
     elif json_output:
         consoles.json(
             {
@@ -357,7 +359,8 @@ def batch_command(
         from ..console import append_step_summary
 
         failed = ci.failures(result.outcomes)
-        markdown = ci.step_summary(summary(result), [str(p) for p in reports], failed)
+        paths = [str(p) for p in (*reports, review) if p]
+        markdown = ci.step_summary(summary(result), paths, failed)
         append_step_summary(step_summary, markdown)
     return int(result.exit_code)
 
