@@ -510,9 +510,9 @@ class Pipeline:
             took = now - flight.submitted_at
             self._durations.append(took)
             # Batches sent about when this one was are probably done too: ask now
-            # rather than at their next (growing) interval.
+            # rather than at their next (growing) interval (with webhooks, wait for theirs).
             wave = flight.submitted_at + 0.25 * took
-            for other in self._in_flight.values():
+            for other in self._in_flight.values() if self._events is None else ():
                 if other.submitted_at is not None and other.submitted_at <= wave:
                     other.due = min(other.due, now)
         self._result.cost += money(cost)
