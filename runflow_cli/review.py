@@ -36,6 +36,9 @@ REVIEW_HTML = "review.html"
 THUMBS_DIR = Path(".runflow") / "thumbs"
 THUMB_SIZE = 160
 """Longest side of a thumbnail, in pixels."""
+THUMB_SUFFIX = ".thumb"
+"""Thumbnails are WebP (PNG where Pillow lacks WebP) named ``<hash>.thumb``: browsers
+sniff image data, and a glob for ``OUT/**/*.webp`` still finds only finals and stages."""
 
 OK_STATUSES = (Status.SUCCEEDED.value, Status.PENDING.value, Status.DEFERRED.value)
 """Statuses that are not a problem to look at; every other one is listed first."""
@@ -183,17 +186,17 @@ def make_thumbnails(
     thumbs = out_dir / THUMBS_DIR
     thumbs.mkdir(parents=True, exist_ok=True)
     unique = list(dict.fromkeys(files))
-    ext = ".webp" if _has_webp() else ".png"
+    image_format = "WEBP" if _has_webp() else "PNG"
     workers = workers or min(8, os.cpu_count() or 2)
 
     def one(path: Path) -> tuple[Path, Path | None]:
-        return path, _thumbnail(image, path, out_dir, thumbs, ext)
+        return path, _thumbnail(image, path, out_dir, thumbs, image_format)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         made = dict(pool.map(one, unique))
     keep = {t.name for t in made.values() if t is not None}
     for old in thumbs.iterdir():
-        if old.suffix in (".webp", ".png") and old.name not in keep:
+        if old.suffix == THUMB_SUFFIX and old.name not in keep:
             old.unlink(missing_ok=True)
     return {
         path: Picture(_href(path, out_dir), _href(thumb or path, out_dir))
@@ -210,11 +213,14 @@ def _has_webp() -> bool:
         return False
 
 
-def _thumbnail(image: Any, source: Path, out_dir: Path, thumbs: Path, ext: str) -> Path | None:
+def _thumbnail(
+    image: Any, source: Path, out_dir: Path, thumbs: Path, image_format: str
+) -> Path | None:
+    tmp: Path | None = None
     try:
         stat = source.stat()
-        key = f"{_relative(source, out_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}"
-        dest = thumbs / (hashlib.sha256(key.encode()).hexdigest()[:32] + ext)
+        key = f"{_relative(source, out_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{image_format}"
+        dest = thumbs / (hashlib.sha256(key.encode()).hexdigest()[:32] + THUMB_SUFFIX)
         if dest.exists():
             return dest
         from PIL import ImageOps
@@ -226,10 +232,13 @@ def _thumbnail(image: Any, source: Path, out_dir: Path, thumbs: Path, ext: str) 
             picture = picture.convert("RGBA" if has_alpha else "RGB")
             picture.thumbnail((THUMB_SIZE, THUMB_SIZE), image.Resampling.LANCZOS)
             tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-            picture.save(tmp, format=ext[1:].upper(), **({"quality": 80} if ext == ".webp" else {}))
+            options = {"quality": 80} if image_format == "WEBP" else {"optimize": True}
+            picture.save(tmp, format=image_format, **options)
         os.replace(tmp, dest)
         return dest
     except Exception:  # a broken file must not cost the page: show it at full size
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         return None
 
 

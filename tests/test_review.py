@@ -291,6 +291,9 @@ def test_batch_writes_the_review_and_prints_its_path_last(
     assert result.out.rstrip().splitlines()[-1] == f"Review sheet: {out / REVIEW_HTML}"
     report = json.loads((out / "runflow-report.json").read_text(encoding="utf-8"))
     assert all(row["elements"] for row in report["items"])
+    assert len(list((out / THUMBS_DIR).iterdir())) == len(report["items"])
+    # thumbnails are not *.webp: a glob for finals finds only finals
+    assert len(list(out.rglob("*.webp"))) == len(report["items"])
     assert len(_cards((out / REVIEW_HTML).read_text(encoding="utf-8"))) == len(report["items"])
 
 
