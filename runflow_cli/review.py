@@ -323,7 +323,7 @@ def _card(card: Card, pictures: dict[Path, Picture]) -> str:
         final = _figure(pictures[card.final], "final", f"{name}, final", checker=True)
     else:
         final = (
-            '<figure class="pic"><div class="ph checker">no final</div>'
+            '<figure class="pic"><div class="ph none">no final</div>'
             "<figcaption>final</figcaption></figure>"
         )
     error = ""
@@ -393,6 +393,7 @@ main{display:grid;grid-template-columns:repeat(auto-fill,minmax(370px,1fr));gap:
 .checker{background:repeating-conic-gradient(#d7dae0 0 25%,#fff 0 50%) 0 0/16px 16px}
 .ph{flex-direction:column;gap:6px;color:#6b7385;font-size:12px;border:1px dashed #c4c9d4}
 .ph a{color:#3b5bdb}
+.ph.none{color:#b71c1c;background:#fff7f6;border-color:#f3b8b3}
 .head{display:flex;justify-content:space-between;gap:8px;align-items:center}
 .sku{font-weight:600;word-break:break-all}
 .name{color:#4a5368;word-break:break-all}.line{color:#9aa1b1;font-size:12px}
