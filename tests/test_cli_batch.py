@@ -364,5 +364,5 @@ def test_failed_downloads_are_reported_and_never_leave_partial_files(
     assert [
         p.name
         for p in out.rglob("*")
-        if p.is_file() and p.suffix not in (".csv", ".json") and ".runflow" not in p.parts
+        if p.is_file() and p.suffix not in (".csv", ".json", ".html") and ".runflow" not in p.parts
     ] == ["B"]

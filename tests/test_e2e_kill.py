@@ -179,7 +179,8 @@ def assert_complete(sb: Sandbox, out: Path, rows: int, batches: int) -> None:
     temps = [p for p in files if p.name.endswith(".part")]
     assert all(p.name.startswith(".") for p in temps), temps  # a temp file never looks final
     visible = {p for p in files if not p.name.startswith(".")}
-    assert visible == expected | {out / "runflow-report.csv", out / "runflow-report.json"}
+    reports = {out / "runflow-report.csv", out / "runflow-report.json", out / "review.html"}
+    assert visible == expected | reports
     for path in expected:
         data = path.read_bytes()
         assert data[:4] == b"RIFF" and data[8:12] == b"WEBP", path
