@@ -355,3 +355,9 @@ def test_export_command_needs_a_report_and_options(tmp_path: Path, cli: Any) -> 
     assert not (tmp_path / "nowhere").exists()
     result = cli("export", str(tmp_path))
     assert result.code == 2 and "--preset NAME or --export" in result.err
+
+
+def test_the_preset_help_text_matches_the_presets() -> None:
+    from runflow_cli.cli.export import PRESETS_HELP, describe_presets
+
+    assert describe_presets() == PRESETS_HELP

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .batch_listen import listening
 from .endpoint import endpoint
 from .export import BackgroundOpt, ExportOpt, MaxSizeOpt, PresetOpt, QualityOpt, export_spec
 from .options import (
@@ -311,6 +310,8 @@ def batch_command(
             with ExitStack() as stack:
                 hooks = None
                 if listen is not None:
+                    from .batch_listen import listening
+
                     hooks = stack.enter_context(
                         listening(
                             consoles,

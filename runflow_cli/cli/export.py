@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..export import PRESETS
 from .options import NoColorOpt
 
 if TYPE_CHECKING:
@@ -23,13 +22,27 @@ class ExportFormat(StrEnum):
     webp = "webp"
 
 
-_PRESETS_HELP = "; ".join(
-    f"{name}: {spec.format}"
-    + (f" on #{''.join(f'{c:02x}' for c in spec.background)}" if spec.background else "")
-    + (f", longest side <= {spec.max_size} px" if spec.max_size else "")
-    + (f", quality {spec.quality}" if spec.format != "png" else "")
-    for name, spec in PRESETS.items()
+# Written out so that --help need not import the export code (Pillow's caller);
+# tests/test_export.py checks it against runflow_cli.export.PRESETS.
+PRESETS_HELP = (
+    "white-jpeg: jpg on #ffffff, longest side <= 2000 px, quality 90; "
+    "transparent-png: png, longest side <= 2000 px; "
+    "webp-1600: webp, longest side <= 1600 px, quality 85"
 )
+
+
+def describe_presets() -> str:
+    """The presets as --help describes them, computed from the export code."""
+    from ..export import PRESETS
+
+    return "; ".join(
+        f"{name}: {spec.format}"
+        + (f" on #{''.join(f'{c:02x}' for c in spec.background)}" if spec.background else "")
+        + (f", longest side <= {spec.max_size} px" if spec.max_size else "")
+        + (f", quality {spec.quality}" if spec.format != "png" else "")
+        for name, spec in PRESETS.items()
+    )
+
 
 ExportOpt = Annotated[
     ExportFormat | None,
@@ -76,7 +89,7 @@ PresetOpt = Annotated[
     typer.Option(
         "--preset",
         metavar="NAME",
-        help=f"Export settings for a marketplace rule; explicit flags win. {_PRESETS_HELP}.",
+        help=f"Export settings for a marketplace rule; explicit flags win. {PRESETS_HELP}.",
         show_default=False,
     ),
 ]
