@@ -13,12 +13,18 @@ import typer
 from .endpoint import endpoint
 from .export import BackgroundOpt, ExportOpt, MaxSizeOpt, PresetOpt, QualityOpt, export_spec
 from .options import (
+    DEFAULT_BASE_URL,
+    DEFAULT_OUT,
+    ApiKeyOpt,
     AspectRatioOpt,
+    BaseUrlOpt,
     ElementsOpt,
     FormatOpt,
+    KeepIntermediatesOpt,
     ManifestArg,
     NoColorOpt,
     PromptOpt,
+    SandboxLatencyOpt,
     load,
     parse_amount,
 )
@@ -33,18 +39,11 @@ if TYPE_CHECKING:
     from .batch_listen import Webhooks
     from .endpoint import Endpoint
 
-DEFAULT_OUT = Path("runflow-output")
-
 
 class LogFormat(StrEnum):
     auto = "auto"
     plain = "plain"
     json = "json"
-
-
-DEFAULT_BASE_URL = (
-    "https://api.runflow.io"  # the same as client.DEFAULT_BASE_URL; the client is imported lazily
-)
 
 
 def batch_command(
@@ -92,26 +91,9 @@ def batch_command(
     download_workers: Annotated[
         int, typer.Option("--download-workers", min=1, help="Concurrent downloads of finals.")
     ] = 16,
-    keep_intermediates: Annotated[
-        bool,
-        typer.Option(
-            "--keep-intermediates",
-            help="Also save each stage's image under OUT/<sku>/<name>.stages/.",
-        ),
-    ] = False,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            envvar="RUNFLOW_KEY",
-            show_default=False,
-            help="API key (rf_live_...). Prefer the RUNFLOW_KEY environment variable: "
-            "a flag is visible in the process list.",
-        ),
-    ] = None,
-    base_url: Annotated[
-        str, typer.Option("--base-url", envvar="RUNFLOW_BASE_URL", help="API base URL.")
-    ] = DEFAULT_BASE_URL,
+    keep_intermediates: KeepIntermediatesOpt = False,
+    api_key: ApiKeyOpt = None,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
     sandbox: Annotated[
         bool,
         typer.Option(
@@ -120,9 +102,7 @@ def batch_command(
             "no network, no cost.",
         ),
     ] = False,
-    sandbox_latency: Annotated[
-        float, typer.Option("--sandbox-latency", min=0.0, help="With --sandbox: seconds per stage.")
-    ] = 0.2,
+    sandbox_latency: SandboxLatencyOpt = 0.2,
     callback_url: Annotated[
         str | None,
         typer.Option(

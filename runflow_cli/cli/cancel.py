@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
-from .batch import DEFAULT_BASE_URL
 from .endpoint import endpoint
-from .options import NoColorOpt
-from .run import ApiKeyOpt, BaseUrlOpt, JsonOpt
+from .options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, JsonOpt, NoColorOpt
 
 
 def cancel_command(

@@ -7,10 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .batch import DEFAULT_BASE_URL
 from .endpoint import endpoint
-from .options import NoColorOpt
-from .run import ApiKeyOpt, BaseUrlOpt, JsonOpt
+from .options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, JsonOpt, NoColorOpt
 
 if TYPE_CHECKING:
     from ..console import Consoles

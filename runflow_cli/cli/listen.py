@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .batch import DEFAULT_OUT
+from .options import DEFAULT_OUT
 from .webhook import DEFAULT_SECRET_ENV, SecretEnvOpt, ToleranceOpt, secrets_from_env
 
 if TYPE_CHECKING:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -44,6 +45,33 @@ AspectRatioOpt = Annotated[
 PromptOpt = Annotated[
     str | None,
     typer.Option("--prompt", help="Default product_isolation_prompt, e.g. 'the white sneaker'."),
+]
+DEFAULT_OUT = Path("runflow-output")
+DEFAULT_BASE_URL = "https://api.runflow.io"  # = client.DEFAULT_BASE_URL; httpx loads lazily
+
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="RUNFLOW_KEY",
+        show_default=False,
+        help="API key (rf_live_...). Prefer the RUNFLOW_KEY environment variable: "
+        "a flag is visible in the process list.",
+    ),
+]
+BaseUrlOpt = Annotated[
+    str, typer.Option("--base-url", envvar="RUNFLOW_BASE_URL", help="API base URL.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+KeepIntermediatesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-intermediates",
+        help="Also save each stage's image under OUT/<sku>/<name>.stages/.",
+    ),
+]
+SandboxLatencyOpt = Annotated[
+    float, typer.Option("--sandbox-latency", min=0.0, help="With --sandbox: seconds per stage.")
 ]
 NoColorOpt = Annotated[
     bool, typer.Option("--no-color", help="No colour in output (NO_COLOR is respected too).")

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .batch import DEFAULT_OUT
-from .options import NoColorOpt
+from .options import DEFAULT_OUT, NoColorOpt
 
 if TYPE_CHECKING:
     from ..console import Consoles

@@ -7,32 +7,25 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .batch import DEFAULT_BASE_URL, DEFAULT_OUT
 from .endpoint import endpoint
-from .options import NoColorOpt
+from .options import (
+    DEFAULT_BASE_URL,
+    DEFAULT_OUT,
+    ApiKeyOpt,
+    BaseUrlOpt,
+    JsonOpt,
+    KeepIntermediatesOpt,
+    NoColorOpt,
+    SandboxLatencyOpt,
+)
 
 if TYPE_CHECKING:
     from ..console import Consoles
     from ..finals import Finals
 
+
 # The API options of the commands that talk to an existing account (run, download,
 # cancel, secrets): the same flags and environment variables as `runflow batch`.
-ApiKeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key",
-        envvar="RUNFLOW_KEY",
-        show_default=False,
-        help="API key (rf_live_...). Prefer the RUNFLOW_KEY environment variable: "
-        "a flag is visible in the process list.",
-    ),
-]
-BaseUrlOpt = Annotated[
-    str, typer.Option("--base-url", envvar="RUNFLOW_BASE_URL", help="API base URL.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-
-
 def run_command(
     image_url: Annotated[
         str,
@@ -82,13 +75,7 @@ def run_command(
             "--metadata", metavar="KEY=VALUE", help="Metadata echoed back by the API; repeatable."
         ),
     ] = None,
-    keep_intermediates: Annotated[
-        bool,
-        typer.Option(
-            "--keep-intermediates",
-            help="Also save each stage's image under OUT/<sku>/<name>.stages/.",
-        ),
-    ] = False,
+    keep_intermediates: KeepIntermediatesOpt = False,
     no_wait: Annotated[
         bool,
         typer.Option(
@@ -116,9 +103,7 @@ def run_command(
             help="Run against a local sandbox started for this command: no account, no cost.",
         ),
     ] = False,
-    sandbox_latency: Annotated[
-        float, typer.Option("--sandbox-latency", min=0.0, help="With --sandbox: seconds per stage.")
-    ] = 0.2,
+    sandbox_latency: SandboxLatencyOpt = 0.2,
     json_output: JsonOpt = False,
     no_color: NoColorOpt = False,
 ) -> int:

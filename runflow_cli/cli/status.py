@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .batch import DEFAULT_OUT
-from .options import NoColorOpt
+from .options import DEFAULT_OUT, NoColorOpt
 
 
 def status_command(
