@@ -286,9 +286,11 @@ def test_config_show_without_a_file(cli: Any) -> None:
 
 
 def _every_command(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path, asked through click's API (the root loads commands lazily)."""
     found = []
-    for name, command in group.commands.items():
-        if isinstance(getattr(command, "commands", None), dict):
+    for name in group.list_commands(None):
+        command = group.get_command(None, name)
+        if hasattr(command, "list_commands"):
             found += _every_command(command, (*prefix, name))
         else:
             found.append((*prefix, name))
@@ -321,7 +323,7 @@ def test_profile_key_in_default_map_is_a_function_so_help_shows_dynamic() -> Non
     from runflow_cli.cli.config import _default_map
 
     profile = Profile(name="p", api_key=PROFILE_KEY, base_url=PROFILE_API, out="o")
-    defaults = _default_map(get_command(app), profile)
+    defaults = _default_map(None, get_command(app), profile)  # type: ignore[arg-type]
     assert defaults["batch"]["base_url"] == PROFILE_API
     assert callable(defaults["batch"]["api_key"]) and defaults["batch"]["api_key"]() == PROFILE_KEY
     assert defaults["status"] == {"out": "o"}  # status takes --out, nothing else of these

@@ -7,11 +7,14 @@ core raises reaches :func:`main`, which prints it (no traceback unless
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import ExitCode, RunflowError
@@ -24,8 +27,118 @@ EXIT_CODES_HELP = (
     "the most severe wins (143/130, then 3/4, then 2, then 1)."
 )
 
+# Every command, in the order `runflow --help` lists them: name -> (module in this
+# package, attribute: a command function or a typer sub-app, its one-line help).
+# Modules are imported only when their command runs or shows its own help, so
+# `runflow --help` stays fast; tests/test_cli.py checks each line against the
+# command's own docstring.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "batch": (
+        "batch",
+        "batch_command",
+        "Process every row of a manifest and save each SKU's final image.",
+    ),
+    "validate": (
+        "validate",
+        "validate_command",
+        "Check a manifest and report every problem at once; nothing is sent.",
+    ),
+    "status": (
+        "status",
+        "status_command",
+        "Show what earlier runs into OUT did, from its journal; nothing is sent.",
+    ),
+    "review": (
+        "review",
+        "review_command",
+        "Rebuild OUT/review.html from OUT/runflow-report.json and print its path.",
+    ),
+    "export": (
+        "export",
+        "export_command",
+        "Export the finals of an earlier `runflow batch` run, for marketplaces.",
+    ),
+    "run": (
+        "run",
+        "run_command",
+        "Process one image with the singleton endpoint, wait for it, and save its final.",
+    ),
+    "download": (
+        "download",
+        "download_command",
+        "Save the finals of a finished batch or run, such as one another tool created.",
+    ),
+    "cancel": (
+        "cancel",
+        "cancel_command",
+        "Cancel a batch or run: its queued items stop; running ones finish (and are charged).",
+    ),
+    "listen": (
+        "listen",
+        "listen_command",
+        "Receive Runflow webhooks: verify, record in OUT's journal, print one JSON line each.",
+    ),
+    "secrets": (
+        "secrets",
+        "app",
+        "Webhook signing secrets: the API signs each callback with them.",
+    ),
+    "webhook": ("webhook", "app", "Webhook helpers: check a delivery's signature."),
+    "config": ("config", "config_app", "Where the config file is, and what a profile resolves to."),
+    "sandbox": (
+        "sandbox",
+        "sandbox_command",
+        "Start a local Runflow sandbox: the whole API contract over HTTP, offline.",
+    ),
+}
+
+
+class LazyCommands(TyperGroup):
+    """A group that builds a command only when it is needed (see COMMANDS)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        width = max(map(len, COMMANDS))
+        limit = max(formatter.width - 6 - width, 20)
+        rows = [(name, _shorten(short, limit)) for name, (_, _, short) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3].rsplit(" ", 1)[0]
+    return f"{cut}..."
+
+
+@functools.cache
+def load_command(name: str) -> Any:
+    """Import a command's module and build its click command."""
+    module_name, attribute, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(f"{__name__}.{module_name}"), attribute)
+    holder = typer.Typer(rich_markup_mode=None, context_settings=CONTEXT_SETTINGS)
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)  # stays a group even with one command
+    else:
+        holder.command(name, epilog=EXIT_CODES_HELP if name == "batch" else None)(target)
+    # A holder with one command collapses into it; with a sub-app it is a group around it.
+    built = typer.main.get_command(holder)
+    command = built.commands[name] if isinstance(target, typer.Typer) else built
+    command.name = name
+    return command
+
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
     name="runflow",
+    cls=LazyCommands,
     help=(
         "Turn a CSV or YAML catalog manifest into finished product images with the Runflow API.\n\n"
         "Try it with no account:  runflow batch sample_manifests/catalog.csv --sandbox\n\n"
@@ -35,7 +148,7 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings=CONTEXT_SETTINGS,
 )
 
 
@@ -73,41 +186,6 @@ def _root(
     from .config import apply_profile
 
     apply_profile(ctx, profile)
-
-
-def _register() -> None:
-    from . import (
-        batch,
-        cancel,
-        config,
-        download,
-        export,
-        listen,
-        review,
-        run,
-        sandbox,
-        secrets,
-        status,
-        validate,
-        webhook,
-    )
-
-    app.command("batch", epilog=EXIT_CODES_HELP)(batch.batch_command)
-    app.command("validate")(validate.validate_command)
-    app.command("sandbox")(sandbox.sandbox_command)
-    app.command("status")(status.status_command)
-    app.add_typer(config.config_app, name="config")
-    app.command("run")(run.run_command)
-    app.command("download")(download.download_command)
-    app.command("export")(export.export_command)
-    app.command("cancel")(cancel.cancel_command)
-    app.add_typer(secrets.app, name="secrets")
-    app.add_typer(webhook.app, name="webhook")
-    app.command("listen")(listen.listen_command)
-    app.command("review")(review.review_command)
-
-
-_register()
 
 
 def _debug_requested(argv: list[str]) -> bool:

@@ -46,9 +46,9 @@ def apply_profile(ctx: typer.Context, name: str | None) -> None:
     profile = config.profile(name)
     if profile is None:
         return
-    ctx.default_map = _default_map(ctx.command, profile)
     invoked = ctx.invoked_subcommand
-    if profile.key_env and not profile.api_key and "api_key" in _params(ctx.command, invoked):
+    ctx.default_map = _default_map(ctx, ctx.command, profile, only=invoked)
+    if profile.key_env and not profile.api_key and "api_key" in _params(ctx, invoked):
         from ..console import Consoles
 
         Consoles.create().warn(
@@ -56,13 +56,22 @@ def apply_profile(ctx: typer.Context, name: str | None) -> None:
         )
 
 
-def _default_map(group: Any, profile: Profile) -> dict[str, Any]:
+def _default_map(
+    ctx: typer.Context, group: Any, profile: Profile, *, only: str | None = None
+) -> dict[str, Any]:
+    """Defaults for the invoked command (``only``), or for every command of ``group``.
+
+    Asks the group through click's API, so commands that load lazily only load
+    when a profile has something for them.
+    """
     defaults: dict[str, Any] = {}
-    for name, command in getattr(group, "commands", {}).items():
-        if name in SKIPPED_COMMANDS:
+    names = [only] if only is not None else group.list_commands(ctx)
+    for name in names:
+        command = group.get_command(ctx, name)
+        if command is None or name in SKIPPED_COMMANDS:
             continue
-        if isinstance(getattr(command, "commands", None), dict):  # a sub-group
-            values = _default_map(command, profile)
+        if hasattr(command, "list_commands"):  # a sub-group: all of its commands
+            values = _default_map(ctx, command, profile)
         else:
             values = profile.defaults_for({p.name for p in command.params if p.name})
             if "api_key" in values:
@@ -75,8 +84,8 @@ def _default_map(group: Any, profile: Profile) -> dict[str, Any]:
     return defaults
 
 
-def _params(group: Any, name: str | None) -> set[str]:
-    command = getattr(group, "commands", {}).get(name)
+def _params(ctx: typer.Context, name: str | None) -> set[str]:
+    command = ctx.command.get_command(ctx, name) if name else None  # type: ignore[attr-defined]
     return {p.name for p in getattr(command, "params", []) if p.name}
 
 
