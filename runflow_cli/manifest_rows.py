@@ -259,6 +259,11 @@ class ItemBuilder:
 
         if self.problems:
             return  # the load will fail: stop spending memory on Items
+        if folder is not None:
+            # One string per SKU, not per row: rows of a SKU share their folder's.
+            sku = folder.sku
+            if client_ref is None:
+                ref = sku
         self.items.append(
             Item(
                 index=self.count - 1,
