@@ -344,21 +344,22 @@ class Pipeline:
                 if isinstance(e.get("sequence_index"), int) and e.get("run_id")
             }
             self._journal.batch_created(key, batch_id, run_ids)
-        flight = _InFlight(
-            batch_id,
-            planned.number,
-            planned.rows,
-            self._options.poll_interval,
-            due=self._clock() + self._first_wait(),
-            by_run_id={run_ids[s]: item for s, item in planned.rows.items() if s in run_ids},
-            submitted_at=self._clock(),
-        )
-        self._in_flight[batch_id] = flight
-        self._result.batch_ids.append(batch_id)
-        for seq, item in planned.rows.items():
-            outcome = self._result.outcomes[item.index]
-            outcome.batch_id, outcome.run_id = batch_id, run_ids.get(seq)
-            outcome.status = Status.PENDING
+            # In memory too before the critical section ends: a held Ctrl-C lands after it.
+            flight = _InFlight(
+                batch_id,
+                planned.number,
+                planned.rows,
+                self._options.poll_interval,
+                due=self._clock() + self._first_wait(),
+                by_run_id={run_ids[s]: item for s, item in planned.rows.items() if s in run_ids},
+                submitted_at=self._clock(),
+            )
+            self._in_flight[batch_id] = flight
+            self._result.batch_ids.append(batch_id)
+            for seq, item in planned.rows.items():
+                outcome = self._result.outcomes[item.index]
+                outcome.batch_id, outcome.run_id = batch_id, run_ids.get(seq)
+                outcome.status = Status.PENDING
         self._emit(BatchSubmitted(planned.number, batch_id, len(planned.rows)))
 
     def _stop_submitting(self, exc: APIError | APIConnectionError) -> None:
