@@ -247,3 +247,12 @@ def test_hostile_skus_and_names_are_rejected_and_nothing_is_written(
         if line != 10:
             assert f"m.csv:{line}:" in result.err, f"line {line} not reported"
     assert [p.name for p in tmp_path.iterdir()] == ["m.csv"]  # nothing written anywhere
+
+
+def test_the_library_api_is_importable_from_the_package() -> None:
+    from runflow_cli import Client, load_manifest, verify
+    from runflow_cli.client import RunflowClient
+    from runflow_cli.manifest import load_manifest as loader
+    from runflow_cli.webhooks import verify as verifier
+
+    assert (Client, load_manifest, verify) == (RunflowClient, loader, verifier)
