@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -49,3 +51,25 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(int(code), captured.out, captured.err)
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def sandbox_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """One sandbox per test module; a module tunes it with ``SANDBOX = {...}``."""
+    pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
+    from runflow_cli.sandbox import Sandbox, SandboxSettings
+
+    options = {"workers": 4, "image_size": 96, **getattr(request.module, "SANDBOX", {})}
+    with Sandbox(SandboxSettings(**options)) as server:
+        yield server
+
+
+@pytest.fixture
+def sb(sandbox_server: Any) -> Iterator[Any]:
+    """The module's sandbox, fresh for each test: state forgotten, every setting restored."""
+    initial = dataclasses.replace(sandbox_server.settings)
+    sandbox_server.reset()
+    yield sandbox_server
+    for field in dataclasses.fields(initial):
+        setattr(sandbox_server.settings, field.name, getattr(initial, field.name))
+    sandbox_server.reset()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_batch
 
 from runflow_cli import ci
 from runflow_cli.console import Consoles, GitHubAnnotations, JsonDisplay, NullDisplay
@@ -30,7 +29,6 @@ from runflow_cli.outcome import Outcome, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_manifests"
-FAST_POLL = ("--poll-interval", "0.05", "--max-poll-interval", "0.2")
 
 # The schema the README documents: the keys every line of each type carries.
 SCHEMA: dict[str, set[str]] = {
@@ -210,26 +208,7 @@ def test_batch_no_color_flag_through_the_cli(
 # --- end to end against the sandbox -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
-    from runflow_cli.sandbox import Sandbox, SandboxSettings
-
-    with Sandbox(SandboxSettings(workers=4, seed=5, image_size=96)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: Any) -> Iterator[Any]:
-    server.reset()
-    server.settings.balance = Decimal("1000")
-    yield server
-    server.reset()
-
-
-def run_batch(cli: Any, sb: Any, manifest: Path, out: Path, *extra: str) -> Any:
-    return cli("batch", str(manifest), "--out", str(out), "--base-url", sb.base_url,
-               "--api-key", sb.api_key, *FAST_POLL, *extra)  # fmt: skip
+SANDBOX = {"seed": 5}
 
 
 def test_log_format_json_streams_the_documented_events(sb: Any, tmp_path: Path, cli: Any) -> None:

@@ -27,17 +27,7 @@ CDN = "https://cdn.example.com"
 TWO = "tag_removal;background_removal"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Sandbox]:
-    with Sandbox(SandboxSettings(workers=4, seed=3, image_size=64)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: Sandbox) -> Iterator[Sandbox]:
-    server.reset()
-    yield server
-    server.reset()
+SANDBOX = {"seed": 3, "image_size": 64}
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
-from runflow_cli.sandbox import Sandbox, SandboxSettings
+from runflow_cli.sandbox import Sandbox
 
 FAST_POLL = ("--poll-interval", "0.05", "--max-poll-interval", "0.2")
 ELEMENTS = ["background_removal"]
@@ -38,21 +38,7 @@ WAIT = 10.0  # the longest any test waits for the CLI to reach a point
 CREATE_PREFIX = "/v1/models/"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Sandbox]:
-    with Sandbox(SandboxSettings(workers=4, seed=3, image_size=96)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: Sandbox) -> Iterator[Sandbox]:
-    server.reset()
-    server.settings.latency = 0.0
-    server.settings.complete_after_polls = None
-    yield server
-    server.reset()
-    server.settings.latency = 0.0
-
+SANDBOX = {"seed": 3}
 
 # --- helpers ------------------------------------------------------------------
 

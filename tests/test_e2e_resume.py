@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,23 +13,12 @@ import pytest
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
 from runflow_cli.runlock import RunLock
-from runflow_cli.sandbox import Sandbox, SandboxSettings
+from runflow_cli.sandbox import Sandbox
 
 FAST_POLL = ("--poll-interval", "0.02", "--max-poll-interval", "0.1")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Sandbox]:
-    with Sandbox(SandboxSettings(workers=4, seed=3, image_size=96)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: Sandbox) -> Iterator[Sandbox]:
-    server.reset()
-    server.settings.fail_rate = 0.0
-    yield server
-    server.reset()
+SANDBOX = {"seed": 3}
 
 
 def manifest(path: Path, rows: int, *, url: str = "https://cdn.example.com/resume/{n}.jpg") -> Path:

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,42 +17,17 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
+from helpers import FAST_POLL, run_batch
+
 from runflow_cli.client import RunflowClient
 from runflow_cli.sandbox import Sandbox, SandboxSettings
 from runflow_cli.webhooks import delivery_id, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_manifests"
-FAST_POLL = ("--poll-interval", "0.05", "--max-poll-interval", "0.2")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Sandbox]:
-    with Sandbox(SandboxSettings(workers=4, seed=1, image_size=128)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: Sandbox) -> Iterator[Sandbox]:
-    server.reset()
-    server.settings.balance = Decimal("1000")
-    yield server
-    server.reset()
-
-
-def run_batch(cli: Any, sb: Sandbox, manifest: Path | str, out: Path, *extra: str) -> Any:
-    return cli(
-        "batch",
-        str(manifest),
-        "--out",
-        str(out),
-        "--base-url",
-        sb.base_url,
-        "--api-key",
-        sb.api_key,
-        *FAST_POLL,
-        *extra,
-    )
+SANDBOX = {"seed": 1, "image_size": 128}
 
 
 def manifest_rows(path: Path) -> list[dict[str, str]]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -247,21 +245,7 @@ def test_a_report_pointing_outside_out_is_refused(tmp_path: Path) -> None:
 FAST_POLL = ("--poll-interval", "0.05", "--max-poll-interval", "0.2")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
-    from runflow_cli.sandbox import Sandbox, SandboxSettings
-
-    with Sandbox(SandboxSettings(workers=4, seed=1, image_size=128)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: Any) -> Iterator[Any]:
-    server.reset()
-    server.settings.balance = Decimal("1000")
-    yield server
-    server.reset()
+SANDBOX = {"seed": 1, "image_size": 128}
 
 
 def run_batch(cli: Any, sb: Any, out: Path, *extra: str) -> Any:

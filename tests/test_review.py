@@ -8,13 +8,12 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_batch
 
 from runflow_cli.review import (
     REVIEW_HTML,
@@ -246,39 +245,7 @@ def test_review_command_prints_the_path_and_opens_it_on_request(
 # --- end to end: the real batch against the sandbox, then Chromium -----------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
-    from runflow_cli.sandbox import Sandbox, SandboxSettings
-
-    with Sandbox(SandboxSettings(workers=4, seed=1, image_size=128)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: Any) -> Iterator[Any]:
-    server.reset()
-    server.settings.balance = Decimal("1000")
-    yield server
-    server.reset()
-
-
-def run_batch(cli: Any, sb: Any, manifest: Path, out: Path, *extra: str) -> Any:
-    return cli(
-        "batch",
-        str(manifest),
-        "--out",
-        str(out),
-        "--base-url",
-        sb.base_url,
-        "--api-key",
-        sb.api_key,
-        "--poll-interval",
-        "0.05",
-        "--max-poll-interval",
-        "0.2",
-        *extra,
-    )
+SANDBOX = {"seed": 1, "image_size": 128}
 
 
 def test_batch_writes_the_review_and_prints_its_path_last(

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_batch
 
 from runflow_cli.journal import Journal, RowStatus, fingerprint
 from runflow_cli.manifest import Item
 from runflow_cli.status import summarize
 
-FAST_POLL = ("--poll-interval", "0.05", "--max-poll-interval", "0.2")
 MANIFEST = (
     "sku,image_url,elements\n"
     "SKU-A,https://cdn.example.com/status/a.jpg,tag_removal\n"
@@ -23,21 +22,7 @@ MANIFEST = (
 )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
-    from runflow_cli.sandbox import Sandbox, SandboxSettings
-
-    with Sandbox(SandboxSettings(workers=4, seed=2, image_size=96)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: Any) -> Iterator[Any]:
-    server.reset()
-    yield server
-    server.settings.file_url_ttl = None
-    server.reset()
+SANDBOX = {"seed": 2}
 
 
 @pytest.fixture
@@ -45,13 +30,6 @@ def manifest(tmp_path: Path) -> Path:
     path = tmp_path / "m.csv"
     path.write_text(MANIFEST)
     return path
-
-
-def run_batch(cli: Any, sb: Any, manifest: Path, out: Path) -> Any:
-    return cli(
-        "batch", str(manifest), "--out", str(out),
-        "--base-url", sb.base_url, "--api-key", sb.api_key, *FAST_POLL,
-    )  # fmt: skip
 
 
 def test_status_shows_the_batch_the_counts_the_failures_and_the_cost(
