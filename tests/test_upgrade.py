@@ -1,0 +1,73 @@
+"""Upgrades keep working: an OUT made by the previous release, rerun with today's code.
+
+``fixtures/upgrade/out-0.1.0`` was made by runflow-cli 0.1.0 (see make_fixture.py
+there) from ``manifest.csv``: colliding stems (front, front-2, Front-3), URLs
+with a trailing slash (named image, image-2), an explicit name, a client_ref,
+stages, and one failed row. Its first rerun must make zero requests for the done
+rows and rename nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import run_batch
+
+pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
+
+FIXTURE = Path(__file__).parent / "fixtures" / "upgrade"
+MANIFEST = FIXTURE / "manifest.csv"
+FAILED_URL = "https://cdn.example.com/c/fail-front.jpg"
+REWRITTEN = {"runflow-report.csv", "runflow-report.json", "review.html"}
+
+
+def _files(out: Path) -> dict[str, str]:
+    """Every file a user sees in OUT (not the state folder), with its SHA-256."""
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in out.rglob("*")
+        if p.is_file() and ".runflow" not in p.relative_to(out).parts
+    }
+
+
+@pytest.fixture
+def old_out(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(FIXTURE / "out-0.1.0", out)
+    return out
+
+
+def _sent_urls(sb: Any) -> list[str]:
+    return [item["input"]["image_url"] for b in sb.batches() for item in b["output"]["items"]]
+
+
+def test_rerun_pays_nothing_for_done_rows_and_renames_nothing(
+    old_out: Path, sb: Any, cli: Any
+) -> None:
+    before = _files(old_out)
+
+    result = run_batch(cli, sb, MANIFEST, old_out, "--keep-intermediates")
+
+    assert result.code == 1, result.err  # the failed row is retried and fails again
+    assert "7 already done" in result.err
+    assert _sent_urls(sb) == [FAILED_URL]  # one create, holding only the failed row
+    after = _files(old_out)
+    for path, digest in before.items():
+        if path not in REWRITTEN:
+            assert after.get(path) == digest, f"{path} was changed, renamed or removed"
+    assert set(after) - set(before) == set()  # the failed row failed again: no new file
+
+
+def test_rerun_without_retries_sends_no_request_at_all(old_out: Path, sb: Any, cli: Any) -> None:
+    result = run_batch(cli, sb, MANIFEST, old_out, "--keep-intermediates", "--no-retry-failed")
+
+    assert result.code == 1, result.err
+    assert sb.requests == []
+    report = (old_out / "runflow-report.csv").read_text()
+    for name in ("front", "front-2", "Front-3", "image", "image-2", "hero", "back"):
+        assert f",{name}," in report
