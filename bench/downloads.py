@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runflow_cli.download import Downloader
+from runflow_cli.files.download import Downloader
 
 from .harness import Context, Row, Stats, at_least, judged, measure
 from .static_server import static_server

@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from runflow_cli.client import DEFAULT_BASE_URL, RunflowClient, is_terminal_batch
-from runflow_cli.download import Downloader, pick_final
+from runflow_cli.api.client import DEFAULT_BASE_URL, RunflowClient, is_terminal_batch
 from runflow_cli.errors import RunflowError
+from runflow_cli.files.download import Downloader, pick_final
 from runflow_cli.manifest import load_manifest
-from runflow_cli.naming import url_extension
+from runflow_cli.names import url_extension
 
 BATCH_SIZE = 100  # the API's cap on items per batch
 

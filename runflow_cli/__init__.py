@@ -16,14 +16,14 @@ __version__ = "0.1.0"
 __all__ = ["Client", "__version__", "load_manifest", "verify"]
 
 if TYPE_CHECKING:
-    from .client import RunflowClient as Client
-    from .manifest import load_manifest
-    from .webhooks import verify
+    from runflow_cli.api.client import RunflowClient as Client
+    from runflow_cli.api.webhooks import verify
+    from runflow_cli.manifest import load_manifest
 
 _LAZY = {
-    "Client": ("client", "RunflowClient"),
+    "Client": ("api.client", "RunflowClient"),
     "load_manifest": ("manifest", "load_manifest"),
-    "verify": ("webhooks", "verify"),
+    "verify": ("api.webhooks", "verify"),
 }
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from runflow_cli.errors import UsageError
 
 CONFIG_ENV = "RUNFLOW_CONFIG"
 """Environment variable naming the config file, overriding the default place."""
@@ -314,7 +314,7 @@ def _string(table: dict[str, Any], key: str, where: str, problems: list[str]) ->
 
 
 def _elements(table: dict[str, Any], where: str, problems: list[str]) -> str | None:
-    from .manifest_types import parse_elements
+    from runflow_cli.manifest.types import parse_elements
 
     value = table.get("elements")
     if value is None:

@@ -12,9 +12,7 @@ from typing import Any
 import pytest
 from helpers import run_batch
 
-from runflow_cli import ci
-from runflow_cli.console import Consoles, GitHubAnnotations, JsonDisplay, NullDisplay
-from runflow_cli.events import (
+from runflow_cli.batch.events import (
     BatchFinished,
     BatchNotCreated,
     BatchProgress,
@@ -24,8 +22,10 @@ from runflow_cli.events import (
     Notice,
     RowsSkipped,
 )
+from runflow_cli.batch.outcome import Outcome, Status
+from runflow_cli.cli.ui import github as ci
+from runflow_cli.cli.ui.console import Consoles, GitHubAnnotations, JsonDisplay, NullDisplay
 from runflow_cli.manifest import Item
-from runflow_cli.outcome import Outcome, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_manifests"

@@ -11,12 +11,18 @@ import pytest
 from rich.console import Console
 
 from runflow_cli import __version__, cli
+from runflow_cli.batch.events import (
+    BatchFinished,
+    BatchProgress,
+    BatchSubmitted,
+    FileSaved,
+    ItemFailed,
+)
+from runflow_cli.batch.outcome import Outcome, Status
 from runflow_cli.cli import run
-from runflow_cli.console import Consoles, LiveDisplay
+from runflow_cli.cli.ui.console import Consoles, LiveDisplay
 from runflow_cli.errors import ExitCode
-from runflow_cli.events import BatchFinished, BatchProgress, BatchSubmitted, FileSaved, ItemFailed
 from runflow_cli.manifest import Item
-from runflow_cli.outcome import Outcome, Status
 
 COMMANDS = sorted(name for name in cli.COMMANDS if not cli.COMMANDS[name][1].endswith("app"))
 GROUPS = sorted(name for name in cli.COMMANDS if cli.COMMANDS[name][1].endswith("app"))
@@ -251,8 +257,8 @@ def test_hostile_skus_and_names_are_rejected_and_nothing_is_written(
 
 def test_the_library_api_is_importable_from_the_package() -> None:
     from runflow_cli import Client, load_manifest, verify
-    from runflow_cli.client import RunflowClient
+    from runflow_cli.api.client import RunflowClient
+    from runflow_cli.api.webhooks import verify as verifier
     from runflow_cli.manifest import load_manifest as loader
-    from runflow_cli.webhooks import verify as verifier
 
     assert (Client, load_manifest, verify) == (RunflowClient, loader, verifier)

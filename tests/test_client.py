@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from runflow_cli import __version__
-from runflow_cli.client import (
+from runflow_cli.api.client import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MODEL,

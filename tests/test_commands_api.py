@@ -14,9 +14,9 @@ import httpx
 import pytest
 import respx
 
-from runflow_cli.client import RunflowClient, is_terminal_batch
+from runflow_cli.api.client import RunflowClient, is_terminal_batch
 from runflow_cli.errors import UsageError
-from runflow_cli.runs import Polling, parse_metadata, prepare_run, wait_for_run
+from runflow_cli.files.runs import Polling, parse_metadata, prepare_run, wait_for_run
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 

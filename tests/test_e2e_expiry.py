@@ -14,7 +14,7 @@ pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
 from PIL import Image
 
-from runflow_cli.journal import Journal
+from runflow_cli.batch.journal import Journal
 from runflow_cli.sandbox import Sandbox, SandboxSettings
 
 FAST_POLL = ("--poll-interval", "0.05", "--max-poll-interval", "0.2")

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
-from runflow_cli.client import RunflowClient
-from runflow_cli.journal import Journal
+from runflow_cli.api.client import RunflowClient
+from runflow_cli.batch.journal import Journal
 from runflow_cli.sandbox import Sandbox, SandboxSettings
 
 

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
-from runflow_cli.runlock import RunLock
+from runflow_cli.batch.lock import RunLock
 from runflow_cli.sandbox import Sandbox
 
 FAST_POLL = ("--poll-interval", "0.02", "--max-poll-interval", "0.1")

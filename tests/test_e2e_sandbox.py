@@ -19,9 +19,9 @@ pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
 from helpers import FAST_POLL, run_batch
 
-from runflow_cli.client import RunflowClient
+from runflow_cli.api.client import RunflowClient
+from runflow_cli.api.webhooks import delivery_id, verify
 from runflow_cli.sandbox import Sandbox, SandboxSettings
-from runflow_cli.webhooks import delivery_id, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_manifests"

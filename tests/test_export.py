@@ -15,7 +15,7 @@ Image = pytest.importorskip("PIL.Image", reason="the images extra (Pillow) is no
 from PIL import ImageCms, ImageDraw  # noqa: E402
 
 from runflow_cli.errors import UsageError  # noqa: E402
-from runflow_cli.export import (  # noqa: E402
+from runflow_cli.outputs.export import (  # noqa: E402
     PRESETS,
     ExportSpec,
     ExportUnavailableError,

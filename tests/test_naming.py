@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runflow_cli.naming import (
+from runflow_cli.names import (
     MAX_COMPONENT_LENGTH,
     folder_name_problem,
     name_key,

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from runflow_cli.download import SavedFile
+from runflow_cli.batch.events import BatchFinished, BatchProgress, BatchSubmitted, FileSaved
+from runflow_cli.batch.journal import Journal
+from runflow_cli.batch.outcome import Outcome, RunResult, Status
+from runflow_cli.batch.pipeline import Pipeline, PipelineOptions, plan_batches
+from runflow_cli.batch.plan import make_plan
 from runflow_cli.errors import ExitCode
-from runflow_cli.events import BatchFinished, BatchProgress, BatchSubmitted, FileSaved
-from runflow_cli.journal import Journal
+from runflow_cli.files.download import SavedFile
 from runflow_cli.manifest import Item
-from runflow_cli.outcome import Outcome, RunResult, Status
-from runflow_cli.pipeline import Pipeline, PipelineOptions, plan_batches
-from runflow_cli.plan import make_plan
 
 
 class Clock:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runflow_cli.journal import BatchRecord, RowRecord, fingerprint, row_key
+from runflow_cli.batch.journal import BatchRecord, RowRecord, fingerprint, row_key
+from runflow_cli.batch.plan import make_plan
 from runflow_cli.manifest import Item
-from runflow_cli.plan import make_plan
 
 MODEL = "runflow/dyver-removal"
 API = "https://api.runflow.io"

@@ -27,10 +27,10 @@ pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
 from test_sandbox import BATCHES, RUNS, client, item, wait_until
 
-from runflow_cli.journal import Journal
-from runflow_cli.receiver import Answer, JournalEventStore, WebhookReceiver, identify
+from runflow_cli.api.receiver import Answer, JournalEventStore, WebhookReceiver, identify
+from runflow_cli.api.webhooks import sign
+from runflow_cli.batch.journal import Journal
 from runflow_cli.sandbox import Sandbox, SandboxSettings
-from runflow_cli.webhooks import sign
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from helpers import run_batch
 
-from runflow_cli.review import (
+from runflow_cli.outputs.review import (
     REVIEW_HTML,
     THUMB_SIZE,
     THUMBS_DIR,
@@ -270,7 +270,7 @@ def test_a_review_that_cannot_be_built_never_fails_the_batch(
     def broken(out_dir: Path) -> Path:
         raise OSError("disk full")
 
-    monkeypatch.setattr("runflow_cli.review.write_review", broken)
+    monkeypatch.setattr("runflow_cli.outputs.review.write_review", broken)
     manifest = tmp_path / "m.csv"
     rows = (SAMPLES / "catalog.csv").read_text(encoding="utf-8").splitlines()[:3]
     manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")

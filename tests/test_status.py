@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from helpers import run_batch
 
-from runflow_cli.journal import Journal, RowStatus, fingerprint
+from runflow_cli.batch.folder_status import summarize
+from runflow_cli.batch.journal import Journal, RowStatus, fingerprint
 from runflow_cli.manifest import Item
-from runflow_cli.status import summarize
 
 MANIFEST = (
     "sku,image_url,elements\n"

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import run_batch
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from runflow_cli.webhooks import (
+from runflow_cli.api.webhooks import (
     MalformedBodyError,
     MalformedHeaderError,
     MissingHeaderError,

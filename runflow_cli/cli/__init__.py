@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from .. import __version__
-from ..errors import ExitCode, RunflowError
+from runflow_cli import __version__
+from runflow_cli.errors import ExitCode, RunflowError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 every item succeeded; 1 some items failed, were cancelled or are unknown; "
@@ -183,7 +183,7 @@ def _root(
     ] = None,
 ) -> None:
     """Global options."""
-    from .config import apply_profile
+    from runflow_cli.cli.config import apply_profile
 
     apply_profile(ctx, profile)
 
@@ -228,7 +228,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _print_error(message: str, hint: str | None, problems: list[object] | None = None) -> None:
-    from ..console import Consoles
+    from runflow_cli.cli.ui.console import Consoles
 
     consoles = Consoles.create()
     consoles.error(message)

@@ -10,9 +10,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .endpoint import endpoint
-from .export import BackgroundOpt, ExportOpt, MaxSizeOpt, PresetOpt, QualityOpt, export_spec
-from .options import (
+from runflow_cli.cli.endpoint import endpoint
+from runflow_cli.cli.export import (
+    BackgroundOpt,
+    ExportOpt,
+    MaxSizeOpt,
+    PresetOpt,
+    QualityOpt,
+    export_spec,
+)
+from runflow_cli.cli.options import (
     DEFAULT_BASE_URL,
     DEFAULT_OUT,
     ApiKeyOpt,
@@ -30,14 +37,14 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from ..console import Consoles
-    from ..journal import Journal
-    from ..manifest import Manifest
-    from ..outcome import RunResult
-    from ..pipeline import PipelineOptions
-    from ..plan import Plan
-    from .batch_listen import Webhooks
-    from .endpoint import Endpoint
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.outcome import RunResult
+    from runflow_cli.batch.pipeline import PipelineOptions
+    from runflow_cli.batch.plan import Plan
+    from runflow_cli.cli.batch_listen import Webhooks
+    from runflow_cli.cli.endpoint import Endpoint
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.manifest import Manifest
 
 
 class LogFormat(StrEnum):
@@ -227,19 +234,19 @@ def batch_command(
     Example: runflow batch catalog.csv --out photos/
     (try it with no account: runflow batch sample_manifests/catalog.csv --sandbox)
     """
-    from .. import ci
-    from ..console import Consoles, print_plan, print_summary
-    from ..journal import Journal
-    from ..pipeline import PipelineOptions
-    from ..report import summary, write_reports
-    from ..runlock import RunLock
-    from .review import write_review_safely
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.lock import RunLock
+    from runflow_cli.batch.pipeline import PipelineOptions
+    from runflow_cli.cli.review import write_review_safely
+    from runflow_cli.cli.ui import github as ci
+    from runflow_cli.cli.ui.console import Consoles, print_plan, print_summary
+    from runflow_cli.outputs.report import summary, write_reports
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
     export_to = export_spec(preset, export, background, max_size, quality)  # before any send
     json_lines = log_format == LogFormat.json
     if json_lines and json_output:
-        from ..errors import UsageError
+        from runflow_cli.errors import UsageError
 
         raise UsageError(
             "--json and --log-format json both write to stdout; use one "
@@ -270,7 +277,7 @@ def batch_command(
         target = "sandbox" if sandbox else base_url
         plan = _plan(loaded, journal, options, target, choices)
         if json_lines:
-            from ..console import print_plan_line
+            from runflow_cli.cli.ui.console import print_plan_line
 
             print_plan_line(consoles, plan)
             return 0
@@ -290,7 +297,7 @@ def batch_command(
             with ExitStack() as stack:
                 hooks = None
                 if listen is not None:
-                    from .batch_listen import listening
+                    from runflow_cli.cli.batch_listen import listening
 
                     hooks = stack.enter_context(
                         listening(
@@ -311,7 +318,7 @@ def batch_command(
                     log_format=log_format.value, github=github,
                 )  # fmt: skip
         if export_to is not None and not result.interrupted:
-            from .export import export_succeeded
+            from runflow_cli.cli.export import export_succeeded
 
             export_succeeded(consoles, result, export_to)
         reports = write_reports(result, out, source=loaded.source)
@@ -319,7 +326,7 @@ def batch_command(
     if result.interrupted:
         _explain_interrupt(consoles, result, sandbox=sandbox)
     if json_lines:
-        from ..console import print_run_summary_line
+        from runflow_cli.cli.ui.console import print_run_summary_line
 
         print_run_summary_line(
             consoles, {**summary(result), "review": review and str(review)}, reports
@@ -337,7 +344,7 @@ def batch_command(
         if review:
             consoles.out.print(f"Review sheet: {review}", markup=False, soft_wrap=True)
     if github and (step_summary := ci.step_summary_path()):
-        from ..console import append_step_summary
+        from runflow_cli.cli.ui.console import append_step_summary
 
         failed = ci.failures(result.outcomes)
         paths = [str(p) for p in (*reports, review) if p]
@@ -353,7 +360,7 @@ def _plan(
     target: str,
     choices: dict[str, bool],
 ) -> Plan:
-    from ..plan import make_plan
+    from runflow_cli.batch.plan import make_plan
 
     return make_plan(
         loaded.items,
@@ -379,11 +386,11 @@ def _run(
     log_format: str = "auto",
     github: bool = False,
 ) -> RunResult:
-    from ..client import RunflowClient
-    from ..console import make_display
-    from ..download import Downloader
-    from ..interrupts import Interrupts
-    from ..pipeline import Pipeline
+    from runflow_cli.api.client import RunflowClient
+    from runflow_cli.batch.interrupts import Interrupts
+    from runflow_cli.batch.pipeline import Pipeline
+    from runflow_cli.cli.ui.console import make_display
+    from runflow_cli.files.download import Downloader
 
     display = make_display(
         consoles, len(loaded.items), f"Processing {loaded.source}", log_format, github=github
@@ -411,7 +418,7 @@ def _run(
 
 
 def _explain_interrupt(consoles: Consoles, result: RunResult, *, sandbox: bool) -> None:
-    from ..outcome import Status
+    from runflow_cli.batch.outcome import Status
 
     in_flight = sorted(
         {o.batch_id for o in result.outcomes if o.status == Status.PENDING and o.batch_id}

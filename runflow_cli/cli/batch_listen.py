@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from ..console import Consoles
-    from .endpoint import Endpoint
+    from runflow_cli.cli.endpoint import Endpoint
+    from runflow_cli.cli.ui.console import Consoles
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -45,13 +45,13 @@ def listening(
     sandbox: bool,
 ) -> Iterator[Webhooks]:
     """Run a receiver for the block; yield where to point callbacks and what to wait on."""
-    from ..errors import UsageError
-    from ..receiver import JournalEventStore, WebhookReceiver
-    from ..webhooks import parse_secrets
+    from runflow_cli.api.receiver import JournalEventStore, WebhookReceiver
+    from runflow_cli.api.webhooks import parse_secrets
+    from runflow_cli.errors import UsageError
 
     secrets = parse_secrets(os.environ.get(secret_env, ""))
     if not secrets and sandbox:
-        from ..client import RunflowClient
+        from runflow_cli.api.client import RunflowClient
 
         with RunflowClient(api.key, api.url) as client:
             secrets = [client.create_callback_secret("runflow batch --listen")["secret"]]

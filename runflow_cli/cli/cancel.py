@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from .endpoint import endpoint
-from .options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, JsonOpt, NoColorOpt
+from runflow_cli.cli.endpoint import endpoint
+from runflow_cli.cli.options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, JsonOpt, NoColorOpt
 
 
 def cancel_command(
@@ -37,9 +37,9 @@ def cancel_command(
     """
     from rich.markup import escape
 
-    from ..account import cancel
-    from ..client import RunflowClient
-    from ..console import Consoles
+    from runflow_cli.api.account import cancel
+    from runflow_cli.api.client import RunflowClient
+    from runflow_cli.cli.ui.console import Consoles
 
     consoles = Consoles.create(no_color=no_color)
     with (

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .options import NoColorOpt
+from runflow_cli.cli.options import NoColorOpt
 
 if TYPE_CHECKING:
-    from ..config import Config, Profile
+    from runflow_cli.config import Config, Profile
 
 config_app = typer.Typer(
     name="config",
@@ -34,7 +34,7 @@ def apply_profile(ctx: typer.Context, name: str | None) -> None:
     parameter it has by that name (``api_key``, ``base_url``, ``elements``,
     ``batch_size``, ``out``), so commands added later get profiles for free.
     """
-    from ..config import config_path, load_config
+    from runflow_cli.config import config_path, load_config
 
     if ctx.invoked_subcommand in SKIPPED_COMMANDS or ctx.resilient_parsing:
         return
@@ -49,7 +49,7 @@ def apply_profile(ctx: typer.Context, name: str | None) -> None:
     invoked = ctx.invoked_subcommand
     ctx.default_map = _default_map(ctx, ctx.command, profile, only=invoked)
     if profile.key_env and not profile.api_key and "api_key" in _params(ctx, invoked):
-        from ..console import Consoles
+        from runflow_cli.cli.ui.console import Consoles
 
         Consoles.create().warn(
             f"profile '{profile.name}' reads its API key from ${profile.key_env}, which is not set"
@@ -92,7 +92,7 @@ def _params(ctx: typer.Context, name: str | None) -> set[str]:
 def _warn(config: Config) -> None:
     warnings = config.warnings()
     if warnings:
-        from ..console import Consoles
+        from runflow_cli.cli.ui.console import Consoles
 
         consoles = Consoles.create()
         for warning in warnings:
@@ -108,7 +108,7 @@ def path_command() -> None:
 
     Example: runflow config path
     """
-    from ..config import config_path
+    from runflow_cli.config import config_path
 
     typer.echo(str(config_path()))
 
@@ -141,8 +141,8 @@ def show_command(
     """
     import os
 
-    from ..config import config_path, load_config, mask_key
-    from ..console import Consoles
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.config import config_path, load_config, mask_key
 
     consoles = Consoles.create(no_color=no_color)
     chosen, how = _chosen(ctx, profile)

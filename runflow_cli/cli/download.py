@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .endpoint import endpoint
-from .options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, JsonOpt, NoColorOpt
+from runflow_cli.cli.endpoint import endpoint
+from runflow_cli.cli.options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, JsonOpt, NoColorOpt
 
 if TYPE_CHECKING:
-    from ..console import Consoles
-    from ..finals import Finals
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.files.by_id import Finals
 
 
 def download_command(
@@ -56,10 +56,10 @@ def download_command(
 
     Example: runflow download 01984c44-7c2b-7f3e-8b4d-1a2b3c4d5e6f --out photos/
     """
-    from ..client import RunflowClient
-    from ..console import Consoles
-    from ..download import Downloader
-    from ..finals import fetch_finals
+    from runflow_cli.api.client import RunflowClient
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.files.by_id import fetch_finals
+    from runflow_cli.files.download import Downloader
 
     consoles = Consoles.create(no_color=no_color)
     with (

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from ..console import Consoles
+    from runflow_cli.cli.ui.console import Consoles
 
 
 class Endpoint(NamedTuple):
@@ -24,7 +24,7 @@ def endpoint(
     consoles: Consoles, sandbox: bool, api_key: str | None, base_url: str, latency: float
 ) -> Iterator[Endpoint]:
     """A sandbox started for the block, or the real API."""
-    from ..errors import SandboxUnavailableError, UsageError
+    from runflow_cli.errors import SandboxUnavailableError, UsageError
 
     if not sandbox:
         if not api_key:
@@ -36,7 +36,7 @@ def endpoint(
         yield Endpoint(api_key, base_url, base_url)
         return
     try:
-        from ..sandbox import Sandbox, SandboxSettings
+        from runflow_cli.sandbox import Sandbox, SandboxSettings
     except ImportError as exc:
         raise SandboxUnavailableError(
             f"--sandbox needs the optional sandbox extra ({exc.name} is not installed)",

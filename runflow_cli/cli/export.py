@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .options import NoColorOpt
+from runflow_cli.cli.options import NoColorOpt
 
 if TYPE_CHECKING:
-    from ..console import Consoles
-    from ..export import ExportSpec, ExportSummary
-    from ..outcome import RunResult
+    from runflow_cli.batch.outcome import RunResult
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.outputs.export import ExportSpec, ExportSummary
 
 
 class ExportFormat(StrEnum):
@@ -33,7 +33,7 @@ PRESETS_HELP = (
 
 def describe_presets() -> str:
     """The presets as --help describes them, computed from the export code."""
-    from ..export import PRESETS
+    from runflow_cli.outputs.export import PRESETS
 
     return "; ".join(
         f"{name}: {spec.format}"
@@ -103,7 +103,7 @@ def export_spec(
     quality: int | None,
 ) -> ExportSpec | None:
     """The export the command line asks for, or None; raises a usage error for bad options."""
-    from ..export import resolve_spec
+    from runflow_cli.outputs.export import resolve_spec
 
     return resolve_spec(
         preset=preset,
@@ -120,9 +120,9 @@ def export_succeeded(consoles: Consoles, result: RunResult, spec: ExportSpec) ->
     A final that cannot be exported is reported and makes the run exit 1; the
     final itself stays on disk and in the report.
     """
-    from ..errors import ExitCode
-    from ..export import export_all
-    from ..outcome import Status
+    from runflow_cli.batch.outcome import Status
+    from runflow_cli.errors import ExitCode
+    from runflow_cli.outputs.export import export_all
 
     finals = [
         o.output_path
@@ -190,10 +190,10 @@ def export_command(
 
     Example: runflow export photos/ --preset white-jpeg
     """
-    from ..console import Consoles
-    from ..errors import ExitCode, UsageError
-    from ..export import export_all, finals_in_report, record_exports
-    from ..runlock import RunLock
+    from runflow_cli.batch.lock import RunLock
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.errors import ExitCode, UsageError
+    from runflow_cli.outputs.export import export_all, finals_in_report, record_exports
 
     consoles = Consoles.create(no_color=no_color)
     spec = export_spec(preset, export, background, max_size, quality)

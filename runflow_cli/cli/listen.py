@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .options import DEFAULT_OUT
-from .webhook import DEFAULT_SECRET_ENV, SecretEnvOpt, ToleranceOpt, secrets_from_env
+from runflow_cli.cli.options import DEFAULT_OUT
+from runflow_cli.cli.webhook import DEFAULT_SECRET_ENV, SecretEnvOpt, ToleranceOpt, secrets_from_env
 
 if TYPE_CHECKING:
-    from ..receiver import Answer
+    from runflow_cli.api.receiver import Answer
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -49,9 +49,9 @@ def listen_command(
 
     Example: RUNFLOW_WEBHOOK_SECRET=rf_whsec_... runflow listen --port 8788 --out photos/
     """
-    from ..errors import UsageError
-    from ..interrupts import Interrupts
-    from ..receiver import JournalEventStore, WebhookReceiver
+    from runflow_cli.api.receiver import JournalEventStore, WebhookReceiver
+    from runflow_cli.batch.interrupts import Interrupts
+    from runflow_cli.errors import UsageError
 
     secrets = secrets_from_env(secret_env)
     store = JournalEventStore(out)

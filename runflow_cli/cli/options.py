@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from ..console import Consoles
-    from ..manifest import Manifest
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.manifest import Manifest
 
 
 class ManifestFormat(StrEnum):
@@ -87,8 +87,8 @@ def load(
     prompt: str | None,
 ) -> Manifest:
     """Load and validate a manifest with the command line's defaults; print its warnings."""
-    from ..errors import UsageError
-    from ..manifest import Defaults, load_manifest, parse_elements
+    from runflow_cli.errors import UsageError
+    from runflow_cli.manifest import Defaults, load_manifest, parse_elements
 
     default_elements: tuple[str, ...] | None = None
     if elements:
@@ -112,7 +112,7 @@ def load(
 
 def parse_amount(flag: str, value: str, *, allow_zero: bool = False) -> Decimal:
     """A money amount from the command line, as a Decimal (never a float)."""
-    from ..errors import UsageError
+    from runflow_cli.errors import UsageError
 
     try:
         amount = Decimal(value)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .options import DEFAULT_OUT, NoColorOpt
+from runflow_cli.cli.options import DEFAULT_OUT, NoColorOpt
 
 if TYPE_CHECKING:
-    from ..console import Consoles
+    from runflow_cli.cli.ui.console import Consoles
 
 
 def review_command(
@@ -37,8 +37,8 @@ def review_command(
 
     Example: runflow review photos/
     """
-    from ..console import Consoles
-    from ..review import pillow_available, write_review
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.outputs.review import pillow_available, write_review
 
     consoles = Consoles.create(no_color=no_color)
     if not pillow_available():
@@ -57,7 +57,7 @@ def review_command(
 
 def write_review_safely(consoles: Consoles, out: Path) -> Path | None:
     """For `runflow batch`: build the review page; a failure warns and never fails the run."""
-    from ..review import write_review
+    from runflow_cli.outputs.review import write_review
 
     try:
         return write_review(out)

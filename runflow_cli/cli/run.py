@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .endpoint import endpoint
-from .options import (
+from runflow_cli.cli.endpoint import endpoint
+from runflow_cli.cli.options import (
     DEFAULT_BASE_URL,
     DEFAULT_OUT,
     ApiKeyOpt,
@@ -20,8 +20,8 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from ..console import Consoles
-    from ..finals import Finals
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.files.by_id import Finals
 
 
 # The API options of the commands that talk to an existing account (run, download,
@@ -123,11 +123,11 @@ def run_command(
     Example: runflow run https://cdn.example.com/shirt.jpg --elements 'tag_removal;background_removal' --out photos/
     (try it with no account: add --sandbox)
     """  # noqa: E501
-    from ..client import RunflowClient
-    from ..console import Consoles
-    from ..download import Downloader
-    from ..errors import UsageError
-    from ..runs import Polling, execute_run, prepare_run, submit_run
+    from runflow_cli.api.client import RunflowClient
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.errors import UsageError
+    from runflow_cli.files.download import Downloader
+    from runflow_cli.files.runs import Polling, execute_run, prepare_run, submit_run
 
     consoles = Consoles.create(no_color=no_color)
     request = prepare_run(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .options import parse_amount
+from runflow_cli.cli.options import parse_amount
 
 
 def sandbox_command(
@@ -123,10 +123,10 @@ def sandbox_command(
     then, in another shell, with the two exports it prints:
     runflow batch catalog.csv
     """
-    from ..errors import SandboxUnavailableError
+    from runflow_cli.errors import SandboxUnavailableError
 
     try:
-        from ..sandbox import SandboxSettings, serve
+        from runflow_cli.sandbox import SandboxSettings, serve
     except ImportError as exc:
         raise SandboxUnavailableError(
             f"the sandbox needs its optional extra ({exc.name} is not installed)",

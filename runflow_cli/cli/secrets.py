@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from .endpoint import endpoint
-from .options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, NoColorOpt
+from runflow_cli.cli.endpoint import endpoint
+from runflow_cli.cli.options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, NoColorOpt
 
 app = typer.Typer(
     name="secrets",
@@ -48,9 +48,9 @@ def create_command(
 
     Example: runflow secrets create --label webhook-prod > webhook-secret.txt
     """
-    from ..account import create_secret
-    from ..client import RunflowClient
-    from ..console import Consoles
+    from runflow_cli.api.account import create_secret
+    from runflow_cli.api.client import RunflowClient
+    from runflow_cli.cli.ui.console import Consoles
 
     consoles = Consoles.create(no_color=no_color)
     with (

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .options import DEFAULT_OUT, NoColorOpt
+from runflow_cli.cli.options import DEFAULT_OUT, NoColorOpt
 
 
 def status_command(
@@ -33,8 +33,8 @@ def status_command(
 
     Example: runflow status --out photos/
     """
-    from ..console import Consoles, print_status
-    from ..status import load_status
+    from runflow_cli.batch.folder_status import load_status
+    from runflow_cli.cli.ui.console import Consoles, print_status
 
     consoles = Consoles.create(no_color=no_color)
     summary = load_status(out)

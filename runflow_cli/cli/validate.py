@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import (
+from runflow_cli.cli.options import (
     AspectRatioOpt,
     ElementsOpt,
     FormatOpt,
@@ -28,7 +28,7 @@ def validate_command(
 
     Example: runflow validate sample_manifests/catalog.csv
     """
-    from ..console import Consoles
+    from runflow_cli.cli.ui.console import Consoles
 
     consoles = Consoles.create(no_color=no_color)
     loaded = load(consoles, manifest, format, elements, aspect_ratio, prompt)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .options import NoColorOpt
+from runflow_cli.cli.options import NoColorOpt
 
 DEFAULT_SECRET_ENV = "RUNFLOW_WEBHOOK_SECRET"
 
@@ -40,8 +40,8 @@ ToleranceOpt = Annotated[
 
 def secrets_from_env(var: str) -> list[str]:
     """The secrets named by ``--secret-env``; a usage error if there are none."""
-    from ..errors import UsageError
-    from ..webhooks import parse_secrets
+    from runflow_cli.api.webhooks import parse_secrets
+    from runflow_cli.errors import UsageError
 
     secrets = parse_secrets(os.environ.get(var, ""))
     if not secrets:
@@ -79,9 +79,14 @@ def verify_command(
     Example: runflow webhook verify --secret-env RUNFLOW_WEBHOOK_SECRET
     --timestamp "$TS" --signature "$SIG" < body.json
     """
-    from ..console import Consoles
-    from ..errors import UsageError
-    from ..webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookVerificationError, verify
+    from runflow_cli.api.webhooks import (
+        SIGNATURE_HEADER,
+        TIMESTAMP_HEADER,
+        WebhookVerificationError,
+        verify,
+    )
+    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.errors import UsageError
 
     consoles = Consoles.create(no_color=no_color)
     secrets = secrets_from_env(secret_env)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from .download import pick_final
-from .journal import RowResult, RowStatus, row_key
-from .manifest import Item
+from runflow_cli.batch.journal import RowResult, RowStatus, row_key
+from runflow_cli.files.download import pick_final
+from runflow_cli.manifest import Item
 
 
 def match_entry(

@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .events import (
+from runflow_cli.batch.events import (
     BatchFinished,
     BatchNotCreated,
     BatchProgress,
@@ -41,11 +41,11 @@ from .events import (
     Notice,
     RowsSkipped,
 )
-from .outcome import Outcome, RunResult, Status
-from .plan import Plan
+from runflow_cli.batch.outcome import Outcome, RunResult, Status
+from runflow_cli.batch.plan import Plan
 
 if TYPE_CHECKING:
-    from .status import RowSummary, StatusSummary
+    from runflow_cli.batch.folder_status import RowSummary, StatusSummary
 
 MAX_FAILURES_LISTED = 20
 
@@ -504,7 +504,7 @@ class GitHubAnnotations:
     """Wraps a display; adds an ``::error`` annotation per failed item (capped)."""
 
     def __init__(self, inner: Display, stream: Any, *, limit: int | None = None) -> None:
-        from . import ci
+        from runflow_cli.cli.ui import github as ci
 
         self._inner = inner
         self._stream = stream
@@ -517,7 +517,7 @@ class GitHubAnnotations:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from . import ci
+        from runflow_cli.cli.ui import github as ci
 
         self._inner.__exit__(*exc)
         if self._more:
@@ -528,7 +528,7 @@ class GitHubAnnotations:
         self._stream.flush()
 
     def handle(self, event: Event) -> None:
-        from . import ci
+        from runflow_cli.cli.ui import github as ci
 
         self._inner.handle(event)
         if not isinstance(event, ItemFailed):

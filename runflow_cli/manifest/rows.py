@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from runflow_cli.manifest_types import (
+from runflow_cli.manifest.types import (
     ELEMENT_ORDER,
     FIELDS,
     MAX_CLIENT_REF,
@@ -23,7 +23,7 @@ from runflow_cli.manifest_types import (
     Problem,
     parse_elements,
 )
-from runflow_cli.naming import (
+from runflow_cli.names import (
     folder_name_problem,
     name_key,
     sanitize_component,

@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from . import __version__
-from .errors import DownloadError
+from runflow_cli import __version__
+from runflow_cli.errors import DownloadError
 
 DEFAULT_MAX_FILE_SIZE = 200 * 1024 * 1024
 DEFAULT_DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)

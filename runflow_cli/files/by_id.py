@@ -15,11 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .client import RunflowClient, is_terminal_batch
-from .download import Downloader, ExpiredURLError, intermediates, pick_final, url_basename
-from .errors import DownloadError, ExitCode, NotFoundError, RunflowError
-from .fetcher import final_path, stages_dir
-from .naming import name_key, sanitize_component, unique_name, url_stem
+from runflow_cli.api.client import RunflowClient, is_terminal_batch
+from runflow_cli.batch.downloads import final_path, stages_dir
+from runflow_cli.errors import DownloadError, ExitCode, NotFoundError, RunflowError
+from runflow_cli.files.download import (
+    Downloader,
+    ExpiredURLError,
+    intermediates,
+    pick_final,
+    url_basename,
+)
+from runflow_cli.names import name_key, sanitize_component, unique_name, url_stem
 
 RUN_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 

@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .client import RunflowClient
-from .download import (
+from runflow_cli.api.client import RunflowClient
+from runflow_cli.batch.events import Event, FileRetry, FileSaved, ItemFailed
+from runflow_cli.batch.journal import Journal, row_key
+from runflow_cli.batch.outcome import Outcome, Status
+from runflow_cli.errors import RunflowError
+from runflow_cli.files.download import (
     Downloader,
     ExpiredURLError,
     SavedFile,
@@ -25,11 +29,7 @@ from .download import (
     pick_final,
     url_basename,
 )
-from .errors import RunflowError
-from .events import Event, FileRetry, FileSaved, ItemFailed
-from .journal import Journal, row_key
-from .naming import sanitize_component, url_extension
-from .outcome import Outcome, Status
+from runflow_cli.names import sanitize_component, url_extension
 
 FRESH_FOR = 60.0
 """Seconds a batch fetched for fresh links is reused for its other expired finals."""

@@ -23,20 +23,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .answers import count, match_entry, money, row_result
-from .client import DEFAULT_MODEL, RunflowClient, is_terminal_batch, new_idempotency_key
-from .download import Downloader
-from .errors import (
-    APIConnectionError,
-    APIError,
-    AuthenticationError,
-    CreateOutcomeUnknownError,
-    ExitCode,
-    InsufficientCreditsError,
-    RequestValidationError,
-    RunflowError,
+from runflow_cli.api.answers import count, match_entry, money, row_result
+from runflow_cli.api.client import (
+    DEFAULT_MODEL,
+    RunflowClient,
+    is_terminal_batch,
+    new_idempotency_key,
 )
-from .events import (
+from runflow_cli.batch.downloads import Fetcher
+from runflow_cli.batch.events import (
     BatchFinished,
     BatchNotCreated,
     BatchProgress,
@@ -46,12 +41,22 @@ from .events import (
     Notice,
     RowsSkipped,
 )
-from .fetcher import Fetcher
-from .interrupts import Terminated
-from .journal import Journal, RowResult, RowStatus, fingerprint, row_key
-from .manifest import Item
-from .outcome import Outcome, RunResult, Status
-from .plan import Known, Plan
+from runflow_cli.batch.interrupts import Terminated
+from runflow_cli.batch.journal import Journal, RowResult, RowStatus, fingerprint, row_key
+from runflow_cli.batch.outcome import Outcome, RunResult, Status
+from runflow_cli.batch.plan import Known, Plan
+from runflow_cli.errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    CreateOutcomeUnknownError,
+    ExitCode,
+    InsufficientCreditsError,
+    RequestValidationError,
+    RunflowError,
+)
+from runflow_cli.files.download import Downloader
+from runflow_cli.manifest import Item
 
 MAX_BATCH_SIZE = 100
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from runflow_cli.manifest_rows import ItemBuilder, unknown_warning
-from runflow_cli.manifest_types import CONFIG_FIELDS, FIELDS, normalize_key
+from runflow_cli.manifest.rows import ItemBuilder, unknown_warning
+from runflow_cli.manifest.types import CONFIG_FIELDS, FIELDS, normalize_key
 
 
 def _text_loader() -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .outcome import Outcome
+from runflow_cli.batch.outcome import Outcome
 
 
 @dataclass(frozen=True, slots=True)

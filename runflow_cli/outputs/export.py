@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from .errors import ExitCode, RunflowError, UsageError
+from runflow_cli.errors import ExitCode, RunflowError, UsageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -319,7 +319,7 @@ def export_all(
 
 def finals_in_report(out_dir: Path) -> list[Path]:
     """The finals of the succeeded rows of ``OUT/runflow-report.json`` that exist inside OUT."""
-    from .report import REPORT_JSON
+    from runflow_cli.outputs.report import REPORT_JSON
 
     document = _read_report(out_dir)
     root = out_dir.resolve()
@@ -341,7 +341,7 @@ def record_exports(out_dir: Path, exports: dict[Path, Path]) -> tuple[Path, Path
     """Fill ``export_path`` in both reports of ``out_dir`` for the finals exported."""
     import csv
 
-    from .report import CSV_COLUMNS, REPORT_CSV, REPORT_JSON
+    from runflow_cli.outputs.report import CSV_COLUMNS, REPORT_CSV, REPORT_JSON
 
     document = _read_report(out_dir)
     by_output = {
@@ -367,7 +367,7 @@ def record_exports(out_dir: Path, exports: dict[Path, Path]) -> tuple[Path, Path
 
 
 def _read_report(out_dir: Path) -> dict[str, Any]:
-    from .report import REPORT_JSON
+    from runflow_cli.outputs.report import REPORT_JSON
 
     path = out_dir / REPORT_JSON
     try:

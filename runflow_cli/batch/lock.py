@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import RunflowError
-from .journal import STATE_DIR
+from runflow_cli.batch.journal import STATE_DIR
+from runflow_cli.errors import RunflowError
 
 LOCK_FILE = "lock"
 

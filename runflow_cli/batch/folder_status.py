@@ -12,8 +12,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .journal import Journal, RowRecord, RowStatus
+from runflow_cli.batch.journal import Journal, RowRecord, RowStatus
+from runflow_cli.errors import UsageError
 
 ROW_STATUSES = (
     RowStatus.SUCCEEDED,

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .client import RunflowClient
-from .download import Downloader
-from .errors import APIError, UsageError
-from .finals import RUN_TERMINAL, Finals, save_run, status_of
-from .manifest import Defaults, Item, ManifestError
-from .manifest_rows import ItemBuilder
-from .naming import sanitize_component, url_stem
+from runflow_cli.api.client import RunflowClient
+from runflow_cli.errors import APIError, UsageError
+from runflow_cli.files.by_id import RUN_TERMINAL, Finals, save_run, status_of
+from runflow_cli.files.download import Downloader
+from runflow_cli.manifest import Defaults, Item, ManifestError
+from runflow_cli.manifest.rows import ItemBuilder
+from runflow_cli.names import sanitize_component, url_stem
 
 # --- a run's arguments --------------------------------------------------------
 

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .outcome import Outcome, Status
+from runflow_cli.batch.outcome import Outcome, Status
 
 MAX_ANNOTATIONS = 50
 """Failed items annotated one by one; the rest are counted in one last annotation."""

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .errors import RunflowError
+from runflow_cli.errors import RunflowError
 
 DEFAULT_TOLERANCE = 300
 SIGNATURE_HEADER = "Runflow-Signature"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runflow_cli.errors import RunflowError
-from runflow_cli.naming import contains_control
+from runflow_cli.names import contains_control
 
 ELEMENTS = ("model_removal", "tag_removal", "product_isolation", "background_removal")
 """The processing stages, in the fixed order the API runs them."""

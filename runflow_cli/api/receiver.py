@@ -35,8 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import UsageError
-from .webhooks import (
+from runflow_cli.api.webhooks import (
     DEFAULT_TOLERANCE,
     REQUEST_ID_HEADER,
     SIGNATURE_HEADER,
@@ -46,6 +45,7 @@ from .webhooks import (
     delivery_id,
     verify,
 )
+from runflow_cli.errors import UsageError
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
 """A terminal batch of 100 items is tens of kilobytes; anything near this is not ours."""
@@ -88,7 +88,7 @@ class JournalEventStore:
 
     def prepare(self) -> None:
         """Create the journal now, so a folder that cannot hold one fails before serving."""
-        from .journal import Journal
+        from runflow_cli.batch.journal import Journal
 
         with self._lock:
             Journal.open(self.out_dir).close()
@@ -102,13 +102,13 @@ class JournalEventStore:
         run_id: str | None,
         body: bytes,
     ) -> bool:
-        from .journal import Journal
+        from runflow_cli.batch.journal import Journal
 
         with self._lock, Journal.open(self.out_dir) as journal:
             return journal.record_event(delivery_id, event_key, event, batch_id, run_id, body)
 
     def events(self) -> list[dict[str, Any]]:
-        from .journal import Journal
+        from runflow_cli.batch.journal import Journal
 
         with self._lock:
             journal = Journal.existing(self.out_dir)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .client import RunflowClient
-from .errors import APIError, ConflictError, ExitCode, UsageError
-from .finals import Kind, resolve, status_of
+from runflow_cli.api.client import RunflowClient
+from runflow_cli.errors import APIError, ConflictError, ExitCode, UsageError
+from runflow_cli.files.by_id import Kind, resolve, status_of
 
 MAX_SECRET_LABEL = 255
 CANCEL_UNSUPPORTED = (

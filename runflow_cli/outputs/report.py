@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .outcome import Outcome, RunResult
+from runflow_cli import __version__
+from runflow_cli.batch.outcome import Outcome, RunResult
 
 REPORT_CSV = "runflow-report.csv"
 REPORT_JSON = "runflow-report.json"

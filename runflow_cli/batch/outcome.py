@@ -8,8 +8,8 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 
-from .errors import ExitCode
-from .manifest import Item
+from runflow_cli.errors import ExitCode
+from runflow_cli.manifest import Item
 
 
 class Status(StrEnum):

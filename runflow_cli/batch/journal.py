@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .manifest import Item
-from .naming import name_key
+from runflow_cli.manifest import Item
+from runflow_cli.names import name_key
 
 STATE_DIR = ".runflow"
 STATE_DB = "state.db"

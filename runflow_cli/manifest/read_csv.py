@@ -6,8 +6,8 @@ import csv
 import sys
 from collections.abc import Iterable
 
-from runflow_cli.manifest_rows import ItemBuilder, unknown_warning
-from runflow_cli.manifest_types import FIELDS, normalize_key
+from runflow_cli.manifest.rows import ItemBuilder, unknown_warning
+from runflow_cli.manifest.types import FIELDS, normalize_key
 
 
 def read_csv(lines: Iterable[str], builder: ItemBuilder) -> list[str]:

@@ -17,9 +17,9 @@ import os
 import sys
 from typing import TextIO
 
-from runflow_cli.manifest_csv import read_csv
-from runflow_cli.manifest_rows import ItemBuilder
-from runflow_cli.manifest_types import (
+from runflow_cli.manifest.read_csv import read_csv
+from runflow_cli.manifest.rows import ItemBuilder
+from runflow_cli.manifest.types import (
     CONFIG_FIELDS,
     ELEMENTS,
     FIELDS,
@@ -122,7 +122,7 @@ def load_manifest(
 
 def _parse(kind: str | None, stream: TextIO, builder: ItemBuilder) -> list[str]:
     if kind == "yaml":
-        from runflow_cli.manifest_yaml import read_yaml  # lazily: pyyaml's import is slow
+        from runflow_cli.manifest.read_yaml import read_yaml  # lazily: pyyaml's import is slow
 
         return read_yaml(stream.read(), builder)
     return read_csv(stream, builder)

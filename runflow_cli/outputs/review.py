@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from . import __version__
-from .errors import UsageError
-from .outcome import Status
-from .report import REPORT_JSON
+from runflow_cli import __version__
+from runflow_cli.batch.outcome import Status
+from runflow_cli.errors import UsageError
+from runflow_cli.outputs.report import REPORT_JSON
 
 REVIEW_HTML = "review.html"
 THUMBS_DIR = Path(".runflow") / "thumbs"

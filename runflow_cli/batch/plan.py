@@ -9,8 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .journal import BatchRecord, RowRecord, RowStatus, file_matches, fingerprint, row_key
-from .manifest import Item
+from runflow_cli.batch.journal import (
+    BatchRecord,
+    RowRecord,
+    RowStatus,
+    file_matches,
+    fingerprint,
+    row_key,
+)
+from runflow_cli.manifest import Item
 
 
 @dataclass(frozen=True, slots=True)
