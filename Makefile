@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format typecheck demo clean
+.PHONY: install test lint format typecheck demo docs clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ format: install
 
 demo: install
 	$(BIN)/runflow batch sample_manifests/catalog.csv --sandbox --out runflow-output
+
+docs: install
+	$(BIN)/cog -r docs/cli.md
 
 bench: install
 	$(BIN)/python -m bench
