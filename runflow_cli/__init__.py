@@ -1,11 +1,15 @@
 """runflow-cli: product catalogs through the Runflow image API.
 
-The library works without the CLI::
+The library works without the CLI; ``runflow batch`` is one call of it::
 
-    from runflow_cli import Client, load_manifest, verify
+    from runflow_cli import BatchOptions, Endpoint, load_manifest, run_batch
 
-Names load on first use, so ``import runflow_cli`` (and ``runflow --help``)
-stays fast.
+    result = run_batch(load_manifest("catalog.csv"), "photos", Endpoint(key=KEY))
+    print(result.counts(), result.cost, result.exit_code)
+
+Also :class:`Client` (the API itself, typed answers, retries) and
+:func:`verify` (webhook signatures). Names load on first use, so
+``import runflow_cli`` (and ``runflow --help``) stays fast.
 """
 
 from __future__ import annotations
@@ -13,16 +17,36 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Client", "__version__", "load_manifest", "verify"]
+__all__ = [
+    "BatchOptions",
+    "BatchResult",
+    "Client",
+    "Endpoint",
+    "Listen",
+    "__version__",
+    "load_manifest",
+    "plan_batch",
+    "run_batch",
+    "verify",
+]
 
 if TYPE_CHECKING:
-    from runflow_cli.api.client import RunflowClient as Client
-    from runflow_cli.api.webhooks import verify
-    from runflow_cli.manifest import load_manifest
+    from .api.client import Endpoint
+    from .api.client import RunflowClient as Client
+    from .api.webhooks import verify
+    from .batch.job import BatchResult, plan_batch, run_batch
+    from .batch.options import BatchOptions, Listen
+    from .manifest import load_manifest
 
 _LAZY = {
+    "BatchOptions": ("batch.options", "BatchOptions"),
+    "BatchResult": ("batch.job", "BatchResult"),
     "Client": ("api.client", "RunflowClient"),
+    "Endpoint": ("api.client", "Endpoint"),
+    "Listen": ("batch.options", "Listen"),
     "load_manifest": ("manifest", "load_manifest"),
+    "plan_batch": ("batch.job", "plan_batch"),
+    "run_batch": ("batch.job", "run_batch"),
     "verify": ("api.webhooks", "verify"),
 }
 

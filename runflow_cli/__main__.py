@@ -1,3 +1,5 @@
+import sys
+
 from runflow_cli.cli import main
 
-main()
+sys.exit(main())

@@ -11,7 +11,7 @@ from typing import Any
 
 
 class ExitCode(IntEnum):
-    """Process exit codes, documented in the README and in ``runflow --help``."""
+    """Process exit codes: the table in the README and ``runflow --help``."""
 
     OK = 0
     """Every item succeeded."""
@@ -23,6 +23,8 @@ class ExitCode(IntEnum):
     """Authentication failed (401) or not enough credits (402): nothing was created."""
     API_UNREACHABLE = 4
     """The API could not be reached or kept failing after retries."""
+    INTERNAL_ERROR = 70
+    """An unexpected internal error: a bug (sysexits' EX_SOFTWARE). ``--debug`` shows it."""
     INTERRUPTED = 130
     """Interrupted by Ctrl-C (SIGINT)."""
     TERMINATED = 143
@@ -30,10 +32,11 @@ class ExitCode(IntEnum):
 
     @classmethod
     def most_severe(cls, codes: list[ExitCode]) -> ExitCode:
-        """The code a run ends with when several apply: 143/130, 3/4, 2, 1, then 0."""
+        """The code a run ends with when several apply: 143, 130, 70, 3, 4, 2, 1, then 0."""
         order = [
             cls.TERMINATED,
             cls.INTERRUPTED,
+            cls.INTERNAL_ERROR,
             cls.AUTH_OR_CREDITS,
             cls.API_UNREACHABLE,
             cls.INVALID_INPUT,
@@ -175,13 +178,3 @@ class DownloadError(RunflowError):
     """A final could not be downloaded or saved."""
 
     exit_code = ExitCode.ITEMS_FAILED
-
-
-class InterruptedRunError(RunflowError):
-    """The run was interrupted; ``batch_ids`` were already submitted."""
-
-    exit_code = ExitCode.INTERRUPTED
-
-    def __init__(self, message: str, *, batch_ids: list[str]) -> None:
-        super().__init__(message)
-        self.batch_ids = batch_ids

@@ -1,9 +1,10 @@
-"""Path-safe names for output folders and files.
+"""Path-safe names for output folders and files, and the file name inside a URL.
 
 A SKU becomes a folder and an item's name becomes a file stem, on whatever
 machine runs the CLI. These pure functions keep both safe on Linux, macOS and
 Windows; the manifest uses them to validate, downloads use them again before
-writing.
+writing. :func:`url_basename` is the one reading of "the file name of a URL":
+manifest names, finals (``result_*``), stages and extensions all use it.
 """
 
 from __future__ import annotations
@@ -88,7 +89,14 @@ def sanitize_component(value: str, fallback: str = "image") -> str:
     return name
 
 
-def _url_basename(url: str) -> str:
+def url_basename(url: str) -> str:
+    """The URL-decoded last segment of a URL's path, without query or fragment.
+
+    ``https://h/a/result_1.webp?sig=x`` -> ``result_1.webp``. A path that ends in
+    ``/`` (or a URL with only a host) has an empty last segment: ``""``. Manifest
+    names were given by this reading since 0.1.0, so it must not change: a row
+    whose URL ends in ``/`` is named ``image`` on disk.
+    """
     start = url.find("://")
     if start == -1:
         try:
@@ -114,7 +122,7 @@ def url_stem(url: str) -> str:
     The result is not made safe (it may be empty or contain anything the URL
     encoded); pass it through :func:`sanitize_component` before using it as a name.
     """
-    base = _url_basename(url)
+    base = url_basename(url)
     dot = base.rfind(".")
     # As posixpath.splitext, without its cost per row: leading dots are no extension.
     if dot <= 0 or not base[:dot].strip("."):
@@ -128,7 +136,7 @@ def url_extension(url: str, default: str = ".webp") -> str:
     ``default`` when there is none, or when it is not 1-10 ASCII letters and
     digits (so a hostile URL cannot smuggle separators into a file name).
     """
-    _, ext = posixpath.splitext(_url_basename(url))
+    _, ext = posixpath.splitext(url_basename(url))
     if _EXTENSION.fullmatch(ext):
         return ext.lower()
     return default

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runflow_cli.cli import run
+from runflow_cli.cli import main as run
 
 
 @pytest.fixture(autouse=True)

@@ -22,10 +22,14 @@ from runflow_cli.batch.events import (
     Notice,
     RowsSkipped,
 )
-from runflow_cli.batch.outcome import Outcome, Status
+from runflow_cli.batch.outcome import Outcome
 from runflow_cli.cli.ui import github as ci
-from runflow_cli.cli.ui.console import Consoles, GitHubAnnotations, JsonDisplay, NullDisplay
+from runflow_cli.cli.ui.consoles import Consoles
+from runflow_cli.cli.ui.github import GitHubAnnotations
+from runflow_cli.cli.ui.json_log import JsonDisplay
+from runflow_cli.cli.ui.progress import NullDisplay
 from runflow_cli.manifest import Item
+from runflow_cli.row_status import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_manifests"

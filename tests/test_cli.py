@@ -18,11 +18,13 @@ from runflow_cli.batch.events import (
     FileSaved,
     ItemFailed,
 )
-from runflow_cli.batch.outcome import Outcome, Status
-from runflow_cli.cli import run
-from runflow_cli.cli.ui.console import Consoles, LiveDisplay
+from runflow_cli.batch.outcome import Outcome
+from runflow_cli.cli import main as run
+from runflow_cli.cli.ui.consoles import Consoles
+from runflow_cli.cli.ui.progress import LiveDisplay
 from runflow_cli.errors import ExitCode
 from runflow_cli.manifest import Item
+from runflow_cli.row_status import Status
 
 COMMANDS = sorted(name for name in cli.COMMANDS if not cli.COMMANDS[name][1].endswith("app"))
 GROUPS = sorted(name for name in cli.COMMANDS if cli.COMMANDS[name][1].endswith("app"))
@@ -42,7 +44,7 @@ def test_help_lists_commands_without_importing_them() -> None:
     import subprocess
 
     code = (
-        "import sys; from runflow_cli.cli import run; run(['--help']); "
+        "import sys; from runflow_cli.cli import main; main(['--help']); "
         "print(sorted(m for m in sys.modules if m.startswith('runflow_cli.cli.')))"
     )
     out = subprocess.run(

@@ -351,8 +351,6 @@ def test_failed_downloads_are_reported_and_never_leave_partial_files(
     fake = FakeAPI(api)
     fake.file_route.mock(side_effect=None, return_value=httpx.Response(404))
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "B").write_text("a file where the SKU folder should be")
     rows = [("A", "https://img.test/a.jpg"), ("B", "https://img.test/b.jpg")]
     result = cli(*batch_args(write_manifest(tmp_path / "m.csv", rows), out))
 
@@ -360,9 +358,27 @@ def test_failed_downloads_are_reported_and_never_leave_partial_files(
     report = {r["sku"]: r for r in read_report(out)}
     assert report["A"]["status"] == report["B"]["status"] == "download_failed"
     assert "HTTP 404" in report["A"]["error_message"]
-    assert report["B"]["error_message"].startswith("FileExistsError")  # reported, not raised
-    assert [
-        p.name
-        for p in out.rglob("*")
+    finals = [
+        p for p in out.rglob("*")
         if p.is_file() and p.suffix not in (".csv", ".json", ".html") and ".runflow" not in p.parts
-    ] == ["B"]
+    ]  # fmt: skip
+    assert finals == []
+
+
+def test_a_final_that_cannot_be_written_is_reported_not_raised(
+    api: Any, tmp_path: Path, cli: Any
+) -> None:
+    FakeAPI(api)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "B").write_text("a file where the SKU folder should be")
+    rows = [("A", "https://img.test/a.jpg"), ("B", "https://img.test/b.jpg")]
+    result = cli(*batch_args(write_manifest(tmp_path / "m.csv", rows), out))
+
+    assert result.code == 1
+    report = {r["sku"]: r for r in read_report(out)}
+    assert report["A"]["status"] == "succeeded"
+    assert report["B"]["status"] == "download_failed"
+    assert report["B"]["error_message"].startswith("could not write the file: ")
+    assert (out / "B").read_text() == "a file where the SKU folder should be"
+    assert not [p for p in out.rglob("*.part")]

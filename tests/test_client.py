@@ -13,16 +13,16 @@ import pytest
 import respx
 
 from runflow_cli import __version__
+from runflow_cli.api.answers import BatchView
 from runflow_cli.api.client import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MODEL,
     USER_AGENT,
     RunflowClient,
-    is_terminal_batch,
     new_idempotency_key,
-    parse_retry_after,
 )
+from runflow_cli.api.responses import parse_retry_after
 from runflow_cli.errors import (
     APIConnectionError,
     APIError,
@@ -164,7 +164,7 @@ def test_new_idempotency_key() -> None:
 
 def test_headers_sent_to_the_api(client: RunflowClient, mock: respx.MockRouter) -> None:
     route = mock.post(BATCHES).respond(201, json=BATCH)
-    assert client.create_batch([ITEM], idempotency_key="rfcli_abc") == BATCH
+    assert client.create_batch([ITEM], idempotency_key="rfcli_abc").raw == BATCH
     request = route.calls.last.request
     assert request.headers["Authorization"] == f"Bearer {KEY}"
     assert request.headers["User-Agent"] == f"runflow-cli/{__version__}"
@@ -195,7 +195,7 @@ def test_create_batch_body_is_compact_json(client: RunflowClient, mock: respx.Mo
 
 def test_create_run_body_omits_unset_fields(client: RunflowClient, mock: respx.MockRouter) -> None:
     route = mock.post(RUNS).respond(201, json={"id": "r1"})
-    assert client.create_run(ITEM) == {"id": "r1"}
+    assert client.create_run(ITEM).raw == {"id": "r1"}
     assert json.loads(route.calls.last.request.content) == {"input": ITEM}
 
 
@@ -218,7 +218,8 @@ def test_paths_and_quoted_ids(
     raw_path: str,
 ) -> None:
     route = mock.route().respond(200, json={"id": "x"})
-    assert call(client) == {"id": "x"}
+    answer = call(client)
+    assert getattr(answer, "raw", answer) == {"id": "x"}
     request = route.calls.last.request
     assert request.method == method
     assert request.url.raw_path.decode() == raw_path
@@ -396,7 +397,7 @@ def test_get_retried_then_succeeds(
     route = mock.get("/v1/batches/b1").mock(
         side_effect=[failure, failure, httpx.Response(200, json=BATCH)]
     )
-    assert client.get_batch("b1") == BATCH
+    assert client.get_batch("b1").raw == BATCH
     assert route.call_count == 3
     assert sleeps == [0.5, 1.0]
 
@@ -485,7 +486,7 @@ def test_retry_after_honoured_on_get(
     route = mock.get("/v1/batches/b1").mock(
         side_effect=[rate_limited(header), httpx.Response(200, json=BATCH)]
     )
-    assert client.get_batch("b1") == BATCH
+    assert client.get_batch("b1").raw == BATCH
     assert route.call_count == 2
     assert sleeps == [expected]
 
@@ -496,7 +497,7 @@ def test_retry_after_honoured_on_create(
     route = mock.post(BATCHES).mock(
         side_effect=[rate_limited("3"), httpx.Response(201, json=BATCH)]
     )
-    assert client.create_batch([ITEM], idempotency_key="rfcli_k") == BATCH
+    assert client.create_batch([ITEM], idempotency_key="rfcli_k").raw == BATCH
     assert route.call_count == 2
     assert sleeps == [3.0]
     assert [c.request.headers["Idempotency-Key"] for c in route.calls] == ["rfcli_k"] * 2
@@ -636,7 +637,7 @@ def test_create_retried_when_not_sent(
     client: RunflowClient, mock: respx.MockRouter, sleeps: Sleeps, failure: Exception
 ) -> None:
     route = mock.post(BATCHES).mock(side_effect=[failure, httpx.Response(201, json=BATCH)])
-    assert client.create_batch([ITEM], idempotency_key="rfcli_k2") == BATCH
+    assert client.create_batch([ITEM], idempotency_key="rfcli_k2").raw == BATCH
     assert route.call_count == 2
     assert sleeps == [0.5]
     assert [c.request.headers["Idempotency-Key"] for c in route.calls] == ["rfcli_k2"] * 2
@@ -661,7 +662,7 @@ def test_connect_then_read_timeout_on_create(client: RunflowClient, mock: respx.
     assert route.call_count == 2
 
 
-# --- is_terminal_batch ------------------------------------------------------
+# --- BatchView.terminal ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -680,5 +681,7 @@ def test_connect_then_read_timeout_on_create(client: RunflowClient, mock: respx.
         ({}, False),
     ],
 )
-def test_is_terminal_batch(batch: dict[str, Any], done: bool) -> None:
-    assert is_terminal_batch(batch) is done
+def test_a_batch_is_terminal_when_its_counts_or_status_say_so(
+    batch: dict[str, Any], done: bool
+) -> None:
+    assert BatchView.parse(batch).terminal is done

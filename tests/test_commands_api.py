@@ -14,9 +14,10 @@ import httpx
 import pytest
 import respx
 
-from runflow_cli.api.client import RunflowClient, is_terminal_batch
+from runflow_cli.api.client import RunflowClient
 from runflow_cli.errors import UsageError
-from runflow_cli.files.runs import Polling, parse_metadata, prepare_run, wait_for_run
+from runflow_cli.files.runs import Polling, wait_for_run
+from runflow_cli.manifest.run_args import parse_metadata, prepare_run
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
@@ -61,8 +62,8 @@ def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
 
 def finished_batch(sb: Sandbox, inputs: list[dict[str, Any]]) -> str:
     with client_for(sb) as client:
-        batch_id = str(client.create_batch(inputs)["id"])
-        until(lambda: is_terminal_batch(client.get_batch(batch_id)))
+        batch_id = str(client.create_batch(inputs).id)
+        until(lambda: client.get_batch(batch_id).terminal)
     return batch_id
 
 
@@ -104,7 +105,7 @@ def test_run_saves_the_final_and_stages_under_sku_and_name(
     assert "succeeded" in result.out and str(final) in result.out
     run_id = result.out.split()[1].rstrip(":")
     with client_for(sb) as client:
-        assert client.get_run(run_id)["client_ref"] == "SKU-1"
+        assert client.get_run(run_id).item.client_ref == "SKU-1"
     assert f"Run {run_id} created." in result.err  # printed before the wait
     assert sb.files_auth_header_count == 0
 
@@ -143,7 +144,7 @@ def test_run_no_wait_prints_an_id_the_api_knows(sb: Sandbox, cli: Any) -> None:
     run_id = result.out.strip()
     with client_for(sb) as client:
         run = client.get_run(run_id)
-    assert run["metadata"] == {"campaign": "spring", "sku": "123"}
+    assert run.raw["metadata"] == {"campaign": "spring", "sku": "123"}
     assert sb.count("GET", "/v1/runs/") == 1  # ours: --no-wait polled nothing
 
     as_json = cli("run", f"{CDN}/x/cap.jpg", "--elements", TWO, "--no-wait", "--json", *api(sb))
@@ -206,8 +207,8 @@ def test_download_of_a_mixed_batch_places_items_by_client_ref(
 
 def test_download_of_a_run_id(sb: Sandbox, tmp_path: Path, cli: Any) -> None:
     with client_for(sb) as client:
-        run_id = str(client.create_run(item(f"{CDN}/r/jacket.jpg", "SKU-R"))["id"])
-        until(lambda: client.get_run(run_id)["status"] == "succeeded")
+        run_id = str(client.create_run(item(f"{CDN}/r/jacket.jpg", "SKU-R")).id)
+        until(lambda: client.get_run(run_id).status == "succeeded")
     out = tmp_path / "out"
     result = cli("download", run_id, "--out", str(out), "--keep-intermediates", *api(sb))
 
@@ -228,7 +229,7 @@ def test_download_of_a_batch_still_processing_saves_nothing(
     slow: Sandbox, tmp_path: Path, cli: Any
 ) -> None:
     with client_for(slow) as client:
-        batch_id = str(client.create_batch([item(f"{CDN}/s/a.jpg", "S")])["id"])
+        batch_id = str(client.create_batch([item(f"{CDN}/s/a.jpg", "S")]).id)
     out = tmp_path / "out"
     result = cli("download", batch_id, "--out", str(out), *api(slow))
 
@@ -243,14 +244,14 @@ def test_download_of_a_batch_still_processing_saves_nothing(
 def test_cancel_of_a_queued_batch(slow: Sandbox, cli: Any) -> None:
     with client_for(slow) as client:
         client.create_run(item(f"{CDN}/s/blocker.jpg"))  # keeps the one worker busy
-        batch_id = str(client.create_batch([item(f"{CDN}/s/{n}.jpg") for n in "abc"])["id"])
+        batch_id = str(client.create_batch([item(f"{CDN}/s/{n}.jpg") for n in "abc"]).id)
     result = cli("cancel", batch_id, *api(slow))
 
     assert result.code == 0, result.err
     assert f"Cancel accepted for batch {batch_id}: status cancelled" in result.out
     assert "3 cancelled" in result.out
     with client_for(slow) as client:
-        assert client.get_batch(batch_id)["status_code"] == "cancelled"
+        assert client.get_batch(batch_id).status == "cancelled"
 
 
 def test_cancel_of_a_finished_batch_says_so_and_exits_1(sb: Sandbox, cli: Any) -> None:
@@ -322,7 +323,7 @@ def test_wait_for_run_grows_its_interval_and_reports_each_status() -> None:
             sleep=slept.append,
             on_status=lambda _, status: seen.append(status),
         )
-    assert run["status"] == "succeeded"
+    assert run.status == "succeeded"
     assert slept == [1.0, 1.5, 2.0, 2.0, 2.0]  # one wait before each GET
     assert seen == ["queued", "running", "running", "running", "succeeded"]
 

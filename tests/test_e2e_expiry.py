@@ -15,6 +15,7 @@ pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 from PIL import Image
 
 from runflow_cli.batch.journal import Journal
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.sandbox import Sandbox, SandboxSettings
 
 FAST_POLL = ("--poll-interval", "0.05", "--max-poll-interval", "0.2")
@@ -61,7 +62,7 @@ def test_rerun_refreshes_an_expired_link_and_downloads_the_missing_final(
     out = tmp_path / "out"
     first = run_batch(cli, sb, manifest, out)
     assert first.code == 0, first.err
-    with Journal.open(out) as journal:
+    with Journal.open(OutputFolder(out)) as journal:
         rows = journal.rows()
     assert len(rows) == 3 and all("sig=" in (r.final_url or "") for r in rows.values())
     victim = rows["sku-1/1"]
@@ -83,7 +84,7 @@ def test_rerun_refreshes_an_expired_link_and_downloads_the_missing_final(
     final = (out / victim.output_path).read_bytes()
     assert final[:4] == b"RIFF" and final[8:12] == b"WEBP"
     assert Image.open(io.BytesIO(final)).format == "WEBP"
-    with Journal.open(out) as journal:
+    with Journal.open(OutputFolder(out)) as journal:
         refreshed = journal.rows()["sku-1/1"]
     assert refreshed.final_url != victim.final_url and refreshed.size == len(final)
 

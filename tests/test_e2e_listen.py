@@ -12,6 +12,7 @@ pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
 from runflow_cli.api.client import RunflowClient
 from runflow_cli.batch.journal import Journal
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.sandbox import Sandbox, SandboxSettings
 
 
@@ -59,7 +60,7 @@ def test_batches_finish_from_webhooks_with_no_polls(
     assert len(list(out.rglob("*.webp"))) == 7
     ok = [d for d in sb.deliveries if d.status == 200]
     assert len(ok) == 3 and all(d.url.endswith("/runflow") for d in ok)
-    with Journal.open(out) as journal:
+    with Journal.open(OutputFolder(out)) as journal:
         assert sorted(e["event"] for e in journal.events()) == ["batch.succeeded"] * 3
 
 
@@ -123,5 +124,5 @@ def test_embedded_sandbox_listens_with_a_secret_of_its_own(tmp_path: Path, cli: 
     )
     assert result.code == 0, result.err
     assert "Listening for webhooks on http://127.0.0.1:" in result.err
-    with Journal.open(out) as journal:
+    with Journal.open(OutputFolder(out)) as journal:
         assert [e["event"] for e in journal.events()] == ["batch.succeeded"]

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
-from runflow_cli.batch.lock import RunLock
+from runflow_cli.files.lock import RunLock
 from runflow_cli.sandbox import Sandbox
 
 FAST_POLL = ("--poll-interval", "0.02", "--max-poll-interval", "0.1")
@@ -173,7 +173,7 @@ def test_max_failure_rate_stops_new_batches(sb: Sandbox, tmp_path: Path, cli: An
 
 def test_a_second_run_on_the_same_out_stops_at_once(sb: Sandbox, tmp_path: Path, cli: Any) -> None:
     m, out = manifest(tmp_path / "m.csv", 3), tmp_path / "out"
-    with RunLock(out) as held:
+    with RunLock(out / ".runflow" / "lock") as held:
         held.acquire("runflow batch other.csv")
         result = batch(cli, sb, m, out)
     assert result.code == 2

@@ -220,7 +220,7 @@ def test_webhook_deliveries_verify_and_retries_keep_the_delivery_id(tmp_path: Pa
     assert delivery_id(ids[0]) == delivery_id(ids[1])
     for headers, body in _Receiver.received:
         event = verify(secret, headers, body)
-        assert event["event"] == "batch.succeeded" and event["id"] == batch["id"]
+        assert event["event"] == "batch.succeeded" and event["id"] == batch.id
     with pytest.raises(Exception, match="no v1= signature matches"):
         verify("rf_whsec_wrong", _Receiver.received[0][0], _Receiver.received[0][1])
 

@@ -75,24 +75,32 @@ def test_the_library_example_runs_against_the_sandbox(sandbox: object, tmp_path:
         "RUNFLOW_BASE_URL": sandbox.base_url,  # type: ignore[attr-defined]
         "RUNFLOW_KEY": sandbox.api_key,  # type: ignore[attr-defined]
     }
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "library_usage.py"), str(manifest), "photos"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def example() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(EXAMPLES / "library_usage.py"), str(manifest), "photos"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    done = example()
     assert done.returncode == 0, done.stderr
-    finals = sorted(p.relative_to(tmp_path / "photos") for p in (tmp_path / "photos").rglob("*"))
-    assert [str(p) for p in finals if p.suffix] == [
-        "SKU-1/back.webp",
-        "SKU-1/front.webp",
-        "SKU-2/side.webp",
-    ]
-    for path in (tmp_path / "photos").rglob("*.webp"):
+    photos = tmp_path / "photos"
+    finals = sorted(p.relative_to(photos).as_posix() for p in photos.glob("SKU-*/*"))
+    assert finals == ["SKU-1/back.webp", "SKU-1/front.webp", "SKU-2/side.webp"]
+    for path in photos.glob("SKU-*/*.webp"):
         assert path.read_bytes()[8:12] == b"WEBP"
     assert len(done.stdout.splitlines()) == 3  # one line per saved final
+    assert (photos / "runflow-report.json").is_file()
+
+    creates = sandbox.count("POST", "/v1/models/")  # type: ignore[attr-defined]
+    again = example()  # the journal makes a rerun free: nothing sent, nothing saved
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ""
+    assert sandbox.count("POST", "/v1/models/") == creates  # type: ignore[attr-defined]
 
 
 def test_the_library_example_explains_its_usage() -> None:

@@ -15,6 +15,7 @@ Image = pytest.importorskip("PIL.Image", reason="the images extra (Pillow) is no
 from PIL import ImageCms, ImageDraw  # noqa: E402
 
 from runflow_cli.errors import UsageError  # noqa: E402
+from runflow_cli.files.folder import OutputFolder  # noqa: E402
 from runflow_cli.outputs.export import (  # noqa: E402
     PRESETS,
     ExportSpec,
@@ -237,7 +238,7 @@ def test_a_report_pointing_outside_out_is_refused(tmp_path: Path) -> None:
     items = [{"status": "succeeded", "output_path": "../elsewhere.webp"}]
     (out / "runflow-report.json").write_text(json.dumps({"items": items}))
     with pytest.raises(Exception, match="outside"):
-        finals_in_report(out)
+        finals_in_report(OutputFolder(out))
 
 
 # --- the CLI against the sandbox ------------------------------------------------------

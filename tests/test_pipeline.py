@@ -7,13 +7,16 @@ from typing import Any
 
 import pytest
 
+from runflow_cli.api.answers import BatchView
 from runflow_cli.batch.events import BatchFinished, BatchProgress, BatchSubmitted, FileSaved
 from runflow_cli.batch.journal import Journal
-from runflow_cli.batch.outcome import Outcome, RunResult, Status
-from runflow_cli.batch.pipeline import Pipeline, PipelineOptions, plan_batches
+from runflow_cli.batch.options import BatchOptions
+from runflow_cli.batch.outcome import RunResult
+from runflow_cli.batch.pipeline import Inbox, Pipeline
 from runflow_cli.batch.plan import make_plan
+from runflow_cli.batch.submit import plan_batches
 from runflow_cli.errors import ExitCode
-from runflow_cli.files.download import SavedFile
+from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.manifest import Item
 
 
@@ -58,19 +61,21 @@ class ScriptedClient:
         self.created: list[list[dict[str, Any]]] = []
         self.sizes: dict[str, int] = {}
 
-    def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> BatchView:
         self.created.append(inputs)
         batch_id = f"b{len(self.created)}"
         self.sizes[batch_id] = len(inputs)
-        return {
-            "id": batch_id,
-            "items": [
-                {"sequence_index": i, "run_id": f"r{i}", "status_code": "queued"}
-                for i in range(len(inputs))
-            ],
-        }
+        return BatchView.parse(
+            {
+                "id": batch_id,
+                "items": [
+                    {"sequence_index": i, "run_id": f"r{i}", "status_code": "queued"}
+                    for i in range(len(inputs))
+                ],
+            }
+        )
 
-    def get_batch(self, batch_id: str) -> dict[str, Any]:
+    def get_batch(self, batch_id: str) -> BatchView:
         self.poll_times.append(self.clock.now)
         ok, failed = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         n = self.sizes[batch_id]
@@ -95,23 +100,24 @@ class ScriptedClient:
                 ]
             }
             batch["cost"] = "1.000000"
-        return batch
+        return BatchView.parse(batch)
 
 
 def run_pipeline(
-    client: Any, downloader: Any, options: PipelineOptions, items: list[Item], **kw: Any
+    client: Any, downloader: Any, options: BatchOptions, items: list[Item], out: Path, **kw: Any
 ) -> RunResult:
-    """One run, journalled under ``options.out_dir`` like the CLI's."""
-    with Journal.open(options.out_dir) as journal:
+    """One run, journalled under ``out`` like ``run_batch``'s."""
+    folder = OutputFolder(out)
+    with Journal.open(folder) as journal:
         plan = make_plan(
             items,
             journal.rows(),
             journal.batches(),
-            out_dir=options.out_dir,
+            folder=folder,
             model=options.model,
             endpoint=client.base_url,
         )
-        return Pipeline(client, downloader, journal, options, **kw).run(items, plan)
+        return Pipeline(client, downloader, journal, folder, options, items, **kw).run(plan)
 
 
 class FakeDownloader:
@@ -127,12 +133,13 @@ def test_poll_interval_grows_while_nothing_changes_and_resets_on_progress(tmp_pa
     clock = Clock()
     client = ScriptedClient(clock, [(0, 0), (0, 0), (0, 0), (1, 0), (1, 0), (2, 0)])
     events: list[Any] = []
-    options = PipelineOptions(out_dir=tmp_path, poll_interval=1.0, max_poll_interval=3.0)
+    options = BatchOptions(poll_interval=1.0, max_poll_interval=3.0)
     result = run_pipeline(
         client,
         FakeDownloader(),
         options,
         make_items(2),
+        tmp_path,
         on_event=events.append,
         clock=clock,
         sleep=clock.sleep,
@@ -162,21 +169,23 @@ def test_in_flight_is_bounded_and_batches_follow_manifest_order(tmp_path: Path) 
             super().__init__(clock, [(0, 0)])
             self.open: set[str] = set()
 
-        def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> BatchView:
             batch = super().create_batch(inputs, **kw)
-            self.open.add(batch["id"])
+            self.open.add(str(batch.id))
             in_flight.append(len(self.open))
             return batch
 
-        def get_batch(self, batch_id: str) -> dict[str, Any]:
+        def get_batch(self, batch_id: str) -> BatchView:
             self.open.discard(batch_id)
             self.script = [(self.sizes[batch_id], 0)]
             return super().get_batch(batch_id)
 
     client = Counting()
-    options = PipelineOptions(out_dir=tmp_path, batch_size=3, max_in_flight=2, poll_interval=1.0)
+    options = BatchOptions(batch_size=3, max_in_flight=2, poll_interval=1.0)
     downloader = FakeDownloader()
-    run_pipeline(client, downloader, options, make_items(10), clock=clock, sleep=clock.sleep)
+    run_pipeline(
+        client, downloader, options, make_items(10), tmp_path, clock=clock, sleep=clock.sleep
+    )
 
     assert [len(c) for c in client.created] == [3, 3, 3, 1]
     assert max(in_flight) == 2
@@ -192,59 +201,7 @@ def test_plan_batches_is_deterministic() -> None:
     assert [sorted(p.rows) for p in plan][2] == list(range(50))
 
 
-@pytest.mark.parametrize(
-    ("statuses", "severities", "expected"),
-    [
-        ([Status.SUCCEEDED, Status.SUCCEEDED], set(), ExitCode.OK),
-        ([Status.SUCCEEDED, Status.FAILED], set(), ExitCode.ITEMS_FAILED),
-        ([Status.SUCCEEDED, Status.CANCELLED], set(), ExitCode.ITEMS_FAILED),
-        ([Status.UNKNOWN], set(), ExitCode.ITEMS_FAILED),
-        ([Status.FAILED, Status.INVALID], set(), ExitCode.INVALID_INPUT),
-        (
-            [Status.INVALID, Status.NOT_SUBMITTED],
-            {ExitCode.AUTH_OR_CREDITS},
-            ExitCode.AUTH_OR_CREDITS,
-        ),
-        ([Status.NOT_SUBMITTED], {ExitCode.API_UNREACHABLE}, ExitCode.API_UNREACHABLE),
-    ],
-)
-def test_run_exit_code_is_the_most_severe(
-    statuses: list[Status], severities: set[ExitCode], expected: ExitCode
-) -> None:
-    items = make_items(len(statuses))
-    result = RunResult(
-        outcomes=[Outcome(item, status=s) for item, s in zip(items, statuses, strict=True)]
-    )
-    result.severities = severities
-    assert result.exit_code == expected
-
-
-def test_interrupted_wins_over_everything() -> None:
-    result = RunResult(
-        outcomes=[Outcome(make_items(1)[0], status=Status.FAILED)], interrupted="SIGINT"
-    )
-    result.severities = {ExitCode.AUTH_OR_CREDITS}
-    assert result.exit_code == ExitCode.INTERRUPTED == 130
-    result.interrupted = "SIGTERM"
-    assert result.exit_code == ExitCode.TERMINATED == 143
-
-
-def test_exit_code_values_are_the_documented_ones() -> None:
-    assert {c.name: int(c) for c in ExitCode} == {
-        "OK": 0,
-        "ITEMS_FAILED": 1,
-        "INVALID_INPUT": 2,
-        "AUTH_OR_CREDITS": 3,
-        "API_UNREACHABLE": 4,
-        "INTERRUPTED": 130,
-        "TERMINATED": 143,
-    }
-
-
 def test_a_webhook_finishes_a_batch_without_a_single_poll(tmp_path: Path) -> None:
-    import queue
-    import threading
-
     clock = Clock()
     client = ScriptedClient(clock, [(0, 0)])
     terminal = {
@@ -268,11 +225,9 @@ def test_a_webhook_finishes_a_batch_without_a_single_poll(tmp_path: Path) -> Non
             ]
         },
     }
-    events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-    events.put(terminal)
-    wake = threading.Event()
-    wake.set()
-    options = PipelineOptions(out_dir=tmp_path, poll_interval=60.0, max_poll_interval=60.0)
+    inbox = Inbox()
+    inbox.put(terminal)
+    options = BatchOptions(poll_interval=60.0, max_poll_interval=60.0)
     downloader = FakeDownloader()
 
     result = run_pipeline(
@@ -280,10 +235,10 @@ def test_a_webhook_finishes_a_batch_without_a_single_poll(tmp_path: Path) -> Non
         downloader,
         options,
         make_items(2),
+        tmp_path,
         clock=clock,
         sleep=clock.sleep,
-        events=events,
-        wake=wake,
+        inbox=inbox,
     )
 
     assert client.poll_times == []
@@ -302,22 +257,22 @@ def test_later_batches_are_first_polled_when_earlier_ones_finished(tmp_path: Pat
             self.created_at: dict[str, float] = {}
             self.polls: dict[str, list[float]] = {}
 
-        def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> BatchView:
             batch = super().create_batch(inputs, **kw)
-            self.created_at[batch["id"]] = clock.now
+            self.created_at[str(batch.id)] = clock.now
             return batch
 
-        def get_batch(self, batch_id: str) -> dict[str, Any]:
+        def get_batch(self, batch_id: str) -> BatchView:
             self.polls.setdefault(batch_id, []).append(clock.now - self.created_at[batch_id])
             done = clock.now - self.created_at[batch_id] >= 10.0
             self.script = [(self.sizes[batch_id], 0) if done else (0, 0)]
             return super().get_batch(batch_id)
 
     client = Slow()
-    options = PipelineOptions(
-        out_dir=tmp_path, batch_size=2, max_in_flight=1, poll_interval=1.0, max_poll_interval=30.0
+    options = BatchOptions(batch_size=2, max_in_flight=1, poll_interval=1.0, max_poll_interval=30.0)
+    run_pipeline(
+        client, FakeDownloader(), options, make_items(4), tmp_path, clock=clock, sleep=clock.sleep
     )
-    run_pipeline(client, FakeDownloader(), options, make_items(4), clock=clock, sleep=clock.sleep)
 
     first, second = client.polls["b1"], client.polls["b2"]
     assert [round(t, 2) for t in first] == [1.0, 2.5, 4.75, 8.12, 13.19]  # x1.5, 3.2 s late
@@ -328,7 +283,7 @@ def test_a_finished_batch_brings_forward_the_polls_of_its_wave(tmp_path: Path) -
     clock = Clock()
 
     class Wave(ScriptedClient):
-        def get_batch(self, batch_id: str) -> dict[str, Any]:
+        def get_batch(self, batch_id: str) -> BatchView:
             self.polled.append((round(clock.now, 2), batch_id))
             size = self.sizes[batch_id]
             if clock.now >= 3.0:  # every batch is done at 3 s
@@ -341,8 +296,10 @@ def test_a_finished_batch_brings_forward_the_polls_of_its_wave(tmp_path: Path) -
 
     client = Wave(clock, [(0, 0)])
     client.polled = []
-    options = PipelineOptions(out_dir=tmp_path, batch_size=2, max_in_flight=3, poll_interval=1.0)
-    run_pipeline(client, FakeDownloader(), options, make_items(6), clock=clock, sleep=clock.sleep)
+    options = BatchOptions(batch_size=2, max_in_flight=3, poll_interval=1.0)
+    run_pipeline(
+        client, FakeDownloader(), options, make_items(6), tmp_path, clock=clock, sleep=clock.sleep
+    )
 
     # b1's progress at 2.5 s resets its wait to 1 s; found done at 3.5 s, it brings
     # b2 and b3 forward from their 4.75 s polls to the same moment.

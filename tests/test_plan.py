@@ -6,6 +6,7 @@ from pathlib import Path
 
 from runflow_cli.batch.journal import BatchRecord, RowRecord, fingerprint, row_key
 from runflow_cli.batch.plan import make_plan
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 
 MODEL = "runflow/dyver-removal"
@@ -62,7 +63,7 @@ def plan_for(items: list[Item], records: list[RowRecord], batches: list[BatchRec
         items,
         {r.row_key: r for r in records},
         batches,
-        out_dir=Path("/out"),
+        folder=OutputFolder("/out"),
         model=MODEL,
         endpoint=API,
         file_ok=file_ok,
@@ -78,7 +79,7 @@ def test_each_row_is_sorted_by_what_the_journal_knows() -> None:
         record(items[2], "submitted", batch_key="live"),
         record(items[3], "unknown", batch_key="lost"),
         record(items[4], "failed"),
-        record(items[5], "not_sent"),
+        record(items[5], "not_submitted"),
         record(items[6], "succeeded", fingerprint="changed-since"),
     ]
     batches = [

@@ -27,9 +27,11 @@ pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
 from test_sandbox import BATCHES, RUNS, client, item, wait_until
 
-from runflow_cli.api.receiver import Answer, JournalEventStore, WebhookReceiver, identify
+from runflow_cli.api.receiver import Answer, WebhookReceiver, identify
 from runflow_cli.api.webhooks import sign
+from runflow_cli.batch.event_store import JournalEventStore
 from runflow_cli.batch.journal import Journal
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.sandbox import Sandbox, SandboxSettings
 
 
@@ -116,7 +118,7 @@ def settled(sb: Sandbox, statuses: list[int]) -> list[Any]:
 
 
 def journal_events(out: Path) -> list[dict[str, Any]]:
-    with Journal.open(out) as journal:
+    with Journal.open(OutputFolder(out)) as journal:
         return journal.events()
 
 
@@ -126,7 +128,7 @@ def journal_events(out: Path) -> list[dict[str, Any]]:
 def test_a_delivery_is_recorded_in_the_batch_journal(
     sb: Sandbox, api: httpx.Client, secret: str, out: Path, seen: Seen
 ) -> None:
-    with receiver(secret, JournalEventStore(out), seen) as rx:
+    with receiver(secret, JournalEventStore(OutputFolder(out)), seen) as rx:
         batch_id = create_batch(api, rx.url + "/hooks/runflow")
         [attempt] = settled(sb, [200])
         wait_until(lambda: seen.events)
@@ -144,7 +146,7 @@ def test_a_delivery_is_recorded_in_the_batch_journal(
 def test_a_run_event_is_keyed_by_its_run_id(
     sb: Sandbox, api: httpx.Client, secret: str, out: Path, seen: Seen
 ) -> None:
-    with receiver(secret, JournalEventStore(out), seen) as rx:
+    with receiver(secret, JournalEventStore(OutputFolder(out)), seen) as rx:
         run = api.post(RUNS, json={"input": item(), "callback_url": rx.url}).json()
         settled(sb, [200])
     [recorded] = journal_events(out)
@@ -156,7 +158,7 @@ def test_a_duplicate_delivery_is_recorded_once(
     sb: Sandbox, api: httpx.Client, secret: str, out: Path, seen: Seen
 ) -> None:
     sb.queue_webhook_fault("duplicate")
-    with receiver(secret, JournalEventStore(out), seen) as rx:
+    with receiver(secret, JournalEventStore(OutputFolder(out)), seen) as rx:
         create_batch(api, rx.url)
         first, second = settled(sb, [200, 200])
         wait_until(lambda: len(seen.answers) == 2)
@@ -179,7 +181,7 @@ def test_a_spoiled_delivery_is_rejected_and_the_clean_retry_recorded(
     sb: Sandbox, api: httpx.Client, secret: str, out: Path, seen: Seen, fault: str, status: int
 ) -> None:
     sb.queue_webhook_fault(fault)
-    with receiver(secret, JournalEventStore(out), seen) as rx:
+    with receiver(secret, JournalEventStore(OutputFolder(out)), seen) as rx:
         create_batch(api, rx.url)
         spoiled, clean = settled(sb, [status, 200])
         wait_until(lambda: len(seen.answers) == 2)
@@ -208,7 +210,7 @@ class FailsOnce:
 def test_a_store_failure_answers_500_and_the_retry_is_recorded_once(
     sb: Sandbox, api: httpx.Client, secret: str, out: Path, seen: Seen
 ) -> None:
-    store = FailsOnce(JournalEventStore(out))
+    store = FailsOnce(JournalEventStore(OutputFolder(out)))
     with receiver(secret, store, seen) as rx:
         create_batch(api, rx.url)
         settled(sb, [500, 200])
@@ -222,7 +224,7 @@ def test_a_store_failure_answers_500_and_the_retry_is_recorded_once(
 def test_a_replayed_body_with_a_new_request_id_is_not_a_second_event(
     sb: Sandbox, api: httpx.Client, secret: str, out: Path, seen: Seen
 ) -> None:
-    with receiver(secret, JournalEventStore(out), seen) as rx:
+    with receiver(secret, JournalEventStore(OutputFolder(out)), seen) as rx:
         create_batch(api, rx.url)
         [attempt] = settled(sb, [200])
         wait_until(lambda: seen.events)

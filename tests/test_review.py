@@ -15,13 +15,9 @@ from typing import Any
 import pytest
 from helpers import run_batch
 
-from runflow_cli.outputs.review import (
-    REVIEW_HTML,
-    THUMB_SIZE,
-    THUMBS_DIR,
-    NoReportError,
-    write_review,
-)
+from runflow_cli.files.folder import OutputFolder
+from runflow_cli.outputs.report import NoReportError
+from runflow_cli.outputs.review import REVIEW_HTML, THUMB_SIZE, THUMBS, write_review
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_manifests"
@@ -130,7 +126,7 @@ def _parse(page: str) -> _CardParser:
 
 
 def test_every_value_is_escaped(out: Path) -> None:
-    page = write_review(out).read_text(encoding="utf-8")
+    page = write_review(OutputFolder(out)).read_text(encoding="utf-8")
 
     assert EVIL_SKU not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -141,7 +137,7 @@ def test_every_value_is_escaped(out: Path) -> None:
 
 
 def test_failed_rows_first_then_manifest_order(out: Path) -> None:
-    cards = _cards(write_review(out).read_text(encoding="utf-8"))
+    cards = _cards(write_review(OutputFolder(out)).read_text(encoding="utf-8"))
 
     assert [c["data-sku"] for c in cards] == [EVIL_SKU, "SKU-4", "SKU-1", "SKU 3", "SKU-5"]
     assert [c["data-problem"] for c in cards] == ["1", "1", "0", "0", "0"]
@@ -149,7 +145,7 @@ def test_failed_rows_first_then_manifest_order(out: Path) -> None:
 
 
 def test_counts_at_the_top(out: Path) -> None:
-    parsed = _parse(write_review(out).read_text(encoding="utf-8"))
+    parsed = _parse(write_review(OutputFolder(out)).read_text(encoding="utf-8"))
 
     assert parsed.texts["count-total"] == "5"
     assert parsed.texts["count-succeeded"] == "2"
@@ -157,7 +153,7 @@ def test_counts_at_the_top(out: Path) -> None:
 
 
 def test_each_card_shows_elements_error_and_the_first_stage_as_before(out: Path) -> None:
-    page = write_review(out).read_text(encoding="utf-8")
+    page = write_review(OutputFolder(out)).read_text(encoding="utf-8")
 
     assert "tag removal" in page and "background removal" in page
     assert "upstream_failed" in page and "http_404" in page
@@ -170,28 +166,28 @@ def test_each_card_shows_elements_error_and_the_first_stage_as_before(out: Path)
 def test_thumbnails_are_small_and_made_once(out: Path) -> None:
     from PIL import Image
 
-    write_review(out)
-    thumbs = sorted((out / THUMBS_DIR).iterdir())
+    write_review(OutputFolder(out))
+    thumbs = sorted((out / ".runflow" / THUMBS).iterdir())
     assert len(thumbs) == 3  # two finals and one first stage
     for thumb in thumbs:
         with Image.open(thumb) as im:
             assert max(im.size) == THUMB_SIZE
     before = {t.name: t.stat().st_mtime_ns for t in thumbs}
 
-    write_review(out)
+    write_review(OutputFolder(out))
 
-    after = {t.name: t.stat().st_mtime_ns for t in (out / THUMBS_DIR).iterdir()}
+    after = {t.name: t.stat().st_mtime_ns for t in (out / ".runflow" / THUMBS).iterdir()}
     assert after == before
 
 
 def test_a_changed_final_gets_a_new_thumbnail_and_the_old_one_goes(out: Path) -> None:
-    write_review(out)
-    before = {t.name for t in (out / THUMBS_DIR).iterdir()}
+    write_review(OutputFolder(out))
+    before = {t.name for t in (out / ".runflow" / THUMBS).iterdir()}
     _image(out / "SKU-1" / "front.webp", (1, 2, 3, 255), size=(500, 500))
 
-    write_review(out)
+    write_review(OutputFolder(out))
 
-    after = {t.name for t in (out / THUMBS_DIR).iterdir()}
+    after = {t.name for t in (out / ".runflow" / THUMBS).iterdir()}
     assert len(after) == 3
     assert len(after - before) == 1
 
@@ -201,9 +197,9 @@ def test_without_pillow_the_page_shows_full_size_finals(
 ) -> None:
     monkeypatch.setitem(sys.modules, "PIL", None)  # `from PIL import ...` now raises ImportError
 
-    page = write_review(out).read_text(encoding="utf-8")
+    page = write_review(OutputFolder(out)).read_text(encoding="utf-8")
 
-    assert not (out / THUMBS_DIR).exists()
+    assert not (out / ".runflow" / THUMBS).exists()
     assert 'src="SKU-1/front.webp"' in page
     assert 'src="SKU-1/front.stages/tag_remover_00001_.webp"' in page
     assert 'loading="lazy"' in page
@@ -214,14 +210,14 @@ def test_without_pillow_the_page_shows_full_size_finals(
 def test_an_unreadable_image_is_shown_at_full_size(out: Path) -> None:
     (out / "SKU 3" / "back.webp").write_bytes(b"not an image")
 
-    page = write_review(out).read_text(encoding="utf-8")
+    page = write_review(OutputFolder(out)).read_text(encoding="utf-8")
 
     assert 'src="SKU%203/back.webp"' in page
 
 
 def test_no_report_is_a_usage_error(tmp_path: Path, cli: Any) -> None:
     with pytest.raises(NoReportError):
-        write_review(tmp_path)
+        write_review(OutputFolder(tmp_path))
     result = cli("review", str(tmp_path))
     assert result.code == 2
     assert "runflow-report.json" in result.err
@@ -258,28 +254,28 @@ def test_batch_writes_the_review_and_prints_its_path_last(
     assert result.out.rstrip().splitlines()[-1] == f"Review sheet: {out / REVIEW_HTML}"
     report = json.loads((out / "runflow-report.json").read_text(encoding="utf-8"))
     assert all(row["elements"] for row in report["items"])
-    assert len(list((out / THUMBS_DIR).iterdir())) == len(report["items"])
+    assert len(list((out / ".runflow" / THUMBS).iterdir())) == len(report["items"])
     # thumbnails are not *.webp: a glob for finals finds only finals
     assert len(list(out.rglob("*.webp"))) == len(report["items"])
     assert len(_cards((out / REVIEW_HTML).read_text(encoding="utf-8"))) == len(report["items"])
 
 
 def test_a_review_that_cannot_be_built_never_fails_the_batch(
-    sb: Any, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+    sb: Any, tmp_path: Path, cli: Any
 ) -> None:
-    def broken(out_dir: Path) -> Path:
-        raise OSError("disk full")
-
-    monkeypatch.setattr("runflow_cli.outputs.review.write_review", broken)
     manifest = tmp_path / "m.csv"
     rows = (SAMPLES / "catalog.csv").read_text(encoding="utf-8").splitlines()[:3]
     manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    (out / REVIEW_HTML).mkdir(parents=True)  # the page cannot be written there
 
-    result = run_batch(cli, sb, manifest, tmp_path / "out", "--json")
+    result = run_batch(cli, sb, manifest, out, "--json")
 
     assert result.code == 0, result.err
-    assert "could not write" in result.err and "disk full" in result.err
+    assert f"could not write {out / REVIEW_HTML}" in result.err
+    assert "Is a directory" in result.err
     assert json.loads(result.out)["review"] is None
+    assert (out / "runflow-report.json").is_file()
 
 
 def _chromium(tmp_path: Path, *args: str, timeout: float = 60) -> str:
@@ -366,7 +362,7 @@ def test_the_page_renders_in_chromium_failed_first_and_filters(
 
 
 def test_pages_thumbnails_are_local_files(tmp_path: Path, out: Path) -> None:
-    page = write_review(out).read_text(encoding="utf-8")
+    page = write_review(OutputFolder(out)).read_text(encoding="utf-8")
     sources = re.findall(r'<img src="([^"]+)"', page)
     assert sources and all(s.startswith(".runflow/thumbs/") for s in sources)
     assert not re.search(r'src="(https?:)?//', page)  # nothing loads from the network

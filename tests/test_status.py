@@ -11,8 +11,10 @@ import pytest
 from helpers import run_batch
 
 from runflow_cli.batch.folder_status import summarize
-from runflow_cli.batch.journal import Journal, RowStatus, fingerprint
+from runflow_cli.batch.journal import Journal, fingerprint
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
+from runflow_cli.row_status import Status
 
 MANIFEST = (
     "sku,image_url,elements\n"
@@ -114,16 +116,16 @@ def _item(n: int) -> Item:
 
 def test_summary_of_a_batch_still_in_flight(tmp_path: Path) -> None:
     items = [_item(0), _item(1)]
-    with Journal.open(tmp_path) as journal:
+    with Journal.open(OutputFolder(tmp_path)) as journal:
         rows = [
             (item, fingerprint(item, "runflow/dyver-removal"), n) for n, item in enumerate(items)
         ]
         journal.begin_batch("key-1", "https://api.test", "{}", rows)
         journal.batch_created("key-1", "batch-1", {0: "run-0", 1: "run-1"})
-        summary = summarize(journal)
+        summary = summarize(journal, OutputFolder(tmp_path))
 
     assert summary.out_dir == tmp_path
     assert [b.batch_id for b in summary.in_flight] == ["batch-1"]
-    assert summary.rows_by_status[RowStatus.SUBMITTED] == 2 and summary.total_rows == 2
+    assert summary.rows_by_status[Status.SUBMITTED] == 2 and summary.total_rows == 2
     assert summary.cost == 0 and summary.unknown == [] and summary.failures == []
     assert summary.to_json()["in_flight"] == ["batch-1"]

@@ -1,7 +1,8 @@
-"""Asking the service about a batch or run besides its finals: cancel it; webhook secrets.
+"""Asking the service about an id, and acting on the account: look up, cancel, secrets.
 
-What ``runflow cancel`` and ``runflow secrets create`` call. Nothing here prints;
-what cannot be done raises a :mod:`runflow_cli.errors` error.
+What ``runflow download`` (which an id names), ``runflow cancel`` and
+``runflow secrets create`` call. Nothing here prints; what cannot be done
+raises a :mod:`runflow_cli.errors` error.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from runflow_cli.api.answers import BatchView, RunView
 from runflow_cli.api.client import RunflowClient
-from runflow_cli.errors import APIError, ConflictError, ExitCode, UsageError
-from runflow_cli.files.by_id import Kind, resolve, status_of
+from runflow_cli.errors import APIError, ConflictError, ExitCode, NotFoundError, UsageError
 
 MAX_SECRET_LABEL = 255
 CANCEL_UNSUPPORTED = (
@@ -20,13 +21,47 @@ CANCEL_UNSUPPORTED = (
 )
 
 
+def resolve(client: RunflowClient, target_id: str) -> BatchView | RunView:
+    """What ``target_id`` names: a batch, else a run, with its current view."""
+    try:
+        return client.get_batch(target_id)
+    except NotFoundError:
+        pass
+    try:
+        return client.get_run(target_id)
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"no batch or run with that id: {target_id}",
+            status=exc.status,
+            code=exc.code,
+            request_id=exc.request_id,
+            hint="Batch ids come from `runflow batch` (its summary and `runflow status`); "
+            "run ids from `runflow run`.",
+        ) from None
+
+
+def kind_of(view: BatchView | RunView) -> str:
+    return "batch" if isinstance(view, BatchView) else "run"
+
+
+def status_of(view: BatchView | RunView) -> str:
+    """A batch's ``status_code``, a run's ``status``; ``unknown`` when absent."""
+    return view.status or "unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class CancelResult:
-    kind: Kind
+    view: BatchView | RunView
     id: str
-    status: str
     already_terminal: bool
-    view: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.view)
+
+    @property
+    def status(self) -> str:
+        return status_of(self.view)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -34,12 +69,13 @@ class CancelResult:
 
     def to_json(self) -> dict[str, Any]:
         keys = ("items_total", "items_succeeded", "items_failed", "items_cancelled")
+        raw = self.view.raw
         return {
             "kind": self.kind,
             "id": self.id,
             "status": self.status,
             "already_terminal": self.already_terminal,
-            **{k: self.view[k] for k in keys if k in self.view},
+            **{k: raw[k] for k in keys if k in raw},
         }
 
 
@@ -50,21 +86,21 @@ def cancel(client: RunflowClient, target_id: str) -> CancelResult:
     route itself, after the id was found, raises ``UsageError`` saying so. A 409
     (already finished) is a result, with the current status.
     """
-    kind, view = resolve(client, target_id)
+    view = resolve(client, target_id)
+    batch = isinstance(view, BatchView)
     try:
-        answer = client.cancel_batch(target_id) if kind == "batch" else client.cancel_run(target_id)
+        answer = client.cancel_batch(target_id) if batch else client.cancel_run(target_id)
     except ConflictError:
-        current = client.get_batch(target_id) if kind == "batch" else client.get_run(target_id)
-        return CancelResult(kind, target_id, status_of(kind, current), True, current)
+        current = client.get_batch(target_id) if batch else client.get_run(target_id)
+        return CancelResult(current, target_id, True)
     except APIError as exc:
         if exc.status in (404, 405):
             raise UsageError(
-                f"{CANCEL_UNSUPPORTED}: {kind} {target_id} (HTTP {exc.status})",
-                hint=f"Its status is {status_of(kind, view)}; "
-                "the service's dashboard may cancel it.",
+                f"{CANCEL_UNSUPPORTED}: {kind_of(view)} {target_id} (HTTP {exc.status})",
+                hint=f"Its status is {status_of(view)}; the service's dashboard may cancel it.",
             ) from None
         raise
-    return CancelResult(kind, target_id, status_of(kind, answer), False, answer)
+    return CancelResult(answer, target_id, False)
 
 
 def create_secret(client: RunflowClient, label: str) -> dict[str, Any]:

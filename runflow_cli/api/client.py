@@ -10,41 +10,29 @@ Two retry policies share one loop (``RunflowClient._request``):
   ``CreateOutcomeUnknownError`` instead of sending it again: a second create
   could pay twice.
 
-The client never prints, and the API key never appears in an error it raises.
+Answers come back as typed views (:mod:`runflow_cli.api.answers`); how one
+attempt is classified lives in :mod:`runflow_cli.api.responses`. The client
+never prints, and the API key never appears in an error it raises.
 """
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import json
-import math
 import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
 
 from runflow_cli import __version__
-from runflow_cli.errors import (
-    APIConnectionError,
-    APIError,
-    APITimeoutError,
-    AuthenticationError,
-    ConflictError,
-    CreateOutcomeUnknownError,
-    InsufficientCreditsError,
-    NotFoundError,
-    RateLimitError,
-    RequestValidationError,
-    RunflowError,
-    ServerError,
-    UsageError,
-)
+from runflow_cli.api.answers import BatchView, RunView
+from runflow_cli.api.responses import response_result, transport_failure
+from runflow_cli.errors import CreateOutcomeUnknownError, UsageError
 
 DEFAULT_BASE_URL = "https://api.runflow.io"
 DEFAULT_MODEL = "runflow/dyver-removal"
@@ -56,32 +44,30 @@ INITIAL_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 
-_REQUEST_ID_HEADERS = ("X-Request-Id", "Runflow-Request-Id")
-_TERMINAL_BATCH_STATUSES = frozenset({"succeeded", "partial_succeeded", "failed", "cancelled"})
-_STATUS_ERRORS: dict[int, type[APIError]] = {
-    401: AuthenticationError,
-    402: InsufficientCreditsError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: RequestValidationError,
-}
-
 
 class _Policy(enum.Enum):
     IDEMPOTENT = "idempotent"
     CREATE = "create"
 
 
-@dataclass
-class _Failure:
-    """One failed attempt, classified once for both policies."""
+@dataclass(frozen=True)
+class Endpoint:
+    """Where requests go, and what the journal records batches against."""
 
-    error: RunflowError
-    retry_idempotent: bool
-    # None: the request certainly had no effect, so a create may follow the
-    # idempotent rule; otherwise why its outcome is unknown ("read timeout").
-    ambiguous_cause: str | None
-    retry_after: float | None = None
+    key: str = field(repr=False)
+    url: str = DEFAULT_BASE_URL
+    identity: str = ""
+    """What batches are recorded against (default: ``url``). A sandbox's is new each time
+    it starts, since its batches die with it (even if the OS hands out the same port)."""
+    sandbox: bool = False
+    """A local sandbox started for this run: its batches end with the process."""
+
+    def __post_init__(self) -> None:
+        if not self.identity:
+            object.__setattr__(self, "identity", self.url)
+
+    def client(self, **options: Any) -> RunflowClient:
+        return RunflowClient(self.key, self.url, **options)
 
 
 def new_idempotency_key() -> str:
@@ -89,60 +75,10 @@ def new_idempotency_key() -> str:
     return "rfcli_" + uuid.uuid4().hex
 
 
-def _count(batch: dict[str, Any], field: str) -> int:
-    value = batch.get(field)
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return 0
-    try:
-        return int(value)
-    except ValueError:
-        return 0
-
-
-def is_terminal_batch(batch: dict[str, Any]) -> bool:
-    """True once every item of the batch has succeeded, failed or been cancelled.
-
-    Missing counts are 0 (``items_cancelled`` may be absent). A terminal
-    ``status_code`` also counts as done, so a service that omits
-    ``items_cancelled`` cannot keep a cancelled batch polling forever.
-    """
-    if batch.get("status_code") in _TERMINAL_BATCH_STATUSES:
-        return True
-    total = _count(batch, "items_total")
-    if total <= 0:
-        return False
-    done = sum(_count(batch, f) for f in ("items_succeeded", "items_failed", "items_cancelled"))
-    return done >= total
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 def _quote_id(kind: str, value: str) -> str:
     if not isinstance(value, str) or value.strip(".") == "":
         raise UsageError(f"invalid {kind} id: {value!r}")
     return quote(value, safe="")
-
-
-def _media_type(response: httpx.Response) -> str:
-    return response.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 class RunflowClient:
@@ -220,14 +156,20 @@ class RunflowClient:
         metadata: dict[str, Any] | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> BatchView:
         """POST a batch of 1..100 items; never resent once it may have arrived."""
         body = self._create_body(inputs, metadata, callback_url)
         path = f"/v1/models/{self._model_path}/batches"
-        return self._request(
-            "POST", path, _Policy.CREATE, body=body, idempotency_key=idempotency_key,
-            effect="the batch may exist",
-        )  # fmt: skip
+        return BatchView.parse(
+            self._request(
+                "POST",
+                path,
+                _Policy.CREATE,
+                body=body,
+                idempotency_key=idempotency_key,
+                effect="the batch may exist",
+            )
+        )
 
     def create_run(
         self,
@@ -236,41 +178,61 @@ class RunflowClient:
         metadata: dict[str, Any] | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> RunView:
         """POST one run (the singleton endpoint)."""
         body = self._create_body(input, metadata, callback_url)
         path = f"/v1/models/{self._model_path}/runs"
-        return self._request(
-            "POST", path, _Policy.CREATE, body=body, idempotency_key=idempotency_key,
-            effect="the run may exist",
-        )  # fmt: skip
+        return RunView.parse(
+            self._request(
+                "POST",
+                path,
+                _Policy.CREATE,
+                body=body,
+                idempotency_key=idempotency_key,
+                effect="the run may exist",
+            )
+        )
 
-    def get_batch(self, batch_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/batches/{_quote_id('batch', batch_id)}")
+    def get_batch(self, batch_id: str) -> BatchView:
+        return BatchView.parse(self._request("GET", f"/v1/batches/{_quote_id('batch', batch_id)}"))
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/runs/{_quote_id('run', run_id)}")
+    def get_run(self, run_id: str) -> RunView:
+        return RunView.parse(self._request("GET", f"/v1/runs/{_quote_id('run', run_id)}"))
 
-    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+    def cancel_batch(self, batch_id: str) -> BatchView:
         path = f"/v1/batches/{_quote_id('batch', batch_id)}/cancel"
-        return self._request(
-            "POST", path, _Policy.CREATE, effect="the batch may be cancelled",
-            avoid="to keep retries explicit",
-        )  # fmt: skip
+        return BatchView.parse(
+            self._request(
+                "POST",
+                path,
+                _Policy.CREATE,
+                effect="the batch may be cancelled",
+                avoid="to keep retries explicit",
+            )
+        )
 
-    def cancel_run(self, run_id: str) -> dict[str, Any]:
+    def cancel_run(self, run_id: str) -> RunView:
         path = f"/v1/runs/{_quote_id('run', run_id)}/cancel"
-        return self._request(
-            "POST", path, _Policy.CREATE, effect="the run may be cancelled",
-            avoid="to keep retries explicit",
-        )  # fmt: skip
+        return RunView.parse(
+            self._request(
+                "POST",
+                path,
+                _Policy.CREATE,
+                effect="the run may be cancelled",
+                avoid="to keep retries explicit",
+            )
+        )
 
     def create_callback_secret(self, label: str) -> dict[str, Any]:
         """Create a webhook signing secret; the raw secret is in this answer only."""
         return self._request(
-            "POST", "/v1/callback-secrets", _Policy.CREATE, body={"label": label},
-            effect="the secret may exist", avoid="to avoid creating two",
-        )  # fmt: skip
+            "POST",
+            "/v1/callback-secrets",
+            _Policy.CREATE,
+            body={"label": label},
+            effect="the secret may exist",
+            avoid="to avoid creating two",
+        )
 
     # --- machinery ----------------------------------------------------------
 
@@ -312,10 +274,10 @@ class RunflowClient:
                     method, self._base_url + path, content=content, headers=headers
                 )
             except httpx.TransportError as exc:
-                failure = self._transport_failure(call, exc)
+                failure = transport_failure(call, exc)
                 cause: BaseException = exc
             else:
-                result = self._result(call, response)
+                result = response_result(call, response, self._redact)
                 if isinstance(result, dict):
                     return result
                 failure = result
@@ -338,87 +300,6 @@ class RunflowClient:
         backoff = min(INITIAL_BACKOFF * 2**attempt, MAX_BACKOFF)
         return backoff * (0.5 + self._jitter() / 2)
 
-    @staticmethod
-    def _transport_failure(call: str, exc: httpx.TransportError) -> _Failure:
-        # httpx messages carry no headers; still, name only the call.
-        if isinstance(exc, httpx.UnsupportedProtocol):
-            return _Failure(APIConnectionError(f"{call}: unsupported URL scheme"), False, None)
-        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-            what = "connect timeout" if isinstance(exc, httpx.ConnectTimeout) else "pool timeout"
-            return _Failure(APITimeoutError(f"{call}: {what}"), True, None)
-        if isinstance(exc, httpx.ConnectError):
-            return _Failure(APIConnectionError(f"{call}: could not connect"), True, None)
-        if isinstance(exc, httpx.TimeoutException):
-            what = "write timeout" if isinstance(exc, httpx.WriteTimeout) else "read timeout"
-            return _Failure(APITimeoutError(f"{call}: {what}"), True, what)
-        what = "connection dropped"
-        return _Failure(APIConnectionError(f"{call}: {what}"), True, what)
-
-    def _result(self, call: str, response: httpx.Response) -> dict[str, Any] | _Failure:
-        """The JSON object of a 2xx answer, or the classified failure."""
-        status = response.status_code
-        headers = response.headers
-        found = next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None)
-        request_id = None if found is None else str(self._redact(found))
-        data, problem = self._json(response)
-        retry_after = parse_retry_after(headers.get("Retry-After"))
-        if 200 <= status < 300 and isinstance(data, dict):
-            return data
-        if status == 429:
-            limited = self._envelope_message(data) or "rate limited"
-            error: APIError = RateLimitError(
-                f"{call}: {limited}", retry_after=retry_after, status=status,
-                code=self._envelope_code(data), request_id=request_id, body=data,
-            )  # fmt: skip
-            return _Failure(error, True, None, retry_after)
-        if 300 <= status < 400:
-            location = self._redact(response.headers.get("Location", "?"))
-            error = APIError(
-                f"{call}: the API answered with a redirect to {location}; check the base URL",
-                status=status, request_id=request_id,
-            )  # fmt: skip
-            return _Failure(error, False, None)
-        if problem is not None or not isinstance(data, dict):
-            problem = problem or "a JSON value that is not an object"
-            error = ServerError(
-                f"{call}: the API answered with {problem} instead of JSON",
-                status=status, request_id=request_id,
-            )  # fmt: skip
-            # A 4xx page (a proxy's 403) will say the same again; 2xx/5xx may not.
-            transient = not 400 <= status < 500
-            cause = (
-                None if not transient else f"HTTP {status}{', not JSON' if status < 500 else ''}"
-            )
-            return _Failure(error, transient, cause, retry_after)
-        message = self._envelope_message(data)
-        kwargs: dict[str, Any] = {
-            "status": status,
-            "code": self._envelope_code(data),
-            "request_id": request_id,
-            "body": data,
-        }
-        if status >= 500:
-            error = ServerError(f"{call}: {message or 'server error'}", **kwargs)
-            return _Failure(error, True, f"HTTP {status}", retry_after)
-        errors = data.get("errors")
-        if not isinstance(errors, list):
-            errors = data.get("detail") if isinstance(data.get("detail"), list) else None
-        kwargs["errors"] = [e for e in errors if isinstance(e, dict)] if errors else None
-        cls = _STATUS_ERRORS.get(status, APIError)
-        return _Failure(cls(f"{call}: {message or 'request failed'}", **kwargs), False, None)
-
-    def _json(self, response: httpx.Response) -> tuple[Any, str | None]:
-        """(parsed body with the key redacted, None) or (None, what it was instead)."""
-        media = _media_type(response)
-        if not response.content:
-            return None, "an empty body"
-        if media and media != "application/json" and not media.endswith("+json"):
-            return None, media
-        try:
-            return self._redact(json.loads(response.content)), None
-        except (ValueError, UnicodeDecodeError):
-            return None, "malformed JSON"
-
     def _redact(self, value: Any) -> Any:
         """Strip the key from anything the server echoes back to us."""
         if isinstance(value, str):
@@ -428,16 +309,3 @@ class RunflowClient:
         if isinstance(value, dict):
             return {k: self._redact(v) for k, v in value.items()}
         return value
-
-    @staticmethod
-    def _envelope_message(data: Any) -> str | None:
-        if isinstance(data, dict):
-            for field in ("message", "detail"):
-                if isinstance(data.get(field), str) and data[field]:
-                    return str(data[field])[:500]
-        return None
-
-    @staticmethod
-    def _envelope_code(data: Any) -> str | None:
-        code = data.get("code") if isinstance(data, dict) else None
-        return code if isinstance(code, str) else None

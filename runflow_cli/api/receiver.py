@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Protocol
 
 from runflow_cli.api.webhooks import (
@@ -55,7 +54,8 @@ STOP_TIMEOUT = 5.0
 
 
 class EventStore(Protocol):
-    """Where verified events go. :meth:`Journal.record_event` has this signature.
+    """Where verified events go: :class:`~runflow_cli.batch.event_store.JournalEventStore`
+    records them in an output folder's journal.
 
     Called from the receiver's request threads, possibly at the same time.
     """
@@ -71,51 +71,6 @@ class EventStore(Protocol):
     ) -> bool:
         """Record durably; return False if already recorded (by delivery id or event key)."""
         ...
-
-
-class JournalEventStore:
-    """Events into the ``events`` table of ``OUT/.runflow/state.db``, the journal ``batch`` uses.
-
-    A journal connection belongs to one thread, so each event opens its own
-    connection (a few milliseconds; webhooks are rare), one at a time under a
-    lock. SQLite's WAL and busy timeout let a ``batch`` in another thread or
-    process keep writing to the same file meanwhile.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self._lock = threading.Lock()
-
-    def prepare(self) -> None:
-        """Create the journal now, so a folder that cannot hold one fails before serving."""
-        from runflow_cli.batch.journal import Journal
-
-        with self._lock:
-            Journal.open(self.out_dir).close()
-
-    def record_event(
-        self,
-        delivery_id: str | None,
-        event_key: str,
-        event: str,
-        batch_id: str | None,
-        run_id: str | None,
-        body: bytes,
-    ) -> bool:
-        from runflow_cli.batch.journal import Journal
-
-        with self._lock, Journal.open(self.out_dir) as journal:
-            return journal.record_event(delivery_id, event_key, event, batch_id, run_id, body)
-
-    def events(self) -> list[dict[str, Any]]:
-        from runflow_cli.batch.journal import Journal
-
-        with self._lock:
-            journal = Journal.existing(self.out_dir)
-            if journal is None:
-                return []
-            with journal:
-                return journal.events()
 
 
 @dataclass(frozen=True, slots=True)

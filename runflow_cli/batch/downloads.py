@@ -9,27 +9,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from runflow_cli.api.answers import BatchView, pick_final
 from runflow_cli.api.client import RunflowClient
 from runflow_cli.batch.events import Event, FileRetry, FileSaved, ItemFailed
 from runflow_cli.batch.journal import Journal, row_key
-from runflow_cli.batch.outcome import Outcome, Status
+from runflow_cli.batch.outcome import Outcome
 from runflow_cli.errors import RunflowError
-from runflow_cli.files.download import (
-    Downloader,
-    ExpiredURLError,
-    SavedFile,
-    intermediates,
-    pick_final,
-    url_basename,
-)
-from runflow_cli.names import sanitize_component, url_extension
+from runflow_cli.files.download import Downloader, ExpiredURLError
+from runflow_cli.files.folder import OutputFolder, SavedFile
+from runflow_cli.files.save import SavedFinal, failure_message, save_final
+from runflow_cli.row_status import Status
 
 FRESH_FOR = 60.0
 """Seconds a batch fetched for fresh links is reused for its other expired finals."""
@@ -38,22 +33,9 @@ FRESH_FOR = 60.0
 @dataclass
 class _Task:
     outcome: Outcome
-    final_url: str
-    urls: list[str]
+    urls: Sequence[str]
     seq: int | None
     refreshed: bool = False
-
-
-def final_path(out_dir: Path, sku: str, name: str, final_url: str) -> Path:
-    """Where a row's final goes: ``OUT/<sku>/<name><extension of the result URL>``."""
-    return (
-        out_dir / sanitize_component(sku) / f"{sanitize_component(name)}{url_extension(final_url)}"
-    )
-
-
-def stages_dir(final: Path) -> Path:
-    """Where a final's intermediate stages go: ``OUT/<sku>/<name>.stages/``."""
-    return final.parent / f"{final.name.rsplit('.', 1)[0]}.stages"
 
 
 class Fetcher:
@@ -62,28 +44,29 @@ class Fetcher:
         downloader: Downloader,
         journal: Journal,
         client: RunflowClient,
-        out_dir: Path,
+        folder: OutputFolder,
         workers: int,
         *,
         keep_intermediates: bool,
         on_event: Callable[[Event], None],
         critical: Callable[[], AbstractContextManager[Any]],
         wake: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._downloader = downloader
-        self._wake = wake
         self._journal = journal
         self._client = client
-        self._out_dir = out_dir
-        self._workers = workers
+        self._folder = folder
         self._keep_intermediates = keep_intermediates
         self._emit = on_event
         self._critical = critical
-        self._tasks: dict[Future[list[SavedFile]], _Task] = {}
-        self._fresh: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._wake = wake
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="download")
+        self._tasks: dict[Future[SavedFinal], _Task] = {}
+        self._fresh: dict[str, tuple[float, BatchView]] = {}
 
     def __enter__(self) -> Fetcher:
-        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="download")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -93,32 +76,26 @@ class Fetcher:
     def busy(self) -> bool:
         return bool(self._tasks)
 
-    def fetch(
-        self, outcome: Outcome, final_url: str | None, urls: list[str], seq: int | None
-    ) -> None:
-        if final_url is None:
-            outcome.status = Status.DOWNLOAD_FAILED
-            outcome.error_kind, outcome.error_message = "no_final", "no result_* URL is recorded"
-            self._emit(ItemFailed(outcome))
-            return
-        self._submit(_Task(outcome, final_url, urls, seq))
+    def fetch(self, outcome: Outcome, urls: Sequence[str], seq: int | None) -> None:
+        """Save an item's final (and stages) in the background; :meth:`harvest` records it."""
+        outcome.final_url = pick_final(urls)
+        self._submit(_Task(outcome, urls, seq))
 
     def _submit(self, task: _Task) -> None:
         future = self._pool.submit(self._download, task)
         self._tasks[future] = task
         future.add_done_callback(lambda _: self._wake.set())
 
-    def _download(self, task: _Task) -> list[SavedFile]:
+    def _download(self, task: _Task) -> SavedFinal:
         item = task.outcome.item
-        dest = final_path(self._out_dir, item.sku, item.name, task.final_url)
-        saved = [self._downloader.fetch(task.final_url, dest)]
-        if self._keep_intermediates:
-            stages = stages_dir(dest)
-            for url in intermediates(task.urls):
-                saved.append(
-                    self._downloader.fetch(url, stages / sanitize_component(url_basename(url)))
-                )
-        return saved
+        return save_final(
+            self._downloader,
+            self._folder,
+            item.sku,
+            item.name,
+            task.urls,
+            stages=self._keep_intermediates,
+        )
 
     def harvest(self, timeout: float) -> None:
         """Record finished downloads, waiting up to ``timeout`` for the first."""
@@ -126,9 +103,11 @@ class Fetcher:
         for future in done:
             task = self._tasks.pop(future)
             if future.cancelled():
-                outcome = task.outcome
-                outcome.status, outcome.error_kind = Status.PENDING, "interrupted"
-                outcome.error_message = "interrupted before its download; a rerun downloads it"
+                task.outcome.mark(
+                    Status.PENDING,
+                    "interrupted",
+                    "interrupted before its download; a rerun downloads it",
+                )
                 continue
             try:
                 saved = future.result()
@@ -137,65 +116,49 @@ class Fetcher:
                     continue
                 self._failed(task.outcome, exc.message)
             except Exception as exc:  # one bad file must not end a run of thousands
-                self._failed(
-                    task.outcome,
-                    exc.message
-                    if isinstance(exc, RunflowError)
-                    else f"{type(exc).__name__}: {exc}",
-                )
+                self._failed(task.outcome, failure_message(exc))
             else:
-                self._saved(task.outcome, saved[0])
+                self._saved(task.outcome, saved.final)
 
     def _saved(self, outcome: Outcome, final: SavedFile) -> None:
-        relative = final.path.relative_to(self._out_dir).as_posix()
+        relative = self._folder.relative(final.path)
         with self._critical():
             self._journal.file_saved(row_key(outcome.item), relative, final.size, final.sha256)
-        outcome.status = Status.SUCCEEDED
-        outcome.error_kind = outcome.error_message = None
+        outcome.mark(Status.SUCCEEDED, None, None)
         outcome.output_path, outcome.size, outcome.sha256 = final.path, final.size, final.sha256
         self._emit(FileSaved(outcome, final.path))
 
     def _failed(self, outcome: Outcome, message: str) -> None:
-        outcome.status = Status.DOWNLOAD_FAILED
-        outcome.error_kind, outcome.error_message = (
-            "download_failed",
-            f"{message}; a rerun downloads it again",
+        outcome.mark(
+            Status.DOWNLOAD_FAILED, "download_failed", f"{message}; a rerun downloads it again"
         )
         self._emit(ItemFailed(outcome))
 
-    def _fresh_batch(self, batch_id: str) -> dict[str, Any] | None:
+    def _fresh_batch(self, batch_id: str) -> BatchView | None:
         """The batch with fresh links; fetched once per batch per minute, not per final."""
         cached = self._fresh.get(batch_id)
-        if cached is not None and time.monotonic() - cached[0] < FRESH_FOR:
+        if cached is not None and self._clock() - cached[0] < FRESH_FOR:
             return cached[1]
         try:
             batch = self._client.get_batch(batch_id)
         except RunflowError:
             return None
-        self._fresh[batch_id] = (time.monotonic(), batch)
+        self._fresh[batch_id] = (self._clock(), batch)
         return batch
 
     def _refresh(self, task: _Task) -> bool:
         """Fetch the batch again for a fresh URL of this final; False if none."""
         outcome = task.outcome
-        if not outcome.batch_id:
+        batch = self._fresh_batch(outcome.batch_id) if outcome.batch_id else None
+        entry = batch.find_item(sequence_index=task.seq, run_id=outcome.run_id) if batch else None
+        final = entry.final_url if entry is not None else None
+        if entry is None or final is None:
             return False
-        batch = self._fresh_batch(outcome.batch_id)
-        if batch is None:
-            return False
-        for entry in (batch.get("output") or {}).get("items") or []:
-            same = entry.get("sequence_index") == task.seq or (
-                outcome.run_id is not None and entry.get("run_id") == outcome.run_id
-            )
-            urls = [str(u) for u in (entry.get("output") or {}).get("image_urls") or []]
-            final = pick_final(urls) if same else None
-            if final:
-                self._journal.final_url_refreshed(row_key(outcome.item), urls, final)
-                outcome.final_url = final
-                self._emit(FileRetry(outcome))
-                self._submit(_Task(outcome, final, urls, task.seq, refreshed=True))
-                return True
-        return False
+        self._journal.final_url_refreshed(row_key(outcome.item), list(entry.urls), final)
+        outcome.final_url = final
+        self._emit(FileRetry(outcome))
+        self._submit(_Task(outcome, entry.urls, task.seq, refreshed=True))
+        return True
 
     def interrupt(self) -> None:
         """Drop queued downloads; let running ones finish (each is atomic) and record them."""

@@ -1,11 +1,48 @@
-"""Events the pipeline emits; the CLI turns them into a display or log lines."""
+"""Events a batch job emits; the CLI turns them into a display or log lines.
+
+In the order a run meets them: :class:`Planned`, then :class:`Listening` with
+webhooks, :class:`ProcessingStarted`, the pipeline's events (batches, items,
+files), and :class:`ProcessingEnded` before exports, reports and the review.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runflow_cli.batch.outcome import Outcome
+
+if TYPE_CHECKING:
+    from runflow_cli.batch.plan import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What this run will do, before anything is sent."""
+
+    plan: Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """Webhooks are received at ``url``; the service is told to call ``callback_url``."""
+
+    url: str
+    callback_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingStarted:
+    total: int
+    """Rows in the manifest."""
+    source: str
+    """The manifest's name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingEnded:
+    """Every batch is settled (or the run was interrupted); reports come next."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +115,11 @@ class Notice:
 
 
 Event = (
-    BatchSubmitted
+    Planned
+    | Listening
+    | ProcessingStarted
+    | ProcessingEnded
+    | BatchSubmitted
     | BatchProgress
     | BatchFinished
     | BatchNotCreated

@@ -8,26 +8,29 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from runflow_cli.batch.journal import Journal, RowRecord, RowStatus
+from runflow_cli.api.answers import money
+from runflow_cli.batch.journal import BatchState, Journal, RowRecord
 from runflow_cli.errors import UsageError
+from runflow_cli.files.folder import OutputFolder
+from runflow_cli.row_status import Status
 
 ROW_STATUSES = (
-    RowStatus.SUCCEEDED,
-    RowStatus.FAILED,
-    RowStatus.CANCELLED,
-    RowStatus.INVALID,
-    RowStatus.SUBMITTED,
-    RowStatus.SUBMITTING,
-    RowStatus.UNKNOWN,
-    RowStatus.NOT_SENT,
+    Status.SUCCEEDED,
+    Status.FAILED,
+    Status.CANCELLED,
+    Status.INVALID,
+    Status.SUBMITTED,
+    Status.SUBMITTING,
+    Status.UNKNOWN,
+    Status.NOT_SUBMITTED,
 )
 """Row statuses in the order a summary lists them."""
 
-NOT_SUCCEEDED = (RowStatus.FAILED, RowStatus.CANCELLED, RowStatus.INVALID, RowStatus.NOT_SENT)
+NOT_SUCCEEDED = (Status.FAILED, Status.CANCELLED, Status.INVALID, Status.NOT_SUBMITTED)
 """Rows that ended without a final, each with an error kind."""
 
 
@@ -94,20 +97,20 @@ class StatusSummary:
         }
 
 
-def load_status(out_dir: Path) -> StatusSummary:
-    """The summary of ``out_dir``'s journal; :class:`NoJournalError` if it has none."""
-    journal = Journal.existing(out_dir)
+def load_status(folder: OutputFolder) -> StatusSummary:
+    """The summary of ``folder``'s journal; :class:`NoJournalError` if it has none."""
+    journal = Journal.existing(folder)
     if journal is None:
         raise NoJournalError(
-            f"no runs recorded in {out_dir} yet",
+            f"no runs recorded in {folder} yet",
             hint="Check --out: it must be the folder a `runflow batch --out` wrote to "
             "(the one holding .runflow/state.db).",
         )
     with journal:
-        return summarize(journal)
+        return summarize(journal, folder)
 
 
-def summarize(journal: Journal) -> StatusSummary:
+def summarize(journal: Journal, folder: OutputFolder) -> StatusSummary:
     """Build the summary from what ``journal`` holds."""
     batches, rows = journal.batches(), journal.rows()
     shown = [
@@ -126,7 +129,7 @@ def summarize(journal: Journal) -> StatusSummary:
     batch_ids = {b.batch_key: b.batch_id for b in batches}
     ordered = sorted(rows.values(), key=lambda r: (r.line, r.sku, r.name))
     counts = Counter(r.status for r in ordered)
-    by_status = {status: counts.pop(status, 0) for status in ROW_STATUSES}
+    by_status = {status.value: counts.pop(status.value, 0) for status in ROW_STATUSES}
     by_status.update(sorted(counts.items()))  # a status this version does not know
 
     def row(r: RowRecord) -> RowSummary:
@@ -141,19 +144,12 @@ def summarize(journal: Journal) -> StatusSummary:
         )
 
     return StatusSummary(
-        out_dir=journal.path.parent.parent,  # OUT/.runflow/state.db
+        out_dir=folder.root,
         batches=shown,
         rows_by_status=by_status,
-        to_download=[row(r) for r in ordered if r.status == RowStatus.SUCCEEDED and r.size is None],
+        to_download=[row(r) for r in ordered if r.status == Status.SUCCEEDED and r.size is None],
         failures=[row(r) for r in ordered if r.status in NOT_SUCCEEDED],
-        cost=sum((_amount(b.cost) for b in batches), Decimal(0)),
-        in_flight=[b for b in shown if b.status == "submitted"],
-        unknown=[b for b in shown if b.status == "unknown"],
+        cost=sum((money(b.cost) for b in batches), Decimal(0)),
+        in_flight=[b for b in shown if b.status == BatchState.SUBMITTED],
+        unknown=[b for b in shown if b.status == BatchState.UNKNOWN],
     )
-
-
-def _amount(value: str | None) -> Decimal:
-    try:
-        return Decimal(value) if value else Decimal(0)
-    except InvalidOperation:
-        return Decimal(0)

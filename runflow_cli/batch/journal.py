@@ -6,7 +6,8 @@ create is sent, and its ID is committed the moment the answer arrives. So a run
 killed at any point leaves a journal from which a rerun knows, for every row,
 whether it is done, in a batch to poll, to download, of unknown fate, or to send.
 
-The API key is never stored. The journal is used from one thread.
+The schema and its migrations are in :mod:`runflow_cli.batch.migrations`. The
+API key is never stored. The journal is used from one thread.
 """
 
 from __future__ import annotations
@@ -18,66 +19,29 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from runflow_cli.api.answers import ItemView
+from runflow_cli.batch.migrations import migrate
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.names import name_key
+from runflow_cli.row_status import Status
 
-STATE_DIR = ".runflow"
 STATE_DB = "state.db"
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (
-    batch_key   TEXT PRIMARY KEY,          -- made by the client before sending
-    batch_id    TEXT UNIQUE,               -- the API's id, once the answer arrived
-    status      TEXT NOT NULL,             -- submitting | submitted | terminal | unknown
-    status_code TEXT,                      -- the API's terminal status
-    cost        TEXT,
-    endpoint    TEXT NOT NULL,             -- the API base URL it was sent to
-    body        TEXT NOT NULL,             -- the exact JSON sent, to resend with the same key
-    size        INTEGER NOT NULL,
-    message     TEXT,
-    created_at  TEXT NOT NULL,
-    updated_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rows (
-    row_key       TEXT PRIMARY KEY,        -- the output's identity: sku/name, ignoring case
-    fingerprint   TEXT NOT NULL,           -- what was asked: model, image_url, config, client_ref
-    sku           TEXT NOT NULL,
-    name          TEXT NOT NULL,
-    line          INTEGER NOT NULL,
-    image_url     TEXT NOT NULL,
-    batch_key     TEXT REFERENCES batches(batch_key),
-    seq           INTEGER,                 -- sequence_index within that batch
-    run_id        TEXT,
-    status        TEXT NOT NULL,           -- see RowStatus
-    error_kind    TEXT,
-    error_message TEXT,
-    output_urls   TEXT,                    -- JSON list, as the API gave them
-    final_url     TEXT,
-    output_path   TEXT,                    -- relative to OUT
-    size          INTEGER,
-    sha256        TEXT,
-    updated_at    TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS rows_batch ON rows(batch_key);
-"""
+_IN_FLIGHT = (Status.SUBMITTING.value, Status.UNKNOWN.value)
 
 
-class RowStatus:
-    """What the journal knows of a row (plain strings in the database)."""
+class BatchState(StrEnum):
+    """Where a batch stands in the journal (the API's own status is ``status_code``)."""
 
-    SUBMITTING = "submitting"  # its batch's create was (maybe) sent; no answer recorded
-    SUBMITTED = "submitted"  # its batch exists; not finished when last seen
-    SUCCEEDED = "succeeded"  # processed; ``size``/``sha256`` set once the final is saved
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INVALID = "invalid"  # the API rejected the row (422); nothing was created
-    UNKNOWN = "unknown"  # its batch's create answer was lost
-    NOT_SENT = "not_sent"  # its batch was certainly not created
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    TERMINAL = "terminal"
+    UNKNOWN = "unknown"
+    NOT_CREATED = "not_created"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +56,8 @@ class RowRecord:
     seq: int | None
     run_id: str | None
     status: str
+    """A :class:`~runflow_cli.row_status.Status` value (kept a string: a journal may hold
+    one this release does not know)."""
     error_kind: str | None
     error_message: str | None
     output_urls: list[str]
@@ -119,12 +85,27 @@ class RowResult:
     """A batch item's terminal result, for :meth:`Journal.batch_terminal`."""
 
     row_key: str
-    status: str
+    status: Status
     run_id: str | None
     error_kind: str | None
     error_message: str | None
     output_urls: list[str]
     final_url: str | None
+
+    @classmethod
+    def of(cls, item: Item, entry: ItemView) -> RowResult:
+        """What a terminal entry says of its row: the final to download, or the error."""
+        key, urls, status = row_key(item), list(entry.urls), entry.status
+        if entry.succeeded:
+            final = entry.final_url
+            if final is not None:
+                return cls(key, Status.SUCCEEDED, entry.run_id, None, None, urls, final)
+            message = "the item succeeded but no result_* URL came back"
+            return cls(key, Status.FAILED, entry.run_id, "no_final", message, urls, None)
+        row_status = Status.CANCELLED if status == "cancelled" else Status.FAILED
+        kind = entry.error_kind or status or "unknown"
+        message = entry.error_message or f"the item ended {status or 'without a status'}"
+        return cls(key, row_status, entry.run_id, kind, message, urls, None)
 
 
 def row_key(item: Item) -> str:
@@ -150,26 +131,27 @@ class Journal:
         self.path = path
 
     @classmethod
-    def existing(cls, out_dir: Path) -> Journal | None:
-        """The journal of ``out_dir`` if a run ever wrote one, else None."""
-        return cls.open(out_dir) if (out_dir / STATE_DIR / STATE_DB).exists() else None
+    def existing(cls, folder: OutputFolder) -> Journal | None:
+        """The journal of ``folder`` if a run ever wrote one, else None."""
+        return cls.open(folder) if folder.has_state(STATE_DB) else None
 
     @classmethod
-    def open(cls, out_dir: Path) -> Journal:
-        """Open ``OUT/.runflow/state.db``, creating it if needed."""
-        path = out_dir / STATE_DIR / STATE_DB
+    def open(cls, folder: OutputFolder) -> Journal:
+        """Open ``OUT/.runflow/state.db``, creating or migrating it as needed."""
+        path = folder.state_path(STATE_DB)
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, isolation_level=None, timeout=30)
-        connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives a killed process; only a power cut
-        # may lose the last commits, never corrupt the file.
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA foreign_keys=ON")
-        connection.executescript(_SCHEMA)
-        connection.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-        )
+        try:
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives a killed process; only a power cut
+            # may lose the last commits, never corrupt the file.
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            migrate(connection, str(path))
+        except BaseException:
+            connection.close()
+            raise
         return cls(connection, path)
 
     def close(self) -> None:
@@ -211,6 +193,14 @@ class Journal:
         body: dict[str, Any] = json.loads(row["body"])
         return body
 
+    def events(self) -> list[dict[str, Any]]:
+        """Recorded webhook events, oldest first: the columns of ``events``, body as bytes."""
+        cursor = self._db.execute(
+            "SELECT seq, delivery_id, event_key, event, batch_id, run_id, body, received_at "
+            "FROM events ORDER BY seq"
+        )
+        return [dict(r) for r in cursor]
+
     # --- writing: each method is one transaction ----------------------------
 
     def begin_batch(
@@ -221,8 +211,8 @@ class Journal:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO batches(batch_key, endpoint, status, body, size, created_at, "
-                "updated_at) VALUES (?, ?, 'submitting', ?, ?, ?, ?)",
-                (batch_key, endpoint, body, len(rows), now, now),
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (batch_key, endpoint, BatchState.SUBMITTING, body, len(rows), now, now),
             )
             db.executemany(
                 "INSERT INTO rows(row_key, fingerprint, sku, name, line, image_url, batch_key, "
@@ -254,8 +244,8 @@ class Journal:
         now = _now()
         with self._transaction() as db:
             db.execute(
-                "UPDATE batches SET status='submitting', updated_at=? WHERE batch_key=?",
-                (now, batch_key),
+                "UPDATE batches SET status=?, updated_at=? WHERE batch_key=?",
+                (BatchState.SUBMITTING, now, batch_key),
             )
             db.execute(
                 "UPDATE rows SET status='submitting', updated_at=? "
@@ -268,14 +258,14 @@ class Journal:
         now = _now()
         with self._transaction() as db:
             db.execute(
-                "UPDATE batches SET batch_id=?, status='submitted', message=NULL, updated_at=? "
+                "UPDATE batches SET batch_id=?, status=?, message=NULL, updated_at=? "
                 "WHERE batch_key=?",
-                (batch_id, now, batch_key),
+                (batch_id, BatchState.SUBMITTED, now, batch_key),
             )
             db.execute(
                 "UPDATE rows SET status='submitted', updated_at=? "
-                "WHERE batch_key=? AND status IN ('submitting', 'unknown')",
-                (now, batch_key),
+                "WHERE batch_key=? AND status IN (?, ?)",
+                (now, batch_key, *_IN_FLIGHT),
             )
             db.executemany(
                 "UPDATE rows SET run_id=? WHERE batch_key=? AND seq=?",
@@ -284,25 +274,27 @@ class Journal:
 
     def batch_unknown(self, batch_key: str, message: str) -> None:
         """The create may or may not have taken effect."""
-        self._set_batch(batch_key, "unknown", RowStatus.UNKNOWN, "create_outcome_unknown", message)
+        self._set_batch(
+            batch_key, BatchState.UNKNOWN, Status.UNKNOWN, "create_outcome_unknown", message
+        )
 
     def batch_not_created(self, batch_key: str, kind: str, message: str) -> None:
         """The create certainly did not take effect (4xx before creation, connect failure)."""
-        self._set_batch(batch_key, "not_created", RowStatus.NOT_SENT, kind, message)
+        self._set_batch(batch_key, BatchState.NOT_CREATED, Status.NOT_SUBMITTED, kind, message)
 
     def _set_batch(
-        self, batch_key: str, batch_status: str, row_status: str, kind: str, message: str
+        self, batch_key: str, state: BatchState, row_status: Status, kind: str, message: str
     ) -> None:
         now = _now()
         with self._transaction() as db:
             db.execute(
                 "UPDATE batches SET status=?, message=?, updated_at=? WHERE batch_key=?",
-                (batch_status, message, now, batch_key),
+                (state, message, now, batch_key),
             )
             db.execute(
                 "UPDATE rows SET status=?, error_kind=?, error_message=?, updated_at=? "
-                "WHERE batch_key=? AND status IN ('submitting', 'unknown')",
-                (row_status, kind, message, now, batch_key),
+                "WHERE batch_key=? AND status IN (?, ?)",
+                (row_status, kind, message, now, batch_key, *_IN_FLIGHT),
             )
 
     def rows_invalid(self, batch_key: str, rejected: dict[str, str]) -> None:
@@ -321,9 +313,8 @@ class Journal:
         now = _now()
         with self._transaction() as db:
             db.execute(
-                "UPDATE batches SET status='terminal', status_code=?, cost=?, updated_at=? "
-                "WHERE batch_id=?",
-                (status_code, cost, now, batch_id),
+                "UPDATE batches SET status=?, status_code=?, cost=?, updated_at=? WHERE batch_id=?",
+                (BatchState.TERMINAL, status_code, cost, now, batch_id),
             )
             db.executemany(
                 "UPDATE rows SET status=?, run_id=COALESCE(?, run_id), error_kind=?, "
@@ -357,27 +348,6 @@ class Journal:
                 (json.dumps(output_urls), final_url, _now(), row_key),
             )
 
-    # --- webhook events (runflow listen) --------------------------------------
-    # Kept in this one block on purpose: the table is created on first write, so
-    # journals written before it existed keep working and nothing above changes.
-    # Events are unique by delivery id (the unsigned Runflow-Request-Id without its
-    # attempt) AND by event key (what the signed body says: event + batch or run
-    # id), so neither a retry nor a replayed body with a new request id is recorded
-    # twice.
-
-    _EVENTS_SCHEMA = """
-    CREATE TABLE IF NOT EXISTS events (
-        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-        delivery_id TEXT UNIQUE,               -- NULL if the delivery carried no request id
-        event_key   TEXT NOT NULL UNIQUE,      -- e.g. batch.succeeded:<batch id>
-        event       TEXT NOT NULL,             -- e.g. batch.succeeded, run.failed
-        batch_id    TEXT,
-        run_id      TEXT,
-        body        BLOB NOT NULL,             -- the raw signed bytes, as received
-        received_at TEXT NOT NULL
-    )
-    """
-
     def record_event(
         self,
         delivery_id: str | None,
@@ -387,11 +357,16 @@ class Journal:
         run_id: str | None,
         body: bytes,
     ) -> bool:
-        """Record a verified webhook event; False if it was already recorded (by either key)."""
+        """Record a verified webhook event; False if it was already recorded.
+
+        Events are unique by delivery id (the unsigned Runflow-Request-Id without its
+        attempt) AND by event key (what the signed body says: event + batch or run
+        id), so neither a retry nor a replayed body with a new request id is recorded
+        twice.
+        """
         if not event_key or not event:
             raise ValueError("an event needs an event name and an event key")
         with self._transaction() as db:
-            db.execute(self._EVENTS_SCHEMA)
             cursor = db.execute(
                 "INSERT OR IGNORE INTO events(delivery_id, event_key, event, batch_id, run_id, "
                 "body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -399,38 +374,9 @@ class Journal:
             )
             return cursor.rowcount == 1
 
-    def events(self) -> list[dict[str, Any]]:
-        """Recorded webhook events, oldest first: the columns of ``events``, body as bytes."""
-        exists = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='events'"
-        ).fetchone()
-        if exists is None:
-            return []
-        cursor = self._db.execute(
-            "SELECT seq, delivery_id, event_key, event, batch_id, run_id, body, received_at "
-            "FROM events ORDER BY seq"
-        )
-        return [dict(r) for r in cursor]
-
 
 def _row(r: sqlite3.Row) -> RowRecord:
     values = dict(r)
     values.pop("updated_at", None)
     values["output_urls"] = json.loads(values["output_urls"] or "[]")
     return RowRecord(**values)
-
-
-def file_matches(path: Path, size: int | None, sha256: str | None) -> bool:
-    """True if ``path`` is a file with exactly the recorded size and SHA-256."""
-    if size is None or sha256 is None:
-        return False
-    try:
-        if path.stat().st_size != size:
-            return False
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return False
-    return digest.hexdigest() == sha256

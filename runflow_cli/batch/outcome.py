@@ -1,34 +1,29 @@
-"""What happened to each manifest row, and the exit code that follows."""
+"""What happened to each manifest row, why a run stopped sending, and the exit code that follows."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from runflow_cli.errors import ExitCode
 from runflow_cli.manifest import Item
+from runflow_cli.row_status import Status
+
+SettingLabel = Callable[[str, object], str]
+"""How a message names a setting the user can change: ``(name, value) -> text``."""
 
 
-class Status(StrEnum):
-    PENDING = "pending"
-    """Not finished: still queued, in flight, or interrupted."""
-    SUCCEEDED = "succeeded"
-    """Processed, and the final is on disk."""
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INVALID = "invalid"
-    """The server rejected the row (422); nothing was created for it."""
-    UNKNOWN = "unknown"
-    """Sent, but its fate is not known (lost create answer, polling gave up)."""
-    NOT_SUBMITTED = "not_submitted"
-    """Never sent: the run stopped first (no credits, bad key, API down)."""
-    DOWNLOAD_FAILED = "download_failed"
-    """Processed and paid for, but the final could not be saved; a rerun downloads it."""
-    DEFERRED = "deferred"
-    """Left for the next run by a guardrail you set (--max-items, --max-cost)."""
+def library_label(name: str, value: object) -> str:
+    """The library's own way to name a setting in a message: ``max_cost=20``.
+
+    The command line passes its flags instead (``--max-cost 20``).
+    """
+    return f"{name}={value}"
 
 
 @dataclass
@@ -44,7 +39,45 @@ class Outcome:
     size: int | None = None
     sha256: str | None = None
     export_path: Path | None = None
-    """The marketplace export beside the final (``--export``/``--preset``), if one was made."""
+    """The marketplace export beside the final, if one was made."""
+
+    def mark(self, status: Status, kind: str | None, message: str | None) -> None:
+        self.status, self.error_kind, self.error_message = status, kind, message
+
+
+class StopKind(StrEnum):
+    """Why a run stopped creating batches (those in flight still finish)."""
+
+    AUTH = "auth"
+    CREDITS = "credits"
+    API_FAILING = "api_failing"
+    MAX_COST = "max_cost"
+    MAX_FAILURE_RATE = "max_failure_rate"
+
+
+@dataclass(frozen=True, slots=True)
+class StopReason:
+    kind: StopKind
+    detail: str = ""
+    """For the API's reasons: its error, as raised."""
+    limit: Decimal | float | None = None
+    """For a guardrail: the limit that was set."""
+    spent: Decimal = Decimal(0)
+    failed: int = 0
+    finished: int = 0
+
+    def describe(self, label: SettingLabel = library_label) -> str:
+        """One sentence for people; ``label`` names the setting that stopped it."""
+        if self.kind is StopKind.MAX_COST:
+            return f"{label('max_cost', self.limit)} reached (reported {self.spent:.6f})"
+        if self.kind is StopKind.MAX_FAILURE_RATE:
+            return (
+                f"{label('max_failure_rate', self.limit)}: {self.failed} of {self.finished} "
+                "finished items failed"
+            )
+        if self.kind is StopKind.API_FAILING:
+            return f"the API kept failing: {self.detail}"
+        return self.detail
 
 
 @dataclass
@@ -54,7 +87,10 @@ class RunResult:
     cost: Decimal = Decimal(0)
     interrupted: str | None = None
     """``"SIGINT"`` or ``"SIGTERM"`` if the run was interrupted."""
+    stop: StopReason | None = None
+    """Why the run stopped creating batches, if it did."""
     stopped_reason: str | None = None
+    """:attr:`stop` described in the run's wording, for reports and summaries."""
     severities: set[ExitCode] = field(default_factory=set)
 
     def add_severity(self, code: ExitCode) -> None:
@@ -62,6 +98,19 @@ class RunResult:
 
     def counts(self) -> Counter[str]:
         return Counter(o.status.value for o in self.outcomes)
+
+    def summary(self) -> dict[str, Any]:
+        """Totals, as the report's ``summary`` and ``--json`` carry them."""
+        counts = self.counts()
+        return {
+            "total": len(self.outcomes),
+            **{status: counts[status] for status in sorted(counts)},
+            "cost": f"{self.cost:.6f}",
+            "batches": list(self.batch_ids),
+            "exit_code": int(self.exit_code),
+            "stopped_reason": self.stopped_reason,
+            "interrupted": self.interrupted,
+        }
 
     @property
     def exit_code(self) -> ExitCode:

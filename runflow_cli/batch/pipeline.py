@@ -1,35 +1,27 @@
-"""Submit -> poll -> download, for a run's plan, with every step journalled.
+"""Submit -> poll (or hear a webhook) -> download, for one run's plan.
 
-The pipeline never prints. It reports what happens through ``on_event``
-(always called from the thread that called :meth:`Pipeline.run`) and returns a
-:class:`RunResult` with one :class:`Outcome` per manifest row.
-
-Each journal write and the action it guards run inside ``critical()`` so that
-Ctrl-C or SIGTERM cannot fall between them (see :mod:`runflow_cli.interrupts`).
+The loop that drives the run's parts: a :class:`~runflow_cli.batch.submit.Submitter`
+creates batches, a :class:`~runflow_cli.batch.schedule.PollSchedule` says when
+to poll each, a :class:`~runflow_cli.batch.downloads.Fetcher` saves finals, and
+a :class:`~runflow_cli.batch.ledger.Ledger` keeps what became of every row and
+the guardrails. The pipeline never prints: it reports through ``on_event``
+(always from the thread that called :meth:`Pipeline.run`) and returns a
+:class:`~runflow_cli.batch.outcome.RunResult`.
 """
 
 from __future__ import annotations
 
-import json
 import queue
-import statistics
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from runflow_cli.api.answers import count, match_entry, money, row_result
-from runflow_cli.api.client import (
-    DEFAULT_MODEL,
-    RunflowClient,
-    is_terminal_batch,
-    new_idempotency_key,
-)
+from runflow_cli.api.answers import BatchView, ItemView
+from runflow_cli.api.client import RunflowClient
 from runflow_cli.batch.downloads import Fetcher
 from runflow_cli.batch.events import (
     BatchFinished,
@@ -37,136 +29,127 @@ from runflow_cli.batch.events import (
     BatchProgress,
     BatchSubmitted,
     Event,
-    ItemFailed,
     Notice,
-    RowsSkipped,
 )
 from runflow_cli.batch.interrupts import Terminated
-from runflow_cli.batch.journal import Journal, RowResult, RowStatus, fingerprint, row_key
-from runflow_cli.batch.outcome import Outcome, RunResult, Status
-from runflow_cli.batch.plan import Known, Plan
-from runflow_cli.errors import (
-    APIConnectionError,
-    APIError,
-    AuthenticationError,
-    CreateOutcomeUnknownError,
-    ExitCode,
-    InsufficientCreditsError,
-    RequestValidationError,
-    RunflowError,
-)
+from runflow_cli.batch.journal import Journal, RowResult
+from runflow_cli.batch.ledger import Ledger
+from runflow_cli.batch.options import BatchOptions
+from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
+from runflow_cli.batch.plan import Plan
+from runflow_cli.batch.schedule import PollSchedule, Timing
+from runflow_cli.batch.submit import Created, NotCreated, Planned, Rejected, Submitter, plan_batches
+from runflow_cli.errors import APIConnectionError, APIError, AuthenticationError, ExitCode
 from runflow_cli.files.download import Downloader
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
-
-MAX_BATCH_SIZE = 100
-
-
-@dataclass
-class PipelineOptions:
-    out_dir: Path
-    batch_size: int = MAX_BATCH_SIZE
-    max_in_flight: int = 20
-    poll_interval: float = 1.0
-    """First wait before a batch is polled (until a batch of this run has finished, then
-    about as long as batches took); grows x1.5 while nothing changes."""
-    max_poll_interval: float = 20.0
-    download_workers: int = 16
-    keep_intermediates: bool = False
-    max_poll_failures: int = 5
-    """Polls of one batch that may fail in a row (each after the client's own retries)."""
-    model: str = DEFAULT_MODEL
-    max_items: int | None = None
-    """Send at most this many rows this run; the rest are left for the next."""
-    max_cost: Decimal | None = None
-    """Stop submitting once the cost the API reported this run reaches this."""
-    max_failure_rate: float | None = None
-    """Stop submitting once more than this share of finished items failed."""
-    endpoint: str | None = None
-    """What the journal records batches against; defaults to the client's base URL."""
-    callback_url: str | None = None
-    """Sent with every create: where the service POSTs the terminal batch."""
+from runflow_cli.row_status import Status
 
 
 @dataclass
-class _Planned:
-    number: int
-    rows: dict[int, Item]
-    """sequence_index -> the row sent at that position."""
-    key: str | None = None
-    """For a resubmit: the key it was first sent with (so the API can dedupe)."""
-    body: dict[str, Any] | None = None
-    """For a resubmit: the exact body first sent."""
+class Inbox:
+    """Verified webhook bodies for the pipeline; whoever puts one there wakes it."""
+
+    events: queue.SimpleQueue[dict[str, Any]] = field(default_factory=queue.SimpleQueue)
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def put(self, event: dict[str, Any]) -> None:
+        self.events.put(event)
+        self.wake.set()
 
 
 @dataclass
-class _InFlight:
+class Flight:
+    """A batch created and not yet settled."""
+
     batch_id: str
     number: int
     rows: dict[int, Item]
-    interval: float
-    due: float
+    """sequence_index -> the row sent at that position."""
+    timing: Timing
     counts: tuple[int, int, int] = (0, 0, 0)
     failures: int = 0
     by_run_id: dict[str, Item] = field(default_factory=dict)
-    submitted_at: float | None = None
-    """When this run created it; None for a batch resumed from an earlier run."""
 
-
-def plan_batches(items: list[Item], batch_size: int, first_number: int = 1) -> list[_Planned]:
-    """Split items into batches in manifest order; the split is deterministic."""
-    return [
-        _Planned(first_number + n, dict(enumerate(items[start : start + batch_size])))
-        for n, start in enumerate(range(0, len(items), batch_size))
-    ]
+    def match(self, entry: ItemView) -> Item | None:
+        """The row an answer's entry is about: by sequence_index, else run_id, else client_ref."""
+        if entry.sequence_index is not None and entry.sequence_index in self.rows:
+            return self.rows[entry.sequence_index]
+        if entry.run_id in self.by_run_id:
+            return self.by_run_id[entry.run_id]
+        ref = entry.client_ref
+        matches = [i for i in self.rows.values() if ref is not None and i.client_ref == ref]
+        return matches[0] if len(matches) == 1 else None
 
 
 class Pipeline:
-    """Runs a plan through the batch API and saves each final."""
+    """Runs one plan through the batch API and saves each final. Use once."""
 
     def __init__(
         self,
         client: RunflowClient,
         downloader: Downloader,
         journal: Journal,
-        options: PipelineOptions,
+        folder: OutputFolder,
+        options: BatchOptions,
+        items: list[Item],
         *,
+        endpoint: str | None = None,
+        callback_url: str | None = None,
         on_event: Callable[[Event], None] = lambda event: None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         critical: Callable[[], AbstractContextManager[Any]] = nullcontext,
-        events: queue.SimpleQueue[dict[str, Any]] | None = None,
-        wake: threading.Event | None = None,
+        inbox: Inbox | None = None,
+        label: SettingLabel = library_label,
     ) -> None:
-        """``events`` are verified webhook bodies (``batch --listen``); whoever puts one
-        there sets ``wake``. Without them, batches are polled."""
+        """``inbox`` holds verified webhook bodies (with ``listen``); without it, batches
+        are only polled. ``endpoint`` is what the journal records batches against
+        (default: the client's base URL)."""
         self._client = client
-        self._events = events
-        self._wake = wake or threading.Event()
         self._journal = journal
+        self._folder = folder
         self._options = options
         self._emit = on_event
-        self._clock = clock
         self._sleep = sleep
         self._critical = critical
+        self._inbox = inbox
+        self._wake = inbox.wake if inbox is not None else threading.Event()
+        self._schedule = PollSchedule(options.poll_interval, options.max_poll_interval, clock)
+        self._submitter = Submitter(
+            client,
+            journal,
+            model=options.model,
+            endpoint=endpoint or client.base_url,
+            callback_url=callback_url,
+            critical=critical,
+            label=label,
+        )
         self._fetcher = Fetcher(
             downloader,
             journal,
             client,
-            options.out_dir,
+            folder,
             options.download_workers,
             keep_intermediates=options.keep_intermediates,
             on_event=on_event,
             critical=critical,
             wake=self._wake,
+            clock=clock,
         )
+        self._ledger = Ledger(
+            items,
+            max_items=options.max_items,
+            max_cost=options.max_cost,
+            max_failure_rate=options.max_failure_rate,
+            label=label,
+            emit=on_event,
+        )
+        self._in_flight: dict[str, Flight] = {}
+        self._pending: deque[Planned] = deque()
 
-    def run(self, items: list[Item], plan: Plan) -> RunResult:
-        self._result = result = RunResult(outcomes=[Outcome(item) for item in items])
-        self._in_flight: dict[str, _InFlight] = {}
-        self._pending: deque[_Planned] = deque()
-        self._stop_reason: str | None = None
-        self._finished = [0, 0]  # items this run: [finished, failed]
-        self._durations: list[float] = []
+    def run(self, plan: Plan) -> RunResult:
+        result = self._ledger.result
         try:
             with self._fetcher:
                 self._start(plan)
@@ -174,80 +157,37 @@ class Pipeline:
         except KeyboardInterrupt as interrupt:
             result.interrupted = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
             self._fetcher.interrupt()
-        result.stopped_reason = self._stop_reason
         return result
 
-    # --- setting out ----------------------------------------------------------
-
     def _start(self, plan: Plan) -> None:
+        """Take up what earlier runs left, then queue this run's new batches."""
+        ledger = self._ledger
         batch_ids = {b.batch_key: b.batch_id for b in self._journal.batches()}
-        for known in plan.done:
-            outcome = self._known(known, batch_ids)
-            outcome.status = Status.SUCCEEDED
-            outcome.output_path = self._options.out_dir / (known.record.output_path or "")
-            outcome.size, outcome.sha256 = known.record.size, known.record.sha256
-        if plan.done:
-            self._emit(RowsSkipped("succeeded", len(plan.done), "already done"))
-        for known in plan.held:
-            record = known.record
-            _mark(
-                self._known(known, batch_ids),
-                Status(record.status),
-                record.error_kind,
-                f"{record.error_message} (not retried: --no-retry-failed)",
-            )
-        if plan.held:
-            self._emit(RowsSkipped("failed", len(plan.held), "failed before, not retried"))
-        for key, rows in plan.unknown.items():
-            message = _unknown_message(key)
-            for known in rows:
-                _mark(
-                    self._known(known, batch_ids), Status.UNKNOWN, "create_outcome_unknown", message
-                )
-            self._emit(RowsSkipped("unknown", len(rows), message))
+        ledger.settle_from_plan(plan, batch_ids, self._folder)
         for known in plan.download:
-            outcome = self._known(known, batch_ids)
-            self._fetcher.fetch(
-                outcome, known.record.final_url, known.record.output_urls, known.record.seq
-            )
+            outcome = ledger.known(known, batch_ids)
+            self._fetcher.fetch(outcome, known.record.output_urls, known.record.seq)
         for number, (batch_id, rows) in enumerate(plan.resume.items(), start=1):
-            seqs = {k.record.seq: k.item for k in rows if k.record.seq is not None}
             for known in rows:
-                self._known(known, batch_ids)
-            self._in_flight[batch_id] = _InFlight(
+                ledger.known(known, batch_ids)
+            self._in_flight[batch_id] = Flight(
                 batch_id,
                 number,
-                seqs,
-                self._options.poll_interval,
-                due=0.0,
+                {k.record.seq: k.item for k in rows if k.record.seq is not None},
+                self._schedule.resumed(),
                 by_run_id={k.record.run_id: k.item for k in rows if k.record.run_id},
             )
-            self._result.batch_ids.append(batch_id)
+            ledger.result.batch_ids.append(batch_id)
             self._emit(BatchSubmitted(number, batch_id, len(rows), resumed=True))
         number = len(plan.resume)
         for key, rows in plan.resubmit.items():
             number += 1
             seqs = {k.record.seq: k.item for k in rows if k.record.seq is not None}
-            body = self._journal.batch_body(key)
-            self._pending.append(_Planned(number, seqs, key=key, body=body))
-        process = plan.process
-        if self._options.max_items is not None and len(process) > self._options.max_items:
-            left = process[self._options.max_items :]
-            process = process[: self._options.max_items]
-            note = f"left for the next run (--max-items {self._options.max_items})"
-            for item in left:
-                _mark(self._result.outcomes[item.index], Status.DEFERRED, "max_items", note)
-            self._emit(RowsSkipped("deferred", len(left), note))
+            self._pending.append(Planned(number, seqs, key=key, body=self._journal.batch_body(key)))
+        process = ledger.within_max_items(plan.process)
         self._pending.extend(plan_batches(process, self._options.batch_size, number + 1))
 
-    def _known(self, known: Known, batch_ids: dict[str, str | None]) -> Outcome:
-        outcome = self._result.outcomes[known.item.index]
-        outcome.batch_id = batch_ids.get(known.record.batch_key or "")
-        outcome.run_id = known.record.run_id
-        outcome.final_url = known.record.final_url
-        return outcome
-
-    # --- the loop ---------------------------------------------------------------
+    # --- the loop ---------------------------------------------------------------------
 
     def _loop(self) -> None:
         while self._pending or self._in_flight or self._fetcher.busy:
@@ -256,13 +196,11 @@ class Pipeline:
             self._wait()
 
     def _wait(self) -> None:
-        if self._in_flight:
-            timeout = max(0.0, min(f.due for f in self._in_flight.values()) - self._clock())
-        elif self._pending:
-            timeout = 0.0
-        else:
-            timeout = 1.0  # only downloads left: woken as soon as one ends
-        if self._events is not None or self._fetcher.busy:
+        timeout = self._schedule.next_due(f.timing for f in self._in_flight.values())
+        if timeout is None:
+            # Nothing to poll: send at once, or wait for a download (which wakes us).
+            timeout = 0.0 if self._pending else 1.0
+        if self._inbox is not None or self._fetcher.busy:
             # Woken early by a finished download or an arriving webhook.
             self._wake.wait(timeout)
             self._wake.clear()
@@ -273,157 +211,86 @@ class Pipeline:
 
     def _take_webhooks(self) -> None:
         """A verified terminal event carries the whole batch: finish it without a poll."""
-        while self._events is not None and not self._events.empty():
-            event = self._events.get_nowait()
-            flight = self._in_flight.get(str(event.get("id")))
-            if flight is None or not str(event.get("event", "")).startswith("batch."):
+        while self._inbox is not None and not self._inbox.events.empty():
+            event = BatchView.parse(self._inbox.events.get_nowait())
+            flight = self._in_flight.get(str(event.id))
+            if flight is None or not (event.event or "").startswith("batch."):
                 continue
             if not self._finish(flight, event):
-                flight.due = self._clock()  # an event without output: ask the API
+                self._schedule.poll_now(flight.timing)  # an event without output: ask the API
 
-    # --- submitting ---------------------------------------------------------------
+    # --- submitting -------------------------------------------------------------------
 
     def _submit_while_room(self) -> None:
+        ledger = self._ledger
         while (
             self._pending
-            and self._stop_reason is None
+            and not ledger.stopped
             and len(self._in_flight) < self._options.max_in_flight
         ):
             self._submit(self._pending.popleft())
-        if self._stop_reason is not None:
-            while self._pending:
-                planned = self._pending.popleft()
-                for item in planned.rows.values():
-                    _mark(
-                        self._result.outcomes[item.index],
-                        Status.DEFERRED,
-                        "stopped",
-                        f"not sent: {self._stop_reason}; left for the next run",
-                    )
-                self._emit(
-                    BatchNotCreated(planned.number, len(planned.rows), "stopped", len(planned.rows))
-                )
+        while ledger.stopped and self._pending:
+            planned = self._pending.popleft()
+            ledger.deferred(planned.rows.values())
+            size = len(planned.rows)
+            self._emit(BatchNotCreated(planned.number, size, "stopped", size))
 
-    def _submit(self, planned: _Planned) -> None:
-        key = planned.key or new_idempotency_key()
-        if planned.body is not None:
-            inputs, metadata = planned.body["input"], planned.body.get("metadata")
-        else:
-            inputs = [planned.rows[seq].api_input() for seq in sorted(planned.rows)]
-            metadata = {"runflow_cli_key": key}
-        with self._critical():
-            if planned.key:
-                self._journal.resubmitting(key)
-            else:
-                body = json.dumps({"input": inputs, "metadata": metadata}, separators=(",", ":"))
-                model = self._options.model
-                rows = [(item, fingerprint(item, model), seq) for seq, item in planned.rows.items()]
-                target = self._options.endpoint or self._client.base_url
-                self._journal.begin_batch(key, target, body, rows)
-            try:
-                batch = self._client.create_batch(
-                    inputs,
-                    metadata=metadata,
-                    callback_url=self._options.callback_url,
-                    idempotency_key=key,
-                )
-            except RequestValidationError as exc:
-                self._rejected(planned, key, exc)
-                return
-            except CreateOutcomeUnknownError as exc:
-                message = f"{exc.message} {_unknown_message(key)}"
-                self._journal.batch_unknown(key, message)
-                self._not_created(planned, Status.UNKNOWN, "create_outcome_unknown", message)
-                return
-            except (APIError, APIConnectionError) as exc:
-                # Certainly not created: a 4xx before creation, or the server never reached.
-                kind = _kind(exc)
-                self._journal.batch_not_created(key, kind, str(exc))
-                self._stop_submitting(exc)
-                self._not_created(planned, Status.NOT_SUBMITTED, kind, exc.message)
-                return
-            batch_id = str(batch["id"])
-            run_ids = {
-                int(e["sequence_index"]): str(e["run_id"])
-                for e in batch.get("items") or []
-                if isinstance(e.get("sequence_index"), int) and e.get("run_id")
-            }
-            self._journal.batch_created(key, batch_id, run_ids)
-            # In memory too before the critical section ends: a held Ctrl-C lands after it.
-            flight = _InFlight(
-                batch_id,
-                planned.number,
-                planned.rows,
-                self._options.poll_interval,
-                due=self._clock() + self._first_wait(),
-                by_run_id={run_ids[s]: item for s, item in planned.rows.items() if s in run_ids},
-                submitted_at=self._clock(),
+    def _submit(self, planned: Planned) -> None:
+        submission = self._submitter.submit(planned, lambda c: self._created(planned, c))
+        size, ledger = len(planned.rows), self._ledger
+        if isinstance(submission, Created):
+            self._emit(BatchSubmitted(planned.number, submission.batch_id, size))
+        elif isinstance(submission, NotCreated):
+            if submission.error is not None:
+                ledger.stop_for(submission.error)
+            ledger.not_sent(
+                planned.rows.values(), submission.status, submission.kind, submission.message
             )
-            self._in_flight[batch_id] = flight
-            self._result.batch_ids.append(batch_id)
-            for seq, item in planned.rows.items():
-                outcome = self._result.outcomes[item.index]
-                outcome.batch_id, outcome.run_id = batch_id, run_ids.get(seq)
-                outcome.status = Status.PENDING
-        self._emit(BatchSubmitted(planned.number, batch_id, len(planned.rows)))
-
-    def _stop_submitting(self, exc: APIError | APIConnectionError) -> None:
-        if isinstance(exc, AuthenticationError | InsufficientCreditsError):
-            self._result.add_severity(exc.exit_code)
-            self._stop_reason = f"{exc.message} ({exc.code or exc.status})"
+            self._emit(BatchNotCreated(planned.number, size, submission.kind, size))
         else:
-            self._result.add_severity(ExitCode.API_UNREACHABLE)
-            self._stop_reason = f"the API kept failing: {exc}"
+            self._rejected(planned, submission)
 
-    def _rejected(self, planned: _Planned, key: str, exc: RequestValidationError) -> None:
+    def _created(self, planned: Planned, created: Created) -> None:
+        """Inside the create's critical section: a held Ctrl-C still sees it in flight."""
+        by_run_id = {
+            created.run_ids[seq]: item
+            for seq, item in planned.rows.items()
+            if seq in created.run_ids
+        }
+        self._in_flight[created.batch_id] = Flight(
+            created.batch_id,
+            planned.number,
+            planned.rows,
+            self._schedule.created(),
+            by_run_id=by_run_id,
+        )
+        self._ledger.result.batch_ids.append(created.batch_id)
+        for seq, item in planned.rows.items():
+            outcome = self._ledger[item]
+            outcome.batch_id, outcome.run_id = created.batch_id, created.run_ids.get(seq)
+            outcome.status = Status.PENDING
+
+    def _rejected(self, planned: Planned, rejected: Rejected) -> None:
         """A 422 created nothing: report the rows it names, resend the rest."""
-        named: dict[int, list[str]] = {}
-        for error in exc.errors:
-            loc = list(error.get("loc") or [])
-            index = loc[2] if len(loc) >= 3 and loc[:2] == ["body", "input"] else None
-            if isinstance(index, int) and index in planned.rows:
-                where = ".".join(str(p) for p in loc[3:])
-                msg = str(error.get("msg") or "invalid")
-                named.setdefault(index, []).append(f"{where}: {msg}" if where else msg)
-        self._result.add_severity(ExitCode.INVALID_INPUT)
-        if not named:
-            detail = "; ".join(
-                f"{'.'.join(str(p) for p in e.get('loc') or [])}: {e.get('msg')}"
-                for e in exc.errors
-            )
-            message = f"the server rejected the batch: {detail}"
-            self._journal.rows_invalid(key, {row_key(i): message for i in planned.rows.values()})
-            self._journal.batch_not_created(key, "rejected", message)
-            self._not_created(planned, Status.INVALID, "rejected", message)
+        ledger, size = self._ledger, len(planned.rows)
+        ledger.result.add_severity(ExitCode.INVALID_INPUT)
+        if rejected.message is not None:
+            ledger.not_sent(planned.rows.values(), Status.INVALID, "rejected", rejected.message)
+            self._emit(BatchNotCreated(planned.number, size, "rejected", size))
             return
-        messages = {seq: "; ".join(m) for seq, m in named.items()}
-        self._journal.rows_invalid(key, {row_key(planned.rows[s]): m for s, m in messages.items()})
-        self._journal.batch_not_created(key, "rejected", "rejected by the server (422)")
-        keep: list[Item] = []
-        for seq, item in sorted(planned.rows.items()):
-            if seq in messages:
-                outcome = self._result.outcomes[item.index]
-                _mark(outcome, Status.INVALID, "rejected", messages[seq])
-                self._emit(ItemFailed(outcome))
-            else:
-                keep.append(item)
-        self._emit(BatchNotCreated(planned.number, len(planned.rows), "rejected", len(named)))
-        if keep:
-            self._pending.appendleft(_Planned(planned.number, dict(enumerate(keep))))
+        for seq, message in sorted(rejected.named.items()):
+            ledger.failed(planned.rows[seq], Status.INVALID, "rejected", message)
+        self._emit(BatchNotCreated(planned.number, size, "rejected", len(rejected.named)))
+        if rejected.resend is not None:
+            self._pending.appendleft(rejected.resend)
 
-    def _not_created(self, planned: _Planned, status: Status, kind: str, message: str) -> None:
-        for item in planned.rows.values():
-            _mark(self._result.outcomes[item.index], status, kind, message)
-        self._emit(BatchNotCreated(planned.number, len(planned.rows), kind, len(planned.rows)))
-
-    # --- polling ----------------------------------------------------------------
+    # --- polling ----------------------------------------------------------------------
 
     def _poll_due(self) -> None:
-        now = self._clock()
-        for flight in [f for f in self._in_flight.values() if f.due <= now]:
+        for flight in [f for f in self._in_flight.values() if self._schedule.is_due(f.timing)]:
             self._poll(flight)
 
-    def _poll(self, flight: _InFlight) -> None:
+    def _poll(self, flight: Flight) -> None:
         try:
             batch = self._client.get_batch(flight.batch_id)
         except (APIError, APIConnectionError) as exc:
@@ -434,170 +301,62 @@ class Pipeline:
             ):
                 self._give_up(flight, exc)
             else:
-                self._reschedule(flight, changed=False)
+                self._schedule.polled(flight.timing, changed=False)
             return
         flight.failures = 0
-        if is_terminal_batch(batch) and self._finish(flight, batch):
+        if batch.terminal and self._finish(flight, batch):
             return
-        counts = (
-            count(batch, "items_succeeded"),
-            count(batch, "items_failed"),
-            count(batch, "items_cancelled"),
-        )
-        changed = counts != flight.counts
-        flight.counts = counts
+        changed = batch.progress != flight.counts
+        flight.counts = batch.progress
         if changed:
-            total = count(batch, "items_total") or len(flight.rows)
-            self._emit(BatchProgress(flight.batch_id, *counts, total))
-        self._reschedule(flight, changed)
+            total = batch.total or len(flight.rows)
+            self._emit(BatchProgress(flight.batch_id, *batch.progress, total))
+        self._schedule.polled(flight.timing, changed)
 
-    def _reschedule(self, flight: _InFlight, changed: bool) -> None:
-        options = self._options
-        if changed:
-            interval = options.poll_interval
-        else:
-            interval = min(flight.interval * 1.5, options.max_poll_interval)
-        expected = self._expected_duration()
-        started = flight.submitted_at
-        if (
-            expected is not None
-            and started is not None
-            and self._clock() - started >= 0.9 * expected
-        ):
-            # Past the time batches like it took: look again soon, but no more
-            # often than a tenth of that time.
-            interval = min(interval, max(0.1 * expected, options.poll_interval / 4))
-        flight.interval = interval
-        flight.due = self._clock() + interval
-
-    def _first_wait(self) -> float:
-        """Before a new batch's first poll: about as long as earlier batches took."""
-        expected = self._expected_duration()
-        base = self._options.poll_interval
-        return max(base, 0.9 * expected) if expected is not None else base
-
-    def _expected_duration(self) -> float | None:
-        """The median time this run's last batches took from create to terminal."""
-        recent = self._durations[-20:]
-        return statistics.median(recent) if recent else None
-
-    def _give_up(self, flight: _InFlight, exc: RunflowError) -> None:
+    def _give_up(self, flight: Flight, exc: APIError | APIConnectionError) -> None:
         del self._in_flight[flight.batch_id]
-        self._result.add_severity(exc.exit_code)
+        self._ledger.result.add_severity(exc.exit_code)
         message = (
             f"could not poll batch {flight.batch_id}: {exc}; run the same command again to resume"
         )
         for item in flight.rows.values():
-            outcome = self._result.outcomes[item.index]
-            if outcome.status == Status.PENDING:
-                _mark(outcome, Status.UNKNOWN, "poll_failed", message)
+            if self._ledger[item].status == Status.PENDING:
+                self._ledger[item].mark(Status.UNKNOWN, "poll_failed", message)
         self._emit(Notice(f"gave up polling batch {flight.batch_id}: {exc}"))
 
-    def _finish(self, flight: _InFlight, batch: dict[str, Any]) -> bool:
+    # --- settling ---------------------------------------------------------------------
+
+    def _finish(self, flight: Flight, batch: BatchView) -> bool:
         """Record a terminal batch and start its downloads. False if its output is not there yet."""
-        output = batch.get("output")
-        entries = output.get("items") if isinstance(output, dict) else None
-        if not isinstance(entries, list):
+        if batch.items is None:
             return False
-        matched = [
-            (item, entry)
-            for entry in entries
-            if (item := match_entry(flight.rows, flight.by_run_id, entry)) is not None
-        ]
-        results = [row_result(item, entry) for item, entry in matched]
-        cost = batch.get("cost")
+        matched = [(item, entry) for entry in batch.items if (item := flight.match(entry))]
+        results = [RowResult.of(item, entry) for item, entry in matched]
         with self._critical():
-            self._journal.batch_terminal(
-                flight.batch_id, str(batch.get("status_code")), cost, results
-            )
+            self._journal.batch_terminal(flight.batch_id, batch.status, batch.cost, results)
         del self._in_flight[flight.batch_id]
-        if flight.submitted_at is not None:
-            now = self._clock()
-            took = now - flight.submitted_at
-            self._durations.append(took)
-            # Batches sent about when this one was are probably done too: ask now
-            # rather than at their next (growing) interval (with webhooks, wait for theirs).
-            wave = flight.submitted_at + 0.25 * took
-            for other in self._in_flight.values() if self._events is None else ():
-                if other.submitted_at is not None and other.submitted_at <= wave:
-                    other.due = min(other.due, now)
-        self._result.cost += money(cost)
+        # With webhooks, the other batches' own events are coming: no polls brought forward.
+        wave = [f.timing for f in self._in_flight.values()] if self._inbox is None else []
+        self._schedule.finished(flight.timing, wave)
+        ledger = self._ledger
+        ledger.spent(batch.spent)
         seen = set()
         for (item, entry), result in zip(matched, results, strict=True):
             seen.add(item.index)
-            self._settle(self._result.outcomes[item.index], entry, result)
+            if ledger.settle(item, result):
+                self._fetcher.fetch(ledger[item], result.output_urls, entry.sequence_index)
         for item in flight.rows.values():
             if item.index not in seen:
-                outcome = self._result.outcomes[item.index]
-                _mark(
-                    outcome,
-                    Status.UNKNOWN,
-                    "missing_from_output",
-                    f"batch {flight.batch_id} finished without this item in its output",
-                )
-                self._emit(ItemFailed(outcome))
+                missing = f"batch {flight.batch_id} finished without this item in its output"
+                ledger.failed(item, Status.UNKNOWN, "missing_from_output", missing)
         self._emit(
             BatchFinished(
                 flight.batch_id,
-                str(batch.get("status_code")),
-                cost,
-                succeeded=count(batch, "items_succeeded"),
+                batch.status,
+                batch.cost,
+                succeeded=batch.succeeded,
                 total=len(flight.rows),
             )
         )
-        self._check_guardrails()
+        ledger.check_guardrails()
         return True
-
-    def _settle(self, outcome: Outcome, entry: dict[str, Any], result: RowResult) -> None:
-        outcome.run_id = result.run_id or outcome.run_id
-        self._finished[0] += 1
-        if result.status == RowStatus.SUCCEEDED and result.final_url:
-            outcome.final_url = result.final_url
-            self._fetcher.fetch(
-                outcome, result.final_url, result.output_urls, entry.get("sequence_index")
-            )
-            return
-        self._finished[1] += 1
-        status = Status.CANCELLED if result.status == RowStatus.CANCELLED else Status.FAILED
-        _mark(outcome, status, result.error_kind, result.error_message)
-        self._emit(ItemFailed(outcome))
-
-    def _check_guardrails(self) -> None:
-        options, (finished, failed) = self._options, self._finished
-        if self._stop_reason is not None:
-            return
-        if options.max_cost is not None and self._result.cost >= options.max_cost:
-            self._stop_reason = (
-                f"--max-cost {options.max_cost} reached (reported {self._result.cost:.6f})"
-            )
-        elif (
-            options.max_failure_rate is not None
-            and finished
-            and failed / finished > options.max_failure_rate
-        ):
-            self._stop_reason = (
-                f"--max-failure-rate {options.max_failure_rate}: {failed} of {finished} "
-                "finished items failed"
-            )
-        if self._stop_reason is not None:
-            self._emit(Notice(f"stopped submitting: {self._stop_reason}"))
-
-
-def _unknown_message(key: str) -> str:
-    return (
-        f"The create's answer was lost, so the batch may exist (and be charged). Its key is {key}: "
-        f"look for a batch with metadata runflow_cli_key={key}. A rerun does not send it again; "
-        "add --resubmit-unknown to resend it with the same key."
-    )
-
-
-def _mark(outcome: Outcome, status: Status, kind: str | None, message: str | None) -> None:
-    outcome.status = status
-    outcome.error_kind = kind
-    outcome.error_message = message
-
-
-def _kind(exc: APIError | APIConnectionError) -> str:
-    if isinstance(exc, APIError):
-        return (exc.code or f"http_{exc.status}").lower()
-    return "api_unreachable"

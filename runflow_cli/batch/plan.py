@@ -9,15 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runflow_cli.batch.journal import (
-    BatchRecord,
-    RowRecord,
-    RowStatus,
-    file_matches,
-    fingerprint,
-    row_key,
-)
+from runflow_cli.batch.journal import BatchRecord, RowRecord, fingerprint, row_key
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
+from runflow_cli.row_status import Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +57,13 @@ def make_plan(
     records: dict[str, RowRecord],
     batches: list[BatchRecord],
     *,
-    out_dir: Path,
+    folder: OutputFolder,
     model: str,
     endpoint: str,
     force: bool = False,
     retry_failed: bool = True,
     resubmit_unknown: bool = False,
-    file_ok: Callable[[Path, int | None, str | None], bool] = file_matches,
+    file_ok: Callable[[Path, int | None, str | None], bool] | None = None,
 ) -> Plan:
     """Sort every manifest row into exactly one of the plan's lists.
 
@@ -77,6 +72,7 @@ def make_plan(
     their rows are processed again.
     """
     plan = Plan()
+    file_ok = file_ok or folder.matches
     batch_by_key = {b.batch_key: b for b in batches}
     for item in items:
         record = records.get(row_key(item))
@@ -88,20 +84,20 @@ def make_plan(
         if batch is not None and batch.endpoint != endpoint:
             batch = None
         status = record.status
-        if status == RowStatus.SUCCEEDED:
-            path = out_dir / record.output_path if record.output_path else None
+        if status == Status.SUCCEEDED:
+            path = folder.path(record.output_path) if record.output_path else None
             if path is not None and file_ok(path, record.size, record.sha256):
                 plan.done.append(known)
             elif batch is not None:
                 plan.download.append(known)
             else:
                 plan.process.append(item)
-        elif status == RowStatus.SUBMITTED and batch is not None and batch.batch_id:
+        elif status == Status.SUBMITTED and batch is not None and batch.batch_id:
             plan.resume.setdefault(batch.batch_id, []).append(known)
-        elif status in (RowStatus.SUBMITTING, RowStatus.UNKNOWN) and batch is not None:
+        elif status in (Status.SUBMITTING, Status.UNKNOWN) and batch is not None:
             target = plan.resubmit if resubmit_unknown else plan.unknown
             target.setdefault(batch.batch_key, []).append(known)
-        elif status in (RowStatus.FAILED, RowStatus.CANCELLED) and not retry_failed:
+        elif status in (Status.FAILED, Status.CANCELLED) and not retry_failed:
             plan.held.append(known)
         else:
             plan.process.append(item)

@@ -1,8 +1,9 @@
 """The command line: the only code that knows about typer.
 
-Commands parse arguments, call the core once, and display. Every error the
-core raises reaches :func:`main`, which prints it (no traceback unless
-``--debug``) and exits with its :class:`~runflow_cli.errors.ExitCode`.
+Commands parse arguments, call the core once, and display (through ``ui/``,
+the only code that prints). Every error the core raises reaches :func:`main`,
+which prints it (no traceback unless ``--debug``) and returns its
+:class:`~runflow_cli.errors.ExitCode`; anything unexpected is a bug and exits 70.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 every item succeeded; 1 some items failed, were cancelled or are unknown; "
     "2 bad usage, an invalid manifest (including rows the server rejected), or OUT in use "
     "by another run; 3 authentication or credits (401/402); 4 the API could not be reached "
-    "or kept failing; 130 interrupted (Ctrl-C); 143 stopped by SIGTERM. Where several apply, "
-    "the most severe wins (143/130, then 3/4, then 2, then 1)."
+    "or kept failing; 70 an unexpected internal error (a bug); 130 interrupted (Ctrl-C); "
+    "143 stopped by SIGTERM. Where several apply, the most severe wins "
+    "(143, 130, 70, 3, 4, 2, 1)."
 )
 
 # Every command, in the order `runflow --help` lists them: name -> (module in this
@@ -129,7 +131,7 @@ def load_command(name: str) -> Any:
         holder.command(name, epilog=EXIT_CODES_HELP if name == "batch" else None)(target)
     # A holder with one command collapses into it; with a sub-app it is a group around it.
     built = typer.main.get_command(holder)
-    command = built.commands[name] if isinstance(target, typer.Typer) else built
+    command = built.commands[name] if isinstance(built, TyperGroup) else built
     command.name = name
     return command
 
@@ -154,7 +156,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"runflow-cli {__version__}")
+        from runflow_cli.cli.ui.consoles import Consoles
+
+        Consoles.create().line(f"runflow-cli {__version__}")
         raise typer.Exit()
 
 
@@ -192,8 +196,13 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("RUNFLOW_DEBUG", "") not in ("", "0")
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit status; every error is handled here, once."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status; every error is handled here, once.
+
+    The console script calls it with no arguments (``sys.argv``); tests pass ``argv``.
+    """
+    from runflow_cli.batch.interrupts import Terminated
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
     try:
@@ -206,11 +215,11 @@ def run(argv: list[str] | None = None) -> int:
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
         exc.show()  # type: ignore[attr-defined]
         return ExitCode.INVALID_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
         _print_error("interrupted", None)
-        return ExitCode.INTERRUPTED
+        return ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
     except RunflowError as exc:
         if debug:
             raise
@@ -223,12 +232,12 @@ def run(argv: list[str] | None = None) -> int:
             f"unexpected {type(exc).__name__}: {exc}",
             "This is a bug in runflow-cli. Run again with --debug for the traceback and report it.",
         )
-        return 1
+        return ExitCode.INTERNAL_ERROR
     return int(result) if isinstance(result, int) else ExitCode.OK
 
 
 def _print_error(message: str, hint: str | None, problems: list[object] | None = None) -> None:
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
 
     consoles = Consoles.create()
     consoles.error(message)
@@ -236,7 +245,3 @@ def _print_error(message: str, hint: str | None, problems: list[object] | None =
         consoles.problems(str(p) for p in problems)
     if hint:
         consoles.hint(hint)
-
-
-def main() -> None:
-    sys.exit(run())

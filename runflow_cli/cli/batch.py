@@ -1,24 +1,38 @@
-"""``runflow batch``: a manifest in, per-SKU final images out."""
+"""``runflow batch``: a manifest in, per-SKU final images out. Parse, run_batch, render."""
 
 from __future__ import annotations
 
-import time
-from contextlib import ExitStack
-from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from runflow_cli.cli.endpoint import endpoint
-from runflow_cli.cli.export import (
-    BackgroundOpt,
-    ExportOpt,
-    MaxSizeOpt,
-    PresetOpt,
-    QualityOpt,
-    export_spec,
+from runflow_cli.cli.batch_options import (
+    BatchSizeOpt,
+    CallbackUrlOpt,
+    DownloadWorkersOpt,
+    DryRunOpt,
+    ForceOpt,
+    JsonOutputOpt,
+    ListenHostOpt,
+    ListenOpt,
+    ListenSecretEnvOpt,
+    LogFormat,
+    LogFormatOpt,
+    MaxCostOpt,
+    MaxFailureRateOpt,
+    MaxFileSizeOpt,
+    MaxInFlightOpt,
+    MaxItemsOpt,
+    MaxPollIntervalOpt,
+    OutOpt,
+    PollIntervalOpt,
+    QuietOpt,
+    ResubmitUnknownOpt,
+    RetryFailedOpt,
+    SafetyPollOpt,
+    SandboxOpt,
+    flag_label,
 )
+from runflow_cli.cli.endpoint import endpoint
+from runflow_cli.cli.export import BackgroundOpt, ExportOpt, MaxSizeOpt, PresetOpt, QualityOpt
 from runflow_cli.cli.options import (
     DEFAULT_BASE_URL,
     DEFAULT_OUT,
@@ -37,186 +51,48 @@ from runflow_cli.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from runflow_cli.batch.journal import Journal
-    from runflow_cli.batch.outcome import RunResult
-    from runflow_cli.batch.pipeline import PipelineOptions
-    from runflow_cli.batch.plan import Plan
-    from runflow_cli.cli.batch_listen import Webhooks
-    from runflow_cli.cli.endpoint import Endpoint
-    from runflow_cli.cli.ui.console import Consoles
-    from runflow_cli.manifest import Manifest
-
-
-class LogFormat(StrEnum):
-    auto = "auto"
-    plain = "plain"
-    json = "json"
+    from runflow_cli import Listen
 
 
 def batch_command(
     manifest: ManifestArg,
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for OUT/<sku>/<name>.webp and the reports.")
-    ] = DEFAULT_OUT,
+    out: OutOpt = DEFAULT_OUT,
     format: FormatOpt = None,
     elements: ElementsOpt = None,
     aspect_ratio: AspectRatioOpt = None,
     prompt: PromptOpt = None,
-    batch_size: Annotated[
-        int,
-        typer.Option(
-            "--batch-size",
-            min=1,
-            help="Items per batch. The API's cap is 100; go above it only if Runflow "
-            "raised your org's cap.",
-        ),
-    ] = 100,
-    max_in_flight: Annotated[
-        int,
-        typer.Option(
-            "--max-in-flight",
-            min=1,
-            help="Batches submitted and not yet finished, at most (20 batches keep 2,000 "
-            "items flowing; lower it if the service answers 429).",
-        ),
-    ] = 20,
-    poll_interval: Annotated[
-        float,
-        typer.Option(
-            "--poll-interval",
-            min=0.0,
-            help="Seconds before a batch's first poll (later batches wait about as long as "
-            "earlier ones took); the wait grows x1.5 while nothing changes and resets on progress.",
-        ),
-    ] = 1.0,
-    max_poll_interval: Annotated[
-        float,
-        typer.Option(
-            "--max-poll-interval", min=0.0, help="Longest wait between two polls of a batch."
-        ),
-    ] = 20.0,
-    download_workers: Annotated[
-        int, typer.Option("--download-workers", min=1, help="Concurrent downloads of finals.")
-    ] = 16,
+    batch_size: BatchSizeOpt = 100,
+    max_in_flight: MaxInFlightOpt = 20,
+    poll_interval: PollIntervalOpt = 1.0,
+    max_poll_interval: MaxPollIntervalOpt = 20.0,
+    download_workers: DownloadWorkersOpt = 16,
     keep_intermediates: KeepIntermediatesOpt = False,
     api_key: ApiKeyOpt = None,
     base_url: BaseUrlOpt = DEFAULT_BASE_URL,
-    sandbox: Annotated[
-        bool,
-        typer.Option(
-            "--sandbox",
-            help="Run against a local sandbox started for this run: no account, "
-            "no network, no cost.",
-        ),
-    ] = False,
+    sandbox: SandboxOpt = False,
     sandbox_latency: SandboxLatencyOpt = 0.2,
-    callback_url: Annotated[
-        str | None,
-        typer.Option(
-            "--callback-url",
-            help="Sent with every batch: where the service POSTs it when done (https://). "
-            "With --listen, the public URL that reaches the receiver.",
-        ),
-    ] = None,
-    listen: Annotated[
-        int | None,
-        typer.Option(
-            "--listen",
-            min=0,
-            help="Wait for signed webhooks on this local port instead of polling (0 picks a "
-            "free one); a slow safety poll still runs.",
-        ),
-    ] = None,
-    listen_host: Annotated[
-        str, typer.Option("--listen-host", help="Address the --listen receiver binds to.")
-    ] = "127.0.0.1",
-    secret_env: Annotated[
-        str,
-        typer.Option(
-            "--secret-env", help="Environment variable holding the webhook signing secret(s)."
-        ),
-    ] = "RUNFLOW_WEBHOOK_SECRET",
-    safety_poll: Annotated[
-        float,
-        typer.Option(
-            "--safety-poll", min=1.0, help="With --listen: seconds between polls of each batch."
-        ),
-    ] = 120.0,
+    callback_url: CallbackUrlOpt = None,
+    listen: ListenOpt = None,
+    listen_host: ListenHostOpt = "127.0.0.1",
+    secret_env: ListenSecretEnvOpt = "RUNFLOW_WEBHOOK_SECRET",
+    safety_poll: SafetyPollOpt = 120.0,
     export: ExportOpt = None,
     background: BackgroundOpt = None,
     max_size: MaxSizeOpt = None,
     quality: QualityOpt = None,
     preset: PresetOpt = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Show the plan (what would be sent, resumed, skipped) and stop."
-        ),
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Process every row again, even those already done.")
-    ] = False,
-    retry_failed: Annotated[
-        bool,
-        typer.Option(
-            "--retry-failed/--no-retry-failed",
-            help="Send rows that failed or were cancelled in an earlier run again.",
-        ),
-    ] = True,
-    resubmit_unknown: Annotated[
-        bool,
-        typer.Option(
-            "--resubmit-unknown",
-            help="Send batches whose create answer was lost again, with the same idempotency key.",
-        ),
-    ] = False,
-    max_items: Annotated[
-        int | None,
-        typer.Option(
-            "--max-items", min=0, help="Send at most N rows this run; the rest wait for the next."
-        ),
-    ] = None,
-    max_cost: Annotated[
-        str | None,
-        typer.Option(
-            "--max-cost",
-            help="Stop submitting new batches once the cost the API reported for this run "
-            "reaches AMOUNT (in-flight batches finish).",
-        ),
-    ] = None,
-    max_failure_rate: Annotated[
-        float | None,
-        typer.Option(
-            "--max-failure-rate",
-            min=0.0,
-            max=1.0,
-            help="Stop submitting once more than this share of finished items failed (e.g. 0.2).",
-        ),
-    ] = None,
-    max_file_size: Annotated[
-        int,
-        typer.Option(
-            "--max-file-size",
-            min=1,
-            help="Largest final accepted, in MB; bigger downloads are refused.",
-        ),
-    ] = 200,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress and no summary; errors only.")
-    ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON summary on stdout instead of the table.")
-    ] = False,
+    dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
+    retry_failed: RetryFailedOpt = True,
+    resubmit_unknown: ResubmitUnknownOpt = False,
+    max_items: MaxItemsOpt = None,
+    max_cost: MaxCostOpt = None,
+    max_failure_rate: MaxFailureRateOpt = None,
+    max_file_size: MaxFileSizeOpt = 200,
+    quiet: QuietOpt = False,
+    json_output: JsonOutputOpt = False,
     no_color: NoColorOpt = False,
-    log_format: Annotated[
-        LogFormat,
-        typer.Option(
-            "--log-format",
-            help="auto: a live display in a terminal, plain lines otherwise; plain: always "
-            "timestamped lines (stderr); json: one JSON object per event on stdout, for CI "
-            "and scripts (see the README for the fields).",
-        ),
-    ] = LogFormat.auto,
+    log_format: LogFormatOpt = LogFormat.auto,
 ) -> int:
     """Process every row of a manifest and save each SKU's final image.
 
@@ -234,207 +110,100 @@ def batch_command(
     Example: runflow batch catalog.csv --out photos/
     (try it with no account: runflow batch sample_manifests/catalog.csv --sandbox)
     """
-    from runflow_cli.batch.journal import Journal
-    from runflow_cli.batch.lock import RunLock
-    from runflow_cli.batch.pipeline import PipelineOptions
-    from runflow_cli.cli.review import write_review_safely
-    from runflow_cli.cli.ui import github as ci
-    from runflow_cli.cli.ui.console import Consoles, print_plan, print_summary
-    from runflow_cli.outputs.report import summary, write_reports
+    from runflow_cli import BatchOptions, plan_batch, run_batch
+    from runflow_cli.batch.interrupts import Interrupts
+    from runflow_cli.cli.export import export_spec
+    from runflow_cli.cli.ui import github
+    from runflow_cli.cli.ui.batch_run import BatchRenderer, show_batch_result
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.summaries import show_dry_run
+    from runflow_cli.errors import UsageError
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
     export_to = export_spec(preset, export, background, max_size, quality)  # before any send
-    json_lines = log_format == LogFormat.json
-    if json_lines and json_output:
-        from runflow_cli.errors import UsageError
-
+    if log_format == LogFormat.json and json_output:
         raise UsageError(
             "--json and --log-format json both write to stdout; use one "
             "(the json log ends with a run_summary line carrying the same summary)"
         )
-    github = ci.github_actions()
+    on_github = github.github_actions()
     loaded = load(consoles, manifest, format, elements, aspect_ratio, prompt)
     if batch_size > 100:
         consoles.warn(
             f"--batch-size {batch_size} is above the API's default cap of 100; "
             "the API will reject these batches unless your org's cap was raised."
         )
-    options = PipelineOptions(
-        out_dir=out,
+    options = BatchOptions(
         batch_size=batch_size,
         max_in_flight=max_in_flight,
         poll_interval=poll_interval,
         max_poll_interval=max(max_poll_interval, poll_interval),
         download_workers=download_workers,
+        max_file_size=max_file_size * 1024 * 1024,
         keep_intermediates=keep_intermediates,
+        callback_url=callback_url,
+        listen=_listen(listen, listen_host, secret_env, callback_url, safety_poll, sandbox),
+        force=force,
+        retry_failed=retry_failed,
+        resubmit_unknown=resubmit_unknown,
         max_items=max_items,
-        max_cost=parse_amount("--max-cost", max_cost) if max_cost is not None else None,
         max_failure_rate=max_failure_rate,
+        export=export_to,
+        max_cost=parse_amount("--max-cost", max_cost) if max_cost is not None else None,
     )
-    choices = {"force": force, "retry_failed": retry_failed, "resubmit_unknown": resubmit_unknown}
     if dry_run:
-        journal = Journal.existing(out)
-        target = "sandbox" if sandbox else base_url
-        plan = _plan(loaded, journal, options, target, choices)
-        if json_lines:
-            from runflow_cli.cli.ui.console import print_plan_line
-
-            print_plan_line(consoles, plan)
-            return 0
-        print_plan(consoles, plan, dry_run=True, as_json=json_output)
+        plan = plan_batch(loaded, out, "sandbox" if sandbox else base_url, options)
+        show_dry_run(consoles, plan, json_lines=log_format == LogFormat.json, as_json=json_output)
         return 0
-    started = time.monotonic()
-    with RunLock(out) as lock:
-        lock.acquire(" ".join(["runflow", "batch", manifest]))
-        with (
-            Journal.open(out) as journal,
-            endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as api,
-        ):
-            options.endpoint = api.identity
-            options.callback_url = callback_url
-            plan = _plan(loaded, journal, options, api.identity, choices)
-            print_plan(consoles, plan)
-            with ExitStack() as stack:
-                hooks = None
-                if listen is not None:
-                    from runflow_cli.cli.batch_listen import listening
-
-                    hooks = stack.enter_context(
-                        listening(
-                            consoles,
-                            api,
-                            out,
-                            port=listen,
-                            host=listen_host,
-                            callback_url=callback_url,
-                            secret_env=secret_env,
-                            sandbox=sandbox,
-                        )
-                    )
-                    options.callback_url = hooks.callback_url
-                    options.poll_interval = options.max_poll_interval = safety_poll
-                result = _run(
-                    consoles, loaded, plan, journal, options, api, max_file_size, hooks,
-                    log_format=log_format.value, github=github,
-                )  # fmt: skip
-        if export_to is not None and not result.interrupted:
-            from runflow_cli.cli.export import export_succeeded
-
-            export_succeeded(consoles, result, export_to)
-        reports = write_reports(result, out, source=loaded.source)
-        review = write_review_safely(consoles, out)  # a failure warns, never fails the run
-    if result.interrupted:
-        _explain_interrupt(consoles, result, sandbox=sandbox)
-    if json_lines:
-        from runflow_cli.cli.ui.console import print_run_summary_line
-
-        print_run_summary_line(
-            consoles, {**summary(result), "review": review and str(review)}, reports
+    with (
+        endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as api,
+        BatchRenderer(consoles, log_format.value, github=on_github) as renderer,
+        Interrupts().installed() as interrupts,
+    ):
+        result = run_batch(
+            loaded,
+            out,
+            api,
+            options,
+            on_event=renderer.handle,
+            interrupts=interrupts,
+            label=flag_label,
+            command=" ".join(["runflow", "batch", manifest]),
         )
-    elif json_output:
-        consoles.json(
-            {
-                **summary(result),
-                "reports": [str(p) for p in reports],
-                "review": review and str(review),
-            }
-        )
-    elif not quiet:
-        print_summary(consoles, result, reports, time.monotonic() - started)
-        if review:
-            consoles.out.print(f"Review sheet: {review}", markup=False, soft_wrap=True)
-    if github and (step_summary := ci.step_summary_path()):
-        from runflow_cli.cli.ui.console import append_step_summary
-
-        failed = ci.failures(result.outcomes)
-        paths = [str(p) for p in (*reports, review) if p]
-        markdown = ci.step_summary(summary(result), paths, failed)
-        append_step_summary(step_summary, markdown)
+    show_batch_result(
+        consoles,
+        result,
+        export=export_to,
+        sandbox=sandbox,
+        log_format=log_format.value,
+        json_output=json_output,
+        github_actions=on_github,
+    )
     return int(result.exit_code)
 
 
-def _plan(
-    loaded: Manifest,
-    journal: Journal | None,
-    options: PipelineOptions,
-    target: str,
-    choices: dict[str, bool],
-) -> Plan:
-    from runflow_cli.batch.plan import make_plan
+def _listen(
+    port: int | None,
+    host: str,
+    secret_env: str,
+    callback_url: str | None,
+    safety_poll: float,
+    sandbox: bool,
+) -> Listen | None:
+    """``--listen``'s settings, with the secret read from ``--secret-env``."""
+    import os
 
-    return make_plan(
-        loaded.items,
-        journal.rows() if journal else {},
-        journal.batches() if journal else [],
-        out_dir=options.out_dir,
-        model=options.model,
-        endpoint=target,
-        **choices,
-    )
+    from runflow_cli import Listen
+    from runflow_cli.api.webhooks import parse_secrets
+    from runflow_cli.errors import UsageError
 
-
-def _run(
-    consoles: Consoles,
-    loaded: Manifest,
-    plan: Plan,
-    journal: Journal,
-    options: PipelineOptions,
-    api: Endpoint,
-    max_file_size_mb: int,
-    hooks: Webhooks | None,
-    *,
-    log_format: str = "auto",
-    github: bool = False,
-) -> RunResult:
-    from runflow_cli.api.client import RunflowClient
-    from runflow_cli.batch.interrupts import Interrupts
-    from runflow_cli.batch.pipeline import Pipeline
-    from runflow_cli.cli.ui.console import make_display
-    from runflow_cli.files.download import Downloader
-
-    display = make_display(
-        consoles, len(loaded.items), f"Processing {loaded.source}", log_format, github=github
-    )
-    downloader = Downloader(
-        max_connections=options.download_workers, max_file_size=max_file_size_mb * 1024 * 1024
-    )
-    with (
-        Interrupts().installed() as interrupts,
-        RunflowClient(api.key, api.url) as client,
-        downloader,
-        display,
-    ):
-        pipeline = Pipeline(
-            client,
-            downloader,
-            journal,
-            options,
-            on_event=display.handle,
-            critical=interrupts.critical,
-            events=hooks.events if hooks else None,
-            wake=hooks.wake if hooks else None,
+    if port is None:
+        return None
+    secrets = tuple(parse_secrets(os.environ.get(secret_env, "")))
+    if not secrets and not sandbox:  # the sandbox makes one for the run
+        raise UsageError(
+            f"--listen needs the webhook signing secret in ${secret_env}",
+            hint="Create one with: runflow secrets create --label NAME, and export it "
+            "(or pick the variable with --secret-env).",
         )
-        return pipeline.run(loaded.items, plan)
-
-
-def _explain_interrupt(consoles: Consoles, result: RunResult, *, sandbox: bool) -> None:
-    from runflow_cli.batch.outcome import Status
-
-    in_flight = sorted(
-        {o.batch_id for o in result.outcomes if o.status == Status.PENDING and o.batch_id}
-    )
-    consoles.warn(f"interrupted ({result.interrupted}). Nothing recorded in the journal was lost.")
-    if sandbox:
-        consoles.info(
-            "The sandbox stopped with this run, and its batches with it: running the "
-            "same command again processes what is left (nothing is charged)."
-        )
-        return
-    if in_flight:
-        consoles.info(
-            "Batches still processing (you pay for their successes): " + ", ".join(in_flight)
-        )
-    consoles.info(
-        "Run the same command again to resume: it polls those batches instead of "
-        "creating them again, and sends only what is left."
-    )
+    return Listen(port, host, secrets, callback_url, safety_poll)

@@ -35,39 +35,15 @@ def cancel_command(
 
     Example: runflow cancel 01984c44-7c2b-7f3e-8b4d-1a2b3c4d5e6f
     """
-    from rich.markup import escape
-
     from runflow_cli.api.account import cancel
-    from runflow_cli.api.client import RunflowClient
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.finals import print_cancel
 
     consoles = Consoles.create(no_color=no_color)
     with (
         endpoint(consoles, False, api_key, base_url, 0.0) as api,
-        RunflowClient(api.key, api.url) as client,
+        api.client() as client,
     ):
         result = cancel(client, target_id)
-    if json_output:
-        consoles.json(result.to_json())
-        return int(result.exit_code)
-    what = f"{result.kind} {result.id}"
-    if result.already_terminal:
-        consoles.error(
-            f"{what} has already finished (status {result.status}): nothing to cancel",
-            f"Fetch what it produced: runflow download {result.id} --out DIR",
-        )
-        return int(result.exit_code)
-    counts = ""
-    view = result.view
-    if result.kind == "batch" and isinstance(view.get("items_total"), int):
-        parts = [f"{view.get(f'items_{k}', 0)} {k}" for k in ("cancelled", "succeeded", "failed")]
-        counts = f" ({', '.join(parts)} of {view['items_total']})"
-    consoles.out.print(
-        f"Cancel accepted for {escape(what)}: status {escape(result.status)}{escape(counts)}"
-    )
-    if result.status in ("queued", "running"):
-        consoles.info(
-            "Items already running finish and are charged if they succeed; "
-            f"runflow download {result.id} --out DIR fetches them once it is done."
-        )
+    print_cancel(consoles, result, as_json=json_output)
     return int(result.exit_code)

@@ -13,7 +13,7 @@ import typer
 from runflow_cli.cli.options import NoColorOpt
 
 if TYPE_CHECKING:
-    from runflow_cli.config import Config, Profile
+    from runflow_cli.config import Profile
 
 config_app = typer.Typer(
     name="config",
@@ -34,6 +34,7 @@ def apply_profile(ctx: typer.Context, name: str | None) -> None:
     parameter it has by that name (``api_key``, ``base_url``, ``elements``,
     ``batch_size``, ``out``), so commands added later get profiles for free.
     """
+    from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.config import config_path, load_config
 
     if ctx.invoked_subcommand in SKIPPED_COMMANDS or ctx.resilient_parsing:
@@ -42,15 +43,14 @@ def apply_profile(ctx: typer.Context, name: str | None) -> None:
     if name is None and not path.exists():
         return
     config = load_config(path)
-    _warn(config)
+    for warning in config.warnings():
+        Consoles.create().warn(warning)
     profile = config.profile(name)
     if profile is None:
         return
     invoked = ctx.invoked_subcommand
     ctx.default_map = _default_map(ctx, ctx.command, profile, only=invoked)
     if profile.key_env and not profile.api_key and "api_key" in _params(ctx, invoked):
-        from runflow_cli.cli.ui.console import Consoles
-
         Consoles.create().warn(
             f"profile '{profile.name}' reads its API key from ${profile.key_env}, which is not set"
         )
@@ -89,16 +89,6 @@ def _params(ctx: typer.Context, name: str | None) -> set[str]:
     return {p.name for p in getattr(command, "params", []) if p.name}
 
 
-def _warn(config: Config) -> None:
-    warnings = config.warnings()
-    if warnings:
-        from runflow_cli.cli.ui.console import Consoles
-
-        consoles = Consoles.create()
-        for warning in warnings:
-            consoles.warn(warning)
-
-
 @config_app.command("path")
 def path_command() -> None:
     """Print where the config file is read from, whether or not it exists.
@@ -108,9 +98,10 @@ def path_command() -> None:
 
     Example: runflow config path
     """
+    from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.config import config_path
 
-    typer.echo(str(config_path()))
+    Consoles.create().line(str(config_path()))
 
 
 @config_app.command("show")
@@ -141,73 +132,23 @@ def show_command(
     """
     import os
 
-    from runflow_cli.cli.ui.console import Consoles
-    from runflow_cli.config import config_path, load_config, mask_key
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.profiles import print_no_profile, print_profile
+    from runflow_cli.config import config_path, load_config
 
     consoles = Consoles.create(no_color=no_color)
     chosen, how = _chosen(ctx, profile)
-    path = config_path()
-    config = load_config(path)
+    config = load_config(config_path())
     for warning in config.warnings():
         consoles.warn(warning)
     resolved = config.profile(chosen)
-    if chosen is None and resolved is not None:
-        how = "the file's default_profile"
     if resolved is None:
-        known = ", ".join(sorted(config.profiles)) or "none"
-        where = f"{path}" if config.exists else f"{path} (does not exist)"
-        if json_output:
-            consoles.json(
-                {
-                    "config": str(path),
-                    "exists": config.exists,
-                    "profile": None,
-                    "profiles": sorted(config.profiles),
-                }
-            )
-            return
-        consoles.out.print(f"Config file: {where}", markup=False)
-        consoles.out.print(
-            f"No profile selected: pass --profile NAME or set default_profile. Profiles: {known}.",
-            markup=False,
-        )
+        print_no_profile(consoles, config, as_json=json_output)
         return
+    if chosen is None:
+        how = "the file's default_profile"
     overrides = [var for var in ("RUNFLOW_KEY", "RUNFLOW_BASE_URL") if os.environ.get(var)]
-    settings: dict[str, Any] = {
-        "base_url": resolved.base_url,
-        "api_key": mask_key(resolved.api_key) if resolved.api_key else None,
-        "key_from": resolved.key_source,
-        "elements": resolved.elements,
-        "batch_size": resolved.batch_size,
-        "out": resolved.out,
-    }
-    if json_output:
-        consoles.json(
-            {
-                "config": str(path),
-                "profile": resolved.name,
-                "selected_by": how,
-                "settings": settings,
-                "overridden_by_env": overrides,
-            }
-        )
-        return
-    out = consoles.out
-    out.print(f"Config file: {path}", markup=False)
-    out.print(f"Profile: {resolved.name} (selected by {how})", markup=False)
-    key = settings["api_key"] or "(not set)"
-    if resolved.key_env and not resolved.api_key:
-        key = f"(not set: ${resolved.key_env} is empty or unset)"
-    elif resolved.key_source:
-        key = f"{key} (from {resolved.key_source})"
-    rows = [("base_url", settings["base_url"]), ("api_key", key)]
-    rows += [(name, settings[name]) for name in ("elements", "batch_size", "out")]
-    for name, value in rows:
-        shown = "(not set: the command's default)" if value is None else value
-        out.print(f"  {name:<11} {shown}", markup=False)
-    for var in overrides:
-        setting = "api_key" if var == "RUNFLOW_KEY" else "base_url"
-        out.print(f"{var} is set: it wins over the profile's {setting}.", markup=False)
+    print_profile(consoles, config, resolved, how, overrides, as_json=json_output)
 
 
 def _chosen(ctx: typer.Context, profile: str | None) -> tuple[str | None, str]:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from runflow_cli.cli.endpoint import endpoint
 from runflow_cli.cli.options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, JsonOpt, NoColorOpt
-
-if TYPE_CHECKING:
-    from runflow_cli.cli.ui.console import Consoles
-    from runflow_cli.files.by_id import Finals
 
 
 def download_command(
@@ -56,54 +52,23 @@ def download_command(
 
     Example: runflow download 01984c44-7c2b-7f3e-8b4d-1a2b3c4d5e6f --out photos/
     """
-    from runflow_cli.api.client import RunflowClient
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.finals import print_finals
     from runflow_cli.files.by_id import fetch_finals
     from runflow_cli.files.download import Downloader
+    from runflow_cli.files.folder import OutputFolder
 
     consoles = Consoles.create(no_color=no_color)
     with (
         endpoint(consoles, False, api_key, base_url, 0.0) as api,
-        RunflowClient(api.key, api.url) as client,
+        api.client() as client,
         Downloader() as downloader,
     ):
         finals = fetch_finals(
-            client, downloader, target_id, out, keep_intermediates=keep_intermediates
+            client, downloader, OutputFolder(out), target_id, keep_intermediates=keep_intermediates
         )
     if json_output:
         consoles.json(finals.to_json())
     else:
-        _print_finals(consoles, finals, out)
+        print_finals(consoles, finals, out)
     return int(finals.exit_code)
-
-
-def _print_finals(consoles: Consoles, finals: Finals, out: Path) -> None:
-    from rich.markup import escape
-
-    what = f"{finals.kind.capitalize()} {escape(finals.id)}"
-    if not finals.finished:
-        consoles.error(
-            f"{finals.kind} {finals.id} is not finished yet (status {finals.status}): "
-            "nothing was saved",
-            "Wait for it to finish, then run the same command again "
-            "(`runflow status` shows batches a `runflow batch` run is waiting for).",
-        )
-        return
-    saved = [i for i in finals.items if i.status == "saved"]
-    missed = [i for i in finals.items if i.status != "saved"]
-    print_ = consoles.out.print
-    print_(
-        f"{what}: {escape(finals.status)}; {len(saved)} of {len(finals.items)} "
-        f"finals saved to {escape(str(out))}"
-    )
-    for item in saved:
-        shown = item.path.relative_to(out) if item.path else item.name
-        print_(f"  [green]✓[/] {escape(str(shown))}")
-    if missed:
-        print_(f"[bold]Not saved ({len(missed)}):[/]")
-    for item in missed:
-        where = f"item {item.sequence_index}, " if item.sequence_index is not None else ""
-        kind = f" [{item.error_kind}]" if item.error_kind and item.error_kind != item.status else ""
-        message = f" {item.error_message}" if item.error_message else ""
-        line = f"{where}SKU {item.sku} ({item.name}): {item.status}{kind}{message}"
-        print_(f"  [red]✗[/] {escape(line)}")

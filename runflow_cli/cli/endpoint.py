@@ -5,18 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runflow_cli.cli.ui.console import Consoles
-
-
-class Endpoint(NamedTuple):
-    key: str
-    url: str
-    identity: str
-    """What the journal records batches against; a sandbox's is new each time it starts,
-    since its batches die with it (even if the OS hands out the same port again)."""
+    from runflow_cli.api.client import Endpoint
+    from runflow_cli.cli.ui.consoles import Consoles
 
 
 @contextmanager
@@ -24,6 +17,7 @@ def endpoint(
     consoles: Consoles, sandbox: bool, api_key: str | None, base_url: str, latency: float
 ) -> Iterator[Endpoint]:
     """A sandbox started for the block, or the real API."""
+    from runflow_cli.api.client import Endpoint
     from runflow_cli.errors import SandboxUnavailableError, UsageError
 
     if not sandbox:
@@ -33,7 +27,7 @@ def endpoint(
                 hint="Set RUNFLOW_KEY (or pass --api-key), or add --sandbox to try it locally "
                 "with no account.",
             )
-        yield Endpoint(api_key, base_url, base_url)
+        yield Endpoint(api_key, base_url)
         return
     try:
         from runflow_cli.sandbox import Sandbox, SandboxSettings
@@ -44,5 +38,6 @@ def endpoint(
         ) from None
     with Sandbox(SandboxSettings(latency=latency, workers=8, allow_http_callbacks=True)) as server:
         consoles.info(f"Sandbox running at {server.base_url}: local, offline, nothing is charged.")
+        # Its batches die with it, even if the OS hands out the same port again.
         identity = f"{server.base_url} (sandbox {uuid.uuid4().hex[:12]})"
-        yield Endpoint(server.api_key, server.base_url, identity)
+        yield Endpoint(server.api_key, server.base_url, identity, sandbox=True)

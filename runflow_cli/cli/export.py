@@ -11,9 +11,7 @@ import typer
 from runflow_cli.cli.options import NoColorOpt
 
 if TYPE_CHECKING:
-    from runflow_cli.batch.outcome import RunResult
-    from runflow_cli.cli.ui.console import Consoles
-    from runflow_cli.outputs.export import ExportSpec, ExportSummary
+    from runflow_cli.outputs.export import ExportSpec
 
 
 class ExportFormat(StrEnum):
@@ -114,42 +112,6 @@ def export_spec(
     )
 
 
-def export_succeeded(consoles: Consoles, result: RunResult, spec: ExportSpec) -> ExportSummary:
-    """Export the finals of every succeeded row of a run and record each export on its outcome.
-
-    A final that cannot be exported is reported and makes the run exit 1; the
-    final itself stays on disk and in the report.
-    """
-    from runflow_cli.batch.outcome import Status
-    from runflow_cli.errors import ExitCode
-    from runflow_cli.outputs.export import export_all
-
-    finals = [
-        o.output_path
-        for o in result.outcomes
-        if o.status == Status.SUCCEEDED and o.output_path is not None and o.output_path.is_file()
-    ]
-    summary = export_all(finals, spec)
-    for outcome in result.outcomes:
-        if outcome.output_path is not None and outcome.output_path in summary.paths:
-            outcome.export_path = summary.paths[outcome.output_path]
-    _report(consoles, summary, spec)
-    if summary.failed:
-        result.add_severity(ExitCode.ITEMS_FAILED)
-    return summary
-
-
-def _report(consoles: Consoles, summary: ExportSummary, spec: ExportSpec) -> None:
-    for final, message in summary.failed:
-        consoles.warn(f"export failed for {final}: {message}")
-    parts = [f"{len(summary.exported)} exported as {spec.format}"]
-    if summary.up_to_date:
-        parts.append(f"{len(summary.up_to_date)} already up to date")
-    if summary.failed:
-        parts.append(f"{len(summary.failed)} failed")
-    consoles.info("Exports: " + ", ".join(parts) + ".")
-
-
 def export_command(
     out: Annotated[
         Path,
@@ -190,30 +152,20 @@ def export_command(
 
     Example: runflow export photos/ --preset white-jpeg
     """
-    from runflow_cli.batch.lock import RunLock
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.summaries import exports_json, report_exports
     from runflow_cli.errors import ExitCode, UsageError
-    from runflow_cli.outputs.export import export_all, finals_in_report, record_exports
+    from runflow_cli.files.folder import OutputFolder
+    from runflow_cli.outputs.export import export_folder
 
     consoles = Consoles.create(no_color=no_color)
     spec = export_spec(preset, export, background, max_size, quality)
     if spec is None:
         raise UsageError("say what to export: --preset NAME or --export jpg|png|webp.")
-    finals = finals_in_report(out)  # before the lock: a wrong OUT is not created
-    with RunLock(out) as lock:
-        lock.acquire(" ".join(["runflow", "export", str(out)]))
-        summary = export_all(finals, spec, force=force)
-        reports = record_exports(out, summary.paths)
+    command = " ".join(["runflow", "export", str(out)])
+    summary, reports = export_folder(OutputFolder(out), spec, force=force, command=command)
     if json_output:
-        consoles.json(
-            {
-                "exported": [str(p) for p in summary.exported],
-                "up_to_date": [str(p) for p in summary.up_to_date],
-                "failed": [{"final": str(p), "error": m} for p, m in summary.failed],
-                "exports": {str(k): str(v) for k, v in summary.paths.items()},
-                "reports": [str(p) for p in reports],
-            }
-        )
+        consoles.json(exports_json(summary, reports))
     else:
-        _report(consoles, summary, spec)
+        report_exports(consoles, summary, spec)
     return int(ExitCode.ITEMS_FAILED if summary.failed else ExitCode.OK)

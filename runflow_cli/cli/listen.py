@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from runflow_cli.cli.options import DEFAULT_OUT
 from runflow_cli.cli.webhook import DEFAULT_SECRET_ENV, SecretEnvOpt, ToleranceOpt, secrets_from_env
-
-if TYPE_CHECKING:
-    from runflow_cli.api.receiver import Answer
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def listen_command(
@@ -49,58 +42,39 @@ def listen_command(
 
     Example: RUNFLOW_WEBHOOK_SECRET=rf_whsec_... runflow listen --port 8788 --out photos/
     """
-    from runflow_cli.api.receiver import JournalEventStore, WebhookReceiver
+    from runflow_cli.api.receiver import WebhookReceiver
+    from runflow_cli.batch.event_store import JournalEventStore
     from runflow_cli.batch.interrupts import Interrupts
+    from runflow_cli.batch.listen import LOOPBACK
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.webhooks import ListenLog
     from runflow_cli.errors import UsageError
+    from runflow_cli.files.folder import OutputFolder
 
     secrets = secrets_from_env(secret_env)
-    store = JournalEventStore(out)
+    store = JournalEventStore(OutputFolder(out))
     try:
         store.prepare()
     except Exception as exc:
         raise UsageError(f"--out: cannot open the journal in {out}: {exc}") from None
-    lock = threading.Lock()
-
-    def on_event(event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
-        with lock:
-            typer.echo(line)
-
-    def on_answer(answer: Answer) -> None:
-        if answer.outcome == "recorded":
-            return
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        request = f" request {answer.request_id}" if answer.request_id else ""
-        with lock:
-            typer.echo(
-                f"{stamp} {answer.status} {answer.outcome}: {answer.reason}"
-                f" (from {answer.client or '?'}{request})",
-                err=True,
-            )
-
+    log = ListenLog(Consoles.create())
     receiver = WebhookReceiver(
         secrets,
         store,
         host=host,
         port=port,
         tolerance=tolerance,
-        on_event=on_event,
-        on_answer=on_answer,
+        on_event=log.event,
+        on_answer=log.answer,
     )
     with Interrupts().installed():
         try:
             with receiver:
-                typer.echo(f"listening on {receiver.url}", err=True)
-                if host not in LOOPBACK:
-                    typer.echo(
-                        f"Warning: plain HTTP on {host}: put an HTTPS terminator or tunnel "
-                        "in front of it.",
-                        err=True,
-                    )
+                log.listening(receiver.url, exposed=host not in LOOPBACK, host=host)
                 forever = threading.Event()
                 while not forever.wait(0.5):  # a timeout keeps signals prompt everywhere
                     pass
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Interrupts raises Terminated)
             pass
-    typer.echo("stopped", err=True)
+    log.stopped()
     return 0

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.manifest import Manifest
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from runflow_cli.cli.options import DEFAULT_OUT, NoColorOpt
-
-if TYPE_CHECKING:
-    from runflow_cli.cli.ui.console import Consoles
 
 
 def review_command(
@@ -37,7 +34,8 @@ def review_command(
 
     Example: runflow review photos/
     """
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.files.folder import OutputFolder
     from runflow_cli.outputs.review import pillow_available, write_review
 
     consoles = Consoles.create(no_color=no_color)
@@ -46,21 +44,10 @@ def review_command(
             "Pillow is not installed: the page shows full-size finals instead of thumbnails "
             "(pip install 'runflow-cli[images]')."
         )
-    path = write_review(out)
-    consoles.out.print(str(path), markup=False, highlight=False, soft_wrap=True)
+    path = write_review(OutputFolder(out))
+    consoles.line(str(path))
     if open_:
         import webbrowser
 
         webbrowser.open(path.resolve().as_uri())
     return 0
-
-
-def write_review_safely(consoles: Consoles, out: Path) -> Path | None:
-    """For `runflow batch`: build the review page; a failure warns and never fails the run."""
-    from runflow_cli.outputs.review import write_review
-
-    try:
-        return write_review(out)
-    except Exception as exc:
-        consoles.warn(f"could not write {out / 'review.html'}: {exc}")
-        return None

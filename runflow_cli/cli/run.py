@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -18,10 +18,6 @@ from runflow_cli.cli.options import (
     NoColorOpt,
     SandboxLatencyOpt,
 )
-
-if TYPE_CHECKING:
-    from runflow_cli.cli.ui.console import Consoles
-    from runflow_cli.files.by_id import Finals
 
 
 # The API options of the commands that talk to an existing account (run, download,
@@ -123,11 +119,13 @@ def run_command(
     Example: runflow run https://cdn.example.com/shirt.jpg --elements 'tag_removal;background_removal' --out photos/
     (try it with no account: add --sandbox)
     """  # noqa: E501
-    from runflow_cli.api.client import RunflowClient
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.finals import RunStatusDisplay, print_run, print_run_id
     from runflow_cli.errors import UsageError
     from runflow_cli.files.download import Downloader
-    from runflow_cli.files.runs import Polling, execute_run, prepare_run, submit_run
+    from runflow_cli.files.folder import OutputFolder
+    from runflow_cli.files.runs import Polling, execute_run, submit_run
+    from runflow_cli.manifest.run_args import prepare_run
 
     consoles = Consoles.create(no_color=no_color)
     request = prepare_run(
@@ -146,85 +144,31 @@ def run_command(
             "and its run with it",
             hint="Drop --no-wait, or start one with `runflow sandbox` and use --base-url.",
         )
+    item, pairs, callback = request.item, request.metadata, request.callback_url
     with (
         endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as api,
-        RunflowClient(api.key, api.url) as client,
+        api.client() as client,
     ):
         if no_wait:
-            created = submit_run(client, request)
-            run_id = str(created["id"])
-            if json_output:
-                consoles.json({"run_id": run_id, "status": created.get("status")})
-            else:
-                consoles.out.print(run_id, markup=False)
-                consoles.hint(f"Fetch its final once done: runflow download {run_id} --out {out}")
+            created = submit_run(client, item.api_input(), metadata=pairs, callback_url=callback)
+            print_run_id(consoles, str(created.id), created.status, out, as_json=json_output)
             return 0
-        with Downloader() as downloader, _StatusDisplay(consoles) as display:
+        with Downloader() as downloader, RunStatusDisplay(consoles) as display:
             finals = execute_run(
                 client,
                 downloader,
-                request,
-                out,
+                OutputFolder(out),
+                item.api_input(),
+                sku=item.sku,
+                name=item.name,
                 keep_intermediates=keep_intermediates,
-                polling=Polling(poll_interval, max(max_poll_interval, poll_interval)),
                 on_status=display.update,
+                polling=Polling(poll_interval, max(max_poll_interval, poll_interval)),
+                metadata=pairs,
+                callback_url=callback,
             )
     if json_output:
         consoles.json(finals.to_json())
     else:
-        _print_run(consoles, finals, out)
+        print_run(consoles, finals, out)
     return int(finals.exit_code)
-
-
-class _StatusDisplay:
-    """A spinner on stderr in a terminal; one plain line per status change otherwise."""
-
-    def __init__(self, consoles: Consoles) -> None:
-        self._consoles = consoles
-        self._status: Any = None
-        self._last: str | None = None
-
-    def __enter__(self) -> _StatusDisplay:
-        if self._consoles.interactive:
-            self._status = self._consoles.err.status("Creating the run…")
-            self._status.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.__exit__(None, None, None)
-
-    def update(self, run_id: str, status: str) -> None:
-        if self._last is None:
-            self._consoles.info(f"Run {run_id} created.")
-        if status == self._last:
-            return
-        self._last = status
-        if self._status is not None:
-            self._status.update(f"Run {run_id}: {status}…")
-        else:
-            self._consoles.info(f"Run {run_id}: {status}")
-
-
-def _print_run(consoles: Consoles, finals: Finals, out: Path) -> None:
-    from rich.markup import escape
-
-    item = finals.items[0]
-    took = f" in {finals.duration_ms / 1000:.1f} s" if finals.duration_ms is not None else ""
-    print_ = consoles.out.print
-    if item.status == "saved":
-        print_(f"Run {escape(finals.id)}: succeeded{took}")
-        print_(f"Saved {escape(str(item.path))}", soft_wrap=True)
-        if item.stages:
-            print_(f"Stages: {escape(str(item.stages[0].parent))} ({len(item.stages)} files)")
-        return
-    if item.status == "download_failed":
-        print_(f"Run {escape(finals.id)}: succeeded{took}, but its final was not saved")
-        consoles.error(
-            item.error_message or "download failed",
-            f"Fetch it again: runflow download {finals.id} --out {out}",
-        )
-        return
-    kind = f" [{item.error_kind}]" if item.error_kind else ""
-    message = f" {item.error_message}" if item.error_message else ""
-    print_(f"Run {escape(finals.id)}: {escape(finals.status)}{escape(kind)}{escape(message)}")

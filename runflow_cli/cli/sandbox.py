@@ -123,6 +123,7 @@ def sandbox_command(
     then, in another shell, with the two exports it prints:
     runflow batch catalog.csv
     """
+    from runflow_cli.cli.ui.summaries import print_sandbox_ready
     from runflow_cli.errors import SandboxUnavailableError
 
     try:
@@ -155,11 +156,5 @@ def sandbox_command(
         file_url_ttl=file_url_ttl,
     )
 
-    def ready(base_url: str, api_key: str) -> None:
-        typer.echo(f"Runflow sandbox listening on {base_url}")
-        typer.echo(f"export RUNFLOW_BASE_URL={base_url}")
-        typer.echo(f"export RUNFLOW_KEY={api_key}")
-        typer.echo("Press Ctrl-C to stop.")
-
-    serve(settings, host=host, port=port, on_ready=ready)
+    serve(settings, host=host, port=port, on_ready=print_sandbox_ready)
     return 0

@@ -49,23 +49,14 @@ def create_command(
     Example: runflow secrets create --label webhook-prod > webhook-secret.txt
     """
     from runflow_cli.api.account import create_secret
-    from runflow_cli.api.client import RunflowClient
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.finals import print_secret
 
     consoles = Consoles.create(no_color=no_color)
     with (
         endpoint(consoles, False, api_key, base_url, 0.0) as api,
-        RunflowClient(api.key, api.url) as client,
+        api.client() as client,
     ):
         answer = create_secret(client, label)
-    consoles.warn(
-        "this secret is shown only now and won't be shown again: store it now, "
-        "e.g. as RUNFLOW_WEBHOOK_SECRET in your webhook receiver's environment."
-    )
-    if json_output:
-        consoles.json(answer)
-    else:
-        consoles.info(f"Created secret {answer.get('id')} (label {answer.get('label')}).")
-        consoles.out.file.write(str(answer["secret"]) + "\n")
-        consoles.out.file.flush()
+    print_secret(consoles, answer, as_json=json_output)
     return 0

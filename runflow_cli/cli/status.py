@@ -34,10 +34,12 @@ def status_command(
     Example: runflow status --out photos/
     """
     from runflow_cli.batch.folder_status import load_status
-    from runflow_cli.cli.ui.console import Consoles, print_status
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.summaries import print_status
+    from runflow_cli.files.folder import OutputFolder
 
     consoles = Consoles.create(no_color=no_color)
-    summary = load_status(out)
+    summary = load_status(OutputFolder(out))
     if json_output:
         consoles.json(summary.to_json())
     else:

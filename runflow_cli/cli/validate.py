@@ -28,12 +28,10 @@ def validate_command(
 
     Example: runflow validate sample_manifests/catalog.csv
     """
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
 
     consoles = Consoles.create(no_color=no_color)
     loaded = load(consoles, manifest, format, elements, aspect_ratio, prompt)
     skus = len({item.sku for item in loaded.items})
-    consoles.out.print(
-        f"{loaded.source}: {len(loaded.items)} items in {skus} SKUs, valid.", markup=False
-    )
+    consoles.line(f"{loaded.source}: {len(loaded.items)} items in {skus} SKUs, valid.")
     return 0

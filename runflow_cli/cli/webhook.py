@@ -85,7 +85,7 @@ def verify_command(
         WebhookVerificationError,
         verify,
     )
-    from runflow_cli.cli.ui.console import Consoles
+    from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.errors import UsageError
 
     consoles = Consoles.create(no_color=no_color)

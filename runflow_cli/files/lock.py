@@ -9,10 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runflow_cli.batch.journal import STATE_DIR
 from runflow_cli.errors import RunflowError
-
-LOCK_FILE = "lock"
 
 
 class RunLockedError(RunflowError):
@@ -26,8 +23,9 @@ class RunLock:
     second run can say who it is waiting for.
     """
 
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / STATE_DIR / LOCK_FILE
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        """``OUT/.runflow/lock``: see :meth:`OutputFolder.lock`."""
         self._fd: int | None = None
 
     def acquire(self, command: str) -> None:

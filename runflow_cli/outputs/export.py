@@ -10,8 +10,6 @@ Pillow is the optional ``images`` extra, imported only when an export runs.
 from __future__ import annotations
 
 import io
-import json
-import os
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from runflow_cli.errors import ExitCode, RunflowError, UsageError
+from runflow_cli.files.folder import OutputFolder, write_atomically
+from runflow_cli.outputs.report import REPORT_JSON, read_report, record_exports
+from runflow_cli.row_status import Status
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -197,12 +198,11 @@ def export_final(final: Path, spec: ExportSpec) -> Path:
             image = _prepare(opened, spec)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ExportError(f"cannot export {final}: {exc}") from exc
-    tmp = target.with_name(f".{target.name}.part")
+    buffer = io.BytesIO()
     try:
-        image.save(tmp, _PIL_FORMAT[spec.format], **_save_options(spec))
-        os.replace(tmp, target)
+        image.save(buffer, _PIL_FORMAT[spec.format], **_save_options(spec))
+        write_atomically(target, [buffer.getvalue()])
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"cannot write {target}: {exc}") from exc
     return target
 
@@ -317,79 +317,38 @@ def export_all(
 # --- finals listed in a report, for `runflow export OUT` ----------------------
 
 
-def finals_in_report(out_dir: Path) -> list[Path]:
+def finals_in_report(folder: OutputFolder) -> list[Path]:
     """The finals of the succeeded rows of ``OUT/runflow-report.json`` that exist inside OUT."""
-    from runflow_cli.outputs.report import REPORT_JSON
-
-    document = _read_report(out_dir)
-    root = out_dir.resolve()
+    root = folder.root.resolve()
     finals: list[Path] = []
-    for row in document.get("items", []):
-        if row.get("status") != "succeeded" or not row.get("output_path"):
+    for row in read_report(folder).rows:
+        if row.status != Status.SUCCEEDED or not row.output_path:
             continue
-        path = out_dir / row["output_path"]
+        path = folder.path(row.output_path)
         if not path.resolve().is_relative_to(root):
             raise ExportError(
-                f"{out_dir / REPORT_JSON}: output_path {row['output_path']!r} is outside {out_dir}"
+                f"{folder.path(REPORT_JSON)}: output_path {row.output_path!r} is outside {folder}"
             )
         if path.is_file():
             finals.append(path)
     return finals
 
 
-def record_exports(out_dir: Path, exports: dict[Path, Path]) -> tuple[Path, Path]:
-    """Fill ``export_path`` in both reports of ``out_dir`` for the finals exported."""
-    import csv
-
-    from runflow_cli.outputs.report import CSV_COLUMNS, REPORT_CSV, REPORT_JSON
-
-    document = _read_report(out_dir)
-    by_output = {
-        _relative(final, out_dir): _relative(target, out_dir) for final, target in exports.items()
-    }
-    rows: list[dict[str, Any]] = document.get("items", [])
-    for row in rows:
-        export = by_output.get(row.get("output_path") or "")
-        if export is not None:
-            row["export_path"] = export
-        else:
-            row.setdefault("export_path", None)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore"
-    )
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS})
-    csv_path = _write_atomic(out_dir / REPORT_CSV, buffer.getvalue())
-    json_path = _write_atomic(out_dir / REPORT_JSON, json.dumps(document, indent=2) + "\n")
-    return csv_path, json_path
+def record_exports_in_report(folder: OutputFolder, summary: ExportSummary) -> tuple[Path, Path]:
+    """Fill the ``export_path`` column of both reports for the finals exported."""
+    exports = {folder.relative(f): folder.relative(e) for f, e in summary.paths.items()}
+    return record_exports(folder, exports)
 
 
-def _read_report(out_dir: Path) -> dict[str, Any]:
-    from runflow_cli.outputs.report import REPORT_JSON
+def export_folder(
+    folder: OutputFolder, spec: ExportSpec, *, force: bool = False, command: str = "export"
+) -> tuple[ExportSummary, tuple[Path, Path]]:
+    """Export the finals of ``folder``'s last run (``runflow export OUT``); fill the reports.
 
-    path = out_dir / REPORT_JSON
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(
-            f"no {REPORT_JSON} in {out_dir}",
-            hint="Point at the --out folder of a `runflow batch` run.",
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(document, dict):
-        raise ExportError(f"{path} is not a runflow report")
-    return document
-
-
-def _relative(path: Path, out_dir: Path) -> str:
-    return str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path)
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    Reads the report before taking OUT's lock, so a wrong OUT is not created.
+    """
+    finals = finals_in_report(folder)
+    with folder.lock(command):
+        summary = export_all(finals, spec, force=force)
+        reports = record_exports_in_report(folder, summary)
+    return summary, reports

@@ -1,16 +1,25 @@
-"""``runflow-report.csv`` and ``runflow-report.json``: one row per manifest row."""
+"""``runflow-report.csv`` and ``runflow-report.json``: one row per manifest row.
+
+This module is the only one that writes or reads the report files: a run
+writes them (:func:`write_reports`), the review sheet and exports read them
+(:func:`read_report`), and exports fill in their paths (:func:`record_exports`).
+The JSON report is the complete one; the CSV carries the columns a spreadsheet
+needs.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runflow_cli import __version__
-from runflow_cli.batch.outcome import Outcome, RunResult
+from runflow_cli.errors import UsageError
+from runflow_cli.files.folder import OutputFolder
 
 REPORT_CSV = "runflow-report.csv"
 REPORT_JSON = "runflow-report.json"
@@ -27,75 +36,146 @@ CSV_COLUMNS = (
     "output_path",
     "export_path",
 )
+JSON_ONLY = ("line", "size", "sha256", "elements")
+"""Columns of the JSON report beyond the CSV's."""
 
 
-def _row(outcome: Outcome, out_dir: Path) -> dict[str, Any]:
-    item = outcome.item
-    path = outcome.output_path
-    return {
-        "sku": item.sku,
-        "name": item.name,
-        "image_url": item.image_url,
-        "client_ref": item.client_ref,
-        "batch_id": outcome.batch_id,
-        "run_id": outcome.run_id,
-        "status": outcome.status.value,
-        "error_kind": outcome.error_kind,
-        "error_message": outcome.error_message,
-        "output_path": str(path.relative_to(out_dir))
-        if path and path.is_relative_to(out_dir)
-        else (str(path) if path else None),
-        "export_path": _relative(outcome.export_path, out_dir),
-    }
+class NoReportError(UsageError):
+    """The output folder holds no ``runflow-report.json``: no run finished there."""
 
 
-def _relative(path: Path | None, out_dir: Path) -> str | None:
-    if path is None:
-        return None
-    return str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path)
+class ReportUnreadableError(UsageError):
+    """The report exists but cannot be read as a runflow report."""
 
 
-def summary(result: RunResult) -> dict[str, Any]:
-    """Totals for the report and for ``--json``."""
-    counts = result.counts()
-    return {
-        "total": len(result.outcomes),
-        **{status: counts.get(status, 0) for status in sorted(counts)},
-        "cost": f"{result.cost:.6f}",
-        "batches": list(result.batch_ids),
-        "exit_code": int(result.exit_code),
-        "stopped_reason": result.stopped_reason,
-        "interrupted": result.interrupted,
-    }
+@dataclass
+class ReportRow:
+    """One manifest row in the report: what it asked for and what became of it."""
+
+    sku: str
+    name: str
+    image_url: str
+    client_ref: str | None
+    status: str
+    batch_id: str | None = None
+    run_id: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    output_path: str | None = None
+    """Relative to OUT (absolute when the final is elsewhere)."""
+    export_path: str | None = None
+    line: int | None = None
+    size: int | None = None
+    sha256: str | None = None
+    elements: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in (*CSV_COLUMNS, *JSON_ONLY)}
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> ReportRow:
+        """A row as a report of this or an earlier release wrote it; wrong types read as absent."""
+
+        def text(name: str) -> str | None:
+            value = row.get(name)
+            return value if isinstance(value, str) else None
+
+        def number(name: str) -> int | None:
+            value = row.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        elements = row.get("elements")
+        return cls(
+            sku=text("sku") or "",
+            name=text("name") or "",
+            image_url=text("image_url") or "",
+            client_ref=text("client_ref"),
+            status=text("status") or "unknown",
+            batch_id=text("batch_id"),
+            run_id=text("run_id"),
+            error_kind=text("error_kind"),
+            error_message=text("error_message"),
+            output_path=text("output_path"),
+            export_path=text("export_path"),
+            line=number("line"),
+            size=number("size"),
+            sha256=text("sha256"),
+            elements=[str(e) for e in elements] if isinstance(elements, list) else [],
+        )
 
 
-def write_reports(result: RunResult, out_dir: Path, *, source: str) -> tuple[Path, Path]:
+@dataclass
+class Report:
+    manifest: str
+    summary: dict[str, Any]
+    rows: list[ReportRow]
+
+
+def write_reports(folder: OutputFolder, report: Report) -> tuple[Path, Path]:
     """Write both reports atomically; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [_row(o, out_dir) for o in result.outcomes]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    for row, outcome in zip(rows, result.outcomes, strict=True):
-        row["line"] = outcome.item.line
-        row["size"] = outcome.size
-        row["sha256"] = outcome.sha256
-        row["elements"] = list(outcome.item.elements)
+    folder.ensure()
     document = {
         "runflow_cli": __version__,
-        "manifest": source,
-        "summary": summary(result),
-        "items": rows,
+        "manifest": report.manifest,
+        "summary": report.summary,
+        "items": [row.to_json() for row in report.rows],
     }
-    csv_path = _write_atomic(out_dir / REPORT_CSV, buffer.getvalue())
-    json_path = _write_atomic(out_dir / REPORT_JSON, json.dumps(document, indent=2) + "\n")
+    return _write(folder, document)
+
+
+def read_report(folder: OutputFolder) -> Report:
+    """The report of ``folder``'s last run."""
+    document = _read(folder)
+    rows = [ReportRow.from_json(r) for r in document["items"] if isinstance(r, Mapping)]
+    summary = document.get("summary")
+    return Report(
+        manifest=str(document.get("manifest") or ""),
+        summary=summary if isinstance(summary, dict) else {},
+        rows=rows,
+    )
+
+
+def record_exports(folder: OutputFolder, exports: Mapping[str, str]) -> tuple[Path, Path]:
+    """Fill ``export_path`` in both reports: ``exports`` maps a row's ``output_path`` to its
+    export's path (both relative to OUT). Everything else in the report is kept as it is."""
+    document = _read(folder)
+    for row in document["items"]:
+        if isinstance(row, dict):
+            export = exports.get(row.get("output_path") or "")
+            if export is not None:
+                row["export_path"] = export
+            else:
+                row.setdefault("export_path", None)
+    return _write(folder, document)
+
+
+def _read(folder: OutputFolder) -> dict[str, Any]:
+    try:
+        document = json.loads(folder.read_text(REPORT_JSON))
+    except FileNotFoundError:
+        raise NoReportError(
+            f"no {REPORT_JSON} in {folder}: no run finished there",
+            hint="Point at the --out folder of a `runflow batch` run.",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ReportUnreadableError(f"cannot read {folder.path(REPORT_JSON)}: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
+        raise ReportUnreadableError(
+            f"{folder.path(REPORT_JSON)} is not a runflow report (no 'items' list)"
+        )
+    return document
+
+
+def _write(folder: OutputFolder, document: dict[str, Any]) -> tuple[Path, Path]:
+    rows: Iterable[Any] = document["items"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore"
+    )
+    writer.writeheader()
+    for row in rows:
+        if isinstance(row, dict):
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS})
+    csv_path = folder.write_text(REPORT_CSV, buffer.getvalue())
+    json_path = folder.write_text(REPORT_JSON, json.dumps(document, indent=2) + "\n")
     return csv_path, json_path
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -1,16 +1,18 @@
-"""CI helpers: GitHub Actions workflow commands and the step summary's Markdown.
+"""GitHub Actions: ``::error`` annotations per failed item, and the job's step summary.
 
-Nothing here prints or writes files; ``console.py`` and the CLI do. The
-environment is a parameter so tests never depend on where they run.
+The environment is a parameter so tests never depend on where they run.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, Self
 
-from runflow_cli.batch.outcome import Outcome, Status
+from runflow_cli.batch.events import Event, ItemFailed
+from runflow_cli.batch.outcome import Outcome
+from runflow_cli.row_status import REPORTED
 
 MAX_ANNOTATIONS = 50
 """Failed items annotated one by one; the rest are counted in one last annotation."""
@@ -65,8 +67,7 @@ def overflow_annotation(shown: int, more: int) -> str:
 
 def failures(outcomes: Iterable[Outcome]) -> list[Outcome]:
     """Outcomes that did not succeed and are not merely waiting for a later run."""
-    waiting = (Status.SUCCEEDED, Status.PENDING, Status.DEFERRED)
-    return [o for o in outcomes if o.status not in waiting]
+    return [o for o in outcomes if not o.status.settled]
 
 
 def markdown_cell(value: object) -> str:
@@ -86,9 +87,9 @@ def step_summary(
 ) -> str:
     """The Markdown appended to ``$GITHUB_STEP_SUMMARY``: counts, cost, reports, failures.
 
-    ``summary`` is :func:`runflow_cli.report.summary`'s dict.
+    ``summary`` is :meth:`RunResult.summary`'s dict.
     """
-    statuses = [s.value for s in Status if isinstance(summary.get(s.value), int)]
+    statuses = [s.value for s in REPORTED if isinstance(summary.get(s.value), int)]
     lines = [f"### {markdown_cell(title)}", "", "| status | items |", "|---|---:|"]
     lines += [f"| {s} | {summary[s]} |" for s in statuses if summary[s]]
     lines += [f"| **total** | **{summary.get('total', 0)}** |", ""]
@@ -107,9 +108,61 @@ def step_summary(
         lines += ["", f"#### Not succeeded ({len(failed)})", ""]
         lines += ["| line | SKU | name | status | error | message |", "|---:|---|---|---|---|---|"]
         for o in failed[:limit]:
-            cells = (o.item.line, o.item.sku, o.item.name, o.status.value, o.error_kind,
-                     o.error_message)  # fmt: skip
+            cells = (
+                o.item.line,
+                o.item.sku,
+                o.item.name,
+                o.status.value,
+                o.error_kind,
+                o.error_message,
+            )
             lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
         if len(failed) > limit:
             lines += ["", f"… and {len(failed) - limit} more: see the report."]
     return "\n".join(lines) + "\n\n"
+
+
+class _Display(Protocol):
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def handle(self, event: Event) -> None: ...
+
+
+class GitHubAnnotations:
+    """Wraps a display; adds an ``::error`` annotation per failed item (capped)."""
+
+    def __init__(self, inner: _Display, stream: Any, *, limit: int | None = None) -> None:
+        self._inner = inner
+        self._stream = stream
+        self._limit = MAX_ANNOTATIONS if limit is None else limit
+        self._shown = 0
+        self._more = 0
+
+    def __enter__(self) -> GitHubAnnotations:
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.__exit__(*exc)
+        if self._more:
+            self._line(overflow_annotation(self._shown, self._more))
+
+    def _line(self, text: str) -> None:
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def handle(self, event: Event) -> None:
+        self._inner.handle(event)
+        if not isinstance(event, ItemFailed):
+            return
+        if self._shown < self._limit:
+            self._shown += 1
+            self._line(failure_annotation(event.outcome))
+        else:
+            self._more += 1
+
+
+def append_step_summary(path: str | Path, markdown: str) -> None:
+    """Append to ``$GITHUB_STEP_SUMMARY`` (other steps write to the same file)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(markdown)

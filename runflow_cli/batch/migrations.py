@@ -1,0 +1,130 @@
+"""The journal's schema: every table, and the ordered migrations that bring a journal up to date.
+
+A journal records its version in ``meta('schema')``. Opening one applies, in
+order and each in its own transaction, the migrations it has not had yet, so
+an output folder made by any earlier release keeps working. A journal written
+by a newer release (a version above :data:`SCHEMA_VERSION`) is refused with a
+plain message rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from runflow_cli.errors import UsageError
+
+
+class JournalTooNewError(UsageError):
+    """The journal was written by a newer release of runflow-cli."""
+
+
+class JournalDamagedError(UsageError):
+    """The journal's version cannot be read."""
+
+
+def _v1_tables(db: sqlite3.Connection) -> None:
+    """0.1.0's tables: batches as sent, and one row per manifest row's output."""
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("""
+    CREATE TABLE IF NOT EXISTS batches (
+        batch_key   TEXT PRIMARY KEY,          -- made by the client before sending
+        batch_id    TEXT UNIQUE,               -- the API's id, once the answer arrived
+        status      TEXT NOT NULL,             -- see BatchState
+        status_code TEXT,                      -- the API's terminal status
+        cost        TEXT,
+        endpoint    TEXT NOT NULL,             -- what it was sent to (Endpoint.identity)
+        body        TEXT NOT NULL,             -- the exact JSON sent, to resend with the same key
+        size        INTEGER NOT NULL,
+        message     TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    )""")
+    db.execute("""
+    CREATE TABLE IF NOT EXISTS rows (
+        row_key       TEXT PRIMARY KEY,        -- the output's identity: sku/name, ignoring case
+        fingerprint   TEXT NOT NULL,           -- what was asked (model, URL, config, ref)
+        sku           TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        line          INTEGER NOT NULL,
+        image_url     TEXT NOT NULL,
+        batch_key     TEXT REFERENCES batches(batch_key),
+        seq           INTEGER,                 -- sequence_index within that batch
+        run_id        TEXT,
+        status        TEXT NOT NULL,           -- a runflow_cli.row_status.Status value
+        error_kind    TEXT,
+        error_message TEXT,
+        output_urls   TEXT,                    -- JSON list, as the API gave them
+        final_url     TEXT,
+        output_path   TEXT,                    -- relative to OUT
+        size          INTEGER,
+        sha256        TEXT,
+        updated_at    TEXT NOT NULL
+    )""")
+    db.execute("CREATE INDEX IF NOT EXISTS rows_batch ON rows(batch_key)")
+
+
+def _v2_events_and_one_vocabulary(db: sqlite3.Connection) -> None:
+    """Webhook events get their table up front (0.1.0 made it on first use), and rows
+    say ``not_submitted`` as reports do (0.1.0 wrote ``not_sent``)."""
+    db.execute("""
+    CREATE TABLE IF NOT EXISTS events (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id TEXT UNIQUE,               -- NULL if the delivery carried no request id
+        event_key   TEXT NOT NULL UNIQUE,      -- e.g. batch.succeeded:<batch id>
+        event       TEXT NOT NULL,             -- e.g. batch.succeeded, run.failed
+        batch_id    TEXT,
+        run_id      TEXT,
+        body        BLOB NOT NULL,             -- the raw signed bytes, as received
+        received_at TEXT NOT NULL
+    )""")
+    db.execute("UPDATE rows SET status='not_submitted' WHERE status='not_sent'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_tables,
+    _v2_events_and_one_vocabulary,
+]
+"""Migration ``n`` (1-based) brings a journal from version ``n - 1`` to ``n``. Append only."""
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def version(db: sqlite3.Connection) -> int:
+    """The journal's schema version; 0 for a new, empty file."""
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+    if exists is None:
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if row is None:
+        return 0
+    try:
+        return int(row[0])
+    except (TypeError, ValueError):
+        raise JournalDamagedError(f"the journal's schema version reads {row[0]!r}") from None
+
+
+def migrate(db: sqlite3.Connection, where: str) -> None:
+    """Bring the journal at ``where`` to :data:`SCHEMA_VERSION`; refuse a newer one."""
+    if version(db) == SCHEMA_VERSION:
+        return  # the common case: no write lock taken
+    for target in range(1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = version(db)  # read inside the lock: another process may have migrated
+            if current > SCHEMA_VERSION:
+                raise JournalTooNewError(
+                    f"{where} was written by a newer runflow-cli (journal version {current}; "
+                    f"this release reads up to {SCHEMA_VERSION})",
+                    hint="Upgrade runflow-cli (pip install -U runflow-cli), or use another folder.",
+                )
+            if current < target:
+                MIGRATIONS[target - 1](db)
+                db.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (str(target),),
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

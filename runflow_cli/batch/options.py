@@ -1,0 +1,66 @@
+"""The settings of a batch job, in the library's own names (the CLI maps its flags here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from runflow_cli.api.client import DEFAULT_MODEL
+from runflow_cli.files.download import DEFAULT_MAX_FILE_SIZE
+from runflow_cli.outputs.export import ExportSpec
+
+MAX_BATCH_SIZE = 100
+"""The API's default cap on items per batch (an org may have it raised)."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Learn that batches are done from signed webhooks instead of polling."""
+
+    port: int = 0
+    """Local port of the receiver; 0 picks a free one."""
+    host: str = "127.0.0.1"
+    secrets: tuple[str, ...] = ()
+    """Signing secrets (several during a rotation). Empty: against a sandbox, one is
+    created for the run; against a real service it is an error."""
+    callback_url: str | None = None
+    """The public https:// URL that reaches the receiver; not needed for a local API."""
+    safety_poll: float = 120.0
+    """Seconds between polls of each batch, in case a webhook is lost."""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    batch_size: int = MAX_BATCH_SIZE
+    max_in_flight: int = 20
+    """Batches created and not yet finished, at most."""
+    poll_interval: float = 1.0
+    """First wait before a batch is polled (until a batch of this run has finished, then
+    about as long as batches took); grows x1.5 while nothing changes."""
+    max_poll_interval: float = 20.0
+    max_poll_failures: int = 5
+    """Polls of one batch that may fail in a row (each after the client's own retries)."""
+    download_workers: int = 16
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    """Largest final accepted, in bytes."""
+    keep_intermediates: bool = False
+    model: str = DEFAULT_MODEL
+    callback_url: str | None = None
+    """Sent with every create: where the service POSTs the terminal batch."""
+    listen: Listen | None = None
+    force: bool = False
+    """Process every row again, even those already done."""
+    retry_failed: bool = True
+    """Send rows that failed or were cancelled in an earlier run again."""
+    resubmit_unknown: bool = False
+    """Send batches whose create answer was lost again, with the same key."""
+    max_items: int | None = None
+    """Send at most this many rows this run; the rest are left for the next."""
+    max_cost: Decimal | None = None
+    """Stop creating batches once the cost the API reported this run reaches this."""
+    max_failure_rate: float | None = None
+    """Stop creating batches once more than this share of finished items failed."""
+    export: ExportSpec | None = None
+    """Also write a marketplace export beside each final."""
+    review: bool = True
+    """Write ``OUT/review.html`` at the end."""

@@ -1,0 +1,181 @@
+"""The options of ``runflow batch``: each flag's name, type, limits and help, in one place.
+
+``cli/batch.py`` takes them by these names; options shared with other commands
+(the manifest defaults, the API key and URL, exports) live in ``options.py``
+and ``export.py``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    plain = "plain"
+    json = "json"
+
+
+OutOpt = Annotated[
+    Path, typer.Option("--out", "-o", help="Folder for OUT/<sku>/<name>.webp and the reports.")
+]
+BatchSizeOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help="Items per batch. The API's cap is 100; go above it only if Runflow "
+        "raised your org's cap.",
+    ),
+]
+MaxInFlightOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-in-flight",
+        min=1,
+        help="Batches submitted and not yet finished, at most (20 batches keep 2,000 "
+        "items flowing; lower it if the service answers 429).",
+    ),
+]
+PollIntervalOpt = Annotated[
+    float,
+    typer.Option(
+        "--poll-interval",
+        min=0.0,
+        help="Seconds before a batch's first poll (later batches wait about as long as "
+        "earlier ones took); the wait grows x1.5 while nothing changes and resets on progress.",
+    ),
+]
+MaxPollIntervalOpt = Annotated[
+    float,
+    typer.Option("--max-poll-interval", min=0.0, help="Longest wait between two polls of a batch."),
+]
+DownloadWorkersOpt = Annotated[
+    int, typer.Option("--download-workers", min=1, help="Concurrent downloads of finals.")
+]
+SandboxOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sandbox",
+        help="Run against a local sandbox started for this run: no account, no network, no cost.",
+    ),
+]
+CallbackUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--callback-url",
+        help="Sent with every batch: where the service POSTs it when done (https://). "
+        "With --listen, the public URL that reaches the receiver.",
+    ),
+]
+ListenOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--listen",
+        min=0,
+        help="Wait for signed webhooks on this local port instead of polling (0 picks a "
+        "free one); a slow safety poll still runs.",
+    ),
+]
+ListenHostOpt = Annotated[
+    str, typer.Option("--listen-host", help="Address the --listen receiver binds to.")
+]
+ListenSecretEnvOpt = Annotated[
+    str,
+    typer.Option(
+        "--secret-env", help="Environment variable holding the webhook signing secret(s)."
+    ),
+]
+SafetyPollOpt = Annotated[
+    float,
+    typer.Option(
+        "--safety-poll", min=1.0, help="With --listen: seconds between polls of each batch."
+    ),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Show the plan (what would be sent, resumed, skipped) and stop."
+    ),
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Process every row again, even those already done.")
+]
+RetryFailedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--retry-failed/--no-retry-failed",
+        help="Send rows that failed or were cancelled in an earlier run again.",
+    ),
+]
+ResubmitUnknownOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resubmit-unknown",
+        help="Send batches whose create answer was lost again, with the same idempotency key.",
+    ),
+]
+MaxItemsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-items", min=0, help="Send at most N rows this run; the rest wait for the next."
+    ),
+]
+MaxCostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-cost",
+        help="Stop submitting new batches once the cost the API reported for this run "
+        "reaches AMOUNT (in-flight batches finish).",
+    ),
+]
+MaxFailureRateOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-failure-rate",
+        min=0.0,
+        max=1.0,
+        help="Stop submitting once more than this share of finished items failed (e.g. 0.2).",
+    ),
+]
+MaxFileSizeOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-file-size",
+        min=1,
+        help="Largest final accepted, in MB; bigger downloads are refused.",
+    ),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress and no summary; errors only.")
+]
+JsonOutputOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON summary on stdout instead of the table.")
+]
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        help="auto: a live display in a terminal, plain lines otherwise; plain: always "
+        "timestamped lines (stderr); json: one JSON object per event on stdout, for CI "
+        "and scripts (the fields: docs/ci-and-cron.md).",
+    ),
+]
+
+FLAGS = {
+    "max_cost": "--max-cost {}",
+    "max_failure_rate": "--max-failure-rate {}",
+    "max_items": "--max-items {}",
+    "retry_failed": "--no-retry-failed",
+    "resubmit_unknown": "--resubmit-unknown",
+}
+"""How messages of the batch job name its settings: by the flags that set them."""
+
+
+def flag_label(name: str, value: object) -> str:
+    """``max_cost``, 20 -> ``--max-cost 20``: a ``runflow_cli.batch.outcome.SettingLabel``."""
+    return FLAGS[name].format(value) if name in FLAGS else f"{name}={value}"

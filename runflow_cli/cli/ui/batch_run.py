@@ -1,0 +1,120 @@
+"""``runflow batch`` on screen: the job's events while it runs, and what it did at the end."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runflow_cli.batch.events import (
+    Event,
+    Listening,
+    Planned,
+    ProcessingEnded,
+    ProcessingStarted,
+)
+from runflow_cli.cli.ui import github
+from runflow_cli.cli.ui.consoles import Consoles
+from runflow_cli.cli.ui.json_log import print_run_summary_line
+from runflow_cli.cli.ui.progress import Display, make_display
+from runflow_cli.cli.ui.summaries import print_plan, print_summary, report_exports
+from runflow_cli.row_status import Status
+
+if TYPE_CHECKING:
+    from runflow_cli.batch.job import BatchResult
+    from runflow_cli.outputs.export import ExportSpec
+
+
+class BatchRenderer:
+    """Turns a batch job's events into output: the plan, webhooks, the progress display."""
+
+    def __init__(self, consoles: Consoles, log_format: str, *, github: bool) -> None:
+        self._consoles = consoles
+        self._log_format = log_format
+        self._github = github
+        self._display: Display | None = None
+
+    def __enter__(self) -> BatchRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        display, self._display = self._display, None
+        if display is not None:
+            display.__exit__(None, None, None)
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, Planned):
+            print_plan(self._consoles, event.plan)
+        elif isinstance(event, Listening):
+            self._consoles.info(
+                f"Listening for webhooks on {event.url} (callbacks to {event.callback_url})"
+            )
+        elif isinstance(event, ProcessingStarted):
+            self._display = make_display(
+                self._consoles,
+                event.total,
+                f"Processing {event.source}",
+                self._log_format,
+                github=self._github,
+            )
+            self._display.__enter__()
+        elif isinstance(event, ProcessingEnded):
+            self._close()
+        elif self._display is not None:
+            self._display.handle(event)
+
+
+def show_batch_result(
+    consoles: Consoles,
+    result: BatchResult,
+    *,
+    export: ExportSpec | None,
+    sandbox: bool,
+    log_format: str,
+    json_output: bool,
+    github_actions: bool,
+) -> None:
+    """Everything ``runflow batch`` prints once the job is done."""
+    if result.exports is not None and export is not None:
+        report_exports(consoles, result.exports, export)
+    if result.review_error:
+        consoles.warn(result.review_error)
+    if result.interrupted:
+        explain_interrupt(consoles, result, sandbox=sandbox)
+    review = result.review and str(result.review)
+    summary: dict[str, Any] = result.summary()
+    reports = result.reports or ()
+    if log_format == "json":
+        print_run_summary_line(consoles, {**summary, "review": review}, reports)
+    elif json_output:
+        consoles.json({**summary, "reports": [str(p) for p in reports], "review": review})
+    elif not consoles.quiet:
+        print_summary(consoles, result, result.reports, result.elapsed)
+        if result.review:
+            consoles.line(f"Review sheet: {result.review}")
+    if github_actions and (step_summary := github.step_summary_path()):
+        paths = [str(p) for p in (*reports, result.review) if p]
+        failed = github.failures(result.outcomes)
+        github.append_step_summary(step_summary, github.step_summary(summary, paths, failed))
+
+
+def explain_interrupt(consoles: Consoles, result: BatchResult, *, sandbox: bool) -> None:
+    in_flight = sorted(
+        {o.batch_id for o in result.outcomes if o.status == Status.PENDING and o.batch_id}
+    )
+    consoles.warn(f"interrupted ({result.interrupted}). Nothing recorded in the journal was lost.")
+    if sandbox:
+        consoles.info(
+            "The sandbox stopped with this run, and its batches with it: running the "
+            "same command again processes what is left (nothing is charged)."
+        )
+        return
+    if in_flight:
+        consoles.info(
+            "Batches still processing (you pay for their successes): " + ", ".join(in_flight)
+        )
+    consoles.info(
+        "Run the same command again to resume: it polls those batches instead of "
+        "creating them again, and sends only what is left."
+    )

@@ -1,0 +1,141 @@
+"""``--log-format json``: one JSON object per line on stdout, for CI and scripts.
+
+The schema (the keys each ``type`` of line carries) is documented in
+docs/ci-and-cron.md; tests/test_ci_output.py holds every line to it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runflow_cli.batch.events import (
+    BatchFinished,
+    BatchNotCreated,
+    BatchProgress,
+    BatchSubmitted,
+    Event,
+    FileRetry,
+    FileSaved,
+    ItemFailed,
+    Notice,
+    RowsSkipped,
+)
+from runflow_cli.batch.outcome import Outcome
+from runflow_cli.batch.plan import Plan
+from runflow_cli.cli.ui.consoles import Consoles
+
+
+def _utc_stamp(clock: Any = time.time) -> str:
+    return (
+        datetime.fromtimestamp(clock(), UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _item_fields(outcome: Outcome) -> dict[str, Any]:
+    item = outcome.item
+    return {"sku": item.sku, "name": item.name, "line": item.line}
+
+
+def event_record(event: Event) -> dict[str, Any] | None:
+    """An event as the fields of its ``--log-format json`` line (without type and time)."""
+    match event:
+        case BatchSubmitted(number=n, batch_id=batch_id, size=size, resumed=resumed):
+            return {
+                "type": "batch_submitted",
+                "number": n,
+                "batch_id": batch_id,
+                "size": size,
+                "resumed": resumed,
+            }
+        case BatchProgress(batch_id=batch_id, succeeded=s, failed=f, cancelled=c, total=t):
+            return {
+                "type": "batch_progress",
+                "batch_id": batch_id,
+                "succeeded": s,
+                "failed": f,
+                "cancelled": c,
+                "total": t,
+            }
+        case BatchFinished(batch_id=batch_id, status_code=code, cost=cost, succeeded=s, total=t):
+            return {
+                "type": "batch_terminal",
+                "batch_id": batch_id,
+                "status_code": code,
+                "cost": cost,
+                "succeeded": s,
+                "total": t,
+            }
+        case BatchNotCreated(number=n, size=size, kind=kind, rows=rows):
+            return {
+                "type": "batch_not_created",
+                "number": n,
+                "size": size,
+                "kind": kind,
+                "rows": rows,
+            }
+        case ItemFailed(outcome=o):
+            return {
+                "type": "item_failed",
+                **_item_fields(o),
+                "status": o.status.value,
+                "error_kind": o.error_kind,
+                "error_message": o.error_message,
+                "batch_id": o.batch_id,
+                "run_id": o.run_id,
+            }
+        case FileSaved(outcome=o, path=path):
+            return {"type": "file_saved", **_item_fields(o), "path": str(path)}
+        case FileRetry(outcome=o):
+            return {"type": "file_retry", **_item_fields(o), "batch_id": o.batch_id}
+        case RowsSkipped(status=status, count=count, reason=reason):
+            return {"type": "rows_skipped", "status": status, "count": count, "reason": reason}
+        case Notice(message=message):
+            return {"type": "notice", "message": message}
+    return None
+
+
+class JsonDisplay:
+    """``--log-format json``: one JSON object per line on stdout for each event."""
+
+    def __init__(self, consoles: Consoles, *, clock: Any = time.time) -> None:
+        self._file = consoles.out.file
+        self._clock = clock
+
+    def __enter__(self) -> JsonDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = {"type": record["type"], "time": _utc_stamp(self._clock)}
+        line.update((k, v) for k, v in record.items() if k != "type")
+        self._file.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def handle(self, event: Event) -> None:
+        record = event_record(event)
+        if record is not None:
+            self.write(record)
+
+
+def print_run_summary_line(
+    consoles: Consoles, summary: dict[str, Any], reports: Iterable[Path], *, clock: Any = time.time
+) -> None:
+    """The last ``--log-format json`` line: the report's summary and the report paths."""
+    record = {"type": "run_summary", **summary, "reports": [str(p) for p in reports]}
+    JsonDisplay(consoles, clock=clock).write(record)
+
+
+def print_plan_line(consoles: Consoles, plan: Plan) -> None:
+    """``--dry-run --log-format json``: the plan as one ``plan`` line."""
+    JsonDisplay(consoles).write(
+        {"type": "plan", "plan": plan.counts(), "unknown_batch_keys": sorted(plan.unknown)}
+    )

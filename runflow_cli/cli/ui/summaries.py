@@ -1,0 +1,197 @@
+"""What a command prints when it is done: the plan, the run's summary, ``runflow status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from runflow_cli.batch.outcome import RunResult
+from runflow_cli.batch.plan import Plan
+from runflow_cli.cli.ui.consoles import Consoles
+from runflow_cli.cli.ui.json_log import print_plan_line
+from runflow_cli.cli.ui.progress import failure_line
+from runflow_cli.row_status import REPORTED
+
+if TYPE_CHECKING:
+    from runflow_cli.batch.folder_status import RowSummary, StatusSummary
+    from runflow_cli.outputs.export import ExportSpec, ExportSummary
+
+MAX_FAILURES_LISTED = 20
+
+
+def print_plan(
+    consoles: Consoles, plan: Plan, *, dry_run: bool = False, as_json: bool = False
+) -> None:
+    """What a run will do, before anything is sent."""
+    counts = plan.counts()
+    if as_json:
+        consoles.json({"plan": counts, "unknown_batch_keys": sorted(plan.unknown)})
+        return
+    shown = ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "nothing to do"
+    if not dry_run:
+        consoles.info(f"Plan: {shown}.")
+        return
+    table = Table(title="runflow batch --dry-run: the plan (nothing was sent)", header_style="bold")
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    for what, n in counts.items():
+        table.add_row(what, str(n))
+    consoles.out.print(table)
+    for key in sorted(plan.unknown):
+        consoles.out.print(
+            f"Unknown batch (create answer lost), key {key}: "
+            "check the dashboard for metadata runflow_cli_key, then "
+            "--resubmit-unknown to resend it with the same key."
+        )
+
+
+def show_dry_run(consoles: Consoles, plan: Plan, *, json_lines: bool, as_json: bool) -> None:
+    """``runflow batch --dry-run``: the plan as a table, JSON, or one json-log line."""
+    if json_lines:
+        print_plan_line(consoles, plan)
+    else:
+        print_plan(consoles, plan, dry_run=True, as_json=as_json)
+
+
+def print_summary(
+    consoles: Consoles, result: RunResult, reports: tuple[Path, Path] | None, elapsed: float
+) -> None:
+    """The end-of-run table, the failures, and where the reports are."""
+    counts = result.counts()
+    table = Table(title="runflow batch summary", show_header=True, header_style="bold")
+    table.add_column("status")
+    table.add_column("items", justify="right")
+    for status in REPORTED:
+        if counts.get(status.value):
+            table.add_row(status.value, str(counts[status.value]))
+    table.add_row("[bold]total[/]", f"[bold]{len(result.outcomes)}[/]")
+    out = consoles.out
+    out.print(table)
+    failures = [o for o in result.outcomes if not o.status.settled]
+    if failures:
+        out.print(f"[bold]Not succeeded ({len(failures)}):[/]")
+        for outcome in failures[:MAX_FAILURES_LISTED]:
+            out.print(f"  [red]✗[/] {escape(failure_line(outcome))}")
+        if len(failures) > MAX_FAILURES_LISTED:
+            out.print(f"  … and {len(failures) - MAX_FAILURES_LISTED} more: see the report")
+    out.print(
+        f"Cost reported by the API: {result.cost:.6f}   "
+        f"Batches: {len(result.batch_ids)}   Time: {elapsed:.1f} s"
+    )
+    if result.stopped_reason:
+        out.print(f"[yellow]Stopped submitting:[/] {escape(result.stopped_reason)}")
+    if reports:
+        out.print(f"Reports: {reports[0]}  {reports[1]}")
+    out.print(
+        f"Exit code {int(result.exit_code)} ({result.exit_code.name.lower().replace('_', ' ')})"
+    )
+
+
+# --- runflow status ---
+
+
+def print_status(consoles: Consoles, summary: StatusSummary) -> None:
+    """What the journal of an output folder says, for ``runflow status``."""
+    out = consoles.out
+    if summary.batches:
+        endpoints = sorted({b.endpoint for b in summary.batches})
+        table = Table(title=f"Batches in {summary.out_dir}", header_style="bold")
+        # Ids and keys fold rather than end in "…": they are there to be copied.
+        table.add_column("batch id / key", overflow="fold")
+        if len(endpoints) > 1:
+            table.add_column("endpoint", overflow="fold")
+        table.add_column("journal", no_wrap=True)
+        table.add_column("API status", no_wrap=True)
+        table.add_column("items", justify="right", no_wrap=True)
+        table.add_column("cost", justify="right", no_wrap=True)
+        table.add_column("created (UTC)", overflow="fold")
+        for b in summary.batches:
+            cells = [f"{escape(b.batch_id or '-')}\n[dim]{escape(b.batch_key)}[/]"]
+            if len(endpoints) > 1:
+                cells.append(escape(b.endpoint))
+            cells += [
+                b.status,
+                b.status_code or "-",
+                str(b.size),
+                b.cost or "-",
+                b.created_at[:19].replace("T", " "),
+            ]
+            table.add_row(*cells)
+        out.print(table)
+        if len(endpoints) == 1:
+            out.print(f"Sent to {escape(endpoints[0])}")
+    else:
+        out.print(f"No batches recorded in {escape(str(summary.out_dir))}.")
+    rows = Table(title="Rows", header_style="bold")
+    rows.add_column("status")
+    rows.add_column("rows", justify="right")
+    for status, count in summary.rows_by_status.items():
+        if count:
+            rows.add_row(status, str(count))
+    rows.add_row("[bold]total[/]", f"[bold]{summary.total_rows}[/]")
+    out.print(rows)
+    out.print(f"Cost reported by the API: {summary.cost:.6f}")
+    if summary.in_flight:
+        ids = ", ".join(b.batch_id or b.batch_key for b in summary.in_flight)
+        out.print(f"In flight ({len(summary.in_flight)}): {escape(ids)}")
+    if summary.to_download:
+        out.print(f"[bold]Processed, not downloaded yet ({len(summary.to_download)}):[/]")
+        _status_rows(consoles, summary.to_download)
+    if summary.failures:
+        out.print(f"[bold]Not succeeded ({len(summary.failures)}):[/]")
+        _status_rows(consoles, summary.failures)
+    for b in summary.unknown:
+        out.print(
+            f"Unknown batch (create answer lost), key {b.batch_key}: "
+            "check the dashboard for metadata runflow_cli_key, then "
+            "--resubmit-unknown to resend it with the same key."
+        )
+    if summary.in_flight or summary.to_download or summary.unknown:
+        out.print("Run the same `runflow batch` command again to resume.", markup=False)
+
+
+def _status_rows(consoles: Consoles, rows: list[RowSummary]) -> None:
+    for r in rows[:MAX_FAILURES_LISTED]:
+        line = f"line {r.line}, SKU {r.sku} ({r.name}): {r.status}"
+        if r.error_kind or r.error_message:
+            line += f" [{r.error_kind}] {r.error_message or ''}".rstrip()
+        consoles.out.print(f"  {escape(line)}")
+    if len(rows) > MAX_FAILURES_LISTED:
+        consoles.out.print(f"  … and {len(rows) - MAX_FAILURES_LISTED} more: runflow status --json")
+
+
+def report_exports(consoles: Consoles, summary: ExportSummary, spec: ExportSpec) -> None:
+    """Each export that failed, then one line of counts."""
+    for final, message in summary.failed:
+        consoles.warn(f"export failed for {final}: {message}")
+    parts = [f"{len(summary.exported)} exported as {spec.format}"]
+    if summary.up_to_date:
+        parts.append(f"{len(summary.up_to_date)} already up to date")
+    if summary.failed:
+        parts.append(f"{len(summary.failed)} failed")
+    consoles.info("Exports: " + ", ".join(parts) + ".")
+
+
+def exports_json(summary: ExportSummary, reports: tuple[Path, Path]) -> dict[str, Any]:
+    return {
+        "exported": [str(p) for p in summary.exported],
+        "up_to_date": [str(p) for p in summary.up_to_date],
+        "failed": [{"final": str(p), "error": m} for p, m in summary.failed],
+        "exports": {str(k): str(v) for k, v in summary.paths.items()},
+        "reports": [str(p) for p in reports],
+    }
+
+
+def print_sandbox_ready(base_url: str, api_key: str) -> None:
+    """``runflow sandbox``: where it listens, and the two exports that point runflow at it."""
+    consoles = Consoles.create()
+    for line in (
+        f"Runflow sandbox listening on {base_url}",
+        f"export RUNFLOW_BASE_URL={base_url}",
+        f"export RUNFLOW_KEY={api_key}",
+        "Press Ctrl-C to stop.",
+    ):
+        consoles.line(line)

@@ -1,0 +1,71 @@
+"""Saving one item's final, and its stages, where every command puts them.
+
+``OUT/<sku>/<name><extension of the result URL>`` for the final and
+``OUT/<sku>/<name>.stages/<stage file name>`` for the stages: ``runflow batch``,
+``runflow download`` and ``runflow run`` all save through :func:`save_final`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runflow_cli.api.answers import pick_final, stage_urls
+from runflow_cli.errors import DownloadError, RunflowError
+from runflow_cli.files.download import Downloader
+from runflow_cli.files.folder import OutputFolder, SavedFile
+from runflow_cli.names import sanitize_component, url_basename, url_extension
+
+
+def final_path(folder: OutputFolder, sku: str, name: str, final_url: str) -> Path:
+    """Where a row's final goes: ``OUT/<sku>/<name><extension of the result URL>``."""
+    stem = f"{sanitize_component(name)}{url_extension(final_url)}"
+    return folder.root / sanitize_component(sku) / stem
+
+
+def stages_dir(final: Path) -> Path:
+    """Where a final's intermediate stages go: ``OUT/<sku>/<name>.stages/``."""
+    return final.parent / f"{final.name.rsplit('.', 1)[0]}.stages"
+
+
+@dataclass(frozen=True, slots=True)
+class SavedFinal:
+    final: SavedFile
+    stages: list[SavedFile] = field(default_factory=list)
+
+
+def save_final(
+    downloader: Downloader,
+    folder: OutputFolder,
+    sku: str,
+    name: str,
+    urls: Sequence[str],
+    *,
+    stages: bool = False,
+) -> SavedFinal:
+    """Download an item's final (the ``result_*`` URL among ``urls``), and its stages if asked.
+
+    Raises :class:`~runflow_cli.errors.DownloadError` (``ExpiredURLError`` when
+    the CDN says the link is gone) or ``OSError`` when the file cannot be written.
+    """
+    final_url = pick_final(urls)
+    if final_url is None:
+        raise DownloadError("the output lists no result_* image")
+    dest = final_path(folder, sku, name, final_url)
+    saved = SavedFinal(downloader.fetch(final_url, dest))
+    if stages:
+        folder_for_stages = stages_dir(dest)
+        for url in stage_urls(urls):
+            stage = folder_for_stages / sanitize_component(url_basename(url))
+            saved.stages.append(downloader.fetch(url, stage))
+    return saved
+
+
+def failure_message(exc: BaseException) -> str:
+    """What to say when saving a final failed, whatever the reason."""
+    if isinstance(exc, RunflowError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"could not write the file: {exc}"
+    return f"{type(exc).__name__}: {exc}"
