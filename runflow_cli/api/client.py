@@ -29,10 +29,10 @@ from urllib.parse import quote
 
 import httpx
 
-from runflow_cli import __version__
 from runflow_cli.api.answers import BatchView, RunView
 from runflow_cli.api.responses import response_result, transport_failure
 from runflow_cli.errors import CreateOutcomeUnknownError, UsageError
+from runflow_cli.version import __version__
 
 DEFAULT_BASE_URL = "https://api.runflow.io"
 DEFAULT_MODEL = "runflow/dyver-removal"

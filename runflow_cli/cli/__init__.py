@@ -17,8 +17,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from runflow_cli import __version__
 from runflow_cli.errors import ExitCode, RunflowError
+from runflow_cli.version import __version__
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 every item succeeded; 1 some items failed, were cancelled or are unknown; "

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 
-from runflow_cli import __version__
 from runflow_cli.errors import DownloadError
 from runflow_cli.files.folder import SavedFile, write_atomically
 from runflow_cli.names import url_basename
+from runflow_cli.version import __version__
 
 DEFAULT_MAX_FILE_SIZE = 200 * 1024 * 1024
 DEFAULT_DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runflow_cli import __version__
 from runflow_cli.errors import UsageError
 from runflow_cli.files.folder import OutputFolder
+from runflow_cli.version import __version__
 
 REPORT_CSV = "runflow-report.csv"
 REPORT_JSON = "runflow-report.json"

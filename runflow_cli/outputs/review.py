@@ -29,11 +29,11 @@ from string import Template
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from runflow_cli import __version__
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.save import stages_dir
 from runflow_cli.outputs.report import Report, read_report
 from runflow_cli.row_status import REPORTED, Status
+from runflow_cli.version import __version__
 
 REVIEW_HTML = "review.html"
 THUMBS = "thumbs"
