@@ -1,0 +1,111 @@
+"""Exit codes: the one table (../shared/DESIGN.md), how a run picks one, and the CLI's handler."""
+
+from __future__ import annotations
+
+import pytest
+
+from runflow_cli.batch.outcome import Outcome, RunResult
+from runflow_cli.errors import ExitCode
+from runflow_cli.manifest import Item
+from runflow_cli.row_status import Status
+
+
+def make_items(n: int) -> list[Item]:
+    return [
+        Item(
+            index=i,
+            line=i + 2,
+            sku=f"S{i}",
+            image_url=f"https://img.test/{i}.jpg",
+            elements=("background_removal",),
+            aspect_ratio=None,
+            product_isolation_prompt=None,
+            client_ref=f"S{i}",
+            name=f"img{i}",
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "severities", "expected"),
+    [
+        ([Status.SUCCEEDED, Status.SUCCEEDED], set(), ExitCode.OK),
+        ([Status.SUCCEEDED, Status.FAILED], set(), ExitCode.ITEMS_FAILED),
+        ([Status.SUCCEEDED, Status.CANCELLED], set(), ExitCode.ITEMS_FAILED),
+        ([Status.UNKNOWN], set(), ExitCode.ITEMS_FAILED),
+        ([Status.FAILED, Status.INVALID], set(), ExitCode.INVALID_INPUT),
+        (
+            [Status.INVALID, Status.NOT_SUBMITTED],
+            {ExitCode.AUTH_OR_CREDITS},
+            ExitCode.AUTH_OR_CREDITS,
+        ),
+        ([Status.NOT_SUBMITTED], {ExitCode.API_UNREACHABLE}, ExitCode.API_UNREACHABLE),
+    ],
+)
+def test_run_exit_code_is_the_most_severe(
+    statuses: list[Status], severities: set[ExitCode], expected: ExitCode
+) -> None:
+    items = make_items(len(statuses))
+    result = RunResult(
+        outcomes=[Outcome(item, status=s) for item, s in zip(items, statuses, strict=True)]
+    )
+    result.severities = severities
+    assert result.exit_code == expected
+
+
+def test_interrupted_wins_over_everything() -> None:
+    result = RunResult(
+        outcomes=[Outcome(make_items(1)[0], status=Status.FAILED)], interrupted="SIGINT"
+    )
+    result.severities = {ExitCode.AUTH_OR_CREDITS}
+    assert result.exit_code == ExitCode.INTERRUPTED == 130
+    result.interrupted = "SIGTERM"
+    assert result.exit_code == ExitCode.TERMINATED == 143
+
+
+def test_exit_code_values_are_the_documented_ones() -> None:
+    assert {c.name: int(c) for c in ExitCode} == {
+        "OK": 0,
+        "ITEMS_FAILED": 1,
+        "INVALID_INPUT": 2,
+        "AUTH_OR_CREDITS": 3,
+        "API_UNREACHABLE": 4,
+        "INTERNAL_ERROR": 70,
+        "INTERRUPTED": 130,
+        "TERMINATED": 143,
+    }
+
+
+def test_the_most_severe_code_wins_in_the_documented_order() -> None:
+    order = [143, 130, 70, 3, 4, 2, 1, 0]
+    for i, code in enumerate(order):
+        assert ExitCode.most_severe([ExitCode(c) for c in order[i:]]) == code
+
+
+def test_an_unexpected_error_is_a_bug_and_exits_70(
+    cli: object, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    import runflow_cli.cli.validate as validate
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(validate, "load", broken)
+    result = cli("validate", "sample_manifests/catalog.csv")  # type: ignore[operator]
+
+    assert result.code == ExitCode.INTERNAL_ERROR == 70
+    assert "unexpected ZeroDivisionError: a bug" in result.err
+    assert "This is a bug in runflow-cli" in result.err and "Traceback" not in result.err
+
+
+def test_debug_shows_the_traceback_of_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    import runflow_cli.cli.validate as validate
+    from runflow_cli.cli import main
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(validate, "load", broken)
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "validate", "sample_manifests/catalog.csv"])
