@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from runflow_cli.manifest import Item
+
 FAST_POLL = ("--poll-interval", "0.05", "--max-poll-interval", "0.2")
 
 
@@ -22,3 +24,21 @@ def run_batch(cli: Any, sb: Any, manifest: Path | str, out: Path, *extra: str) -
         *FAST_POLL,
         *extra,
     )
+
+
+def make_items(n: int) -> list[Item]:
+    """``n`` valid Items, one per SKU, as a manifest would give them."""
+    return [
+        Item(
+            index=i,
+            line=i + 2,
+            sku=f"S{i}",
+            image_url=f"https://img.test/{i}.jpg",
+            elements=("background_removal",),
+            aspect_ratio=None,
+            product_isolation_prompt=None,
+            client_ref=f"S{i}",
+            name=f"img{i}",
+        )
+        for i in range(n)
+    ]

@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import make_items
 
 from runflow_cli.batch.outcome import Outcome, RunResult
 from runflow_cli.errors import ExitCode
-from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
-
-
-def make_items(n: int) -> list[Item]:
-    return [
-        Item(
-            index=i,
-            line=i + 2,
-            sku=f"S{i}",
-            image_url=f"https://img.test/{i}.jpg",
-            elements=("background_removal",),
-            aspect_ratio=None,
-            product_isolation_prompt=None,
-            client_ref=f"S{i}",
-            name=f"img{i}",
-        )
-        for i in range(n)
-    ]
 
 
 @pytest.mark.parametrize(

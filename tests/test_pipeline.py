@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import make_items
 
 from runflow_cli.api.answers import BatchView
 from runflow_cli.batch.events import BatchFinished, BatchProgress, BatchSubmitted, FileSaved
@@ -30,23 +31,6 @@ class Clock:
     def sleep(self, seconds: float) -> None:
         assert seconds >= 0
         self.now += seconds
-
-
-def make_items(n: int) -> list[Item]:
-    return [
-        Item(
-            index=i,
-            line=i + 2,
-            sku=f"S{i}",
-            image_url=f"https://img.test/{i}.jpg",
-            elements=("background_removal",),
-            aspect_ratio=None,
-            product_isolation_prompt=None,
-            client_ref=f"S{i}",
-            name=f"img{i}",
-        )
-        for i in range(n)
-    ]
 
 
 class ScriptedClient:

@@ -158,18 +158,8 @@ class RunflowClient:
         idempotency_key: str | None = None,
     ) -> BatchView:
         """POST a batch of 1..100 items; never resent once it may have arrived."""
-        body = self._create_body(inputs, metadata, callback_url)
-        path = f"/v1/models/{self._model_path}/batches"
-        return BatchView.parse(
-            self._request(
-                "POST",
-                path,
-                _Policy.CREATE,
-                body=body,
-                idempotency_key=idempotency_key,
-                effect="the batch may exist",
-            )
-        )
+        answer = self._create("batches", inputs, metadata, callback_url, idempotency_key)
+        return BatchView.parse(answer)
 
     def create_run(
         self,
@@ -179,19 +169,8 @@ class RunflowClient:
         callback_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> RunView:
-        """POST one run (the singleton endpoint)."""
-        body = self._create_body(input, metadata, callback_url)
-        path = f"/v1/models/{self._model_path}/runs"
-        return RunView.parse(
-            self._request(
-                "POST",
-                path,
-                _Policy.CREATE,
-                body=body,
-                idempotency_key=idempotency_key,
-                effect="the run may exist",
-            )
-        )
+        """POST one run (the singleton endpoint); never resent once it may have arrived."""
+        return RunView.parse(self._create("runs", input, metadata, callback_url, idempotency_key))
 
     def get_batch(self, batch_id: str) -> BatchView:
         return BatchView.parse(self._request("GET", f"/v1/batches/{_quote_id('batch', batch_id)}"))
@@ -236,16 +215,25 @@ class RunflowClient:
 
     # --- machinery ----------------------------------------------------------
 
-    @staticmethod
-    def _create_body(
-        input: Any, metadata: dict[str, Any] | None, callback_url: str | None
+    def _create(
+        self,
+        what: str,
+        input: Any,
+        metadata: dict[str, Any] | None,
+        callback_url: str | None,
+        idempotency_key: str | None,
     ) -> dict[str, Any]:
+        """POST ``input`` to the model's ``batches`` or ``runs``, with the create policy."""
         body: dict[str, Any] = {"input": input}
         if callback_url is not None:
             body["callback_url"] = callback_url
         if metadata is not None:
             body["metadata"] = metadata
-        return body
+        path = f"/v1/models/{self._model_path}/{what}"
+        effect = "the batch may exist" if what == "batches" else "the run may exist"
+        return self._request(
+            "POST", path, _Policy.CREATE, body=body, idempotency_key=idempotency_key, effect=effect
+        )
 
     def _request(
         self,
