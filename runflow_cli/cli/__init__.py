@@ -156,9 +156,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from runflow_cli.cli.ui.consoles import Consoles
+        from runflow_cli.cli.ui.plain import line
 
-        Consoles.create().line(f"runflow-cli {__version__}")
+        line(f"runflow-cli {__version__}")
         raise typer.Exit()
 
 
