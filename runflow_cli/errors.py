@@ -11,12 +11,12 @@ from typing import Any
 
 
 class ExitCode(IntEnum):
-    """Process exit codes: the table in the README and ``runflow --help``."""
+    """Process exit codes: the one table (README, ``runflow --help``, ../shared/DESIGN.md)."""
 
     OK = 0
-    """Every item succeeded."""
+    """Every row done (succeeded, final on disk), or deliberately deferred."""
     ITEMS_FAILED = 1
-    """Some items failed, were cancelled, or their outcome is unknown."""
+    """Some rows did not succeed: failed, cancelled, download_failed, unknown, pending."""
     INVALID_INPUT = 2
     """Bad usage or an invalid manifest, including rows the server rejected."""
     AUTH_OR_CREDITS = 3

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from runflow_cli.api.answers import BatchView, ItemView, RunView, count, money, pick_final
+from runflow_cli.api.answers import (
+    BatchView,
+    ItemView,
+    RunView,
+    count,
+    money,
+    pick_final,
+    stage_urls,
+)
 from runflow_cli.names import url_basename
 
 CDN = "https://cdn.test/r1"
@@ -49,7 +57,7 @@ def test_the_final_is_the_result_url_wherever_it_is_in_the_list() -> None:
     assert pick_final(reversed(urls)) == urls[1]
     assert pick_final([f"{CDN}/result_00001_.webp/"]) is None
     item = ItemView(status="succeeded", urls=tuple(urls))
-    assert item.final_url == urls[1] and item.stage_urls == [urls[0]]
+    assert item.final_url == urls[1] and stage_urls(item.urls) == [urls[0]]
 
 
 def test_a_terminal_batch_is_parsed_once_into_its_items() -> None:
@@ -81,6 +89,9 @@ def test_a_terminal_batch_is_parsed_once_into_its_items() -> None:
         "upstream_failed", "no", "https://img.test/b.jpg",
     )  # fmt: skip
     assert batch.find_item(sequence_index=None, run_id="r0") is batch.items[1]
+    assert batch.find_item(sequence_index=0, run_id="r-other") is batch.items[1]
+    assert batch.find_item(sequence_index=None, run_id=None) is None
+    assert batch.find_item(sequence_index=None, run_id="r-unknown") is None
     assert batch.items[1].client_ref == "SKU-A"
 
 

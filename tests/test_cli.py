@@ -76,16 +76,21 @@ def test_every_command_has_help_with_an_example(command: list[str], cli: Any) ->
 
 
 def test_batch_help_documents_every_exit_code(cli: Any) -> None:
-    out = cli("batch", "--help").out
+    from runflow_cli.errors import ExitCode
+
+    out = " ".join(cli("batch", "--help").out.split())
     for code in (
-        "0 every item",
-        "1 some items",
+        "0 every row done",
+        "1 some rows did not succeed",
         "2 bad usage",
         "3 authentication",
         "4 the API",
-        "130",
+        "70 an unexpected internal error",
+        "130 interrupted",
+        "143 stopped by SIGTERM",
     ):
-        assert code in " ".join(out.split())
+        assert code in out
+    assert {int(c) for c in ExitCode} == {0, 1, 2, 3, 4, 70, 130, 143}
 
 
 def test_version(cli: Any) -> None:

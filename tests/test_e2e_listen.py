@@ -109,6 +109,28 @@ def test_listen_without_a_secret_or_a_public_url_is_a_usage_error(tmp_path: Path
     assert no_secret.code == 2 and "RUNFLOW_WEBHOOK_SECRET" in no_secret.err
 
 
+def test_listen_against_a_remote_api_needs_a_public_url(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNFLOW_WEBHOOK_SECRET", "rf_whsec_test")
+    m = manifest(tmp_path / "m.csv", 1)
+    args = ("batch", str(m), "--out", str(tmp_path / "o"), "--api-key", "rf_live_x",
+            "--base-url", "https://api.runflow.invalid", "--listen", "0")  # fmt: skip
+
+    result = cli(*args)
+
+    assert result.code == 2
+    assert "--listen needs --callback-url" in result.err
+    assert not (tmp_path / "o").exists()  # refused before anything was opened or sent
+
+
+def test_a_dry_run_with_listen_needs_no_secret(tmp_path: Path, cli: Any) -> None:
+    m = manifest(tmp_path / "m.csv", 2)
+    result = cli("batch", str(m), "--out", str(tmp_path / "o"), "--listen", "0", "--dry-run")
+    assert result.code == 0, result.err
+    assert "to process" in result.out
+
+
 def test_embedded_sandbox_listens_with_a_secret_of_its_own(tmp_path: Path, cli: Any) -> None:
     out = tmp_path / "out"
     result = cli(

@@ -123,10 +123,6 @@ class ItemView:
     def final_url(self) -> str | None:
         return pick_final(self.urls)
 
-    @property
-    def stage_urls(self) -> list[str]:
-        return stage_urls(self.urls)
-
 
 @dataclass(frozen=True, slots=True)
 class BatchView:
@@ -208,13 +204,16 @@ class BatchView:
         }
 
     def find_item(self, *, sequence_index: int | None, run_id: str | None) -> ItemView | None:
-        """The output entry for an item sent at ``sequence_index`` (or with ``run_id``)."""
-        for item in self.items or ():
-            if item.sequence_index == sequence_index or (
-                run_id is not None and item.run_id == run_id
-            ):
-                return item
-        return None
+        """The output entry of the item with ``run_id``, else of the one sent at
+        ``sequence_index``; an unknown handle (None) matches nothing."""
+        items = self.items or ()
+        if run_id is not None:
+            found = next((i for i in items if i.run_id == run_id), None)
+            if found is not None:
+                return found
+        if sequence_index is None:
+            return None
+        return next((i for i in items if i.sequence_index == sequence_index), None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ class Fetcher:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="download")
         self._tasks: dict[Future[SavedFinal], _Task] = {}
         self._fresh: dict[str, tuple[float, BatchView]] = {}
+        self._interrupted = False
 
     def __enter__(self) -> Fetcher:
         return self
@@ -112,7 +113,7 @@ class Fetcher:
             try:
                 saved = future.result()
             except ExpiredURLError as exc:
-                if not task.refreshed and self._refresh(task):
+                if not task.refreshed and not self._interrupted and self._refresh(task):
                     continue
                 self._failed(task.outcome, exc.message)
             except Exception as exc:  # one bad file must not end a run of thousands
@@ -161,7 +162,12 @@ class Fetcher:
         return True
 
     def interrupt(self) -> None:
-        """Drop queued downloads; let running ones finish (each is atomic) and record them."""
+        """Drop queued downloads; let running ones finish (each is atomic) and record them.
+
+        An expired link found now is not refreshed (the pool takes no new work): a
+        rerun downloads that final.
+        """
+        self._interrupted = True
         for future in self._tasks:
             future.cancel()
         wait(list(self._tasks))

@@ -1,6 +1,6 @@
 """What the journal of an output folder says: batches, rows, money, what is left.
 
-Pure: reads a :class:`~runflow_cli.journal.Journal` and builds a
+Pure: reads a :class:`~runflow_cli.batch.journal.Journal` and builds a
 :class:`StatusSummary`; nothing is sent and nothing is printed.
 """
 

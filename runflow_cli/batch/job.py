@@ -62,7 +62,7 @@ def plan_batch(
     options: BatchOptions = BatchOptions(),
 ) -> Plan:
     """What :func:`run_batch` would do against ``endpoint`` (an :attr:`Endpoint.identity`);
-    nothing is sent and nothing is written."""
+    nothing is sent, and nothing is written but the migration of an older journal."""
     folder = output_folder(out)
     journal = Journal.existing(folder)
     if journal is None:
@@ -102,8 +102,11 @@ def run_batch(
                 if options.listen is not None:
                     from runflow_cli.batch.listen import listening
 
+                    listen = options.listen
+                    if listen.callback_url is None:
+                        listen = replace(listen, callback_url=options.callback_url)
                     inbox, callback_url = stack.enter_context(
-                        listening(options.listen, endpoint, folder, on_event)
+                        listening(listen, endpoint, folder, on_event)
                     )
                     poll = options.listen.safety_poll
                     options = replace(options, poll_interval=poll, max_poll_interval=poll)
@@ -175,7 +178,7 @@ def _process(
         max_file_size=options.max_file_size,
         write=folder.write_stream,
     )
-    with endpoint.client() as client, downloader:
+    with endpoint.client(model=options.model) as client, downloader:
         pipeline = Pipeline(
             client,
             downloader,

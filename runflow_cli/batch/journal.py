@@ -31,7 +31,8 @@ from runflow_cli.names import name_key
 from runflow_cli.row_status import Status
 
 STATE_DB = "state.db"
-_IN_FLIGHT = (Status.SUBMITTING.value, Status.UNKNOWN.value)
+_AWAITING_ANSWER = (Status.SUBMITTING.value, Status.UNKNOWN.value)
+"""Rows whose batch's create has no recorded answer: sent, maybe, or lost."""
 
 
 class BatchState(StrEnum):
@@ -265,7 +266,7 @@ class Journal:
             db.execute(
                 "UPDATE rows SET status='submitted', updated_at=? "
                 "WHERE batch_key=? AND status IN (?, ?)",
-                (now, batch_key, *_IN_FLIGHT),
+                (now, batch_key, *_AWAITING_ANSWER),
             )
             db.executemany(
                 "UPDATE rows SET run_id=? WHERE batch_key=? AND seq=?",
@@ -294,7 +295,7 @@ class Journal:
             db.execute(
                 "UPDATE rows SET status=?, error_kind=?, error_message=?, updated_at=? "
                 "WHERE batch_key=? AND status IN (?, ?)",
-                (row_status, kind, message, now, batch_key, *_IN_FLIGHT),
+                (row_status, kind, message, now, batch_key, *_AWAITING_ANSWER),
             )
 
     def rows_invalid(self, batch_key: str, rejected: dict[str, str]) -> None:

@@ -103,16 +103,16 @@ class Ledger:
 
     # --- what this run does -----------------------------------------------------------
 
-    def not_sent(self, items: Iterable[Item], status: Status, kind: str, message: str) -> None:
+    def not_created(self, items: Iterable[Item], status: Status, kind: str, message: str) -> None:
+        """Rows whose batch was not created (or may not have been): all get ``status``."""
         for item in items:
             self[item].mark(status, kind, message)
 
     def deferred(self, items: Iterable[Item]) -> None:
         """Rows not sent because the run stopped creating batches."""
         reason = self.result.stopped_reason
-        self.not_sent(
-            items, Status.DEFERRED, "stopped", f"not sent: {reason}; left for the next run"
-        )
+        message = f"not sent: {reason}; left for the next run"
+        self.not_created(items, Status.DEFERRED, "stopped", message)
 
     def failed(self, item: Item, status: Status, kind: str | None, message: str | None) -> None:
         outcome = self[item]

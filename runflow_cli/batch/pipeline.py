@@ -147,8 +147,12 @@ class Pipeline:
         )
         self._in_flight: dict[str, Flight] = {}
         self._pending: deque[Planned] = deque()
+        self._ran = False
 
     def run(self, plan: Plan) -> RunResult:
+        if self._ran:
+            raise RuntimeError("a Pipeline runs once: make a new one for the next run")
+        self._ran = True
         result = self._ledger.result
         try:
             with self._fetcher:
@@ -236,19 +240,23 @@ class Pipeline:
             self._emit(BatchNotCreated(planned.number, size, "stopped", size))
 
     def _submit(self, planned: Planned) -> None:
-        submission = self._submitter.submit(planned, lambda c: self._created(planned, c))
-        size, ledger = len(planned.rows), self._ledger
+        # One critical section around the create and what this run makes of it: a Ctrl-C
+        # held during the create lands only once every row says what became of it.
+        with self._critical():
+            submission = self._submitter.submit(planned, lambda c: self._created(planned, c))
+            size, ledger = len(planned.rows), self._ledger
+            if isinstance(submission, NotCreated):
+                if submission.error is not None:
+                    ledger.stop_for(submission.error)
+                ledger.not_created(
+                    planned.rows.values(), submission.status, submission.kind, submission.message
+                )
+            elif isinstance(submission, Rejected):
+                self._rejected(planned, submission)
         if isinstance(submission, Created):
             self._emit(BatchSubmitted(planned.number, submission.batch_id, size))
         elif isinstance(submission, NotCreated):
-            if submission.error is not None:
-                ledger.stop_for(submission.error)
-            ledger.not_sent(
-                planned.rows.values(), submission.status, submission.kind, submission.message
-            )
             self._emit(BatchNotCreated(planned.number, size, submission.kind, size))
-        else:
-            self._rejected(planned, submission)
 
     def _created(self, planned: Planned, created: Created) -> None:
         """Inside the create's critical section: a held Ctrl-C still sees it in flight."""
@@ -275,7 +283,7 @@ class Pipeline:
         ledger, size = self._ledger, len(planned.rows)
         ledger.result.add_severity(ExitCode.INVALID_INPUT)
         if rejected.message is not None:
-            ledger.not_sent(planned.rows.values(), Status.INVALID, "rejected", rejected.message)
+            ledger.not_created(planned.rows.values(), Status.INVALID, "rejected", rejected.message)
             self._emit(BatchNotCreated(planned.number, size, "rejected", size))
             return
         for seq, message in sorted(rejected.named.items()):
@@ -340,11 +348,12 @@ class Pipeline:
         self._schedule.finished(flight.timing, wave)
         ledger = self._ledger
         ledger.spent(batch.spent)
+        sent_at = {item.index: seq for seq, item in flight.rows.items()}
         seen = set()
-        for (item, entry), result in zip(matched, results, strict=True):
+        for item, result in zip((item for item, _ in matched), results, strict=True):
             seen.add(item.index)
             if ledger.settle(item, result):
-                self._fetcher.fetch(ledger[item], result.output_urls, entry.sequence_index)
+                self._fetcher.fetch(ledger[item], result.output_urls, sent_at.get(item.index))
         for item in flight.rows.values():
             if item.index not in seen:
                 missing = f"batch {flight.batch_id} finished without this item in its output"

@@ -144,7 +144,13 @@ class Submitter:
                 kind = _kind(exc)
                 self._journal.batch_not_created(key, kind, str(exc))
                 return NotCreated(Status.NOT_SUBMITTED, kind, exc.message, exc)
-            outcome = Created(str(batch.id), batch.run_ids())
+            if not batch.id:
+                # It may exist, and be charged, but it cannot be polled: held like a lost answer.
+                lost = "the create's answer carries no batch id"
+                message = f"POST batches: {lost}. {unknown_message(key, self._label)}"
+                self._journal.batch_unknown(key, message)
+                return NotCreated(Status.UNKNOWN, "create_outcome_unknown", message)
+            outcome = Created(batch.id, batch.run_ids())
             self._journal.batch_created(key, outcome.batch_id, outcome.run_ids)
             created(outcome)
         return outcome

@@ -21,10 +21,11 @@ from runflow_cli.errors import ExitCode, RunflowError
 from runflow_cli.version import __version__
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 every item succeeded; 1 some items failed, were cancelled or are unknown; "
-    "2 bad usage, an invalid manifest (including rows the server rejected), or OUT in use "
-    "by another run; 3 authentication or credits (401/402); 4 the API could not be reached "
-    "or kept failing; 70 an unexpected internal error (a bug); 130 interrupted (Ctrl-C); "
+    "Exit codes: 0 every row done (or deliberately deferred); 1 some rows did not succeed "
+    "(failed, cancelled, download_failed, unknown, pending); 2 bad usage, an invalid "
+    "manifest (including rows the server rejected), or OUT in use by another run; "
+    "3 authentication or credits (401/402); 4 the API could not be reached or kept "
+    "failing; 70 an unexpected internal error (a bug); 130 interrupted (Ctrl-C); "
     "143 stopped by SIGTERM. Where several apply, the most severe wins "
     "(143, 130, 70, 3, 4, 2, 1)."
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from runflow_cli.cli.batch_options import (
@@ -142,7 +143,6 @@ def batch_command(
         max_file_size=max_file_size * 1024 * 1024,
         keep_intermediates=keep_intermediates,
         callback_url=callback_url,
-        listen=_listen(listen, listen_host, secret_env, callback_url, safety_poll, sandbox),
         force=force,
         retry_failed=retry_failed,
         resubmit_unknown=resubmit_unknown,
@@ -155,6 +155,11 @@ def batch_command(
         plan = plan_batch(loaded, out, "sandbox" if sandbox else base_url, options)
         show_dry_run(consoles, plan, json_lines=log_format == LogFormat.json, as_json=json_output)
         return 0
+    if listen is not None:
+        hooks = _listen(
+            listen, listen_host, secret_env, callback_url, safety_poll, sandbox, base_url
+        )
+        options = replace(options, listen=hooks)
     with (
         endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as api,
         BatchRenderer(consoles, log_format.value, github=on_github) as renderer,
@@ -183,22 +188,29 @@ def batch_command(
 
 
 def _listen(
-    port: int | None,
+    port: int,
     host: str,
     secret_env: str,
     callback_url: str | None,
     safety_poll: float,
     sandbox: bool,
-) -> Listen | None:
+    base_url: str,
+) -> Listen:
     """``--listen``'s settings, with the secret read from ``--secret-env``."""
     import os
+    from urllib.parse import urlsplit
 
     from runflow_cli import Listen
     from runflow_cli.api.webhooks import parse_secrets
+    from runflow_cli.batch.listen import LOOPBACK
     from runflow_cli.errors import UsageError
 
-    if port is None:
-        return None
+    local = sandbox or (urlsplit(base_url).hostname or "") in LOOPBACK
+    if callback_url is None and not local:
+        raise UsageError(
+            "--listen needs --callback-url: the public https:// URL that reaches this port "
+            "(your HTTPS terminator or tunnel)",
+        )
     secrets = tuple(parse_secrets(os.environ.get(secret_env, "")))
     if not secrets and not sandbox:  # the sandbox makes one for the run
         raise UsageError(

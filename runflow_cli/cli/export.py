@@ -21,7 +21,7 @@ class ExportFormat(StrEnum):
 
 
 # Written out so that --help need not import the export code (Pillow's caller);
-# tests/test_export.py checks it against runflow_cli.export.PRESETS.
+# tests/test_export.py checks it against runflow_cli.outputs.export.PRESETS.
 PRESETS_HELP = (
     "white-jpeg: jpg on #ffffff, longest side <= 2000 px, quality 90; "
     "transparent-png: png, longest side <= 2000 px; "

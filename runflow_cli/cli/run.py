@@ -151,7 +151,8 @@ def run_command(
     ):
         if no_wait:
             created = submit_run(client, item.api_input(), metadata=pairs, callback_url=callback)
-            print_run_id(consoles, str(created.id), created.status, out, as_json=json_output)
+            status = created.item.status or None
+            print_run_id(consoles, str(created.id), status, out, as_json=json_output)
             return 0
         with Downloader() as downloader, RunStatusDisplay(consoles) as display:
             finals = execute_run(

@@ -242,7 +242,7 @@ def _save_some(
         for item, future in [(item, pool.submit(save, item)) for item in items]:
             try:
                 future.result()
-            except Exception as exc:  # one bad file must not lose the others
+            except (RunflowError, OSError) as exc:  # one bad file must not lose the others
                 if isinstance(exc, ExpiredURLError):
                     expired.append(item)
                 item.status, item.error_kind = Status.DOWNLOAD_FAILED, "download_failed"

@@ -19,6 +19,17 @@ from pathlib import Path
 
 from runflow_cli.files.lock import RunLock
 
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+"""What a file written the ordinary way gets: finals and reports alike follow the umask
+(``mkstemp`` alone would make them 0600). Read once, at import, before any thread."""
+
 STATE_DIR = ".runflow"
 """OUT's own folder: the journal, the lock, review thumbnails."""
 LOCK_FILE = "lock"
@@ -79,13 +90,11 @@ class OutputFolder:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def write_text(self, relative: str, text: str) -> Path:
-        """Write a whole text file (a report, the review sheet) atomically."""
-        path = self.path(relative)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        """Write a whole text file (a report, the review sheet) atomically.
+
+        Not fsynced: each run writes these again from the journal.
+        """
+        return write_atomically(self.path(relative), [text.encode()], durable=False).path
 
     def write_stream(self, dest: Path, chunks: Iterable[bytes]) -> SavedFile:
         """Write a final or stage atomically from its chunks, durably; size and SHA-256 back."""
@@ -98,11 +107,13 @@ class OutputFolder:
         return lock
 
 
-def write_atomically(dest: Path, chunks: Iterable[bytes]) -> SavedFile:
-    """Write ``chunks`` to a temporary name beside ``dest``, fsync, then rename into place.
+def write_atomically(dest: Path, chunks: Iterable[bytes], *, durable: bool = True) -> SavedFile:
+    """Write ``chunks`` to a temporary name beside ``dest``, then rename it into place.
 
     ``dest`` is either whole or absent, even if the process is killed; a temporary
     file left by a killed run is removed first (one run per OUT holds the lock).
+    ``durable`` (finals) fsyncs the file and its folder, so a power cut cannot
+    leave a final that the journal calls saved but the disk lost.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
@@ -111,15 +122,18 @@ def write_atomically(dest: Path, chunks: Iterable[bytes]) -> SavedFile:
     size = 0
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as tmp:
             for chunk in chunks:
                 size += len(chunk)
                 digest.update(chunk)
                 tmp.write(chunk)
-            tmp.flush()
-            os.fsync(tmp.fileno())
+            if durable:
+                tmp.flush()
+                os.fsync(tmp.fileno())
         os.replace(tmp_name, dest)
-        _fsync_dir(dest.parent)
+        if durable:
+            _fsync_dir(dest.parent)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

@@ -40,7 +40,7 @@ class RunLock:
             os.close(fd)
             raise RunLockedError(
                 f"another run is using {self.path.parent.parent}: {described}",
-                hint="Wait for it to finish (or stop it), or use another --out.",
+                hint="Wait for it to finish (or stop it), or write to another output folder.",
             ) from None
         holder = {
             "pid": os.getpid(),

@@ -21,7 +21,7 @@ from runflow_cli.names import sanitize_component, url_basename, url_extension
 def final_path(folder: OutputFolder, sku: str, name: str, final_url: str) -> Path:
     """Where a row's final goes: ``OUT/<sku>/<name><extension of the result URL>``."""
     stem = f"{sanitize_component(name)}{url_extension(final_url)}"
-    return folder.root / sanitize_component(sku) / stem
+    return folder.path(f"{sanitize_component(sku)}/{stem}")
 
 
 def stages_dir(final: Path) -> Path:

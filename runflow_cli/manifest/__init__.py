@@ -6,9 +6,10 @@ with its ``sku`` (the output folder), ``image_url`` and the processing
 problem carries the file, line and SKU it concerns.
 
 This module finds and opens the manifest and is the one to import from. The
-work is split by job: ``manifest_types`` (the shared types), ``manifest_rows``
-(checking rows and naming outputs), ``manifest_csv`` and ``manifest_yaml``
-(the readers; the YAML one, and pyyaml with it, only loads for YAML files).
+work is split by job: ``types`` (the shared types), ``rows`` (checking rows
+and naming outputs), ``read_csv`` and ``read_yaml`` (the readers; the YAML
+one, and pyyaml with it, only loads for YAML files), and ``run_args`` (a
+one-off run's arguments, checked as a row).
 """
 
 from __future__ import annotations

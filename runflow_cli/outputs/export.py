@@ -46,7 +46,8 @@ _HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
 
 class ExportError(RunflowError):
-    """An export could not be made (a final unreadable, a report unreadable)."""
+    """An export could not be made: a final unreadable or unwritable, or a report row
+    pointing outside OUT."""
 
     exit_code = ExitCode.ITEMS_FAILED
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,7 +30,7 @@ from string import Template
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.folder import OutputFolder, write_atomically
 from runflow_cli.files.save import stages_dir
 from runflow_cli.outputs.report import Report, read_report
 from runflow_cli.row_status import REPORTED, Status
@@ -193,7 +194,6 @@ def _has_webp() -> bool:
 def _thumbnail(
     image: Any, source: Path, folder: OutputFolder, thumbs: Path, image_format: str
 ) -> Path | None:
-    tmp: Path | None = None
     try:
         stat = source.stat()
         key = f"{folder.relative(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{image_format}"
@@ -208,14 +208,12 @@ def _thumbnail(
             has_alpha = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
             picture = picture.convert("RGBA" if has_alpha else "RGB")
             picture.thumbnail((THUMB_SIZE, THUMB_SIZE), image.Resampling.LANCZOS)
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
             options = {"quality": 80} if image_format == "WEBP" else {"optimize": True}
-            picture.save(tmp, format=image_format, **options)
-        os.replace(tmp, dest)
-        return dest
+            buffer = io.BytesIO()
+            picture.save(buffer, format=image_format, **options)
+        # A cache, made again if lost: written whole, not fsynced.
+        return write_atomically(dest, [buffer.getvalue()], durable=False).path
     except Exception:  # a broken file must not cost the page: show it at full size
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
         return None
 
 

@@ -45,7 +45,9 @@ class RunStatusDisplay:
             self._consoles.info(f"Run {run_id}: {status}")
 
 
-def print_run_id(consoles: Consoles, run_id: str, status: str, out: Path, *, as_json: bool) -> None:
+def print_run_id(
+    consoles: Consoles, run_id: str, status: str | None, out: Path, *, as_json: bool
+) -> None:
     """``runflow run --no-wait``: the id, and how to fetch the final later."""
     if as_json:
         consoles.json({"run_id": run_id, "status": status})
@@ -135,7 +137,7 @@ def print_cancel(consoles: Consoles, result: CancelResult, *, as_json: bool) -> 
     consoles.out.print(
         f"Cancel accepted for {escape(what)}: status {escape(result.status)}{escape(counts)}"
     )
-    if result.status in ("queued", "running"):
+    if not result.view.terminal:
         consoles.info(
             "Items already running finish and are charged if they succeed; "
             f"runflow download {result.id} --out DIR fetches them once it is done."
