@@ -34,7 +34,6 @@ def apply_profile(ctx: typer.Context, name: str | None) -> None:
     parameter it has by that name (``api_key``, ``base_url``, ``elements``,
     ``batch_size``, ``out``), so commands added later get profiles for free.
     """
-    from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.config import config_path, load_config
 
     if ctx.invoked_subcommand in SKIPPED_COMMANDS or ctx.resilient_parsing:
@@ -43,17 +42,17 @@ def apply_profile(ctx: typer.Context, name: str | None) -> None:
     if name is None and not path.exists():
         return
     config = load_config(path)
-    for warning in config.warnings():
-        Consoles.create().warn(warning)
+    _warn(config.warnings())
     profile = config.profile(name)
     if profile is None:
         return
     invoked = ctx.invoked_subcommand
     ctx.default_map = _default_map(ctx, ctx.command, profile, only=invoked)
     if profile.key_env and not profile.api_key and "api_key" in _params(ctx, invoked):
-        Consoles.create().warn(
+        unset = (
             f"profile '{profile.name}' reads its API key from ${profile.key_env}, which is not set"
         )
+        _warn([unset])
 
 
 def _default_map(
@@ -87,6 +86,15 @@ def _default_map(
 def _params(ctx: typer.Context, name: str | None) -> set[str]:
     command = ctx.command.get_command(ctx, name) if name else None  # type: ignore[attr-defined]
     return {p.name for p in getattr(command, "params", []) if p.name}
+
+
+def _warn(warnings: list[str]) -> None:
+    if warnings:  # Rich loads only when there is something to say: start-up stays fast
+        from runflow_cli.cli.ui.consoles import Consoles
+
+        consoles = Consoles.create()
+        for warning in warnings:
+            consoles.warn(warning)
 
 
 @config_app.command("path")
