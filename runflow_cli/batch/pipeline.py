@@ -350,7 +350,7 @@ class Pipeline:
         ledger.spent(batch.spent)
         sent_at = {item.index: seq for seq, item in flight.rows.items()}
         seen = set()
-        for item, result in zip((item for item, _ in matched), results, strict=True):
+        for (item, _), result in zip(matched, results, strict=True):
             seen.add(item.index)
             if ledger.settle(item, result):
                 self._fetcher.fetch(ledger[item], result.output_urls, sent_at.get(item.index))
