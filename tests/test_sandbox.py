@@ -223,6 +223,23 @@ def test_admission_402_creates_nothing(sb: Sandbox, c: httpx.Client) -> None:
     assert c.post(BATCHES, json={"input": [item()]}).status_code == 200
 
 
+def test_admission_reserves_the_projected_cost_of_work_in_flight(
+    sb: Sandbox, c: httpx.Client
+) -> None:
+    sb.settings.balance = Decimal("1.00")
+    sb.settings.latency = 0.5
+    first = c.post(BATCHES, json={"input": [item(), item(f"{SHIRT}?2")]}).json()  # 0.82
+    # 0.82 is reserved while the first batch runs: one more item (0.41) would overdraw.
+    refused = c.post(BATCHES, json={"input": [item(f"{SHIRT}?3")]})
+    assert refused.status_code == 402 and "reserved" in refused.json()["message"]
+    assert poll(c, f"/v1/batches/{first['id']}")["status_code"] == "succeeded"
+    sb.settings.latency = 0.0
+    assert sb.balance == Decimal("0.18")  # the reservation became the charge
+    assert c.post(BATCHES, json={"input": [item(f"{SHIRT}?3")]}).status_code == 402
+    sb.settings.balance = Decimal("0.41")
+    assert c.post(BATCHES, json={"input": [item(f"{SHIRT}?3")]}).status_code == 200
+
+
 # -- errors ------------------------------------------------------------------
 
 

@@ -67,6 +67,8 @@ class Engine:
         self.batches: dict[str, Batch] = {}
         self.runs: dict[str, Run] = {}
         self.charged = Decimal(0)
+        self.reserved = Decimal(0)
+        """The projected cost of every item admitted and not yet finished."""
         self.idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
         self.creates_by_key: dict[str, list[str]] = {}
         self.secrets: list[dict[str, str]] = []
@@ -129,11 +131,15 @@ class Engine:
                 return answer
             prices = [self.settings.price(item["config"]["elements"]) for item in items]
             projected = sum(prices, Decimal(0))
-            if projected > self.settings.balance:
+            # As the reference says: admission counts what is already in flight, so a client
+            # cannot queue more work than the balance can pay for.
+            reserved = self.reserved
+            if projected + reserved > self.settings.balance:
                 raise ApiError(
                     402,
                     "INSUFFICIENT_CREDITS",
-                    f"projected cost {projected:.6f} exceeds balance {self.settings.balance:.6f}",
+                    f"projected cost {projected:.6f} plus {reserved:.6f} reserved for work in "
+                    f"flight exceeds balance {self.settings.balance:.6f}",
                 )
             now = self.clock()
             batch_id = None if singleton else str(uuid.uuid4())
@@ -154,6 +160,7 @@ class Engine:
             ]
             for run in runs:
                 self.runs[run.id] = run
+            self.reserved += projected
             if singleton:
                 answer = run_view(runs[0], self.links)
                 created_id = runs[0].id
@@ -316,6 +323,7 @@ class Engine:
     def _finish(self, run: Run, status: str, error: dict[str, str] | None) -> None:
         """Move ``run`` to a terminal state (lock held); charge, and fire webhooks."""
         run.status, run.error, run.completed_at = status, error, self.clock()
+        self.reserved -= run.price
         batch = self.batches.get(run.batch_id) if run.batch_id else None
         if status == "succeeded":
             self.settings.balance -= run.price
