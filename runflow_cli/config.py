@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runflow_cli.api.prices import PRICE_FORMAT, parse_prices
 from runflow_cli.errors import UsageError
 
 CONFIG_ENV = "RUNFLOW_CONFIG"
@@ -38,7 +39,7 @@ CONFIG_ENV = "RUNFLOW_CONFIG"
 PROFILE_ENV = "RUNFLOW_PROFILE"
 """Environment variable naming the profile, like ``--profile``."""
 
-PROFILE_KEYS = ("base_url", "key", "key_env", "elements", "batch_size", "out")
+PROFILE_KEYS = ("base_url", "key", "key_env", "elements", "batch_size", "out", "price")
 """What a ``[profiles.NAME]`` table may hold."""
 TOP_LEVEL_KEYS = ("default_profile", "profiles")
 
@@ -110,6 +111,8 @@ class Profile:
     elements: str | None = None
     batch_size: int | None = None
     out: str | None = None
+    price: str | None = None
+    """What an item costs (``--price``): one amount, or amounts by element count."""
 
     def defaults_for(self, params: Collection[str] | None = None) -> dict[str, object]:
         """Click-style defaults (parameter name -> value) for a command taking ``params``.
@@ -123,6 +126,7 @@ class Profile:
             "elements": self.elements,
             "batch_size": self.batch_size,
             "out": self.out,
+            "price": self.price,
         }
         return {
             name: value
@@ -287,6 +291,12 @@ def _profile(
         )
         batch_size = None
     out = _string(table, "out", where, problems)
+    price = _string(table, "price", where, problems)
+    if price is not None:
+        try:
+            parse_prices(price)
+        except ValueError:
+            problems.append(f"{where}.price: expected {PRICE_FORMAT} as a string, got {price!r}")
     if len(problems) > before:
         return None
     return Profile(
@@ -298,6 +308,7 @@ def _profile(
         elements=elements,
         batch_size=batch_size,
         out=str(Path(out).expanduser()) if out else None,
+        price=price,
     )
 
 

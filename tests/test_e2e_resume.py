@@ -151,15 +151,21 @@ def test_max_items_defers_the_rest_to_the_next_run(sb: Sandbox, tmp_path: Path, 
     assert len(finals(out)) == 10 and creates(sb) == 2 + 2
 
 
-def test_max_cost_stops_new_batches(sb: Sandbox, tmp_path: Path, cli: Any) -> None:
+def test_max_cost_probes_then_sends_only_what_fits(sb: Sandbox, tmp_path: Path, cli: Any) -> None:
     m, out = manifest(tmp_path / "m.csv", 12), tmp_path / "out"
-    # one item costs 0.05 + 0.18 = 0.23; a batch of 4 costs 0.92
-    result = batch(cli, sb, m, out, "--max-cost", "0.9", "--max-in-flight", "1")
-    assert result.code == 0
-    assert creates(sb) == 1
-    assert sb.charged == Decimal("0.92")
-    assert [r["status"] for r in report(out)].count("deferred") == 8
+    # one item costs 0.05 + 0.18 = 0.23: the cap of 0.9 holds three of them
+    result = batch(cli, sb, m, out, "--max-cost", "0.9")
+    assert result.code == 0, result.err
+    assert [b["items_total"] for b in sb.batches()] == [1, 2]  # a probe, then what fits
+    assert sb.charged == Decimal("0.69")
+    assert [r["status"] for r in report(out)].count("deferred") == 9
     assert "--max-cost 0.9 reached" in result.out
+
+    # The price is in the journal now: the next run sends no probe.
+    result = batch(cli, sb, m, out, "--max-cost", "0.5")
+    assert result.code == 0, result.err
+    assert [b["items_total"] for b in sb.batches()] == [1, 2, 2]
+    assert sb.charged == Decimal("1.15")
 
 
 def test_max_failure_rate_stops_new_batches(sb: Sandbox, tmp_path: Path, cli: Any) -> None:

@@ -78,7 +78,8 @@ def _run(client: Any, tmp_path: Path, n: int = 2, **kw: Any) -> Any:
     folder, items = OutputFolder(tmp_path), make_items(n)
     with Journal.open(folder) as journal:
         plan = make_plan(items, journal.rows(), journal.batches(), folder=folder,
-                         model="runflow/dyver-removal", endpoint=client.base_url)  # fmt: skip
+                         model="runflow/dyver-removal", endpoint=client.base_url,
+                         service=client.base_url)  # fmt: skip
         pipeline = Pipeline(client, None, journal, folder, BatchOptions(), items, **kw)  # type: ignore[arg-type]
         return pipeline.run(plan), journal.batches()
 
@@ -122,7 +123,7 @@ def test_a_pipeline_runs_once(tmp_path: Path) -> None:
     client = _Client(lambda inputs, **kw: BatchView.parse({"status_code": "queued"}))
     folder, items = OutputFolder(tmp_path), make_items(1)
     with Journal.open(folder) as journal:
-        plan = make_plan(items, {}, [], folder=folder, model="m/m", endpoint="x")
+        plan = make_plan(items, {}, [], folder=folder, model="m/m", endpoint="x", service="x")
         pipeline = Pipeline(client, None, journal, folder, BatchOptions(), items)  # type: ignore[arg-type]
         pipeline.run(plan)
         with pytest.raises(RuntimeError, match="runs once"):

@@ -100,6 +100,7 @@ def run_pipeline(
             folder=folder,
             model=options.model,
             endpoint=client.base_url,
+            service=client.base_url,
         )
         return Pipeline(client, downloader, journal, folder, options, items, **kw).run(plan)
 

@@ -46,6 +46,7 @@ def record(it: Item, status: str, batch_key: str = "k1", **kw: object) -> RowRec
         "output_path": f"{it.sku}/{it.name}.webp",
         "size": 3,
         "sha256": "x",
+        "service": API,
     }
     values.update(kw)
     return RowRecord(**values)  # type: ignore[arg-type]
@@ -66,6 +67,7 @@ def plan_for(items: list[Item], records: list[RowRecord], batches: list[BatchRec
         folder=OutputFolder("/out"),
         model=MODEL,
         endpoint=API,
+        service=API,
         file_ok=file_ok,
         **kw,
     )  # type: ignore[arg-type]

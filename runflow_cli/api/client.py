@@ -31,6 +31,7 @@ import httpx
 
 from runflow_cli.api.answers import BatchView, RunView
 from runflow_cli.api.responses import response_result, transport_failure
+from runflow_cli.api.service import service_for
 from runflow_cli.errors import CreateOutcomeUnknownError, UsageError
 from runflow_cli.version import __version__
 
@@ -65,6 +66,11 @@ class Endpoint:
     def __post_init__(self) -> None:
         if not self.identity:
             object.__setattr__(self, "identity", self.url)
+
+    @property
+    def service(self) -> str:
+        """The service its finals are recorded against (see :mod:`runflow_cli.api.service`)."""
+        return service_for(self.url, self.key, sandbox=self.sandbox)
 
     def client(self, **options: Any) -> RunflowClient:
         return RunflowClient(self.key, self.url, **options)

@@ -21,13 +21,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runflow_cli.api.client import Endpoint
-from runflow_cli.batch.events import Event, Planned, ProcessingEnded, ProcessingStarted
+from runflow_cli.api.service import legacy_service
+from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
+from runflow_cli.batch.identity import fingerprint
 from runflow_cli.batch.interrupts import Interrupts
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
 from runflow_cli.batch.pipeline import Inbox, Pipeline
 from runflow_cli.batch.plan import Plan, make_plan
+from runflow_cli.batch.recovery import keep_names, open_journal
+from runflow_cli.batch.reuse import Reuse
+from runflow_cli.batch.spend import PriceBook
 from runflow_cli.errors import ExitCode
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
@@ -60,15 +65,26 @@ def plan_batch(
     out: OutputFolder | Path | str,
     endpoint: str,
     options: BatchOptions = BatchOptions(),
+    *,
+    service: str | None = None,
 ) -> Plan:
-    """What :func:`run_batch` would do against ``endpoint`` (an :attr:`Endpoint.identity`);
-    nothing is sent, and nothing is written but the migration of an older journal."""
+    """What :func:`run_batch` would do against ``endpoint`` (an :attr:`Endpoint.identity`)
+    of ``service`` (an :attr:`Endpoint.service`; default: read from ``endpoint``), with
+    its projected cost where prices are known. Nothing is sent, and nothing is written
+    but the migration of an older journal."""
     folder = output_folder(out)
+    service = service or legacy_service(endpoint)
     journal = Journal.existing(folder)
     if journal is None:
-        return _plan(manifest, None, folder, options, endpoint)
-    with journal:
-        return _plan(manifest, journal, folder, options, endpoint)
+        plan = _plan(manifest, None, folder, options, endpoint, service)
+        prices = PriceBook({}, options.prices)
+    else:
+        with journal:
+            manifest = keep_names(manifest, journal, options.model)
+            plan = _plan(manifest, journal, folder, options, endpoint, service)
+            prices = PriceBook(journal.prices(), options.prices)
+    plan.projected_cost = prices.cost(plan.process)
+    return plan
 
 
 def run_batch(
@@ -94,8 +110,12 @@ def run_batch(
     started = clock()
     folder = output_folder(out)
     with folder.lock(command):
-        with Journal.open(folder) as journal:
-            plan = _plan(manifest, journal, folder, options, endpoint.identity)
+        journal, notices = open_journal(folder, endpoint.service)
+        with journal:
+            for notice in notices:
+                on_event(Notice(notice))
+            manifest = keep_names(manifest, journal, options.model)
+            plan = _plan(manifest, journal, folder, options, endpoint.identity, endpoint.service)
             on_event(Planned(plan))
             with ExitStack() as stack:
                 inbox, callback_url = None, options.callback_url
@@ -125,12 +145,22 @@ def run_batch(
                         interrupts,
                         label,
                     )
+                    batch_ids = {b.batch_key: b.batch_id for b in journal.batches()}
+                    reuse = Reuse(
+                        journal,
+                        folder,
+                        model=options.model,
+                        service=endpoint.service,
+                        batch_ids=batch_ids,
+                    )
+                    reuse.apply(plan, run)
                 finally:
                     on_event(ProcessingEnded())
         result = BatchResult(**vars(run), plan=plan)
         if options.export is not None and not result.interrupted:
             result.exports = _export(result, options.export)
-        result.reports = write_reports(folder, _report(result, manifest, folder))
+        report = _report(result, manifest, folder, options.model, endpoint.service)
+        result.reports = write_reports(folder, report)
         if options.review:
             try:
                 result.review = write_review(folder)
@@ -146,6 +176,7 @@ def _plan(
     folder: OutputFolder,
     options: BatchOptions,
     endpoint: str,
+    service: str,
 ) -> Plan:
     return make_plan(
         manifest.items,
@@ -154,6 +185,7 @@ def _plan(
         folder=folder,
         model=options.model,
         endpoint=endpoint,
+        service=service,
         force=options.force,
         retry_failed=options.retry_failed,
         resubmit_unknown=options.resubmit_unknown,
@@ -187,6 +219,7 @@ def _process(
             options,
             manifest.items,
             endpoint=endpoint.identity,
+            service=endpoint.service,
             callback_url=callback_url,
             on_event=on_event,
             critical=interrupts.critical if interrupts is not None else nullcontext,
@@ -212,10 +245,13 @@ def _export(result: RunResult, spec: ExportSpec) -> ExportSummary:
     return summary
 
 
-def _report(result: RunResult, manifest: Manifest, folder: OutputFolder) -> Report:
+def _report(
+    result: RunResult, manifest: Manifest, folder: OutputFolder, model: str, service: str
+) -> Report:
     rows = []
     for o in result.outcomes:
         item = o.item
+        made = o.status == Status.SUCCEEDED and o.output_path is not None
         rows.append(
             ReportRow(
                 sku=item.sku,
@@ -233,6 +269,8 @@ def _report(result: RunResult, manifest: Manifest, folder: OutputFolder) -> Repo
                 size=o.size,
                 sha256=o.sha256,
                 elements=list(item.elements),
+                endpoint=service if made else None,
+                request_fingerprint=fingerprint(item, model),
             )
         )
     return Report(manifest.source, result.summary(), rows)

@@ -12,112 +12,29 @@ API key is never stored. The journal is used from one thread.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from runflow_cli.api.answers import ItemView
-from runflow_cli.batch.migrations import migrate
+from runflow_cli.batch.identity import fingerprint, row_key
+from runflow_cli.batch.migrations import JournalDamagedError, migrate
+from runflow_cli.batch.records import BatchRecord, BatchState, RowRecord, RowResult
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.names import name_key
 from runflow_cli.row_status import Status
 
+__all__ = ["BatchRecord", "BatchState", "Journal", "JournalDamagedError", "RowRecord"]
+__all__ += ["RowResult", "fingerprint", "row_key"]
+
 STATE_DB = "state.db"
 _AWAITING_ANSWER = (Status.SUBMITTING.value, Status.UNKNOWN.value)
 """Rows whose batch's create has no recorded answer: sent, maybe, or lost."""
-
-
-class BatchState(StrEnum):
-    """Where a batch stands in the journal (the API's own status is ``status_code``)."""
-
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    TERMINAL = "terminal"
-    UNKNOWN = "unknown"
-    NOT_CREATED = "not_created"
-
-
-@dataclass(frozen=True, slots=True)
-class RowRecord:
-    row_key: str
-    fingerprint: str
-    sku: str
-    name: str
-    line: int
-    image_url: str
-    batch_key: str | None
-    seq: int | None
-    run_id: str | None
-    status: str
-    """A :class:`~runflow_cli.row_status.Status` value (kept a string: a journal may hold
-    one this release does not know)."""
-    error_kind: str | None
-    error_message: str | None
-    output_urls: list[str]
-    final_url: str | None
-    output_path: str | None
-    size: int | None
-    sha256: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchRecord:
-    batch_key: str
-    batch_id: str | None
-    endpoint: str
-    status: str
-    status_code: str | None
-    cost: str | None
-    size: int
-    message: str | None
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class RowResult:
-    """A batch item's terminal result, for :meth:`Journal.batch_terminal`."""
-
-    row_key: str
-    status: Status
-    run_id: str | None
-    error_kind: str | None
-    error_message: str | None
-    output_urls: list[str]
-    final_url: str | None
-
-    @classmethod
-    def of(cls, item: Item, entry: ItemView) -> RowResult:
-        """What a terminal entry says of its row: the final to download, or the error."""
-        key, urls, status = row_key(item), list(entry.urls), entry.status
-        if entry.succeeded:
-            final = entry.final_url
-            if final is not None:
-                return cls(key, Status.SUCCEEDED, entry.run_id, None, None, urls, final)
-            message = "the item succeeded but no result_* URL came back"
-            return cls(key, Status.FAILED, entry.run_id, "no_final", message, urls, None)
-        row_status = Status.CANCELLED if status == "cancelled" else Status.FAILED
-        kind = entry.error_kind or status or "unknown"
-        message = entry.error_message or f"the item ended {status or 'without a status'}"
-        return cls(key, row_status, entry.run_id, kind, message, urls, None)
-
-
-def row_key(item: Item) -> str:
-    """The identity of a manifest row across runs: its output, ignoring case."""
-    return f"{name_key(item.sku)}/{name_key(item.name)}"
-
-
-def fingerprint(item: Item, model: str) -> str:
-    """What was asked of the API for a row; a change means it must be processed again."""
-    asked = {"model": model, **item.api_input()}
-    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
 def _now() -> str:
@@ -141,6 +58,8 @@ class Journal:
         """Open ``OUT/.runflow/state.db``, creating or migrating it as needed."""
         path = folder.state_path(STATE_DB)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise JournalDamagedError(f"{path} is a folder, not a journal")
         connection = sqlite3.connect(path, isolation_level=None, timeout=30)
         try:
             connection.row_factory = sqlite3.Row
@@ -150,10 +69,38 @@ class Journal:
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
             migrate(connection, str(path))
+            # Reads every page of both tables: a truncated file fails here, not mid-run.
+            connection.execute("SELECT count(*) FROM rows").fetchone()
+            connection.execute("SELECT count(*) FROM batches").fetchone()
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise  # locked, disk full, no permission: the disk, not the journal
+            raise JournalDamagedError(f"{path} cannot be read as a journal ({exc})") from None
         except BaseException:
             connection.close()
             raise
         return cls(connection, path)
+
+    @staticmethod
+    def move_aside(folder: OutputFolder) -> Path:
+        """Move a damaged journal (and its WAL files) out of the way; returns where it went."""
+        path = folder.state_path(STATE_DB)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        target = path.with_name(f"{STATE_DB}.damaged-{stamp}")
+        path.rename(target)
+        for suffix in ("-wal", "-shm"):
+            extra = path.with_name(STATE_DB + suffix)
+            if extra.exists():
+                extra.rename(target.with_name(target.name + suffix))
+        return target
+
+    def is_new(self) -> bool:
+        """True if no run ever recorded anything here (a new or emptied journal)."""
+        row = self._db.execute(
+            "SELECT (SELECT count(*) FROM rows) + (SELECT count(*) FROM batches)"
+        ).fetchone()
+        return int(row[0]) == 0
 
     def close(self) -> None:
         self._db.close()
@@ -205,9 +152,15 @@ class Journal:
     # --- writing: each method is one transaction ----------------------------
 
     def begin_batch(
-        self, batch_key: str, endpoint: str, body: str, rows: list[tuple[Item, str, int]]
+        self,
+        batch_key: str,
+        endpoint: str,
+        body: str,
+        rows: list[tuple[Item, str, int]],
+        service: str | None = None,
     ) -> None:
-        """Record a batch about to be sent: ``rows`` are (item, fingerprint, sequence_index)."""
+        """Record a batch about to be sent: ``rows`` are (item, fingerprint, sequence_index);
+        ``service`` is what their finals will be recorded as made by."""
         now = _now()
         with self._transaction() as db:
             db.execute(
@@ -217,13 +170,14 @@ class Journal:
             )
             db.executemany(
                 "INSERT INTO rows(row_key, fingerprint, sku, name, line, image_url, batch_key, "
-                "seq, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'submitting', ?) "
+                "seq, status, service, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'submitting', ?, ?) "
                 "ON CONFLICT(row_key) DO UPDATE SET fingerprint=excluded.fingerprint, "
                 "sku=excluded.sku, name=excluded.name, line=excluded.line, "
                 "image_url=excluded.image_url, batch_key=excluded.batch_key, seq=excluded.seq, "
                 "run_id=NULL, status='submitting', error_kind=NULL, error_message=NULL, "
                 "output_urls=NULL, final_url=NULL, output_path=NULL, size=NULL, sha256=NULL, "
-                "updated_at=excluded.updated_at",
+                "service=excluded.service, updated_at=excluded.updated_at",
                 [
                     (
                         row_key(item),
@@ -234,6 +188,7 @@ class Journal:
                         item.image_url,
                         batch_key,
                         seq,
+                        service,
                         now,
                     )
                     for item, fp, seq in rows
@@ -342,6 +297,52 @@ class Journal:
                 (output_path, size, sha256, _now(), row_key),
             )
 
+    def put(self, records: Iterable[RowRecord]) -> None:
+        """Record rows as they are (a final reused, or re-adopted from a report)."""
+        now = _now()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO rows(row_key, fingerprint, sku, name, line, image_url, "
+                "batch_key, seq, run_id, status, error_kind, error_message, output_urls, "
+                "final_url, output_path, size, sha256, service, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*_values(r), now) for r in records],
+            )
+
+    def names_by_request(self) -> dict[tuple[str, str], list[str]]:
+        """(SKU key, fingerprint) -> the names its finals were given, oldest first."""
+        found: dict[tuple[str, str], list[str]] = {}
+        for sku, fp, name in self._db.execute(
+            "SELECT sku, fingerprint, name FROM rows ORDER BY rowid"
+        ):
+            found.setdefault((name_key(sku), fp), []).append(name)
+        return found
+
+    def forget(self, key: str) -> None:
+        """Drop a row's record (its final moved to another row's name)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM rows WHERE row_key=?", (key,))
+
+    def prices(self) -> dict[int, Decimal]:
+        """Learned prices: element count -> the most an item was seen to cost."""
+        found = {}
+        for elements, price in self._db.execute("SELECT elements, price FROM prices"):
+            try:
+                found[int(elements)] = Decimal(price)
+            except (InvalidOperation, TypeError, ValueError):
+                continue
+        return found
+
+    def set_prices(self, prices: dict[int, Decimal]) -> None:
+        now = _now()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO prices(elements, price, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(elements) DO UPDATE SET price=excluded.price, "
+                "updated_at=excluded.updated_at",
+                [(k, str(v), now) for k, v in prices.items()],
+            )
+
     def final_url_refreshed(self, row_key: str, output_urls: list[str], final_url: str) -> None:
         with self._transaction() as db:
             db.execute(
@@ -374,6 +375,14 @@ class Journal:
                 (delivery_id or None, event_key, event, batch_id, run_id, bytes(body), _now()),
             )
             return cursor.rowcount == 1
+
+
+def _values(r: RowRecord) -> tuple[Any, ...]:
+    return (
+        r.row_key, r.fingerprint, r.sku, r.name, r.line, r.image_url, r.batch_key, r.seq,
+        r.run_id, r.status, r.error_kind, r.error_message, json.dumps(r.output_urls),
+        r.final_url, r.output_path, r.size, r.sha256, r.service,
+    )  # fmt: skip
 
 
 def _row(r: sqlite3.Row) -> RowRecord:

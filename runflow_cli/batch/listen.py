@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from runflow_cli.api.client import Endpoint
 from runflow_cli.api.receiver import WebhookReceiver
+from runflow_cli.api.service import LOOPBACK
 from runflow_cli.batch.event_store import JournalEventStore
 from runflow_cli.batch.events import Event, Listening
 from runflow_cli.batch.options import Listen
@@ -22,7 +23,7 @@ from runflow_cli.batch.pipeline import Inbox
 from runflow_cli.errors import UsageError
 from runflow_cli.files.folder import OutputFolder
 
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+__all__ = ["LOOPBACK", "listening"]
 
 
 @contextmanager

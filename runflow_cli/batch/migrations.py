@@ -9,9 +9,13 @@ plain message rather than misread.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 
+from runflow_cli.api.client import DEFAULT_MODEL
+from runflow_cli.api.service import legacy_service
+from runflow_cli.batch.identity import fingerprint_v1, request_fingerprint
 from runflow_cli.errors import UsageError
 
 
@@ -81,9 +85,48 @@ def _v2_events_and_one_vocabulary(db: sqlite3.Connection) -> None:
     db.execute("UPDATE rows SET status='not_submitted' WHERE status='not_sent'")
 
 
+def _v3_services_requests_and_prices(db: sqlite3.Connection) -> None:
+    """Rows record the service that made their final; fingerprints name the request only
+    (``client_ref`` is a label, not processing); learned prices get a table.
+
+    A row's new fingerprint is computed from the exact body its batch was sent
+    with, where that body matches the old fingerprint under the default model;
+    any other row keeps a fingerprint no manifest row matches (processed again).
+    """
+    db.execute("ALTER TABLE rows ADD COLUMN service TEXT")
+    db.execute("""
+    CREATE TABLE IF NOT EXISTS prices (
+        elements   INTEGER PRIMARY KEY,        -- how many elements an item has
+        price      TEXT NOT NULL,              -- the most an item was seen to cost (decimal)
+        updated_at TEXT NOT NULL
+    )""")
+    bodies: dict[str, tuple[str, list[object]]] = {}
+    for key, endpoint, body in db.execute("SELECT batch_key, endpoint, body FROM batches"):
+        try:
+            sent = json.loads(body).get("input")
+        except (ValueError, AttributeError):
+            sent = None
+        bodies[key] = (legacy_service(endpoint), sent if isinstance(sent, list) else [])
+    updates = []
+    for row_key, old, batch_key, seq in db.execute(
+        "SELECT row_key, fingerprint, batch_key, seq FROM rows WHERE batch_key IS NOT NULL"
+    ).fetchall():
+        service, sent = bodies.get(batch_key, (None, []))
+        new = "unknown"
+        item = sent[seq] if isinstance(seq, int) and 0 <= seq < len(sent) else None
+        if isinstance(item, dict) and fingerprint_v1(DEFAULT_MODEL, item) == old:
+            new = request_fingerprint(
+                DEFAULT_MODEL, str(item.get("image_url") or ""), item.get("config")
+            )
+        updates.append((new, service, row_key))
+    db.executemany("UPDATE rows SET fingerprint=?, service=? WHERE row_key=?", updates)
+    db.execute("CREATE INDEX IF NOT EXISTS rows_request ON rows(fingerprint)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_events_and_one_vocabulary,
+    _v3_services_requests_and_prices,
 ]
 """Migration ``n`` (1-based) brings a journal from version ``n - 1`` to ``n``. Append only."""
 SCHEMA_VERSION = len(MIGRATIONS)

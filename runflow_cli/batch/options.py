@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from runflow_cli.api.client import DEFAULT_MODEL
@@ -57,7 +58,10 @@ class BatchOptions:
     max_items: int | None = None
     """Send at most this many rows this run; the rest are left for the next."""
     max_cost: Decimal | None = None
-    """Stop creating batches once the cost the API reported this run reaches this."""
+    """Never spend more than this in a run: each batch is checked before it is created,
+    at prices learned from the API's own bills (see :mod:`runflow_cli.batch.spend`)."""
+    prices: Mapping[int, Decimal] = field(default_factory=dict)
+    """What an item costs, by its number of elements, if you know (else learned)."""
     max_failure_rate: float | None = None
     """Stop creating batches once more than this share of finished items failed."""
     export: ExportSpec | None = None

@@ -69,7 +69,8 @@ class StopReason:
     def describe(self, label: SettingLabel = library_label) -> str:
         """One sentence for people; ``label`` names the setting that stopped it."""
         if self.kind is StopKind.MAX_COST:
-            return f"{label('max_cost', self.limit)} reached (reported {self.spent:.6f})"
+            detail = f"; {self.detail}" if self.detail else ""
+            return f"{label('max_cost', self.limit)} reached (reported {self.spent:.6f}{detail})"
         if self.kind is StopKind.MAX_FAILURE_RATE:
             return (
                 f"{label('max_failure_rate', self.limit)}: {self.failed} of {self.finished} "

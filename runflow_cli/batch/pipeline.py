@@ -11,16 +11,14 @@ the guardrails. The pipeline never prints: it reports through ``on_event``
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from typing import Any
 
-from runflow_cli.api.answers import BatchView, ItemView
+from runflow_cli.api.answers import BatchView
 from runflow_cli.api.client import RunflowClient
 from runflow_cli.batch.downloads import Fetcher
 from runflow_cli.batch.events import (
@@ -31,55 +29,21 @@ from runflow_cli.batch.events import (
     Event,
     Notice,
 )
+from runflow_cli.batch.flight import Flight, Inbox
 from runflow_cli.batch.interrupts import Terminated
-from runflow_cli.batch.journal import Journal, RowResult
+from runflow_cli.batch.journal import Journal, RowResult, row_key
 from runflow_cli.batch.ledger import Ledger
 from runflow_cli.batch.options import BatchOptions
-from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
+from runflow_cli.batch.outcome import RunResult, SettingLabel, StopKind, StopReason, library_label
 from runflow_cli.batch.plan import Plan
-from runflow_cli.batch.schedule import PollSchedule, Timing
+from runflow_cli.batch.schedule import PollSchedule
+from runflow_cli.batch.spend import PriceBook, SpendCap
 from runflow_cli.batch.submit import Created, NotCreated, Planned, Rejected, Submitter, plan_batches
 from runflow_cli.errors import APIConnectionError, APIError, AuthenticationError, ExitCode
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
-
-
-@dataclass
-class Inbox:
-    """Verified webhook bodies for the pipeline; whoever puts one there wakes it."""
-
-    events: queue.SimpleQueue[dict[str, Any]] = field(default_factory=queue.SimpleQueue)
-    wake: threading.Event = field(default_factory=threading.Event)
-
-    def put(self, event: dict[str, Any]) -> None:
-        self.events.put(event)
-        self.wake.set()
-
-
-@dataclass
-class Flight:
-    """A batch created and not yet settled."""
-
-    batch_id: str
-    number: int
-    rows: dict[int, Item]
-    """sequence_index -> the row sent at that position."""
-    timing: Timing
-    counts: tuple[int, int, int] = (0, 0, 0)
-    failures: int = 0
-    by_run_id: dict[str, Item] = field(default_factory=dict)
-
-    def match(self, entry: ItemView) -> Item | None:
-        """The row an answer's entry is about: by sequence_index, else run_id, else client_ref."""
-        if entry.sequence_index is not None and entry.sequence_index in self.rows:
-            return self.rows[entry.sequence_index]
-        if entry.run_id in self.by_run_id:
-            return self.by_run_id[entry.run_id]
-        ref = entry.client_ref
-        matches = [i for i in self.rows.values() if ref is not None and i.client_ref == ref]
-        return matches[0] if len(matches) == 1 else None
 
 
 class Pipeline:
@@ -95,6 +59,7 @@ class Pipeline:
         items: list[Item],
         *,
         endpoint: str | None = None,
+        service: str | None = None,
         callback_url: str | None = None,
         on_event: Callable[[Event], None] = lambda event: None,
         clock: Callable[[], float] = time.monotonic,
@@ -105,7 +70,7 @@ class Pipeline:
     ) -> None:
         """``inbox`` holds verified webhook bodies (with ``listen``); without it, batches
         are only polled. ``endpoint`` is what the journal records batches against
-        (default: the client's base URL)."""
+        (default: the client's base URL), ``service`` what it records finals as made by."""
         self._client = client
         self._journal = journal
         self._folder = folder
@@ -121,6 +86,7 @@ class Pipeline:
             journal,
             model=options.model,
             endpoint=endpoint or client.base_url,
+            service=service,
             callback_url=callback_url,
             critical=critical,
             label=label,
@@ -145,8 +111,11 @@ class Pipeline:
             label=label,
             emit=on_event,
         )
+        self._prices = PriceBook(journal.prices(), options.prices)
+        self._cap = SpendCap(options.max_cost, self._prices) if options.max_cost else None
         self._in_flight: dict[str, Flight] = {}
         self._pending: deque[Planned] = deque()
+        self._numbers = 0
         self._ran = False
 
     def run(self, plan: Plan) -> RunResult:
@@ -182,6 +151,8 @@ class Pipeline:
                 by_run_id={k.record.run_id: k.item for k in rows if k.record.run_id},
             )
             ledger.result.batch_ids.append(batch_id)
+            if self._cap is not None:
+                self._cap.reserve(batch_id, (k.item for k in rows))
             self._emit(BatchSubmitted(number, batch_id, len(rows), resumed=True))
         number = len(plan.resume)
         for key, rows in plan.resubmit.items():
@@ -190,6 +161,7 @@ class Pipeline:
             self._pending.append(Planned(number, seqs, key=key, body=self._journal.batch_body(key)))
         process = ledger.within_max_items(plan.process)
         self._pending.extend(plan_batches(process, self._options.batch_size, number + 1))
+        self._numbers = number + len(self._pending)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -231,6 +203,7 @@ class Pipeline:
             self._pending
             and not ledger.stopped
             and len(self._in_flight) < self._options.max_in_flight
+            and self._within_cap()
         ):
             self._submit(self._pending.popleft())
         while ledger.stopped and self._pending:
@@ -238,6 +211,24 @@ class Pipeline:
             ledger.deferred(planned.rows.values())
             size = len(planned.rows)
             self._emit(BatchNotCreated(planned.number, size, "stopped", size))
+
+    def _within_cap(self) -> bool:
+        """Under ``max_cost``: cut the next batch to what fits, or hold it (False)."""
+        cap = self._cap
+        if cap is None:
+            return True
+        planned, spent = self._pending[0], self._ledger.result.cost
+        rows = [planned.rows[seq] for seq in sorted(planned.rows)]
+        fit = cap.fit(rows, spent)
+        if fit and (fit == len(rows) or planned.body is None):
+            if fit < len(rows):  # a new batch may be cut; a resend keeps its first body
+                self._numbers += 1
+                self._pending[0] = Planned(planned.number, dict(enumerate(rows[:fit])))
+                self._pending.insert(1, Planned(self._numbers, dict(enumerate(rows[fit:]))))
+            return True
+        if not cap.in_flight:  # nothing will come back to make room: stop here
+            self._ledger.stop(cap.reached(rows[0], spent), notice=True)
+        return False
 
     def _submit(self, planned: Planned) -> None:
         # One critical section around the create and what this run makes of it: a Ctrl-C
@@ -273,6 +264,8 @@ class Pipeline:
             by_run_id=by_run_id,
         )
         self._ledger.result.batch_ids.append(created.batch_id)
+        if self._cap is not None:
+            self._cap.reserve(created.batch_id, planned.rows.values())
         for seq, item in planned.rows.items():
             outcome = self._ledger[item]
             outcome.batch_id, outcome.run_id = created.batch_id, created.run_ids.get(seq)
@@ -324,6 +317,9 @@ class Pipeline:
     def _give_up(self, flight: Flight, exc: APIError | APIConnectionError) -> None:
         del self._in_flight[flight.batch_id]
         self._ledger.result.add_severity(exc.exit_code)
+        if self._cap is not None:  # what it cost is unknown: the cap cannot be kept
+            self._cap.release(flight.batch_id)
+            self._ledger.stop(StopReason(StopKind.API_FAILING, f"batch {flight.batch_id}: {exc}"))
         message = (
             f"could not poll batch {flight.batch_id}: {exc}; run the same command again to resume"
         )
@@ -348,6 +344,7 @@ class Pipeline:
         self._schedule.finished(flight.timing, wave)
         ledger = self._ledger
         ledger.spent(batch.spent)
+        self._learn_price(flight, batch, results)
         sent_at = {item.index: seq for seq, item in flight.rows.items()}
         seen = set()
         for (item, _), result in zip(matched, results, strict=True):
@@ -369,3 +366,13 @@ class Pipeline:
         )
         ledger.check_guardrails()
         return True
+
+    def _learn_price(self, flight: Flight, batch: BatchView, results: list[RowResult]) -> None:
+        """The batch's bill teaches what an item costs (kept in the journal for later runs)."""
+        if self._cap is not None:
+            self._cap.release(flight.batch_id)
+        succeeded = {r.row_key for r in results if r.status == Status.SUCCEEDED}
+        items = [i for i in flight.rows.values() if row_key(i) in succeeded]
+        if batch.cost is not None and self._prices.learn(batch.spent, items):
+            with self._critical():
+                self._journal.set_prices(self._prices.learned)

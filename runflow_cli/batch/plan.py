@@ -1,17 +1,25 @@
 """What a run has to do, given the manifest and the journal of earlier runs.
 
-Like ``aws s3 sync``: rerunning the same command does only what is left.
+Like ``aws s3 sync``: rerunning the same command does only what is left. What
+is paid for is a *request* (SKU, image URL, processing: see
+:mod:`runflow_cli.batch.identity`), not a row: identical rows are sent once, and
+a row whose request was already paid for under another name gets that final
+copied (or moved) to its own name instead of being sent again.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
-from runflow_cli.batch.journal import BatchRecord, RowRecord, fingerprint, row_key
+from runflow_cli.batch.identity import fingerprint, row_key
+from runflow_cli.batch.journal import BatchRecord, RowRecord
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
+from runflow_cli.names import name_key
 from runflow_cli.row_status import Status
 
 
@@ -21,6 +29,16 @@ class Known:
 
     item: Item
     record: RowRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """A row whose request is done under another name: its final is reused, not paid again."""
+
+    item: Item
+    source: RowRecord
+    move: bool
+    """True when no manifest row writes the source's file any more: it is renamed."""
 
 
 @dataclass
@@ -39,16 +57,28 @@ class Plan:
     """Failed or cancelled before, and --no-retry-failed."""
     process: list[Item] = field(default_factory=list)
     """New, changed, failed before, or never created: to send in new batches."""
+    copy: list[Copy] = field(default_factory=list)
+    """Done under another name (a renamed or reordered row): the final is copied or moved."""
+    follow: dict[int, list[Item]] = field(default_factory=dict)
+    """A row's index -> the rows asking for the same request, which share its outcome."""
+    elsewhere: dict[str, int] = field(default_factory=dict)
+    """Service -> rows whose final another service made: in ``process``, made again here."""
+    projected_cost: Decimal | None = None
+    """What ``process`` would cost at known prices (None: no price known yet)."""
 
     def counts(self) -> dict[str, int]:
+        elsewhere = sum(self.elsewhere.values())
         return {
-            "to process": len(self.process),
+            "to process": len(self.process) - elsewhere,
             "already done": len(self.done),
             "to resume": sum(map(len, self.resume.values())),
             "to download": len(self.download),
             "unknown (not resent)": sum(map(len, self.unknown.values())),
             "to resubmit": sum(map(len, self.resubmit.values())),
             "failed before (not retried)": len(self.held),
+            "made by another service (processed again)": elsewhere,
+            "copied from another name": len(self.copy),
+            "repeated rows (sent once)": sum(map(len, self.follow.values())),
         }
 
 
@@ -60,6 +90,7 @@ def make_plan(
     folder: OutputFolder,
     model: str,
     endpoint: str,
+    service: str,
     force: bool = False,
     retry_failed: bool = True,
     resubmit_unknown: bool = False,
@@ -69,29 +100,45 @@ def make_plan(
 
     Batches sent to another ``endpoint`` (another base URL, or an earlier
     ``--sandbox``, which lives only for its run) cannot be polled from here:
-    their rows are processed again.
+    their rows are processed again. A final made by another ``service`` (the
+    sandbox's, before a run against the real API) is never taken as done.
     """
     plan = Plan()
-    file_ok = file_ok or folder.matches
+    check = file_ok or folder.matches
     batch_by_key = {b.batch_key: b for b in batches}
+    first_by_file: dict[str, Item] = {}
+    leads: dict[tuple[str, str], Item] = {}  # request -> the row whose outcome it shares
+    candidates: list[tuple[Item, str]] = []
+    made_elsewhere: dict[int, str] = {}  # row index -> the service that made its final
     for item in items:
-        record = records.get(row_key(item))
-        if force or record is None or record.fingerprint != fingerprint(item, model):
-            plan.process.append(item)
+        key = row_key(item)
+        first = first_by_file.setdefault(key, item)
+        if first is not item:  # an identical row: the same file, the same request
+            plan.follow.setdefault(first.index, []).append(item)
+            continue
+        fp = fingerprint(item, model)
+        record = records.get(key)
+        if force or record is None or record.fingerprint != fp:
+            candidates.append((item, fp))
             continue
         known = Known(item, record)
         batch = batch_by_key.get(record.batch_key or "")
         if batch is not None and batch.endpoint != endpoint:
             batch = None
         status = record.status
+        if status == Status.SUCCEEDED and record.service != service:
+            made_elsewhere[item.index] = record.service or "an unrecorded service"
+            candidates.append((item, fp))
+            continue
         if status == Status.SUCCEEDED:
             path = folder.path(record.output_path) if record.output_path else None
-            if path is not None and file_ok(path, record.size, record.sha256):
+            if path is not None and check(path, record.size, record.sha256):
                 plan.done.append(known)
             elif batch is not None:
                 plan.download.append(known)
             else:
-                plan.process.append(item)
+                candidates.append((item, fp))
+                continue
         elif status == Status.SUBMITTED and batch is not None and batch.batch_id:
             plan.resume.setdefault(batch.batch_id, []).append(known)
         elif status in (Status.SUBMITTING, Status.UNKNOWN) and batch is not None:
@@ -100,5 +147,42 @@ def make_plan(
         elif status in (Status.FAILED, Status.CANCELLED) and not retry_failed:
             plan.held.append(known)
         else:
+            candidates.append((item, fp))
+            continue
+        leads.setdefault((name_key(item.sku), fp), item)
+
+    sources = {} if force else _done_by_request(records, service)
+    for item, fp in candidates:
+        request = (name_key(item.sku), fp)
+        lead = leads.get(request)
+        if lead is not None:
+            plan.follow.setdefault(lead.index, []).append(item)
+            continue
+        leads[request] = item
+        source = next(
+            (
+                r
+                for r in sources.get(request, ())
+                if r.output_path and check(folder.path(r.output_path), r.size, r.sha256)
+            ),
+            None,
+        )
+        if source is not None:
+            plan.copy.append(Copy(item, source, move=source.row_key not in first_by_file))
+        else:
             plan.process.append(item)
+    plan.elsewhere = dict(
+        Counter(made_elsewhere[i.index] for i in plan.process if i.index in made_elsewhere)
+    )
     return plan
+
+
+def _done_by_request(
+    records: dict[str, RowRecord], service: str
+) -> dict[tuple[str, str], list[RowRecord]]:
+    """Finals this service made, by request: what a renamed row can reuse."""
+    found: dict[tuple[str, str], list[RowRecord]] = {}
+    for record in records.values():
+        if record.status == Status.SUCCEEDED and record.service == service:
+            found.setdefault((name_key(record.sku), record.fingerprint), []).append(record)
+    return found

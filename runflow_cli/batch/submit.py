@@ -95,6 +95,7 @@ class Submitter:
         *,
         model: str,
         endpoint: str,
+        service: str | None = None,
         callback_url: str | None,
         critical: Callable[[], AbstractContextManager[Any]],
         label: SettingLabel,
@@ -103,6 +104,7 @@ class Submitter:
         self._journal = journal
         self._model = model
         self._endpoint = endpoint
+        self._service = service
         self._callback_url = callback_url
         self._critical = critical
         self._label = label
@@ -125,7 +127,7 @@ class Submitter:
                     (item, fingerprint(item, self._model), seq)
                     for seq, item in planned.rows.items()
                 ]
-                self._journal.begin_batch(key, self._endpoint, body, rows)
+                self._journal.begin_batch(key, self._endpoint, body, rows, self._service)
             try:
                 batch = self._client.create_batch(
                     inputs,

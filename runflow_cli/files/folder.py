@@ -100,6 +100,17 @@ class OutputFolder:
         """Write a final or stage atomically from its chunks, durably; size and SHA-256 back."""
         return write_atomically(dest, chunks)
 
+    def copy(self, source: Path, dest: Path) -> SavedFile:
+        """Copy a final to another name, whole or not at all."""
+        with open(source, "rb") as f:
+            return write_atomically(dest, iter(lambda: f.read(1 << 20), b""))
+
+    def move(self, source: Path, dest: Path) -> None:
+        """Rename a final (a row renamed in the manifest keeps the file it paid for)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, dest)
+        _fsync_dir(dest.parent)
+
     def lock(self, command: str) -> RunLock:
         """Take OUT for one run (released by ``with``); ``RunLockedError`` if another has it."""
         lock = RunLock(self.state_path(LOCK_FILE))

@@ -118,7 +118,8 @@ def load_manifest(
         ) from None
     except OSError as exc:
         raise fail(f"cannot read the file: {exc.strerror or exc}") from None
-    return Manifest(source, builder.finish(), warnings)
+    items = builder.finish()
+    return Manifest(source, items, warnings + builder.warnings)
 
 
 def _parse(kind: str | None, stream: TextIO, builder: ItemBuilder) -> list[str]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 from urllib.parse import urlsplit
 
+from runflow_cli.manifest.naming import name_outputs
 from runflow_cli.manifest.types import (
     ELEMENT_ORDER,
     FIELDS,
@@ -27,7 +27,6 @@ from runflow_cli.names import (
     folder_name_problem,
     name_key,
     sanitize_component,
-    unique_name,
     url_stem,
 )
 
@@ -110,9 +109,11 @@ class ItemBuilder:
     def __init__(self, source: str, defaults: Defaults | None) -> None:
         self.source = source
         self.problems: list[Problem] = []
+        self.warnings: list[str] = []
         self.items: list[Item] = []
         self.count = 0
-        self._derived = bytearray()  # 1 where items[i].name came from the URL
+        self._requests: dict[tuple[object, ...], int] = {}  # a row's request -> its first line
+        self._repeats: dict[int, tuple[str, list[int]]] = {}  # first line -> SKU, repeats
         self._folders: dict[str, _Folder] = {}  # name_key(sku) -> folder
         self._spellings: dict[str, _Folder] = {}  # sku as written -> its folder (fast path)
         self._safe_stems: dict[str, str] = {}  # URL stem -> its safe file name
@@ -234,6 +235,19 @@ class ItemBuilder:
             problem(line, sku, _client_ref_problem(len(ref), defaulted=client_ref is None))
 
         derived = name is None
+        prompt = prompt if prompt is not None else self._prompt
+        # Identical rows (same SKU folder, URL, processing and name) are one item.
+        request = (
+            folder.sku if folder is not None else sku,
+            image_url,
+            chosen,
+            aspect,
+            prompt,
+            None if name is None else name_key(name),
+        )
+        first = self._requests.setdefault(request, line)
+        if first != line:
+            self._repeats.setdefault(first, (sku or "", []))[1].append(line)
         if name is None:
             stem = url_stem(image_url or "")
             name = self._safe_stems.get(stem)
@@ -243,7 +257,7 @@ class ItemBuilder:
             reason = folder_name_problem(name)
             if reason is not None:
                 problem(line, sku, f"name '{name}' cannot be a file name: {reason}; choose another")
-            elif folder is not None:
+            elif folder is not None and first == line:
                 key = name_key(name)
                 earlier = folder.names.get(key)
                 if earlier is None:
@@ -272,12 +286,12 @@ class ItemBuilder:
                 image_url=image_url or "",
                 elements=chosen,
                 aspect_ratio=aspect,
-                product_isolation_prompt=prompt if prompt is not None else self._prompt,
+                product_isolation_prompt=prompt,
                 client_ref=ref,
                 name=name,
+                name_from_url=derived,
             )
         )
-        self._derived.append(derived)
 
     def _folder_for(self, sku: str, line: int) -> _Folder | None:
         """The SKU's folder, or None (with a problem) if the SKU cannot have one."""
@@ -314,21 +328,33 @@ class ItemBuilder:
         if self.problems:
             self.problems.sort(key=lambda p: p.line or 0)
             raise ManifestError(self.source, self.problems)
+        self.warnings.extend(_repeat_warnings(self.source, self._repeats))
         # Explicit names were reserved while reading; URL-derived names now take
         # the first free spelling in their folder, in manifest order.
-        items, derived = self.items, self._derived
-        taken: dict[str, set[str]] = {}
-        for i, item in enumerate(items):
-            if not derived[i]:
-                continue
-            folder = self._spellings[item.sku]
-            names = taken.get(folder.sku)
-            if names is None:
-                names = taken[folder.sku] = set(folder.names)
-            final = unique_name(item.name, names)
-            if final != item.name:
-                items[i] = replace(item, name=final)
-        return items
+        return name_outputs(self.items)
+
+
+MAX_REPEATS_LISTED = 10
+
+
+def _repeat_warnings(source: str, repeats: dict[int, tuple[str, list[int]]]) -> list[str]:
+    """One warning per repeated row, naming the lines (at most ten, then a count)."""
+    warnings = []
+    for first, (sku, lines) in list(repeats.items())[:MAX_REPEATS_LISTED]:
+        shown = ", ".join(map(str, lines))
+        noun = "line" if len(lines) == 1 else "lines"
+        verb = "repeats" if len(lines) == 1 else "repeat"
+        warnings.append(
+            f"{source}:{first}: {sku}: {noun} {shown} {verb} this row (same SKU, image URL and "
+            "processing): it is processed once and each row points at the one final; "
+            "delete the copies if they are mistakes"
+        )
+    if len(repeats) > MAX_REPEATS_LISTED:
+        warnings.append(
+            f"{source}: {len(repeats) - MAX_REPEATS_LISTED} more rows repeat earlier rows; "
+            "each is processed once (see the report)"
+        )
+    return warnings
 
 
 def unknown_warning(what: str, names: Iterable[str]) -> list[str]:

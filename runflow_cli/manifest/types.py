@@ -60,6 +60,8 @@ class Item:
     """Defaults to the SKU."""
     name: str
     """Output file stem, unique (ignoring case) within the SKU folder."""
+    name_from_url: bool = False
+    """True when the manifest gave no name: it was made from the URL's file stem."""
 
     def api_input(self) -> dict[str, Any]:
         """The item body the API expects; optional keys omitted when not set."""

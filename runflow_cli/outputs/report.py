@@ -36,7 +36,7 @@ CSV_COLUMNS = (
     "output_path",
     "export_path",
 )
-JSON_ONLY = ("line", "size", "sha256", "elements")
+JSON_ONLY = ("line", "size", "sha256", "elements", "endpoint", "request_fingerprint")
 """Columns of the JSON report beyond the CSV's."""
 
 
@@ -68,6 +68,11 @@ class ReportRow:
     size: int | None = None
     sha256: str | None = None
     elements: list[str] = field(default_factory=list)
+    endpoint: str | None = None
+    """The service that made the final (``sandbox``, or the API's base URL); never the key."""
+    request_fingerprint: str | None = None
+    """What was asked (model, URL, processing): with size and SHA-256, what lets a run
+    whose journal was lost take this final as done."""
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in (*CSV_COLUMNS, *JSON_ONLY)}
@@ -101,6 +106,8 @@ class ReportRow:
             size=number("size"),
             sha256=text("sha256"),
             elements=[str(e) for e in elements] if isinstance(elements, list) else [],
+            endpoint=text("endpoint"),
+            request_fingerprint=text("request_fingerprint"),
         )
 
 

@@ -1,0 +1,52 @@
+"""What identifies a row across runs: the file it writes, and the request it pays for.
+
+Two keys, for two questions:
+
+* :func:`row_key` (``<sku>/<name>``, ignoring case) is the *file*: where a row's
+  final lives. The journal keeps one record per file.
+* :func:`fingerprint` is the *request*: model, image URL and processing
+  (elements, aspect ratio, prompt). It is what costs money. ``client_ref`` is a
+  label the API echoes, not processing, so it is left out, and so is the name.
+
+A row whose request is already paid for (under its own name, another name, or
+on an identical row) is never sent again: its final is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from runflow_cli.manifest import Item
+from runflow_cli.names import name_key
+
+
+def row_key(item: Item) -> str:
+    """The file a manifest row writes, ignoring case: ``<sku>/<name>``."""
+    return file_key(item.sku, item.name)
+
+
+def file_key(sku: str, name: str) -> str:
+    return f"{name_key(sku)}/{name_key(name)}"
+
+
+def fingerprint(item: Item, model: str) -> str:
+    """The request a row pays for; a change means it must be processed again."""
+    return request_fingerprint(model, item.image_url, item.api_input()["config"])
+
+
+def request_fingerprint(model: str, image_url: str, config: Any) -> str:
+    asked = {"model": model, "image_url": image_url, "config": config}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+
+
+def request_key(item: Item, model: str) -> tuple[str, str]:
+    """The SKU folder and the request: rows sharing it share one paid final."""
+    return name_key(item.sku), fingerprint(item, model)
+
+
+def fingerprint_v1(model: str, sent: dict[str, Any]) -> str:
+    """The fingerprint journals before schema 3 kept: the whole item body, ``client_ref`` too."""
+    asked = {"model": model, **sent}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
