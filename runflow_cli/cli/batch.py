@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from runflow_cli.cli.batch_options import (
@@ -25,6 +26,7 @@ from runflow_cli.cli.batch_options import (
     MaxPollIntervalOpt,
     OutOpt,
     PollIntervalOpt,
+    PriceOpt,
     QuietOpt,
     ResubmitUnknownOpt,
     RetryFailedOpt,
@@ -88,6 +90,7 @@ def batch_command(
     resubmit_unknown: ResubmitUnknownOpt = False,
     max_items: MaxItemsOpt = None,
     max_cost: MaxCostOpt = None,
+    price: PriceOpt = None,
     max_failure_rate: MaxFailureRateOpt = None,
     max_file_size: MaxFileSizeOpt = 200,
     quiet: QuietOpt = False,
@@ -112,6 +115,7 @@ def batch_command(
     (try it with no account: runflow batch sample_manifests/catalog.csv --sandbox)
     """
     from runflow_cli import BatchOptions, plan_batch, run_batch
+    from runflow_cli.api.service import service_for
     from runflow_cli.batch.interrupts import Interrupts
     from runflow_cli.cli.export import export_spec
     from runflow_cli.cli.ui import github
@@ -150,9 +154,12 @@ def batch_command(
         max_failure_rate=max_failure_rate,
         export=export_to,
         max_cost=parse_amount("--max-cost", max_cost) if max_cost is not None else None,
+        prices=_prices(price),
     )
     if dry_run:
-        plan = plan_batch(loaded, out, "sandbox" if sandbox else base_url, options)
+        service = service_for(base_url, api_key or "", sandbox=sandbox)
+        identity = "sandbox" if sandbox else base_url
+        plan = plan_batch(loaded, out, identity, options, service=service)
         show_dry_run(consoles, plan, json_lines=log_format == LogFormat.json, as_json=json_output)
         return 0
     if listen is not None:
@@ -185,6 +192,16 @@ def batch_command(
         github_actions=on_github,
     )
     return int(result.exit_code)
+
+
+def _prices(text: str | None) -> dict[int, Decimal]:
+    from runflow_cli.api.prices import parse_prices
+    from runflow_cli.errors import UsageError
+
+    try:
+        return parse_prices(text) if text else {}
+    except ValueError as exc:
+        raise UsageError(f"--price: {exc}") from None
 
 
 def _listen(

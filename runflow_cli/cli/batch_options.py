@@ -129,8 +129,21 @@ MaxCostOpt = Annotated[
     str | None,
     typer.Option(
         "--max-cost",
-        help="Stop submitting new batches once the cost the API reported for this run "
-        "reaches AMOUNT (in-flight batches finish).",
+        help="Never spend more than AMOUNT in this run. Before each batch is created, its "
+        "projected cost plus what is spent and in flight must fit, or the batch is cut to "
+        "what fits and the rest is deferred. Prices are learned from the API's own bills "
+        "(kept in OUT's journal); until one is known, the first batch is a probe of one "
+        "item. See --price.",
+    ),
+]
+PriceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--price",
+        help="What an item costs, if you know it: one amount (0.41) or amounts by number "
+        "of elements (1=0.23,2=0.41). Used instead of learned prices by --max-cost and "
+        "--dry-run's projected cost; also a profile's 'price'.",
+        show_default=False,
     ),
 ]
 MaxFailureRateOpt = Annotated[

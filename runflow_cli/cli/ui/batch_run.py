@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from runflow_cli.batch.events import (
     Event,
     Listening,
+    Notice,
     Planned,
     ProcessingEnded,
     ProcessingStarted,
@@ -63,6 +64,8 @@ class BatchRenderer:
             self._close()
         elif self._display is not None:
             self._display.handle(event)
+        elif isinstance(event, Notice):  # before processing: the journal was rebuilt
+            self._consoles.warn(event.message)
 
 
 def show_batch_result(

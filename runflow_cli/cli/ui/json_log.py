@@ -134,8 +134,17 @@ def print_run_summary_line(
     JsonDisplay(consoles, clock=clock).write(record)
 
 
+def plan_json(plan: Plan) -> dict[str, object]:
+    """The plan as ``--dry-run --json`` and the json log carry it."""
+    cost = plan.projected_cost
+    return {
+        "plan": plan.counts(),
+        "unknown_batch_keys": sorted(plan.unknown),
+        "projected_cost": None if cost is None else f"{cost:.6f}",
+        "made_by_another_service": dict(plan.elsewhere),
+    }
+
+
 def print_plan_line(consoles: Consoles, plan: Plan) -> None:
     """``--dry-run --log-format json``: the plan as one ``plan`` line."""
-    JsonDisplay(consoles).write(
-        {"type": "plan", "plan": plan.counts(), "unknown_batch_keys": sorted(plan.unknown)}
-    )
+    JsonDisplay(consoles).write({"type": "plan", **plan_json(plan)})

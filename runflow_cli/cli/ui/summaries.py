@@ -11,7 +11,7 @@ from rich.table import Table
 from runflow_cli.batch.outcome import RunResult
 from runflow_cli.batch.plan import Plan
 from runflow_cli.cli.ui.consoles import Consoles
-from runflow_cli.cli.ui.json_log import print_plan_line
+from runflow_cli.cli.ui.json_log import plan_json, print_plan_line
 from runflow_cli.cli.ui.progress import failure_line
 from runflow_cli.row_status import REPORTED
 
@@ -28,11 +28,13 @@ def print_plan(
     """What a run will do, before anything is sent."""
     counts = plan.counts()
     if as_json:
-        consoles.json({"plan": counts, "unknown_batch_keys": sorted(plan.unknown)})
+        consoles.json(plan_json(plan))
         return
     shown = ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "nothing to do"
     if not dry_run:
         consoles.info(f"Plan: {shown}.")
+        for note in elsewhere_notes(plan):
+            consoles.info(note)
         return
     table = Table(title="runflow batch --dry-run: the plan (nothing was sent)", header_style="bold")
     table.add_column("rows")
@@ -40,12 +42,31 @@ def print_plan(
     for what, n in counts.items():
         table.add_row(what, str(n))
     consoles.out.print(table)
+    for note in elsewhere_notes(plan):
+        consoles.out.print(escape(note))
+    if plan.projected_cost is not None:
+        consoles.out.print(f"projected cost: {plan.projected_cost:.6f} (at the prices known)")
+    elif plan.process:
+        consoles.out.print(
+            "projected cost: not known yet (no price learned in this OUT; see --price)"
+        )
     for key in sorted(plan.unknown):
         consoles.out.print(
             f"Unknown batch (create answer lost), key {key}: "
             "check the dashboard for metadata runflow_cli_key, then "
             "--resubmit-unknown to resend it with the same key."
         )
+
+
+def elsewhere_notes(plan: Plan) -> list[str]:
+    """One line per other service whose finals this run makes again."""
+    from runflow_cli.api.service import describe
+
+    return [
+        f"{n} made by another service ({describe(service)}): processed again, "
+        "and the new finals replace theirs"
+        for service, n in plan.elsewhere.items()
+    ]
 
 
 def show_dry_run(consoles: Consoles, plan: Plan, *, json_lines: bool, as_json: bool) -> None:
