@@ -70,3 +70,23 @@ def test_rerun_without_retries_sends_no_request_at_all(old_out: Path, sb: Any, c
     report = (old_out / "runflow-report.csv").read_text()
     for name in ("front", "front-2", "Front-3", "image", "image-2", "hero", "back"):
         assert f",{name}," in report
+
+
+def test_a_reordered_manifest_keeps_every_name_from_the_old_journal(
+    old_out: Path, sb: Any, cli: Any, tmp_path: Path
+) -> None:
+    """The migration recomputes each row's request from the body it was sent with, so
+    the names 0.1.0 gave by position stay with their URLs when the rows move."""
+    before = _files(old_out)
+    header, *rows = MANIFEST.read_text().splitlines()
+    reordered = tmp_path / "reordered.csv"
+    reordered.write_text("\n".join([header, *reversed(rows)]) + "\n")
+
+    result = run_batch(cli, sb, reordered, old_out, "--keep-intermediates", "--no-retry-failed")
+
+    assert result.code == 1, result.err
+    assert sb.requests == []
+    after = _files(old_out)
+    assert {p: after.get(p) for p in before if p not in REWRITTEN} == {
+        p: d for p, d in before.items() if p not in REWRITTEN
+    }

@@ -226,7 +226,7 @@ class Pipeline:
                 self._pending[0] = Planned(planned.number, dict(enumerate(rows[:fit])))
                 self._pending.insert(1, Planned(self._numbers, dict(enumerate(rows[fit:]))))
             return True
-        if not cap.in_flight:  # nothing will come back to make room: stop here
+        if not self._in_flight:  # nothing will come back to make room: stop here
             self._ledger.stop(cap.reached(rows[0], spent), notice=True)
         return False
 
@@ -369,10 +369,13 @@ class Pipeline:
 
     def _learn_price(self, flight: Flight, batch: BatchView, results: list[RowResult]) -> None:
         """The batch's bill teaches what an item costs (kept in the journal for later runs)."""
-        if self._cap is not None:
-            self._cap.release(flight.batch_id)
         succeeded = {r.row_key for r in results if r.status == Status.SUCCEEDED}
         items = [i for i in flight.rows.values() if row_key(i) in succeeded]
-        if batch.cost is not None and self._prices.learn(batch.spent, items):
+        cost = batch.spent if batch.cost is not None else None
+        if self._cap is not None:
+            learned = self._cap.settle(flight.batch_id, cost, items)
+        else:
+            learned = self._prices.learn(cost, items)
+        if learned:
             with self._critical():
                 self._journal.set_prices(self._prices.learned)

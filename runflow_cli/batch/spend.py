@@ -11,7 +11,8 @@ count (a batch of one element count gives its price exactly; a mixed batch
 bounds each count by the whole cost). A count never seen is priced as the
 costliest per-element price seen. Until any price is known, the first batch
 under a cap is a probe of one item, and nothing else is sent until its cost
-is back; a probe whose item failed taught nothing, so the next is a probe too.
+is back; a probe whose items failed taught nothing, so the next is a probe too
+(twice as large: failed items cost nothing).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class SpendCap:
         self.limit = limit
         self.prices = prices
         self._reserved: dict[str, Decimal | None] = {}
+        self._probe = PROBE_SIZE
 
     @property
     def waiting(self) -> bool:
@@ -106,7 +108,7 @@ class SpendCap:
             if price is None:
                 if n or self._reserved:
                     return n  # send what has a price; the rest waits for one
-                return min(PROBE_SIZE, len(items))
+                return min(self._probe, len(items))
             total += price
             if total > room:
                 return n
@@ -118,9 +120,18 @@ class SpendCap:
     def release(self, batch_id: str) -> None:
         self._reserved.pop(batch_id, None)
 
-    @property
-    def in_flight(self) -> bool:
-        return bool(self._reserved)
+    def settle(self, batch_id: str, cost: Decimal | None, succeeded: Iterable[Item]) -> bool:
+        """A batch finished: free its reservation and learn from its bill; True if it taught.
+
+        A probe that taught nothing (its items failed, and cost nothing) is followed
+        by one twice its size, so a catalog of failing rows does not crawl one by one.
+        """
+        probe = batch_id in self._reserved and self._reserved[batch_id] is None
+        self.release(batch_id)
+        learned = self.prices.learn(cost, succeeded)
+        if probe and not learned:
+            self._probe *= 2
+        return learned
 
     def reached(self, item: Item, spent: Decimal) -> StopReason:
         """Why the run stops creating batches: ``item`` is next and does not fit."""
