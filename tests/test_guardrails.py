@@ -97,6 +97,9 @@ def test_sandbox_finals_are_never_done_for_the_real_service(
     demo = cli("batch", str(m), "--out", str(out), "--sandbox", "--poll-interval", "0.05")
     assert demo.code == 0, demo.err
     made_by_sandbox = finals(out)
+    planned = run_batch(cli, sb, m, out, "--dry-run")
+    assert "3 made by another service (the sandbox)" in planned.out
+    assert "not known yet" in planned.out  # the sandbox's bills say nothing of real prices
 
     real = run_batch(cli, sb, m, out)
 

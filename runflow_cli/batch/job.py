@@ -82,7 +82,7 @@ def plan_batch(
         with journal:
             manifest = keep_names(manifest, journal, options.model)
             plan = _plan(manifest, journal, folder, options, endpoint, service)
-            prices = PriceBook(journal.prices(), options.prices)
+            prices = PriceBook(journal.prices(service), options.prices)
     plan.projected_cost = prices.cost(plan.process)
     return plan
 

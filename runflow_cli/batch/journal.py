@@ -323,24 +323,26 @@ class Journal:
         with self._transaction() as db:
             db.execute("DELETE FROM rows WHERE row_key=?", (key,))
 
-    def prices(self) -> dict[int, Decimal]:
-        """Learned prices: element count -> the most an item was seen to cost."""
+    def prices(self, service: str | None) -> dict[int, Decimal]:
+        """Prices learned from ``service``'s bills: element count -> the most an item cost."""
         found = {}
-        for elements, price in self._db.execute("SELECT elements, price FROM prices"):
+        for elements, price in self._db.execute(
+            "SELECT elements, price FROM prices WHERE service=?", (service or "",)
+        ):
             try:
                 found[int(elements)] = Decimal(price)
             except (InvalidOperation, TypeError, ValueError):
                 continue
         return found
 
-    def set_prices(self, prices: dict[int, Decimal]) -> None:
+    def set_prices(self, service: str | None, prices: dict[int, Decimal]) -> None:
         now = _now()
         with self._transaction() as db:
             db.executemany(
-                "INSERT INTO prices(elements, price, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(elements) DO UPDATE SET price=excluded.price, "
+                "INSERT INTO prices(service, elements, price, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(service, elements) DO UPDATE SET price=excluded.price, "
                 "updated_at=excluded.updated_at",
-                [(k, str(v), now) for k, v in prices.items()],
+                [(service or "", k, str(v), now) for k, v in prices.items()],
             )
 
     def final_url_refreshed(self, row_key: str, output_urls: list[str], final_url: str) -> None:

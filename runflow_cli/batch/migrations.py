@@ -96,9 +96,11 @@ def _v3_services_requests_and_prices(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE rows ADD COLUMN service TEXT")
     db.execute("""
     CREATE TABLE IF NOT EXISTS prices (
-        elements   INTEGER PRIMARY KEY,        -- how many elements an item has
+        service    TEXT NOT NULL,              -- who billed it (the sandbox's are not real)
+        elements   INTEGER NOT NULL,           -- how many elements an item has
         price      TEXT NOT NULL,              -- the most an item was seen to cost (decimal)
-        updated_at TEXT NOT NULL
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (service, elements)
     )""")
     bodies: dict[str, tuple[str, list[object]]] = {}
     for key, endpoint, body in db.execute("SELECT batch_key, endpoint, body FROM batches"):

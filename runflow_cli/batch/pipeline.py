@@ -111,7 +111,8 @@ class Pipeline:
             label=label,
             emit=on_event,
         )
-        self._prices = PriceBook(journal.prices(), options.prices)
+        self._service = service
+        self._prices = PriceBook(journal.prices(service), options.prices)
         self._cap = SpendCap(options.max_cost, self._prices) if options.max_cost else None
         self._in_flight: dict[str, Flight] = {}
         self._pending: deque[Planned] = deque()
@@ -378,4 +379,4 @@ class Pipeline:
             learned = self._prices.learn(cost, items)
         if learned:
             with self._critical():
-                self._journal.set_prices(self._prices.learned)
+                self._journal.set_prices(self._service, self._prices.learned)

@@ -44,7 +44,7 @@ def print_plan(
     consoles.out.print(table)
     for note in elsewhere_notes(plan):
         consoles.out.print(escape(note))
-    if plan.projected_cost is not None:
+    if plan.projected_cost is not None and plan.process:
         consoles.out.print(f"projected cost: {plan.projected_cost:.6f} (at the prices known)")
     elif plan.process:
         consoles.out.print(
