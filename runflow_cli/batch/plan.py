@@ -151,7 +151,7 @@ def make_plan(
             continue
         leads.setdefault((name_key(item.sku), fp), item)
 
-    sources = {} if force else _done_by_request(records, service)
+    sources = {} if force or not candidates else _done_by_request(records, service)
     for item, fp in candidates:
         request = (name_key(item.sku), fp)
         lead = leads.get(request)

@@ -19,10 +19,10 @@ from runflow_cli.names import name_key, unique_name
 Request = tuple[str, str, tuple[str, ...], str | None, str | None]
 
 
-def request_of(item: Item) -> Request:
+def request_of(item: Item, folder: Callable[[str], str] = name_key) -> Request:
     """What an item asks for in its SKU folder: rows with equal requests are identical."""
     return (
-        name_key(item.sku),
+        folder(item.sku),
         item.image_url,
         item.elements,
         item.aspect_ratio,
@@ -42,14 +42,24 @@ def name_outputs(
     name that is still free; the rest take the first free spelling of their
     ``stem`` in manifest order.
     """
+    if not any(item.name_from_url for item in items):
+        return items
+    folder_keys: dict[str, str] = {}  # SKU as written -> its folder's key (one per SKU)
+
+    def folder_of(sku: str) -> str:
+        key = folder_keys.get(sku)
+        if key is None:
+            key = folder_keys[sku] = name_key(sku)
+        return key
+
     taken: dict[str, set[str]] = {}
     for item in items:
         if not item.name_from_url:
-            taken.setdefault(name_key(item.sku), set()).add(name_key(item.name))
+            taken.setdefault(folder_of(item.sku), set()).add(name_key(item.name))
     named: dict[Request, str] = {}
     if preferred is not None:
         for item in items:
-            request = request_of(item)
+            request = request_of(item, folder_of)
             if not item.name_from_url or request in named:
                 continue
             names = taken.setdefault(request[0], set())
@@ -61,7 +71,7 @@ def name_outputs(
     for i, item in enumerate(items):
         if not item.name_from_url:
             continue
-        request = request_of(item)
+        request = request_of(item, folder_of)
         given = named.get(request)
         if given is None:
             given = named[request] = unique_name(stem(item), taken.setdefault(request[0], set()))

@@ -235,6 +235,7 @@ class ItemBuilder:
             problem(line, sku, _client_ref_problem(len(ref), defaulted=client_ref is None))
 
         derived = name is None
+        name_k = None if name is None else name_key(name)
         prompt = prompt if prompt is not None else self._prompt
         # Identical rows (same SKU folder, URL, processing and name) are one item.
         request = (
@@ -243,7 +244,7 @@ class ItemBuilder:
             chosen,
             aspect,
             prompt,
-            None if name is None else name_key(name),
+            name_k,
         )
         first = self._requests.setdefault(request, line)
         if first != line:
@@ -257,11 +258,10 @@ class ItemBuilder:
             reason = folder_name_problem(name)
             if reason is not None:
                 problem(line, sku, f"name '{name}' cannot be a file name: {reason}; choose another")
-            elif folder is not None and first == line:
-                key = name_key(name)
-                earlier = folder.names.get(key)
+            elif folder is not None and first == line and name_k is not None:
+                earlier = folder.names.get(name_k)
                 if earlier is None:
-                    folder.names[key] = line
+                    folder.names[name_k] = line
                 else:
                     problem(
                         line,
