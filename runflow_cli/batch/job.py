@@ -25,12 +25,13 @@ from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
 from runflow_cli.batch.identity import fingerprint
 from runflow_cli.batch.interrupts import Interrupts
-from runflow_cli.batch.journal import Journal
+from runflow_cli.batch.journal import Journal, JournalDamagedError
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
 from runflow_cli.batch.pipeline import Inbox, Pipeline
 from runflow_cli.batch.plan import Plan, make_plan
-from runflow_cli.batch.recovery import keep_names, open_journal
+from runflow_cli.batch.records import BatchRecord, RowRecord
+from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
 from runflow_cli.batch.reuse import Reuse
 from runflow_cli.batch.spend import PriceBook
 from runflow_cli.errors import ExitCode
@@ -74,14 +75,19 @@ def plan_batch(
     but the migration of an older journal."""
     folder = output_folder(out)
     service = service or legacy_service(endpoint)
-    journal = Journal.existing(folder)
-    if journal is None:
-        plan = _plan(manifest, None, folder, options, endpoint, service)
-        prices = PriceBook({}, options.prices)
-    else:
-        with journal:
+    try:
+        journal = Journal.existing(folder)
+    except JournalDamagedError:  # the run moves it aside and starts from the report
+        journal = None
+    with journal or nullcontext():
+        if journal is None or journal.is_new():  # a run would take these as done
+            records = {r.row_key: r for r in reported_finals(folder, service)[0]}
+            plan = _plan(manifest, records, [], folder, options, endpoint, service)
+            prices = PriceBook({}, options.prices)
+        else:
             manifest = keep_names(manifest, journal, options.model)
-            plan = _plan(manifest, journal, folder, options, endpoint, service)
+            rows, batches = journal.rows(), journal.batches()
+            plan = _plan(manifest, rows, batches, folder, options, endpoint, service)
             prices = PriceBook(journal.prices(service), options.prices)
     plan.projected_cost = prices.cost(plan.process)
     return plan
@@ -115,7 +121,10 @@ def run_batch(
             for notice in notices:
                 on_event(Notice(notice))
             manifest = keep_names(manifest, journal, options.model)
-            plan = _plan(manifest, journal, folder, options, endpoint.identity, endpoint.service)
+            rows, batches = journal.rows(), journal.batches()
+            plan = _plan(
+                manifest, rows, batches, folder, options, endpoint.identity, endpoint.service
+            )
             on_event(Planned(plan))
             with ExitStack() as stack:
                 inbox, callback_url = None, options.callback_url
@@ -172,7 +181,8 @@ def run_batch(
 
 def _plan(
     manifest: Manifest,
-    journal: Journal | None,
+    records: dict[str, RowRecord],
+    batches: list[BatchRecord],
     folder: OutputFolder,
     options: BatchOptions,
     endpoint: str,
@@ -180,8 +190,8 @@ def _plan(
 ) -> Plan:
     return make_plan(
         manifest.items,
-        journal.rows() if journal else {},
-        journal.batches() if journal else [],
+        records,
+        batches,
         folder=folder,
         model=options.model,
         endpoint=endpoint,

@@ -113,7 +113,8 @@ class Pipeline:
         )
         self._service = service
         self._prices = PriceBook(journal.prices(service), options.prices)
-        self._cap = SpendCap(options.max_cost, self._prices) if options.max_cost else None
+        cap = options.max_cost
+        self._cap = SpendCap(cap, self._prices) if cap is not None else None
         self._in_flight: dict[str, Flight] = {}
         self._pending: deque[Planned] = deque()
         self._numbers = 0
@@ -162,7 +163,7 @@ class Pipeline:
             self._pending.append(Planned(number, seqs, key=key, body=self._journal.batch_body(key)))
         process = ledger.within_max_items(plan.process)
         self._pending.extend(plan_batches(process, self._options.batch_size, number + 1))
-        self._numbers = number + len(self._pending)
+        self._numbers = self._pending[-1].number if self._pending else number
 
     # --- the loop ---------------------------------------------------------------------
 

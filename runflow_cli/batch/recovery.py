@@ -55,11 +55,20 @@ def open_journal(folder: OutputFolder, service: str) -> tuple[Journal, list[str]
 
 def adopt_report(journal: Journal, folder: OutputFolder, service: str) -> tuple[int, int]:
     """Journal the report's finals that are still on disk as made; (adopted, reported)."""
+    records, seen = reported_finals(folder, service)
+    journal.put(records)
+    return len(records), seen
+
+
+def reported_finals(folder: OutputFolder, service: str) -> tuple[list[RowRecord], int]:
+    """The report's finals that ``service`` made and that are on disk as reported, as
+    journal records; and how many finals the report lists."""
     try:
         report = read_report(folder)
     except (NoReportError, ReportUnreadableError):
-        return 0, 0
-    records, seen = [], 0
+        return [], 0
+    records: list[RowRecord] = []
+    seen = 0
     for row in report.rows:
         if row.status != Status.SUCCEEDED or not row.output_path:
             continue
@@ -90,8 +99,7 @@ def adopt_report(journal: Journal, folder: OutputFolder, service: str) -> tuple[
                 service=service,
             )
         )
-    journal.put(records)
-    return len(records), seen
+    return records, seen
 
 
 def keep_names(manifest: Manifest, journal: Journal, model: str) -> Manifest:
