@@ -146,7 +146,7 @@ def test_annotations_are_capped_with_one_summary_annotation() -> None:
 
 
 def test_step_summary_markdown_escapes_cells_and_lists_the_first_failures() -> None:
-    failed = [_failed(i, "pipe | and <b>html</b>") for i in range(3)]
+    failed = [_failed(i, f"pipe | and <b>html</b> {i}") for i in range(3)]
     summary = {"total": 10, "succeeded": 7, "failed": 3, "cost": "1.230000",
                "batches": ["b1"], "exit_code": 1, "stopped_reason": None,
                "interrupted": None}  # fmt: skip
@@ -156,6 +156,19 @@ def test_step_summary_markdown_escapes_cells_and_lists_the_first_failures() -> N
     assert "`1.230000`" in text and "`out/runflow-report.csv`" in text
     assert "pipe \\| and &lt;b&gt;html&lt;/b&gt;" in text
     assert text.count("| upstream_failed |") == 2 and "1 more" in text
+
+
+def test_step_summary_gives_one_row_to_failures_of_one_cause() -> None:
+    failed = [_failed(i, "the API key was rejected") for i in range(30)] + [_failed(40, "other")]
+    summary = {"total": 31, "failed": 31, "cost": "0.000000", "batches": [], "exit_code": 3}
+    text = ci.step_summary(summary, [], failed)
+    rows = [line for line in text.splitlines() if "| upstream_failed |" in line]
+    assert rows == [
+        "| 2, 3, 4 and 27 more | 30 rows |  | failed | upstream_failed | "
+        "the API key was rejected |",
+        "| 42 | SKU-1 | n40 | failed | upstream_failed | other |",
+    ]
+    assert "more: see the report" not in text
 
 
 def test_github_actions_is_detected_from_the_environment() -> None:

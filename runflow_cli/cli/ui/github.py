@@ -12,6 +12,7 @@ from typing import Any, Protocol, Self
 
 from runflow_cli.batch.events import Event, ItemFailed
 from runflow_cli.batch.outcome import Outcome
+from runflow_cli.cli.ui.failures import by_cause, named_lines, outcome_cause
 from runflow_cli.row_status import REPORTED
 
 MAX_ANNOTATIONS = 50
@@ -87,7 +88,8 @@ def step_summary(
 ) -> str:
     """The Markdown appended to ``$GITHUB_STEP_SUMMARY``: counts, cost, reports, failures.
 
-    ``summary`` is :meth:`RunResult.summary`'s dict.
+    ``summary`` is :meth:`RunResult.summary`'s dict. Failures that share their
+    status, error kind and message take one row of the table, with their count.
     """
     statuses = [s.value for s in REPORTED if isinstance(summary.get(s.value), int)]
     lines = [f"### {markdown_cell(title)}", "", "| status | items |", "|---|---:|"]
@@ -107,18 +109,23 @@ def step_summary(
     if failed:
         lines += ["", f"#### Not succeeded ({len(failed)})", ""]
         lines += ["| line | SKU | name | status | error | message |", "|---:|---|---|---|---|---|"]
-        for o in failed[:limit]:
-            cells = (
-                o.item.line,
-                o.item.sku,
-                o.item.name,
-                o.status.value,
-                o.error_kind,
-                o.error_message,
-            )
+        left_out = 0
+        for n, cause in enumerate(by_cause(failed, outcome_cause)):
+            if n >= limit:
+                left_out += len(cause.rows)
+                continue
+            first = cause.rows[0].item
+            where: tuple[object, ...] = (first.line, first.sku, first.name)
+            if len(cause.rows) > 1:
+                where = (
+                    named_lines([o.item.line for o in cause.rows]),
+                    f"{len(cause.rows)} rows",
+                    "",
+                )
+            cells = (*where, cause.status, cause.error_kind, cause.error_message)
             lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
-        if len(failed) > limit:
-            lines += ["", f"… and {len(failed) - limit} more: see the report."]
+        if left_out:
+            lines += ["", f"… and {left_out} more: see the report."]
     return "\n".join(lines) + "\n\n"
 
 
