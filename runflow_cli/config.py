@@ -12,6 +12,7 @@ The file is TOML, at ``$RUNFLOW_CONFIG`` if set, else
     elements = "tag_removal;background_removal"
     batch_size = 100
     out = "photos"
+    skip_invalid = true                 # batch: leave invalid rows out, send the rest
 
 Precedence is flag > environment variable > profile > built-in default; the CLI
 gets it by handing a profile's values to click as its ``default_map``. This
@@ -38,7 +39,7 @@ CONFIG_ENV = "RUNFLOW_CONFIG"
 PROFILE_ENV = "RUNFLOW_PROFILE"
 """Environment variable naming the profile, like ``--profile``."""
 
-PROFILE_KEYS = ("base_url", "key", "key_env", "elements", "batch_size", "out")
+PROFILE_KEYS = ("base_url", "key", "key_env", "elements", "batch_size", "out", "skip_invalid")
 """What a ``[profiles.NAME]`` table may hold."""
 TOP_LEVEL_KEYS = ("default_profile", "profiles")
 
@@ -110,6 +111,7 @@ class Profile:
     elements: str | None = None
     batch_size: int | None = None
     out: str | None = None
+    skip_invalid: bool | None = None
 
     def defaults_for(self, params: Collection[str] | None = None) -> dict[str, object]:
         """Click-style defaults (parameter name -> value) for a command taking ``params``.
@@ -123,6 +125,7 @@ class Profile:
             "elements": self.elements,
             "batch_size": self.batch_size,
             "out": self.out,
+            "skip_invalid": self.skip_invalid,
         }
         return {
             name: value
@@ -287,6 +290,9 @@ def _profile(
         )
         batch_size = None
     out = _string(table, "out", where, problems)
+    skip_invalid = table.get("skip_invalid")
+    if skip_invalid is not None and not isinstance(skip_invalid, bool):
+        problems.append(f"{where}.skip_invalid: expected true or false, got {_kind(skip_invalid)}")
     if len(problems) > before:
         return None
     return Profile(
@@ -298,6 +304,7 @@ def _profile(
         elements=elements,
         batch_size=batch_size,
         out=str(Path(out).expanduser()) if out else None,
+        skip_invalid=skip_invalid,
     )
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from runflow_cli.batch.events import Event, ItemFailed
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.cli.ui.failures import by_cause, named_lines, outcome_cause
 from runflow_cli.row_status import REPORTED
+
+if TYPE_CHECKING:
+    from runflow_cli.manifest import Problem
 
 MAX_ANNOTATIONS = 50
 """Failed items annotated one by one; the rest are counted in one last annotation."""
@@ -55,6 +58,36 @@ def failure_annotation(outcome: Outcome) -> str:
     return workflow_command(
         "error", f"line {item.line}: {kind}: {message}", title=f"runflow: {item.sku}"
     )
+
+
+def problem_annotation(problem: Problem, level: str = "error") -> str:
+    """An annotation on the manifest's file and line for one of its problems.
+
+    ``level`` is ``error`` (nothing was sent) or ``warning`` (the row was skipped).
+    """
+    where: dict[str, str] = {}
+    if problem.source != "<stdin>":  # standard input is no file of the repository
+        where["file"] = problem.source
+    if problem.line is not None:
+        where["line"] = str(problem.line)
+    message = problem.message if problem.sku is None else f"{problem.sku}: {problem.message}"
+    return workflow_command(level, message, **where)
+
+
+def problem_annotations(problems: Sequence[Problem], level: str) -> list[str]:
+    """One annotation per problem, the ones past :data:`MAX_ANNOTATIONS` counted in a last one."""
+    lines = [problem_annotation(p, level) for p in problems[:MAX_ANNOTATIONS]]
+    if len(problems) > MAX_ANNOTATIONS:
+        more = len(problems) - MAX_ANNOTATIONS
+        lines.append(
+            workflow_command(
+                level,
+                f"{more} more manifest problems ({MAX_ANNOTATIONS} annotated); "
+                "runflow validate lists them all",
+                title="runflow",
+            )
+        )
+    return lines
 
 
 def overflow_annotation(shown: int, more: int) -> str:
