@@ -12,6 +12,7 @@ The file is TOML, at ``$RUNFLOW_CONFIG`` if set, else
     elements = "tag_removal;background_removal"
     batch_size = 100
     out = "photos"
+    skip_invalid = true                 # batch: leave invalid rows out, send the rest
 
 Precedence is flag > environment variable > profile > built-in default; the CLI
 gets it by handing a profile's values to click as its ``default_map``. This
@@ -39,7 +40,16 @@ CONFIG_ENV = "RUNFLOW_CONFIG"
 PROFILE_ENV = "RUNFLOW_PROFILE"
 """Environment variable naming the profile, like ``--profile``."""
 
-PROFILE_KEYS = ("base_url", "key", "key_env", "elements", "batch_size", "out", "price")
+PROFILE_KEYS = (
+    "base_url",
+    "key",
+    "key_env",
+    "elements",
+    "batch_size",
+    "out",
+    "price",
+    "skip_invalid",
+)
 """What a ``[profiles.NAME]`` table may hold."""
 TOP_LEVEL_KEYS = ("default_profile", "profiles")
 
@@ -113,6 +123,7 @@ class Profile:
     out: str | None = None
     price: str | None = None
     """What an item costs (``--price``): one amount, or amounts by element count."""
+    skip_invalid: bool | None = None
 
     def defaults_for(self, params: Collection[str] | None = None) -> dict[str, object]:
         """Click-style defaults (parameter name -> value) for a command taking ``params``.
@@ -127,6 +138,7 @@ class Profile:
             "batch_size": self.batch_size,
             "out": self.out,
             "price": self.price,
+            "skip_invalid": self.skip_invalid,
         }
         return {
             name: value
@@ -297,6 +309,9 @@ def _profile(
             parse_prices(price)
         except ValueError:
             problems.append(f"{where}.price: expected {PRICE_FORMAT} as a string, got {price!r}")
+    skip_invalid = table.get("skip_invalid")
+    if skip_invalid is not None and not isinstance(skip_invalid, bool):
+        problems.append(f"{where}.skip_invalid: expected true or false, got {_kind(skip_invalid)}")
     if len(problems) > before:
         return None
     return Profile(
@@ -309,6 +324,7 @@ def _profile(
         batch_size=batch_size,
         out=str(Path(out).expanduser()) if out else None,
         price=price,
+        skip_invalid=skip_invalid,
     )
 
 

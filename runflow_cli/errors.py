@@ -16,7 +16,8 @@ class ExitCode(IntEnum):
     OK = 0
     """Every row done (succeeded, final on disk), or deliberately deferred."""
     ITEMS_FAILED = 1
-    """Some rows did not succeed: failed, cancelled, download_failed, unknown, pending."""
+    """Some rows did not succeed: failed, cancelled, download_failed, unknown, pending;
+    and rows skipped as invalid under ``--skip-invalid``."""
     INVALID_INPUT = 2
     """Bad usage or an invalid manifest, including rows the server rejected."""
     AUTH_OR_CREDITS = 3

@@ -55,6 +55,7 @@ SCHEMA: dict[str, set[str]] = {
     "rows_skipped": {"status", "count", "reason"},
     "notice": {"message"},
     "plan": {"plan", "unknown_batch_keys"},
+    "manifest_problem": {"level", "file", "line", "sku", "message"},
     "run_summary": {
         "total",
         "cost",
@@ -146,7 +147,7 @@ def test_annotations_are_capped_with_one_summary_annotation() -> None:
 
 
 def test_step_summary_markdown_escapes_cells_and_lists_the_first_failures() -> None:
-    failed = [_failed(i, "pipe | and <b>html</b>") for i in range(3)]
+    failed = [_failed(i, f"pipe | and <b>html</b> {i}") for i in range(3)]
     summary = {"total": 10, "succeeded": 7, "failed": 3, "cost": "1.230000",
                "batches": ["b1"], "exit_code": 1, "stopped_reason": None,
                "interrupted": None}  # fmt: skip
@@ -156,6 +157,19 @@ def test_step_summary_markdown_escapes_cells_and_lists_the_first_failures() -> N
     assert "`1.230000`" in text and "`out/runflow-report.csv`" in text
     assert "pipe \\| and &lt;b&gt;html&lt;/b&gt;" in text
     assert text.count("| upstream_failed |") == 2 and "1 more" in text
+
+
+def test_step_summary_gives_one_row_to_failures_of_one_cause() -> None:
+    failed = [_failed(i, "the API key was rejected") for i in range(30)] + [_failed(40, "other")]
+    summary = {"total": 31, "failed": 31, "cost": "0.000000", "batches": [], "exit_code": 3}
+    text = ci.step_summary(summary, [], failed)
+    rows = [line for line in text.splitlines() if "| upstream_failed |" in line]
+    assert rows == [
+        "| 2, 3, 4 and 27 more | 30 rows |  | failed | upstream_failed | "
+        "the API key was rejected |",
+        "| 42 | SKU-1 | n40 | failed | upstream_failed | other |",
+    ]
+    assert "more: see the report" not in text
 
 
 def test_github_actions_is_detected_from_the_environment() -> None:
@@ -313,3 +327,98 @@ def test_no_github_output_outside_github_actions(sb: Any, tmp_path: Path, cli: A
     result = run_batch(cli, sb, SAMPLES / "catalog-with-failures.csv", tmp_path / "out")
     assert result.code == 1
     assert "::error" not in result.out + result.err
+
+
+# --- an invalid manifest ----------------------------------------------------------
+
+
+def _with_a_typo(tmp_path: Path) -> Path:
+    """Two good rows and, on line 3, a misspelled element (a comma in the file name too)."""
+    path = tmp_path / "night, 1.csv"
+    path.write_text(
+        "sku,image_url,elements\n"
+        "SKU-A,https://cdn.example.com/a.jpg,background_removal\n"
+        "SKU-B,https://cdn.example.com/b.jpg,backgroud_removal\n"
+        "SKU-C,https://cdn.example.com/c.jpg,background_removal\n"
+    )
+    return path
+
+
+def test_log_format_json_ends_an_invalid_manifest_with_run_summary(
+    sb: Any, tmp_path: Path, cli: Any
+) -> None:
+    path = _with_a_typo(tmp_path)
+    result = run_batch(cli, sb, path, tmp_path / "out", "--log-format", "json")
+
+    assert result.code == 2
+    records = json_lines(result.out)
+    assert [r["type"] for r in records] == ["manifest_problem", "run_summary"]
+    problem, summary = records
+    assert (problem["level"], problem["file"], problem["line"], problem["sku"]) == (
+        "error", str(path), 3, "SKU-B",
+    )  # fmt: skip
+    assert "unknown element 'backgroud_removal'" in problem["message"]
+    assert summary["exit_code"] == 2 and summary["total"] == 3
+    assert (summary["invalid"], summary["not_submitted"]) == (1, 2)
+    assert summary["reports"] == [] and summary["review"] is None  # OUT did not exist
+    assert "1 problem in the manifest" in result.err  # the message stays on stderr
+
+
+def test_log_format_json_ends_a_manifest_without_rows_with_run_summary(
+    tmp_path: Path, cli: Any
+) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("item,url\n1,2\n")
+    result = cli("batch", str(path), "--out", str(tmp_path / "out"), "--log-format", "json")
+    assert result.code == 2
+    problem, summary = json_lines(result.out)
+    assert problem["line"] == 1 and "missing required column" in problem["message"]
+    assert summary["type"] == "run_summary" and summary["exit_code"] == 2
+    assert summary["total"] == 0
+
+
+def test_log_format_json_skipped_rows_are_warning_lines(sb: Any, tmp_path: Path, cli: Any) -> None:
+    result = run_batch(
+        cli, sb, _with_a_typo(tmp_path), tmp_path / "out", "--log-format", "json", "--skip-invalid"
+    )
+    assert result.code == 1, result.err
+    records = json_lines(result.out)
+    assert records[0]["type"] == "manifest_problem" and records[0]["level"] == "warning"
+    assert records[-1]["type"] == "run_summary"
+    assert (records[-1]["succeeded"], records[-1]["invalid"]) == (2, 1)
+
+
+@pytest.mark.parametrize(("skip", "level"), [((), "error"), (("--skip-invalid",), "warning")])
+def test_github_annotations_point_at_the_manifest_line(
+    sb: Any,
+    tmp_path: Path,
+    cli: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    skip: tuple[str, ...],
+    level: str,
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    path = _with_a_typo(tmp_path)
+    result = run_batch(cli, sb, path, tmp_path / "out", *skip)
+
+    assert result.code == (1 if skip else 2), result.err
+    annotations = [line for line in result.out.splitlines() if line.startswith("::")]
+    file = str(path).replace(":", "%3A").replace(",", "%2C")
+    assert annotations == [
+        f"::{level} file={file},line=3::SKU-B: unknown element 'backgroud_removal' "
+        "(expected one of: model_removal, tag_removal, product_isolation, background_removal); "
+        "did you mean 'background_removal'?"
+    ]
+
+
+def test_manifest_problem_annotations_escape_and_cap() -> None:
+    from runflow_cli.manifest import Problem
+
+    problems = [Problem("a,b.csv", i, "S:1", f"100% bad\nvalue {i}") for i in range(60)]
+    lines = ci.problem_annotations(problems, "warning")
+    assert lines[0] == "::warning file=a%2Cb.csv,line=0::S:1: 100%25 bad%0Avalue 0"
+    assert len(lines) == ci.MAX_ANNOTATIONS + 1
+    assert "10 more manifest problems" in lines[-1]
+    stdin = ci.problem_annotation(Problem("<stdin>", None, None, "no items"))
+    assert stdin == "::error::no items"

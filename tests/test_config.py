@@ -256,7 +256,7 @@ def test_config_show_masks_the_key_and_names_its_source(
     assert "rf_live_****" in result.out and "from the config file" in result.out
     assert PROFILE_KEY not in result.out + result.err
     assert "9876" not in result.out
-    assert "https://api.profile.test" in result.out and "batch_size  2" in result.out
+    assert "https://api.profile.test" in result.out and "batch_size   2" in result.out
 
     monkeypatch.setenv("RUNFLOW_KEY", ENV_KEY)
     shown = json.loads(cli("--profile", "prod", "config", "show", "--json").out)
@@ -405,6 +405,7 @@ key_env = "RUNFLOW_PROD_KEY"
         ("batch_size = true", "batch_size: expected a whole number"),
         ('key_env = "MY KEY"', "key_env: expected an environment variable name"),
         ("out = 3", "out: expected a non-empty string, got a number (3)"),
+        ('skip_invalid = "yes"', "skip_invalid: expected true or false, got a string ('yes')"),
     ],
 )
 def test_single_bad_setting(write_config: Any, tmp_path: Path, body: str, message: str) -> None:

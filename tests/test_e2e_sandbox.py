@@ -73,8 +73,12 @@ def test_catalog_with_failures_exits_1_and_names_the_failed_rows(
     failed = [r for r in report(out) if r["status"] != "succeeded"]
     kinds = sorted(r["error_kind"] for r in failed)
     assert kinds == ["fetch_failed", "upstream_failed", "upstream_failed"]
-    for row in failed:
-        assert f"SKU {row['sku']} ({row['name']}): failed [{row['error_kind']}]" in result.out
+    # A distinct failure names its row; the two rows that failed alike are said once.
+    assert "line 34, SKU SKU-MUG-014 (sku-14): failed [fetch_failed]" in result.out
+    assert (
+        "2 rows failed [upstream_failed]: the upstream model failed on this image "
+        "(lines 32 and 33)" in result.out
+    )
     succeeded = [r for r in report(out) if r["status"] == "succeeded"]
     assert all((out / r["output_path"]).is_file() for r in succeeded)
 

@@ -92,3 +92,18 @@ def test_debug_shows_the_traceback_of_a_bug(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(validate, "load", broken)
     with pytest.raises(ZeroDivisionError):
         main(["--debug", "validate", "sample_manifests/catalog.csv"])
+
+
+def test_rows_skipped_as_invalid_exit_1_and_rows_the_server_rejected_exit_2() -> None:
+    from runflow_cli.batch.outcome import INVALID_ROW
+
+    ok, skipped, rejected = make_items(3)
+    result = RunResult(
+        outcomes=[
+            Outcome(ok, status=Status.SUCCEEDED),
+            Outcome(skipped, status=Status.INVALID, error_kind=INVALID_ROW),
+        ]
+    )
+    assert result.exit_code == ExitCode.ITEMS_FAILED
+    result.outcomes.append(Outcome(rejected, status=Status.INVALID, error_kind="rejected"))
+    assert result.exit_code == ExitCode.INVALID_INPUT

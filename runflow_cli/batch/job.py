@@ -9,6 +9,10 @@ same journal, resume and guardrails::
                        Endpoint(key=os.environ["RUNFLOW_KEY"]), BatchOptions(max_cost=Decimal(50)))
     print(result.counts(), result.cost, result.exit_code)
 
+A manifest loaded with ``skip_invalid=True`` runs its valid rows and reports the
+others ``invalid``. When invalid rows are not to be skipped, nothing is sent and
+:func:`report_invalid_manifest` rewrites OUT's reports to say so.
+
 Nothing here prints: progress goes to ``on_event`` (see :mod:`runflow_cli.batch.events`).
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,9 +29,10 @@ from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
 from runflow_cli.batch.identity import fingerprint
 from runflow_cli.batch.interrupts import Interrupts
+from runflow_cli.batch.invalid import NOT_SENT, not_sent_message, with_invalid
 from runflow_cli.batch.journal import Journal, JournalDamagedError
 from runflow_cli.batch.options import BatchOptions
-from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
+from runflow_cli.batch.outcome import Outcome, RunResult, SettingLabel, library_label
 from runflow_cli.batch.pipeline import Inbox, Pipeline
 from runflow_cli.batch.plan import Plan, make_plan
 from runflow_cli.batch.records import BatchRecord, RowRecord
@@ -37,6 +42,7 @@ from runflow_cli.batch.spend import PriceBook
 from runflow_cli.errors import ExitCode
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.lock import RunLockedError
 from runflow_cli.manifest import Manifest
 from runflow_cli.outputs.export import ExportSpec, ExportSummary, export_all
 from runflow_cli.outputs.report import Report, ReportRow, write_reports
@@ -165,18 +171,112 @@ def run_batch(
                     reuse.apply(plan, run)
                 finally:
                     on_event(ProcessingEnded())
+        run.outcomes = with_invalid(run.outcomes, manifest.invalid)
         result = BatchResult(**vars(run), plan=plan)
         if options.export is not None and not result.interrupted:
             result.exports = _export(result, options.export)
-        report = _report(result, manifest, folder, options.model, endpoint.service)
-        result.reports = write_reports(folder, report)
-        if options.review:
-            try:
-                result.review = write_review(folder)
-            except Exception as exc:  # the review sheet never fails a run
-                result.review_error = f"could not write {folder.path(REVIEW_HTML)}: {exc}"
+        _write_reports(result, manifest, folder, options, endpoint.service)
     result.elapsed = clock() - started
     return result
+
+
+def report_invalid_manifest(
+    manifest: Manifest,
+    out: OutputFolder | Path | str,
+    endpoint: str,
+    options: BatchOptions = BatchOptions(),
+    *,
+    label: SettingLabel = library_label,
+    command: str = "report_invalid_manifest",
+    write: bool = True,
+    service: str | None = None,
+) -> BatchResult:
+    """Send nothing for a manifest with invalid rows, and say so in OUT's reports.
+
+    ``manifest`` comes from ``load_manifest(..., skip_invalid=True)``. Left as
+    they are, an earlier run's reports in OUT would look like this run's; they
+    are rewritten from the journal instead: rows done before (the final on
+    disk as recorded) stay ``succeeded`` with their path, the invalid rows are
+    ``invalid``, every other row is ``not_submitted``. Only if OUT exists (it is
+    not created for this), no other run holds it and ``write`` is true; else
+    ``reports`` is None. The outcomes and summary are the same either way; the
+    exit code is 2.
+    """
+    started = time.monotonic()
+    folder = output_folder(out)
+    service = service or legacy_service(endpoint)
+    result = BatchResult(outcomes=[])
+    result.add_severity(ExitCode.INVALID_INPUT)
+    count = len(manifest.invalid)
+    result.stopped_reason = (
+        f"the manifest has {count} invalid {'row' if count == 1 else 'rows'}: nothing was sent"
+    )
+    lock = None
+    if write and folder.root.is_dir():
+        with suppress(RunLockedError):  # held: that run writes the reports when it ends
+            lock = folder.lock(command)
+    with lock or nullcontext():
+        # Done is done, whatever --force would have sent again.
+        plan = plan_batch(
+            manifest, folder, endpoint, replace(options, force=False), service=service
+        )
+        batch_ids = {}
+        with suppress(JournalDamagedError), Journal.existing(folder) or nullcontext() as journal:
+            batch_ids = {b.batch_key: b.batch_id for b in journal.batches()} if journal else {}
+        result.outcomes = _not_sent(manifest, plan, folder, batch_ids, label)
+        if lock is not None:
+            _write_reports(result, manifest, folder, options, service)
+    result.elapsed = time.monotonic() - started
+    return result
+
+
+def _not_sent(
+    manifest: Manifest,
+    plan: Plan,
+    folder: OutputFolder,
+    batch_ids: dict[str, str | None],
+    label: SettingLabel,
+) -> list[Outcome]:
+    """Every row of an invalid manifest: done before, invalid, or not sent."""
+    done = {known.item.index: known.record for known in plan.done}
+    message = not_sent_message(label)
+    outcomes = []
+    for item in manifest.items:
+        record = done.get(item.index)
+        if record is None:
+            outcomes.append(
+                Outcome(item, Status.NOT_SUBMITTED, error_kind=NOT_SENT, error_message=message)
+            )
+            continue
+        outcomes.append(
+            Outcome(
+                item,
+                Status.SUCCEEDED,
+                batch_id=batch_ids.get(record.batch_key or ""),
+                run_id=record.run_id,
+                final_url=record.final_url,
+                output_path=folder.path(record.output_path or ""),
+                size=record.size,
+                sha256=record.sha256,
+            )
+        )
+    return with_invalid(outcomes, manifest.invalid)
+
+
+def _write_reports(
+    result: BatchResult,
+    manifest: Manifest,
+    folder: OutputFolder,
+    options: BatchOptions,
+    service: str,
+) -> None:
+    report = _report(result, manifest, folder, options.model, service)
+    result.reports = write_reports(folder, report)
+    if options.review:
+        try:
+            result.review = write_review(folder)
+        except Exception as exc:  # the review sheet never fails a run
+            result.review_error = f"could not write {folder.path(REVIEW_HTML)}: {exc}"
 
 
 def _plan(

@@ -14,6 +14,10 @@ from runflow_cli.errors import ExitCode
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
 
+INVALID_ROW = "invalid_row"
+"""The error kind of a manifest row skipped as invalid (``skip_invalid``): it exits 1,
+where a row the server rejected (``invalid`` too, kind ``rejected``) exits 2."""
+
 SettingLabel = Callable[[str, object], str]
 """How a message names a setting the user can change: ``(name, value) -> text``."""
 
@@ -122,7 +126,11 @@ class RunResult:
             )
         statuses = {o.status for o in self.outcomes}
         if Status.INVALID in statuses:
-            codes.add(ExitCode.INVALID_INPUT)
+            kinds = {o.error_kind for o in self.outcomes if o.status is Status.INVALID}
+            if kinds - {INVALID_ROW}:
+                codes.add(ExitCode.INVALID_INPUT)
+            if INVALID_ROW in kinds:
+                codes.add(ExitCode.ITEMS_FAILED)
         if statuses - {Status.SUCCEEDED, Status.INVALID, Status.DEFERRED}:
             codes.add(ExitCode.ITEMS_FAILED)
         return ExitCode.most_severe(list(codes))

@@ -22,7 +22,8 @@ from runflow_cli.version import __version__
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 every row done (or deliberately deferred); 1 some rows did not succeed "
-    "(failed, cancelled, download_failed, unknown, pending); 2 bad usage, an invalid "
+    "(failed, cancelled, download_failed, unknown, pending, or skipped as invalid under "
+    "--skip-invalid); 2 bad usage, an invalid "
     "manifest (including rows the server rejected), or OUT in use by another run; "
     "3 authentication or credits (401/402); 4 the API could not be reached or kept "
     "failing; 70 an unexpected internal error (a bug); 130 interrupted (Ctrl-C); "
@@ -182,7 +183,8 @@ def _root(
             "--profile",
             envvar="RUNFLOW_PROFILE",
             show_default=False,
-            help="Take defaults (base URL, key, elements, batch size, out) from this profile "
+            help="Take defaults (base URL, key, elements, batch size, out, skip_invalid) "
+            "from this profile "
             "of the config file (runflow config path); flags and environment variables win.",
         ),
     ] = None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from runflow_cli.cli.batch_options import (
     BatchSizeOpt,
@@ -32,6 +33,7 @@ from runflow_cli.cli.batch_options import (
     RetryFailedOpt,
     SafetyPollOpt,
     SandboxOpt,
+    SkipInvalidOpt,
     flag_label,
 )
 from runflow_cli.cli.endpoint import endpoint
@@ -46,6 +48,7 @@ from runflow_cli.cli.options import (
     FormatOpt,
     KeepIntermediatesOpt,
     ManifestArg,
+    ManifestFormat,
     NoColorOpt,
     PromptOpt,
     SandboxLatencyOpt,
@@ -54,7 +57,9 @@ from runflow_cli.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from runflow_cli import Listen
+    from runflow_cli import BatchOptions, Listen
+    from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.manifest import Manifest
 
 
 def batch_command(
@@ -88,6 +93,7 @@ def batch_command(
     force: ForceOpt = False,
     retry_failed: RetryFailedOpt = True,
     resubmit_unknown: ResubmitUnknownOpt = False,
+    skip_invalid: SkipInvalidOpt = False,
     max_items: MaxItemsOpt = None,
     max_cost: MaxCostOpt = None,
     price: PriceOpt = None,
@@ -100,10 +106,11 @@ def batch_command(
 ) -> int:
     """Process every row of a manifest and save each SKU's final image.
 
-    Validates the whole manifest first (nothing is sent if any row is bad),
-    splits it into batches, submits them with a bounded number in flight, polls
-    them, downloads each final the moment its batch is done to
-    OUT/<sku>/<name>.webp, and writes OUT/runflow-report.csv and .json.
+    Validates the whole manifest first (nothing is sent if any row is bad,
+    unless --skip-invalid leaves those rows out), splits it into batches,
+    submits them with a bounded number in flight, polls them, downloads each
+    final the moment its batch is done to OUT/<sku>/<name>.webp, and writes
+    OUT/runflow-report.csv and .json.
 
     Reruns resume: every step is journalled in OUT/.runflow/state.db, so running
     the same command again skips rows already done, polls batches already
@@ -121,6 +128,7 @@ def batch_command(
     from runflow_cli.cli.ui import github
     from runflow_cli.cli.ui.batch_run import BatchRenderer, show_batch_result
     from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.invalid_rows import show_skipped_rows
     from runflow_cli.cli.ui.summaries import show_dry_run
     from runflow_cli.errors import UsageError
 
@@ -132,7 +140,11 @@ def batch_command(
             "(the json log ends with a run_summary line carrying the same summary)"
         )
     on_github = github.github_actions()
-    loaded = load(consoles, manifest, format, elements, aspect_ratio, prompt)
+    json_log = log_format == LogFormat.json
+    loaded = _load(
+        consoles, manifest, format, elements, aspect_ratio, prompt,
+        json_log=json_log, github_actions=on_github,
+    )  # fmt: skip
     if batch_size > 100:
         consoles.warn(
             f"--batch-size {batch_size} is above the API's default cap of 100; "
@@ -156,11 +168,19 @@ def batch_command(
         max_cost=parse_amount("--max-cost", max_cost) if max_cost is not None else None,
         prices=_prices(price),
     )
+    command = " ".join(["runflow", "batch", manifest])
+    endpoint_name = "sandbox" if sandbox else base_url
+    service = service_for(base_url, api_key or "", sandbox=sandbox)
+    if loaded.invalid and not skip_invalid:
+        _stop_at_invalid(
+            consoles, loaded, out, endpoint_name, service, options, dry_run, command,
+            json_log=json_log, github_actions=on_github,
+        )  # fmt: skip
+    if loaded.invalid:
+        show_skipped_rows(consoles, loaded, json_log=json_log, github_actions=on_github)
     if dry_run:
-        service = service_for(base_url, api_key or "", sandbox=sandbox)
-        identity = "sandbox" if sandbox else base_url
-        plan = plan_batch(loaded, out, identity, options, service=service)
-        show_dry_run(consoles, plan, json_lines=log_format == LogFormat.json, as_json=json_output)
+        plan = plan_batch(loaded, out, endpoint_name, options, service=service)
+        show_dry_run(consoles, plan, json_lines=json_log, as_json=json_output)
         return 0
     if listen is not None:
         hooks = _listen(
@@ -180,7 +200,7 @@ def batch_command(
             on_event=renderer.handle,
             interrupts=interrupts,
             label=flag_label,
-            command=" ".join(["runflow", "batch", manifest]),
+            command=command,
         )
     show_batch_result(
         consoles,
@@ -202,6 +222,79 @@ def _prices(text: str | None) -> dict[int, Decimal]:
         return parse_prices(text) if text else {}
     except ValueError as exc:
         raise UsageError(f"--price: {exc}") from None
+
+
+def _load(
+    consoles: Consoles,
+    manifest: str,
+    fmt: ManifestFormat | None,
+    elements: str | None,
+    aspect_ratio: str | None,
+    prompt: str | None,
+    *,
+    json_log: bool,
+    github_actions: bool,
+) -> Manifest:
+    """The manifest with its invalid rows set aside; a problem with the whole of it
+    (no rows to speak of) is also said on the json log and GitHub before it stops the run."""
+    from runflow_cli.batch.job import BatchResult
+    from runflow_cli.cli.ui.invalid_rows import show_invalid_manifest
+    from runflow_cli.errors import ExitCode
+    from runflow_cli.manifest import ManifestError
+
+    try:
+        return load(consoles, manifest, fmt, elements, aspect_ratio, prompt, keep_invalid=True)
+    except ManifestError as exc:
+        nothing = BatchResult(
+            outcomes=[], stopped_reason="the manifest is invalid: nothing was sent"
+        )
+        nothing.add_severity(ExitCode.INVALID_INPUT)
+        show_invalid_manifest(
+            consoles, exc.problems, nothing, json_log=json_log, github_actions=github_actions
+        )
+        raise
+
+
+def _stop_at_invalid(
+    consoles: Consoles,
+    loaded: Manifest,
+    out: Path,
+    endpoint: str,
+    service: str,
+    options: BatchOptions,
+    dry_run: bool,
+    command: str,
+    *,
+    json_log: bool,
+    github_actions: bool,
+) -> NoReturn:
+    """Invalid rows without --skip-invalid: send nothing, say so in OUT's reports, exit 2."""
+    from runflow_cli.batch.job import BatchResult, report_invalid_manifest
+    from runflow_cli.cli.ui.invalid_rows import show_invalid_manifest
+    from runflow_cli.errors import ExitCode, RunflowError
+    from runflow_cli.manifest import ManifestError
+
+    hint = f"{ManifestError.hint} To send the valid rows without them, add --skip-invalid."
+    result = BatchResult(outcomes=[])
+    result.add_severity(ExitCode.INVALID_INPUT)
+    try:
+        result = report_invalid_manifest(
+            loaded, out, endpoint, options, label=flag_label, command=command,
+            write=not dry_run, service=service,
+        )  # fmt: skip
+    except (RunflowError, OSError) as exc:  # the problems themselves matter more
+        consoles.warn(f"could not rewrite the reports in {out}: {exc}")
+    if result.reports is not None:
+        counts = result.counts()
+        hint += (
+            f" The reports in {out} now say so: {counts['succeeded']} done before, "
+            f"{counts['invalid']} invalid, {counts['not_submitted']} not sent."
+        )
+    problems = loaded.problems()
+    show_invalid_manifest(
+        consoles, problems, result, json_log=json_log, github_actions=github_actions
+    )
+    raise ManifestError(loaded.source, problems, hint=hint)
 
 
 def _listen(

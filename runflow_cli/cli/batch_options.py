@@ -119,6 +119,17 @@ ResubmitUnknownOpt = Annotated[
         help="Send batches whose create answer was lost again, with the same idempotency key.",
     ),
 ]
+SkipInvalidOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-invalid/--no-skip-invalid",
+        help="Process the valid rows even if some rows are invalid. Each invalid row is "
+        "warned about (file:line: SKU: problem), left out, and reported 'invalid' with "
+        "its line and problem; the run then exits 1. A problem with the whole manifest "
+        "(a missing column, an unreadable file) still stops it. Without it, one invalid "
+        "row stops the run before anything is sent (exit 2).",
+    ),
+]
 MaxItemsOpt = Annotated[
     int | None,
     typer.Option(
@@ -185,6 +196,7 @@ FLAGS = {
     "max_items": "--max-items {}",
     "retry_failed": "--no-retry-failed",
     "resubmit_unknown": "--resubmit-unknown",
+    "skip_invalid": "--skip-invalid",
 }
 """How messages of the batch job name its settings: by the flags that set them."""
 

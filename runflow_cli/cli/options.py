@@ -85,8 +85,14 @@ def load(
     elements: str | None,
     aspect_ratio: str | None,
     prompt: str | None,
+    *,
+    keep_invalid: bool = False,
 ) -> Manifest:
-    """Load and validate a manifest with the command line's defaults; print its warnings."""
+    """Load and validate a manifest with the command line's defaults; print its warnings.
+
+    ``keep_invalid`` sets invalid rows aside (``Manifest.invalid``) instead of
+    failing; the warnings are then the caller's to print, with those rows.
+    """
     from runflow_cli.errors import UsageError
     from runflow_cli.manifest import Defaults, load_manifest, parse_elements
 
@@ -104,9 +110,11 @@ def load(
             aspect_ratio=aspect_ratio,
             product_isolation_prompt=prompt,
         ),
+        skip_invalid=keep_invalid,
     )
-    for warning in loaded.warnings:
-        consoles.warn(warning)
+    if not loaded.invalid:
+        for warning in loaded.warnings:
+            consoles.warn(warning)
     return loaded
 
 

@@ -3,7 +3,8 @@
 A manifest lists product photos: one row (CSV) or mapping (YAML) per photo,
 with its ``sku`` (the output folder), ``image_url`` and the processing
 ``elements``. Nothing is sent until the whole manifest is valid, so every
-problem carries the file, line and SKU it concerns.
+problem carries the file, line and SKU it concerns; or, with ``skip_invalid``,
+the invalid rows are set aside (``Manifest.invalid``) and the rest go ahead.
 
 This module finds and opens the manifest and is the one to import from. The
 work is split by job: ``types`` (the shared types), ``rows`` (checking rows
@@ -26,6 +27,7 @@ from runflow_cli.manifest.types import (
     FIELDS,
     MAX_CLIENT_REF,
     Defaults,
+    InvalidRow,
     Item,
     Manifest,
     ManifestError,
@@ -39,6 +41,7 @@ __all__ = [
     "FIELDS",
     "MAX_CLIENT_REF",
     "Defaults",
+    "InvalidRow",
     "Item",
     "Manifest",
     "ManifestError",
@@ -58,12 +61,18 @@ def load_manifest(
     fmt: str | None = None,
     defaults: Defaults | None = None,
     stdin: TextIO | None = None,
+    skip_invalid: bool = False,
 ) -> Manifest:
     """Read and validate a manifest; raise ManifestError listing every problem.
 
     ``path`` ``"-"`` reads standard input (``stdin`` if given) and needs ``fmt``
     (``"csv"`` or ``"yaml"``); otherwise the format follows the extension.
     Values in a row win over YAML ``defaults:``, which win over ``defaults``.
+
+    ``skip_invalid`` sets the rows with problems aside instead: they are in
+    ``Manifest.invalid`` (line, SKU, URL, problems) and ``items`` holds the
+    others. A problem that is not about one row (a missing column, a file that
+    cannot be read or parsed, a bad default, no rows at all) still raises.
 
     Example: ``load_manifest("catalog.csv", defaults=Defaults(elements=("background_removal",)))``
     """
@@ -103,7 +112,7 @@ def load_manifest(
                     hint=usage_hint,
                 )
 
-    builder = ItemBuilder(source, defaults)
+    builder = ItemBuilder(source, defaults, keep_invalid=skip_invalid)
     try:
         if from_stdin:
             stream = stdin if stdin is not None else sys.stdin
@@ -118,8 +127,19 @@ def load_manifest(
         ) from None
     except OSError as exc:
         raise fail(f"cannot read the file: {exc.strerror or exc}") from None
+    invalid = _take_invalid(builder) if skip_invalid else []
     items = builder.finish()
-    return Manifest(source, items, warnings + builder.warnings)
+    return Manifest(source, items, warnings + builder.warnings, invalid)
+
+
+def _take_invalid(builder: ItemBuilder) -> list[InvalidRow]:
+    """The rows set aside, their problems taken off those ``finish()`` raises; none when a
+    problem is about the whole manifest (a header, the syntax, a default): all are raised."""
+    attributed = sum(len(row.problems) for row in builder.invalid)
+    if not builder.invalid or attributed < len(builder.problems):
+        return []
+    builder.problems.clear()
+    return builder.invalid
 
 
 def _parse(kind: str | None, stream: TextIO, builder: ItemBuilder) -> list[str]:

@@ -107,11 +107,8 @@ def read_yaml(text: str, builder: ItemBuilder) -> list[str]:
         if isinstance(value, dict):
             _yaml_item(value, line, builder, unknown)
         else:
-            builder.count += 1
-            builder.problem(
-                line,
-                None,
-                f"item {number} is {_kind(value)}, not a mapping with sku:, image_url:, ...",
+            builder.unusable(
+                line, f"item {number} is {_kind(value)}, not a mapping with sku:, image_url:, ..."
             )
     return warnings + unknown_warning("key", unknown)
 

@@ -3,7 +3,8 @@
 The CSV and YAML readers hand every row to an :class:`ItemBuilder` as trimmed
 text; it keeps the valid Items (and only what later clashes need), collects
 every problem with its line and SKU, and at the end gives URL-derived names
-the first free spelling in their SKU folder.
+the first free spelling in their SKU folder. With ``keep_invalid`` it also sets
+aside each row that has a problem, so the valid rows can go ahead without it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from runflow_cli.manifest.types import (
     FIELDS,
     MAX_CLIENT_REF,
     Defaults,
+    InvalidRow,
     Item,
     ManifestError,
     Problem,
@@ -104,9 +106,15 @@ class ItemBuilder:
 
     Readers call :meth:`add` per row (and :meth:`problem` for what only they
     can see, such as a malformed CSV record), then :meth:`finish`.
+
+    By default the first problem stops the building of Items (the load will
+    fail). With ``keep_invalid`` the valid rows still become Items, and a row
+    with problems of its own goes to :attr:`invalid` instead.
     """
 
-    def __init__(self, source: str, defaults: Defaults | None) -> None:
+    def __init__(
+        self, source: str, defaults: Defaults | None, *, keep_invalid: bool = False
+    ) -> None:
         self.source = source
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
@@ -114,6 +122,9 @@ class ItemBuilder:
         self.count = 0
         self._requests: dict[tuple[object, ...], int] = {}  # a row's request -> its first line
         self._repeats: dict[int, tuple[str, list[int]]] = {}  # first line -> SKU, repeats
+        self.invalid: list[InvalidRow] = []
+        self._keep_invalid = keep_invalid
+        self._attributed = 0  # problems up to the end of the last row set aside
         self._folders: dict[str, _Folder] = {}  # name_key(sku) -> folder
         self._spellings: dict[str, _Folder] = {}  # sku as written -> its folder (fast path)
         self._safe_stems: dict[str, str] = {}  # URL stem -> its safe file name
@@ -272,7 +283,10 @@ class ItemBuilder:
                     )
 
         if self.problems:
-            return  # the load will fail: stop spending memory on Items
+            if not self._keep_invalid:
+                return  # the load will fail: stop spending memory on Items
+            if len(self.problems) > self._attributed and self._set_aside(line, sku, image_url):
+                return
         if folder is not None:
             # One string per SKU, not per row: rows of a SKU share their folder's.
             sku = folder.sku
@@ -280,7 +294,7 @@ class ItemBuilder:
                 ref = sku
         self.items.append(
             Item(
-                index=self.count - 1,
+                index=len(self.items),
                 line=line,
                 sku=sku or "",
                 image_url=image_url or "",
@@ -292,6 +306,23 @@ class ItemBuilder:
                 name_from_url=derived,
             )
         )
+
+    def unusable(self, line: int, message: str) -> None:
+        """A row the reader can make nothing of (a YAML item that is not a mapping)."""
+        self.count += 1
+        self.problem(line, None, message)
+        if self._keep_invalid:
+            self._set_aside(line, None, None)
+
+    def _set_aside(self, line: int, sku: str | None, image_url: str | None) -> bool:
+        """Keep mode: True if this row has problems of its own: those for its line
+        reported since the last row (by the reader, or in :meth:`add`). A problem
+        for another line among them is about the whole manifest: left unattributed."""
+        mine = tuple(p for p in self.problems[self._attributed :] if p.line == line)
+        self._attributed = len(self.problems)
+        if mine:
+            self.invalid.append(InvalidRow(line, sku, image_url, mine))
+        return bool(mine)
 
     def _folder_for(self, sku: str, line: int) -> _Folder | None:
         """The SKU's folder, or None (with a problem) if the SKU cannot have one."""

@@ -117,6 +117,23 @@ class ManifestError(RunflowError):
         self.problems = problems
 
 
+@dataclass(frozen=True, slots=True)
+class InvalidRow:
+    """A row set aside when invalid rows are skipped: where it is, and all that is wrong with it."""
+
+    line: int
+    sku: str | None
+    """As written; None when the row has none."""
+    image_url: str | None
+    """As written (possibly the malformed URL at fault); None when the row has none."""
+    problems: tuple[Problem, ...]
+
+    @property
+    def message(self) -> str:
+        """Every problem of the row, in one sentence after another."""
+        return "; ".join(p.message for p in self.problems)
+
+
 @dataclass
 class Manifest:
     """A validated manifest: its items in file order, and non-fatal warnings."""
@@ -124,6 +141,13 @@ class Manifest:
     source: str
     items: list[Item]
     warnings: list[str] = field(default_factory=list)
+    invalid: list[InvalidRow] = field(default_factory=list)
+    """The rows left out, in file order: only when loaded with ``skip_invalid``
+    (otherwise an invalid row makes the load fail)."""
+
+    def problems(self) -> list[Problem]:
+        """Every problem of the invalid rows, in file order."""
+        return [p for row in self.invalid for p in row.problems]
 
 
 def parse_elements(value: str | list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:

@@ -8,11 +8,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from runflow_cli.batch.events import Event, ItemFailed
 from runflow_cli.batch.outcome import Outcome
+from runflow_cli.cli.ui.failures import by_cause, named_lines, outcome_cause
 from runflow_cli.row_status import REPORTED
+
+if TYPE_CHECKING:
+    from runflow_cli.manifest import Problem
 
 MAX_ANNOTATIONS = 50
 """Failed items annotated one by one; the rest are counted in one last annotation."""
@@ -56,6 +60,36 @@ def failure_annotation(outcome: Outcome) -> str:
     )
 
 
+def problem_annotation(problem: Problem, level: str = "error") -> str:
+    """An annotation on the manifest's file and line for one of its problems.
+
+    ``level`` is ``error`` (nothing was sent) or ``warning`` (the row was skipped).
+    """
+    where: dict[str, str] = {}
+    if problem.source != "<stdin>":  # standard input is no file of the repository
+        where["file"] = problem.source
+    if problem.line is not None:
+        where["line"] = str(problem.line)
+    message = problem.message if problem.sku is None else f"{problem.sku}: {problem.message}"
+    return workflow_command(level, message, **where)
+
+
+def problem_annotations(problems: Sequence[Problem], level: str) -> list[str]:
+    """One annotation per problem, the ones past :data:`MAX_ANNOTATIONS` counted in a last one."""
+    lines = [problem_annotation(p, level) for p in problems[:MAX_ANNOTATIONS]]
+    if len(problems) > MAX_ANNOTATIONS:
+        more = len(problems) - MAX_ANNOTATIONS
+        lines.append(
+            workflow_command(
+                level,
+                f"{more} more manifest problems ({MAX_ANNOTATIONS} annotated); "
+                "runflow validate lists them all",
+                title="runflow",
+            )
+        )
+    return lines
+
+
 def overflow_annotation(shown: int, more: int) -> str:
     """The one annotation standing for failures beyond :data:`MAX_ANNOTATIONS`."""
     return workflow_command(
@@ -87,7 +121,8 @@ def step_summary(
 ) -> str:
     """The Markdown appended to ``$GITHUB_STEP_SUMMARY``: counts, cost, reports, failures.
 
-    ``summary`` is :meth:`RunResult.summary`'s dict.
+    ``summary`` is :meth:`RunResult.summary`'s dict. Failures that share their
+    status, error kind and message take one row of the table, with their count.
     """
     statuses = [s.value for s in REPORTED if isinstance(summary.get(s.value), int)]
     lines = [f"### {markdown_cell(title)}", "", "| status | items |", "|---|---:|"]
@@ -107,18 +142,23 @@ def step_summary(
     if failed:
         lines += ["", f"#### Not succeeded ({len(failed)})", ""]
         lines += ["| line | SKU | name | status | error | message |", "|---:|---|---|---|---|---|"]
-        for o in failed[:limit]:
-            cells = (
-                o.item.line,
-                o.item.sku,
-                o.item.name,
-                o.status.value,
-                o.error_kind,
-                o.error_message,
-            )
+        left_out = 0
+        for n, cause in enumerate(by_cause(failed, outcome_cause)):
+            if n >= limit:
+                left_out += len(cause.rows)
+                continue
+            first = cause.rows[0].item
+            where: tuple[object, ...] = (first.line, first.sku, first.name)
+            if len(cause.rows) > 1:
+                where = (
+                    named_lines([o.item.line for o in cause.rows]),
+                    f"{len(cause.rows)} rows",
+                    "",
+                )
+            cells = (*where, cause.status, cause.error_kind, cause.error_message)
             lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
-        if len(failed) > limit:
-            lines += ["", f"… and {len(failed) - limit} more: see the report."]
+        if left_out:
+            lines += ["", f"… and {left_out} more: see the report."]
     return "\n".join(lines) + "\n\n"
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runflow_cli.batch.events import (
     BatchFinished,
@@ -28,6 +28,9 @@ from runflow_cli.batch.events import (
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.batch.plan import Plan
 from runflow_cli.cli.ui.consoles import Consoles
+
+if TYPE_CHECKING:
+    from runflow_cli.manifest import Problem
 
 
 def _utc_stamp(clock: Any = time.time) -> str:
@@ -143,6 +146,25 @@ def plan_json(plan: Plan) -> dict[str, object]:
         "projected_cost": None if cost is None else f"{cost:.6f}",
         "made_by_another_service": dict(plan.elsewhere),
     }
+
+
+def problem_record(problem: Problem, level: str) -> dict[str, Any]:
+    """A manifest problem as a ``manifest_problem`` line: ``level`` is ``error`` when
+    nothing is sent, ``warning`` when its row is skipped and the run goes on."""
+    return {
+        "type": "manifest_problem",
+        "level": level,
+        "file": problem.source,
+        "line": problem.line,
+        "sku": problem.sku,
+        "message": problem.message,
+    }
+
+
+def print_problem_lines(consoles: Consoles, problems: Iterable[Problem], level: str) -> None:
+    display = JsonDisplay(consoles)
+    for problem in problems:
+        display.write(problem_record(problem, level))
 
 
 def print_plan_line(consoles: Consoles, plan: Plan) -> None:

@@ -47,6 +47,7 @@ def print_profile(
         "elements": profile.elements,
         "batch_size": profile.batch_size,
         "out": profile.out,
+        "skip_invalid": profile.skip_invalid,
     }
     if as_json:
         consoles.json(
@@ -67,10 +68,12 @@ def print_profile(
     elif profile.key_source:
         key = f"{key} (from {profile.key_source})"
     rows = [("base_url", settings["base_url"]), ("api_key", key)]
-    rows += [(name, settings[name]) for name in ("elements", "batch_size", "out")]
+    rows += [(name, settings[name]) for name in ("elements", "batch_size", "out", "skip_invalid")]
     for name, value in rows:
         shown = "(not set: the command's default)" if value is None else value
-        consoles.line(f"  {name:<11} {shown}")
+        if isinstance(value, bool):
+            shown = str(value).lower()  # as the file spells it
+        consoles.line(f"  {name:<12} {shown}")
     for var in overrides:
         setting = "api_key" if var == "RUNFLOW_KEY" else "base_url"
         consoles.line(f"{var} is set: it wins over the profile's {setting}.")

@@ -32,8 +32,8 @@ from runflow_cli.batch.events import (
     Notice,
     RowsSkipped,
 )
-from runflow_cli.batch.outcome import Outcome
 from runflow_cli.cli.ui.consoles import Consoles
+from runflow_cli.cli.ui.failures import failure_line
 from runflow_cli.cli.ui.github import GitHubAnnotations
 from runflow_cli.cli.ui.json_log import JsonDisplay
 from runflow_cli.row_status import Status
@@ -230,13 +230,6 @@ def make_display(
         stream = consoles.err.file if log_format == "json" else consoles.out.file
         display = GitHubAnnotations(display, stream)
     return display
-
-
-def failure_line(outcome: Outcome) -> str:
-    item = outcome.item
-    kind = f" [{outcome.error_kind}]" if outcome.error_kind else ""
-    message = f" {outcome.error_message}" if outcome.error_message else ""
-    return f"line {item.line}, SKU {item.sku} ({item.name}): {outcome.status.value}{kind}{message}"
 
 
 Display = LiveDisplay | LogDisplay | NullDisplay | JsonDisplay | GitHubAnnotations

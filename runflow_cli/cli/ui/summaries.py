@@ -11,15 +11,13 @@ from rich.table import Table
 from runflow_cli.batch.outcome import RunResult
 from runflow_cli.batch.plan import Plan
 from runflow_cli.cli.ui.consoles import Consoles
+from runflow_cli.cli.ui.failures import MAX_FAILURES_LISTED, by_cause, cause_line, outcome_lines
 from runflow_cli.cli.ui.json_log import plan_json, print_plan_line
-from runflow_cli.cli.ui.progress import failure_line
 from runflow_cli.row_status import REPORTED
 
 if TYPE_CHECKING:
     from runflow_cli.batch.folder_status import RowSummary, StatusSummary
     from runflow_cli.outputs.export import ExportSpec, ExportSummary
-
-MAX_FAILURES_LISTED = 20
 
 
 def print_plan(
@@ -94,10 +92,11 @@ def print_summary(
     failures = [o for o in result.outcomes if not o.status.settled]
     if failures:
         out.print(f"[bold]Not succeeded ({len(failures)}):[/]")
-        for outcome in failures[:MAX_FAILURES_LISTED]:
-            out.print(f"  [red]✗[/] {escape(failure_line(outcome))}")
-        if len(failures) > MAX_FAILURES_LISTED:
-            out.print(f"  … and {len(failures) - MAX_FAILURES_LISTED} more: see the report")
+        lines, left_out = outcome_lines(failures)
+        for line in lines:
+            out.print(f"  [red]✗[/] {escape(line)}")
+        if left_out:
+            out.print(f"  … and {left_out} more: see the report")
     out.print(
         f"Cost reported by the API: {result.cost:.6f}   "
         f"Batches: {len(result.batch_ids)}   Time: {elapsed:.1f} s"
@@ -175,13 +174,23 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
 
 
 def _status_rows(consoles: Consoles, rows: list[RowSummary]) -> None:
-    for r in rows[:MAX_FAILURES_LISTED]:
-        line = f"line {r.line}, SKU {r.sku} ({r.name}): {r.status}"
-        if r.error_kind or r.error_message:
-            line += f" [{r.error_kind}] {r.error_message or ''}".rstrip()
+    """One line per row, or per cause when rows share status, error kind and message."""
+    shown, left_out = 0, 0
+    for cause in by_cause(rows, lambda r: (r.status, r.error_kind, r.error_message)):
+        if shown == MAX_FAILURES_LISTED:
+            left_out += len(cause.rows)
+            continue
+        shown += 1
+        if len(cause.rows) > 1:
+            line = cause_line(cause, [r.line for r in cause.rows])
+        else:
+            r = cause.rows[0]
+            line = f"line {r.line}, SKU {r.sku} ({r.name}): {r.status}"
+            if r.error_kind or r.error_message:
+                line += f" [{r.error_kind}] {r.error_message or ''}".rstrip()
         consoles.out.print(f"  {escape(line)}")
-    if len(rows) > MAX_FAILURES_LISTED:
-        consoles.out.print(f"  … and {len(rows) - MAX_FAILURES_LISTED} more: runflow status --json")
+    if left_out:
+        consoles.out.print(f"  … and {left_out} more: runflow status --json")
 
 
 def report_exports(consoles: Consoles, summary: ExportSummary, spec: ExportSpec) -> None:
