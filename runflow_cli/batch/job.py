@@ -28,7 +28,7 @@ from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
 from runflow_cli.batch.pipeline import Inbox, Pipeline
 from runflow_cli.batch.plan import Plan, make_plan
-from runflow_cli.errors import ExitCode
+from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Manifest
@@ -106,7 +106,7 @@ def run_batch(
                     if listen.callback_url is None:
                         listen = replace(listen, callback_url=options.callback_url)
                     inbox, callback_url = stack.enter_context(
-                        listening(listen, endpoint, folder, on_event)
+                        listening(listen, endpoint, folder, on_event, label)
                     )
                     poll = options.listen.safety_poll
                     options = replace(options, poll_interval=poll, max_poll_interval=poll)
@@ -130,10 +130,17 @@ def run_batch(
         result = BatchResult(**vars(run), plan=plan)
         if options.export is not None and not result.interrupted:
             result.exports = _export(result, options.export)
-        result.reports = write_reports(folder, _report(result, manifest, folder))
-        if options.review:
+        try:
+            result.reports = write_reports(folder, _report(result, manifest, folder))
+        except LocalIOError as fault:  # the journal has it all: a rerun writes them again
+            if result.local_fault is not None:  # the one message says so too
+                result.local_fault.also(f"the reports could not be written either: {fault}")
+            result.local_io(fault)
+        if options.review and result.reports is not None:
             try:
                 result.review = write_review(folder)
+            except LocalIOError as exc:
+                result.review_error = exc.message
             except Exception as exc:  # the review sheet never fails a run
                 result.review_error = f"could not write {folder.path(REVIEW_HTML)}: {exc}"
     result.elapsed = clock() - started

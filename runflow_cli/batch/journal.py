@@ -25,6 +25,7 @@ from typing import Any
 
 from runflow_cli.api.answers import ItemView
 from runflow_cli.batch.migrations import migrate
+from runflow_cli.errors import local_io
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.names import name_key
@@ -140,19 +141,20 @@ class Journal:
     def open(cls, folder: OutputFolder) -> Journal:
         """Open ``OUT/.runflow/state.db``, creating or migrating it as needed."""
         path = folder.state_path(STATE_DB)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, isolation_level=None, timeout=30)
-        try:
-            connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives a killed process; only a power cut
-            # may lose the last commits, never corrupt the file.
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA foreign_keys=ON")
-            migrate(connection, str(path))
-        except BaseException:
-            connection.close()
-            raise
+        with local_io(path, "open the journal"):  # full, read-only, not ours: exit 5
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+            try:
+                connection.row_factory = sqlite3.Row
+                connection.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a commit survives a killed process; only a power cut
+                # may lose the last commits, never corrupt the file.
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.execute("PRAGMA foreign_keys=ON")
+                migrate(connection, str(path))
+            except BaseException:
+                connection.close()
+                raise
         return cls(connection, path)
 
     def close(self) -> None:
@@ -166,13 +168,18 @@ class Journal:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        # A full or read-only disk is a LocalIOError naming the journal (exit 5). SQLite may
+        # have rolled back by itself (a full disk) or fail at COMMIT: either way nothing of
+        # the transaction is kept, and the next one starts clean.
+        with local_io(self.path, "write the journal"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     # --- reading ------------------------------------------------------------
 

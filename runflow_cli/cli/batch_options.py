@@ -172,6 +172,7 @@ FLAGS = {
     "max_items": "--max-items {}",
     "retry_failed": "--no-retry-failed",
     "resubmit_unknown": "--resubmit-unknown",
+    "listen": "--listen {}",
 }
 """How messages of the batch job name its settings: by the flags that set them."""
 
