@@ -85,12 +85,14 @@ def test_batch_help_documents_every_exit_code(cli: Any) -> None:
         "2 bad usage",
         "3 authentication",
         "4 the API",
+        "5 local I/O: disk full",
         "70 an unexpected internal error",
         "130 interrupted",
         "143 stopped by SIGTERM",
     ):
         assert code in out
-    assert {int(c) for c in ExitCode} == {0, 1, 2, 3, 4, 70, 130, 143}
+    assert {int(c) for c in ExitCode} == {0, 1, 2, 3, 4, 5, 70, 130, 143}
+    assert "(143, 130, 70, 5, 3, 4, 2, 1)" in out
 
 
 def test_version(cli: Any) -> None:

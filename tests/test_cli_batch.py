@@ -379,6 +379,9 @@ def test_a_final_that_cannot_be_written_is_reported_not_raised(
     report = {r["sku"]: r for r in read_report(out)}
     assert report["A"]["status"] == "succeeded"
     assert report["B"]["status"] == "download_failed"
-    assert report["B"]["error_message"].startswith("could not write the file: ")
+    message = report["B"]["error_message"]  # the path and the OS's cause: one row, exit 1
+    assert message.startswith(f"could not write {out / 'B' / 'b.'}")
+    assert "a file stands where a folder must be" in message
+    assert report["B"]["error_kind"] == "download_failed"
     assert (out / "B").read_text() == "a file where the SKU folder should be"
     assert not [p for p in out.rglob("*.part")]

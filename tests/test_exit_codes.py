@@ -24,6 +24,12 @@ from runflow_cli.row_status import Status
             ExitCode.AUTH_OR_CREDITS,
         ),
         ([Status.NOT_SUBMITTED], {ExitCode.API_UNREACHABLE}, ExitCode.API_UNREACHABLE),
+        ([Status.DOWNLOAD_FAILED], {ExitCode.LOCAL_IO}, ExitCode.LOCAL_IO),
+        (
+            [Status.INVALID, Status.DEFERRED],
+            {ExitCode.LOCAL_IO, ExitCode.AUTH_OR_CREDITS},
+            ExitCode.LOCAL_IO,
+        ),
     ],
 )
 def test_run_exit_code_is_the_most_severe(
@@ -54,6 +60,7 @@ def test_exit_code_values_are_the_documented_ones() -> None:
         "INVALID_INPUT": 2,
         "AUTH_OR_CREDITS": 3,
         "API_UNREACHABLE": 4,
+        "LOCAL_IO": 5,
         "INTERNAL_ERROR": 70,
         "INTERRUPTED": 130,
         "TERMINATED": 143,
@@ -61,7 +68,7 @@ def test_exit_code_values_are_the_documented_ones() -> None:
 
 
 def test_the_most_severe_code_wins_in_the_documented_order() -> None:
-    order = [143, 130, 70, 3, 4, 2, 1, 0]
+    order = [143, 130, 70, 5, 3, 4, 2, 1, 0]
     for i, code in enumerate(order):
         assert ExitCode.most_severe([ExitCode(c) for c in order[i:]]) == code
 

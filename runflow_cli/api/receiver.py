@@ -44,7 +44,7 @@ from runflow_cli.api.webhooks import (
     delivery_id,
     verify,
 )
-from runflow_cli.errors import UsageError
+from runflow_cli.errors import UsageError, port_error
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
 """A terminal batch of 100 items is tens of kilobytes; anything near this is not ours."""
@@ -156,7 +156,10 @@ class WebhookReceiver:
         on_event: Callable[[dict[str, Any]], None] | None = None,
         on_answer: Callable[[Answer], None] | None = None,
         now: Callable[[], float] = time.time,
+        port_option: str | None = None,
     ) -> None:
+        """``port_option`` is how the user picks another port, for the message when this one
+        is in use (``--listen`` for ``runflow batch``)."""
         self.secrets = [secrets] if isinstance(secrets, str) else list(secrets)
         if not self.secrets or not all(self.secrets):
             raise UsageError("the webhook receiver needs at least one non-empty secret")
@@ -168,6 +171,7 @@ class WebhookReceiver:
         self.on_event = on_event
         self.on_answer = on_answer
         self.now = now
+        self.port_option = port_option
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -187,10 +191,8 @@ class WebhookReceiver:
         server_class = _Server6 if ":" in self.host else _Server
         try:
             self._server = server_class((self.host, self.port), handler)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
-            ) from None
+        except OSError as exc:  # a port in use (or not ours to take): exit 5
+            raise port_error(exc, self.host, self.port, self.port_option) from None
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -20,7 +20,7 @@ from runflow_cli.api.client import RunflowClient
 from runflow_cli.batch.events import Event, FileRetry, FileSaved, ItemFailed
 from runflow_cli.batch.journal import Journal, row_key
 from runflow_cli.batch.outcome import Outcome
-from runflow_cli.errors import RunflowError
+from runflow_cli.errors import LocalIOError, RunflowError
 from runflow_cli.files.download import Downloader, ExpiredURLError
 from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.files.save import SavedFinal, failure_message, save_final
@@ -52,7 +52,10 @@ class Fetcher:
         critical: Callable[[], AbstractContextManager[Any]],
         wake: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        on_local_fault: Callable[[LocalIOError], None] = lambda fault: None,
     ) -> None:
+        """``on_local_fault`` hears a final the disk refused (full, read-only): the run
+        stops creating batches (see :meth:`~runflow_cli.batch.ledger.Ledger.local_fault`)."""
         self._downloader = downloader
         self._journal = journal
         self._client = client
@@ -62,6 +65,7 @@ class Fetcher:
         self._critical = critical
         self._wake = wake
         self._clock = clock
+        self._on_local_fault = on_local_fault
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="download")
         self._tasks: dict[Future[SavedFinal], _Task] = {}
         self._fresh: dict[str, tuple[float, BatchView]] = {}
@@ -116,6 +120,12 @@ class Fetcher:
                 if not task.refreshed and not self._interrupted and self._refresh(task):
                     continue
                 self._failed(task.outcome, exc.message)
+            except LocalIOError as exc:
+                if exc.stops_run:  # the disk refuses every final: exit 5, stop buying more
+                    self._failed(task.outcome, exc.message, kind="local_io")
+                    self._on_local_fault(exc)
+                else:
+                    self._failed(task.outcome, exc.message)
             except Exception as exc:  # one bad file must not end a run of thousands
                 self._failed(task.outcome, failure_message(exc))
             else:
@@ -129,10 +139,8 @@ class Fetcher:
         outcome.output_path, outcome.size, outcome.sha256 = final.path, final.size, final.sha256
         self._emit(FileSaved(outcome, final.path))
 
-    def _failed(self, outcome: Outcome, message: str) -> None:
-        outcome.mark(
-            Status.DOWNLOAD_FAILED, "download_failed", f"{message}; a rerun downloads it again"
-        )
+    def _failed(self, outcome: Outcome, message: str, kind: str = "download_failed") -> None:
+        outcome.mark(Status.DOWNLOAD_FAILED, kind, f"{message}; a rerun downloads it again")
         self._emit(ItemFailed(outcome))
 
     def _fresh_batch(self, batch_id: str) -> BatchView | None:

@@ -39,7 +39,7 @@ from runflow_cli.batch.records import BatchRecord, RowRecord
 from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
 from runflow_cli.batch.reuse import Reuse
 from runflow_cli.batch.spend import PriceBook
-from runflow_cli.errors import ExitCode
+from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.lock import RunLockedError
@@ -141,7 +141,7 @@ def run_batch(
                     if listen.callback_url is None:
                         listen = replace(listen, callback_url=options.callback_url)
                     inbox, callback_url = stack.enter_context(
-                        listening(listen, endpoint, folder, on_event)
+                        listening(listen, endpoint, folder, on_event, label)
                     )
                     poll = options.listen.safety_poll
                     options = replace(options, poll_interval=poll, max_poll_interval=poll)
@@ -271,10 +271,17 @@ def _write_reports(
     service: str,
 ) -> None:
     report = _report(result, manifest, folder, options.model, service)
-    result.reports = write_reports(folder, report)
-    if options.review:
+    try:
+        result.reports = write_reports(folder, report)
+    except LocalIOError as fault:  # the journal has it all: a rerun writes them again
+        if result.local_fault is not None:  # the one message says so too
+            result.local_fault.also(f"the reports could not be written either: {fault}")
+        result.local_io(fault)
+    if options.review and result.reports is not None:
         try:
             result.review = write_review(folder)
+        except LocalIOError as exc:
+            result.review_error = exc.message
         except Exception as exc:  # the review sheet never fails a run
             result.review_error = f"could not write {folder.path(REVIEW_HTML)}: {exc}"
 

@@ -24,6 +24,7 @@ from typing import Any
 from runflow_cli.batch.identity import fingerprint, row_key
 from runflow_cli.batch.migrations import JournalDamagedError, migrate
 from runflow_cli.batch.records import BatchRecord, BatchState, RowRecord, RowResult
+from runflow_cli.errors import local_io
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.names import name_key
@@ -57,43 +58,31 @@ class Journal:
     def open(cls, folder: OutputFolder) -> Journal:
         """Open ``OUT/.runflow/state.db``, creating or migrating it as needed."""
         path = folder.state_path(STATE_DB)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise JournalDamagedError(f"{path} is a folder, not a journal")
-        connection = sqlite3.connect(path, isolation_level=None, timeout=30)
-        try:
-            connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives a killed process; only a power cut
-            # may lose the last commits, never corrupt the file.
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA foreign_keys=ON")
-            migrate(connection, str(path))
-            # Reads every page of both tables: a truncated file fails here, not mid-run.
-            connection.execute("SELECT count(*) FROM rows").fetchone()
-            connection.execute("SELECT count(*) FROM batches").fetchone()
-        except sqlite3.DatabaseError as exc:
-            connection.close()
-            if isinstance(exc, sqlite3.OperationalError):
-                raise  # locked, disk full, no permission: the disk, not the journal
-            raise JournalDamagedError(f"{path} cannot be read as a journal ({exc})") from None
-        except BaseException:
-            connection.close()
-            raise
+        with local_io(path, "open the journal"):  # full, read-only, not ours: exit 5
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                raise JournalDamagedError(f"{path} is a folder, not a journal")
+            connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+            try:
+                connection.row_factory = sqlite3.Row
+                connection.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a commit survives a killed process; only a power cut
+                # may lose the last commits, never corrupt the file.
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.execute("PRAGMA foreign_keys=ON")
+                migrate(connection, str(path))
+                # Reads every page of both tables: a truncated file fails here, not mid-run.
+                connection.execute("SELECT count(*) FROM rows").fetchone()
+                connection.execute("SELECT count(*) FROM batches").fetchone()
+            except sqlite3.DatabaseError as exc:
+                connection.close()
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise  # locked, disk full, no permission: the disk, not the journal
+                raise JournalDamagedError(f"{path} cannot be read as a journal ({exc})") from None
+            except BaseException:
+                connection.close()
+                raise
         return cls(connection, path)
-
-    @staticmethod
-    def move_aside(folder: OutputFolder) -> Path:
-        """Move a damaged journal (and its WAL files) out of the way; returns where it went."""
-        path = folder.state_path(STATE_DB)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        target = path.with_name(f"{STATE_DB}.damaged-{stamp}")
-        path.rename(target)
-        for suffix in ("-wal", "-shm"):
-            extra = path.with_name(STATE_DB + suffix)
-            if extra.exists():
-                extra.rename(target.with_name(target.name + suffix))
-        return target
 
     def is_new(self) -> bool:
         """True if no run ever recorded anything here (a new or emptied journal)."""
@@ -113,13 +102,18 @@ class Journal:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        # A full or read-only disk is a LocalIOError naming the journal (exit 5). SQLite may
+        # have rolled back by itself (a full disk) or fail at COMMIT: either way nothing of
+        # the transaction is kept, and the next one starts clean.
+        with local_io(self.path, "write the journal"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     # --- reading ------------------------------------------------------------
 

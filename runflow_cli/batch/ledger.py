@@ -21,8 +21,10 @@ from runflow_cli.errors import (
     APIConnectionError,
     APIError,
     AuthenticationError,
+    BatchUnrecordedError,
     ExitCode,
     InsufficientCreditsError,
+    LocalIOError,
 )
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
@@ -154,6 +156,32 @@ class Ledger:
         else:
             self.result.add_severity(ExitCode.API_UNREACHABLE)
             self.stop(StopReason(StopKind.API_FAILING, str(exc)))
+
+    def local_fault(self, fault: LocalIOError) -> None:
+        """OUT refused a write (a final, the journal): exit 5, and no new batch from here on
+        (money first: what it would buy could not be saved). Batches in flight still finish."""
+        self.result.local_io(fault)
+        detail = f"the output folder refused a write: {fault.cause or fault.message}"
+        self.stop(StopReason(StopKind.LOCAL_IO, detail), notice=True)
+
+    def halted(self, fault: LocalIOError) -> None:
+        """The run stopped short (the journal cannot be written): every open row says why."""
+        if isinstance(fault, BatchUnrecordedError):
+            self.result.batch_ids.append(fault.batch_id)
+        for outcome in self.result.outcomes:
+            if outcome.status is not Status.PENDING or outcome.error_kind is not None:
+                continue
+            if outcome.batch_id:
+                message = (
+                    f"batch {outcome.batch_id} was still processing when the run stopped "
+                    f"({fault.message}); a rerun picks it up"
+                )
+                outcome.mark(Status.PENDING, "local_io", message)
+            elif isinstance(fault, BatchUnrecordedError):  # the rows of the batch it names
+                outcome.batch_id = fault.batch_id
+                outcome.mark(Status.UNKNOWN, "local_io", fault.message)
+            else:
+                outcome.mark(Status.NOT_SUBMITTED, "local_io", f"not sent: {fault.message}")
 
     def check_guardrails(self) -> None:
         """After a batch settles: stop creating batches past the cost or failure limits."""

@@ -19,6 +19,7 @@ from runflow_cli.api.service import LOOPBACK
 from runflow_cli.batch.event_store import JournalEventStore
 from runflow_cli.batch.events import Event, Listening
 from runflow_cli.batch.options import Listen
+from runflow_cli.batch.outcome import SettingLabel, library_label
 from runflow_cli.batch.pipeline import Inbox
 from runflow_cli.errors import UsageError
 from runflow_cli.files.folder import OutputFolder
@@ -28,9 +29,16 @@ __all__ = ["LOOPBACK", "listening"]
 
 @contextmanager
 def listening(
-    listen: Listen, endpoint: Endpoint, folder: OutputFolder, emit: Callable[[Event], None]
+    listen: Listen,
+    endpoint: Endpoint,
+    folder: OutputFolder,
+    emit: Callable[[Event], None],
+    label: SettingLabel = library_label,
 ) -> Iterator[tuple[Inbox, str]]:
-    """Run a receiver for the block; yield its inbox and the callback URL to send."""
+    """Run a receiver for the block; yield its inbox and the callback URL to send.
+
+    A port in use raises :class:`~runflow_cli.errors.LocalIOError` (exit 5), naming the
+    setting that picks another through ``label``."""
     secrets = list(listen.secrets)
     if not secrets and endpoint.sandbox:
         with endpoint.client() as client:
@@ -47,7 +55,12 @@ def listening(
     store.prepare()
     inbox = Inbox()
     with WebhookReceiver(
-        secrets, store, host=listen.host, port=listen.port, on_event=inbox.put
+        secrets,
+        store,
+        host=listen.host,
+        port=listen.port,
+        on_event=inbox.put,
+        port_option=label("listen", "PORT"),
     ) as receiver:
         callback_url = listen.callback_url or f"{receiver.url}/runflow"
         emit(Listening(receiver.url, callback_url))

@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from runflow_cli.errors import ExitCode
+from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
 
@@ -57,6 +57,8 @@ class StopKind(StrEnum):
     API_FAILING = "api_failing"
     MAX_COST = "max_cost"
     MAX_FAILURE_RATE = "max_failure_rate"
+    LOCAL_IO = "local_io"
+    """OUT refused a write (full, read-only): what is bought now could not be saved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +99,17 @@ class RunResult:
     stopped_reason: str | None = None
     """:attr:`stop` described in the run's wording, for reports and summaries."""
     severities: set[ExitCode] = field(default_factory=set)
+    local_fault: LocalIOError | None = None
+    """The first local I/O fault (disk full, read-only OUT): exit 5, shown once at the end."""
 
     def add_severity(self, code: ExitCode) -> None:
         self.severities.add(code)
+
+    def local_io(self, fault: LocalIOError) -> None:
+        """A local I/O fault: the run exits 5, and its one message is the first fault's."""
+        self.add_severity(ExitCode.LOCAL_IO)
+        if self.local_fault is None:
+            self.local_fault = fault
 
     def counts(self) -> Counter[str]:
         return Counter(o.status.value for o in self.outcomes)

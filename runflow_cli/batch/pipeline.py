@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 from runflow_cli.api.answers import BatchView
@@ -39,7 +39,13 @@ from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.schedule import PollSchedule
 from runflow_cli.batch.spend import PriceBook, SpendCap
 from runflow_cli.batch.submit import Created, NotCreated, Planned, Rejected, Submitter, plan_batches
-from runflow_cli.errors import APIConnectionError, APIError, AuthenticationError, ExitCode
+from runflow_cli.errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    ExitCode,
+    LocalIOError,
+)
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
@@ -102,6 +108,7 @@ class Pipeline:
             critical=critical,
             wake=self._wake,
             clock=clock,
+            on_local_fault=lambda fault: self._ledger.local_fault(fault),
         )
         self._ledger = Ledger(
             items,
@@ -132,6 +139,12 @@ class Pipeline:
         except KeyboardInterrupt as interrupt:
             result.interrupted = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
             self._fetcher.interrupt()
+        except LocalIOError as fault:  # the journal cannot be written: stop, rows say why
+            self._ledger.local_fault(fault)
+            self._submit_while_room()  # stopped: defers every batch not yet sent
+            with suppress(LocalIOError):  # a final saved now may go unrecorded: refetched
+                self._fetcher.interrupt()
+            self._ledger.halted(fault)
         return result
 
     def _start(self, plan: Plan) -> None:

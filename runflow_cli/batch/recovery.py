@@ -11,11 +11,14 @@ made by the same service.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 from runflow_cli.api.service import describe
 from runflow_cli.batch.identity import file_key, fingerprint
-from runflow_cli.batch.journal import Journal, JournalDamagedError
+from runflow_cli.batch.journal import STATE_DB, Journal, JournalDamagedError
 from runflow_cli.batch.records import RowRecord
+from runflow_cli.errors import local_io
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Manifest
 from runflow_cli.manifest.naming import name_outputs
@@ -35,7 +38,7 @@ def open_journal(folder: OutputFolder, service: str) -> tuple[Journal, list[str]
     try:
         journal = Journal.open(folder)
     except JournalDamagedError as exc:
-        moved = Journal.move_aside(folder)
+        moved = move_aside(folder)
         notices.append(f"{exc.message}: moved it aside to {moved} and started a new journal")
         journal = Journal.open(folder)
     if journal.is_new():
@@ -51,6 +54,20 @@ def open_journal(folder: OutputFolder, service: str) -> tuple[Journal, list[str]
                 "the rest are processed again"
             )
     return journal, notices
+
+
+def move_aside(folder: OutputFolder) -> Path:
+    """Move a damaged journal (and its WAL files) out of the way; returns where it went."""
+    path = folder.state_path(STATE_DB)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{STATE_DB}.damaged-{stamp}")
+    with local_io(path, "move aside the damaged journal"):
+        path.rename(target)
+        for suffix in ("-wal", "-shm"):
+            extra = path.with_name(STATE_DB + suffix)
+            if extra.exists():
+                extra.rename(target.with_name(target.name + suffix))
+    return target
 
 
 def adopt_report(journal: Journal, folder: OutputFolder, service: str) -> tuple[int, int]:

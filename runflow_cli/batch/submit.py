@@ -21,7 +21,9 @@ from runflow_cli.batch.outcome import SettingLabel
 from runflow_cli.errors import (
     APIConnectionError,
     APIError,
+    BatchUnrecordedError,
     CreateOutcomeUnknownError,
+    LocalIOError,
     RequestValidationError,
 )
 from runflow_cli.manifest import Item
@@ -153,7 +155,17 @@ class Submitter:
                 self._journal.batch_unknown(key, message)
                 return NotCreated(Status.UNKNOWN, "create_outcome_unknown", message)
             outcome = Created(batch.id, batch.run_ids())
-            self._journal.batch_created(key, outcome.batch_id, outcome.run_ids)
+            try:
+                self._journal.batch_created(key, outcome.batch_id, outcome.run_ids)
+            except LocalIOError as exc:  # created and charged, but not recorded: say which
+                raise BatchUnrecordedError(
+                    exc,
+                    batch_id=batch.id,
+                    idempotency_key=key,
+                    hint=f"Fix the disk, then run the same command again with "
+                    f"{self._label('resubmit_unknown', True)}: sent again with the same key, "
+                    "the API answers with this batch, and nothing is charged twice.",
+                ) from exc
             created(outcome)
         return outcome
 

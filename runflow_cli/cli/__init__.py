@@ -26,9 +26,11 @@ EXIT_CODES_HELP = (
     "--skip-invalid); 2 bad usage, an invalid "
     "manifest (including rows the server rejected), or OUT in use by another run; "
     "3 authentication or credits (401/402); 4 the API could not be reached or kept "
-    "failing; 70 an unexpected internal error (a bug); 130 interrupted (Ctrl-C); "
+    "failing; 5 local I/O: disk full, OUT read-only, unwritable or a file, permission "
+    "denied, a port in use (also when a final could not be saved for that reason); "
+    "70 an unexpected internal error (a bug); 130 interrupted (Ctrl-C); "
     "143 stopped by SIGTERM. Where several apply, the most severe wins "
-    "(143, 130, 70, 3, 4, 2, 1)."
+    "(143, 130, 70, 5, 3, 4, 2, 1)."
 )
 
 # Every command, in the order `runflow --help` lists them: name -> (module in this
@@ -228,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _print_error(str(exc), exc.hint, getattr(exc, "problems", None))
         return exc.exit_code
+    except OSError as exc:
+        if debug:
+            raise
+        return _local_io_or_bug(exc)
     except Exception as exc:
         if debug:
             raise
@@ -237,6 +243,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         return ExitCode.INTERNAL_ERROR
     return int(result) if isinstance(result, int) else ExitCode.OK
+
+
+def _local_io_or_bug(exc: OSError) -> int:
+    """An OSError no boundary turned into a typed error: the disk refusing is still exit 5."""
+    from runflow_cli.errors import local_io_error
+
+    fault = local_io_error(exc, exc.filename or "a local file", "use")
+    if fault is not None and fault.stops_run:
+        _print_error(str(fault), fault.hint)
+        return ExitCode.LOCAL_IO
+    _print_error(
+        f"unexpected {type(exc).__name__}: {exc}",
+        "This is a bug in runflow-cli. Run again with --debug for the traceback and report it.",
+    )
+    return ExitCode.INTERNAL_ERROR
 
 
 def _print_error(message: str, hint: str | None, problems: list[object] | None = None) -> None:

@@ -197,6 +197,7 @@ FLAGS = {
     "retry_failed": "--no-retry-failed",
     "resubmit_unknown": "--resubmit-unknown",
     "skip_invalid": "--skip-invalid",
+    "listen": "--listen {}",
 }
 """How messages of the batch job name its settings: by the flags that set them."""
 

@@ -48,7 +48,8 @@ def download_command(
 
     Exits 0 when every final is saved; 1 when an item failed or was cancelled,
     a download failed, or the batch is not finished yet (nothing is saved then:
-    wait and run the same command again); 2 when no batch or run has that id.
+    wait and run the same command again); 2 when no batch or run has that id;
+    5 when OUT cannot hold the finals (a file, read-only, the disk full).
 
     Example: runflow download 01984c44-7c2b-7f3e-8b4d-1a2b3c4d5e6f --out photos/
     """

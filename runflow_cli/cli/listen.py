@@ -48,13 +48,15 @@ def listen_command(
     from runflow_cli.batch.listen import LOOPBACK
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.cli.ui.webhooks import ListenLog
-    from runflow_cli.errors import UsageError
+    from runflow_cli.errors import LocalIOError, UsageError
     from runflow_cli.files.folder import OutputFolder
 
     secrets = secrets_from_env(secret_env)
     store = JournalEventStore(OutputFolder(out))
     try:
         store.prepare()
+    except LocalIOError:
+        raise  # full, read-only, a file: exit 5, naming the journal
     except Exception as exc:
         raise UsageError(f"--out: cannot open the journal in {out}: {exc}") from None
     log = ListenLog(Consoles.create())
@@ -66,6 +68,7 @@ def listen_command(
         tolerance=tolerance,
         on_event=log.event,
         on_answer=log.answer,
+        port_option="--port",
     )
     with Interrupts().installed():
         try:

@@ -124,10 +124,10 @@ def sandbox_command(
     runflow batch catalog.csv
     """
     from runflow_cli.cli.ui.summaries import print_sandbox_ready
-    from runflow_cli.errors import SandboxUnavailableError
+    from runflow_cli.errors import SandboxUnavailableError, port_error
 
     try:
-        from runflow_cli.sandbox import SandboxSettings, serve
+        from runflow_cli.sandbox import BindError, SandboxSettings, serve
     except ImportError as exc:
         raise SandboxUnavailableError(
             f"the sandbox needs its optional extra ({exc.name} is not installed)",
@@ -156,5 +156,8 @@ def sandbox_command(
         file_url_ttl=file_url_ttl,
     )
 
-    serve(settings, host=host, port=port, on_ready=print_sandbox_ready)
+    try:
+        serve(settings, host=host, port=port, on_ready=print_sandbox_ready)
+    except BindError as exc:  # a port in use: exit 5
+        raise port_error(exc, host, port, "--port") from None
     return 0

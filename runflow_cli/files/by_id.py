@@ -17,7 +17,7 @@ from typing import Any
 from runflow_cli.api.account import resolve
 from runflow_cli.api.answers import BatchView, ItemView, RunView
 from runflow_cli.api.client import RunflowClient
-from runflow_cli.errors import ExitCode, RunflowError
+from runflow_cli.errors import ExitCode, LocalIOError, RunflowError
 from runflow_cli.files.download import Downloader, ExpiredURLError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.save import failure_message, save_final
@@ -101,6 +101,8 @@ class Finals:
     def exit_code(self) -> ExitCode:
         if self.finished and len(self.saved) == len(self.items):
             return ExitCode.OK
+        if any(i.error_kind == "local_io" for i in self.items):
+            return ExitCode.LOCAL_IO  # the disk refused a final: full, read-only
         return ExitCode.ITEMS_FAILED
 
     def to_json(self) -> dict[str, Any]:
@@ -130,6 +132,7 @@ def fetch_finals(
     for an item with no client_ref), names made unique per folder in sequence
     order. A batch still processing gives ``finished=False`` and saves nothing.
     """
+    folder.check()  # OUT a file: said before anything is fetched (nothing made until saved)
     view = resolve(client, target_id)
     if isinstance(view, RunView):
         stem = sanitize_component(url_stem(view.item.image_url))
@@ -245,7 +248,9 @@ def _save_some(
             except (RunflowError, OSError) as exc:  # one bad file must not lose the others
                 if isinstance(exc, ExpiredURLError):
                     expired.append(item)
-                item.status, item.error_kind = Status.DOWNLOAD_FAILED, "download_failed"
+                local = isinstance(exc, LocalIOError) and exc.stops_run
+                item.status = Status.DOWNLOAD_FAILED
+                item.error_kind = "local_io" if local else "download_failed"
                 item.error_message = failure_message(exc)
             else:
                 item.status, item.error_kind, item.error_message = Status.SUCCEEDED, None, None

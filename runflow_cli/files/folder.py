@@ -9,6 +9,7 @@ class, not a change in every room.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runflow_cli.errors import LocalIOError, local_io
 from runflow_cli.files.lock import RunLock
 
 
@@ -85,9 +87,25 @@ class OutputFolder:
 
     # --- writing ------------------------------------------------------------------
 
+    def check(self) -> None:
+        """:class:`LocalIOError` if OUT is a file; creates nothing (see :meth:`ensure`)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise LocalIOError(
+                f"the output folder {self.root} is a file, not a folder",
+                path=self.root,
+                cause=os.strerror(errno.ENOTDIR),
+                errno=errno.ENOTDIR,
+                hint="Write to another output folder (--out), or move the file away.",
+            )
+
     def ensure(self) -> None:
-        """Create OUT if it does not exist."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Create OUT if it does not exist; :class:`LocalIOError` if it cannot be, or is a file.
+
+        Called before anything is sent: a run that could not save what it pays for stops here.
+        """
+        self.check()
+        with local_io(self.root, "create the output folder"):
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def write_text(self, relative: str, text: str) -> Path:
         """Write a whole text file (a report, the review sheet) atomically.
@@ -112,9 +130,12 @@ class OutputFolder:
         _fsync_dir(dest.parent)
 
     def lock(self, command: str) -> RunLock:
-        """Take OUT for one run (released by ``with``); ``RunLockedError`` if another has it."""
+        """Take OUT for one run (released by ``with``); ``RunLockedError`` if another has it,
+        :class:`LocalIOError` if OUT cannot be created or written."""
+        self.ensure()
         lock = RunLock(self.state_path(LOCK_FILE))
-        lock.acquire(command)
+        with local_io(lock.path, "take the lock"):
+            lock.acquire(command)
         return lock
 
 
@@ -124,8 +145,14 @@ def write_atomically(dest: Path, chunks: Iterable[bytes], *, durable: bool = Tru
     ``dest`` is either whole or absent, even if the process is killed; a temporary
     file left by a killed run is removed first (one run per OUT holds the lock).
     ``durable`` (finals) fsyncs the file and its folder, so a power cut cannot
-    leave a final that the journal calls saved but the disk lost.
+    leave a final that the journal calls saved but the disk lost. What the disk
+    refuses (full, read-only, not ours) raises :class:`LocalIOError` naming ``dest``.
     """
+    with local_io(dest):
+        return _write_atomically(dest, chunks, durable)
+
+
+def _write_atomically(dest: Path, chunks: Iterable[bytes], durable: bool) -> SavedFile:
     dest.parent.mkdir(parents=True, exist_ok=True)
     for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
         stale.unlink(missing_ok=True)

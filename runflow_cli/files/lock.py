@@ -48,9 +48,13 @@ class RunLock:
             "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": command,
         }
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(holder).encode())
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(holder).encode())
+            os.fsync(fd)
+        except OSError:  # a full or read-only disk: give the lock back before saying so
+            os.close(fd)
+            raise
         self._fd = fd
 
     def release(self) -> None:

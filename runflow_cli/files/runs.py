@@ -87,6 +87,7 @@ def execute_run(
 ) -> Finals:
     """Create one run, wait for it, and save its final to ``OUT/<sku>/<name><ext>``."""
     started = clock()
+    folder.ensure()  # OUT a file, or not ours to write: said before the run is paid for
     created = submit_run(client, input, metadata=metadata, callback_url=callback_url)
     run_id = str(created.id)
     if on_status is not None:

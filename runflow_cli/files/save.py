@@ -47,7 +47,8 @@ def save_final(
     """Download an item's final (the ``result_*`` URL among ``urls``), and its stages if asked.
 
     Raises :class:`~runflow_cli.errors.DownloadError` (``ExpiredURLError`` when
-    the CDN says the link is gone) or ``OSError`` when the file cannot be written.
+    the CDN says the link is gone) or :class:`~runflow_cli.errors.LocalIOError` when
+    the file cannot be written.
     """
     final_url = pick_final(urls)
     if final_url is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from runflow_cli.errors import ExitCode, RunflowError, UsageError
+from runflow_cli.errors import ExitCode, LocalIOError, RunflowError, UsageError
 from runflow_cli.files.folder import OutputFolder, write_atomically
 from runflow_cli.outputs.report import REPORT_JSON, read_report, record_exports
 from runflow_cli.row_status import Status
@@ -203,6 +203,8 @@ def export_final(final: Path, spec: ExportSpec) -> Path:
     try:
         image.save(buffer, _PIL_FORMAT[spec.format], **_save_options(spec))
         write_atomically(target, [buffer.getvalue()])
+    except LocalIOError as exc:  # "could not write <target>: <cause>"; the final is kept
+        raise ExportError(exc.message) from exc
     except OSError as exc:
         raise ExportError(f"cannot write {target}: {exc}") from exc
     return target

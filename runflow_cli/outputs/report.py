@@ -119,7 +119,10 @@ class Report:
 
 
 def write_reports(folder: OutputFolder, report: Report) -> tuple[Path, Path]:
-    """Write both reports atomically; returns their paths."""
+    """Write both reports atomically; returns their paths.
+
+    A disk that refuses them (full, read-only) raises :class:`~runflow_cli.errors.LocalIOError`
+    naming the report; each is whole or absent, never cut short."""
     folder.ensure()
     document = {
         "runflow_cli": __version__,

@@ -14,11 +14,12 @@ Needs the ``sandbox`` extra (fastapi, uvicorn, pillow).
 
 from .delivery import DeliveryAttempt
 from .faults import RecordedRequest
-from .server import Sandbox, serve
+from .server import BindError, Sandbox, serve
 from .settings import STAGE_PREFIXES, SandboxSettings
 
 __all__ = [
     "STAGE_PREFIXES",
+    "BindError",
     "DeliveryAttempt",
     "RecordedRequest",
     "Sandbox",

@@ -50,13 +50,25 @@ class _Parts:
         self.engine.stop()
 
 
+class BindError(OSError):
+    """The sandbox cannot listen on ``host:port`` (in use, not ours): ``errno`` says why."""
+
+    def __init__(self, exc: OSError, host: str, port: int) -> None:
+        super().__init__(exc.errno, exc.strerror or str(exc))
+        self.host, self.port = host, port
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto
     # says TCP, and without it Nagle + delayed ACK cost ~40 ms per response.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise BindError(exc, host, port) from exc
     sock.set_inheritable(True)
     return sock
 

@@ -100,6 +100,8 @@ def show_batch_result(
         paths = [str(p) for p in (*reports, result.review) if p]
         failed = github.failures(result.outcomes)
         github.append_step_summary(step_summary, github.step_summary(summary, paths, failed))
+    if result.local_fault is not None:  # exit 5: the one message, after the summary
+        consoles.error(result.local_fault.message, result.local_fault.hint)
 
 
 def explain_interrupt(consoles: Consoles, result: BatchResult, *, sandbox: bool) -> None:
