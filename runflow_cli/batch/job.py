@@ -168,7 +168,10 @@ def run_batch(
                         service=endpoint.service,
                         batch_ids=batch_ids,
                     )
-                    reuse.apply(plan, run)
+                    try:
+                        reuse.apply(plan, run)
+                    except LocalIOError as fault:  # the journal refused: a rerun reuses them
+                        run.local_io(fault)
                 finally:
                     on_event(ProcessingEnded())
         run.outcomes = with_invalid(run.outcomes, manifest.invalid)

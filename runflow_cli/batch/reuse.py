@@ -22,6 +22,7 @@ from runflow_cli.batch.identity import fingerprint, row_key
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.outcome import Outcome, RunResult
 from runflow_cli.batch.plan import Plan
+from runflow_cli.errors import LocalIOError, local_io_error
 from runflow_cli.batch.records import RowRecord
 from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.files.save import failure_message, final_path
@@ -54,13 +55,13 @@ class Reuse:
             outcome = outcomes[copy.item.index]
             outcome.batch_id = self._batch_ids.get(source.batch_key or "")
             outcome.run_id, outcome.final_url = source.run_id, source.final_url
-            self._save(outcome, origin, source, move=copy.move)
+            self._save(result, outcome, origin, source, move=copy.move)
         for lead_index, followers in plan.follow.items():
             lead = outcomes[lead_index]
             for item in followers:
-                self._follow(lead, outcomes[item.index])
+                self._follow(result, lead, outcomes[item.index])
 
-    def _follow(self, lead: Outcome, outcome: Outcome) -> None:
+    def _follow(self, result: RunResult, lead: Outcome, outcome: Outcome) -> None:
         outcome.batch_id, outcome.run_id = lead.batch_id, lead.run_id
         outcome.final_url = lead.final_url
         same_file = row_key(outcome.item) == row_key(lead.item)
@@ -72,10 +73,16 @@ class Reuse:
                 lead.sha256,
             )
             return
-        self._save(outcome, lead.output_path, None, move=False)
+        self._save(result, outcome, lead.output_path, None, move=False)
 
     def _save(
-        self, outcome: Outcome, origin: Path, source: RowRecord | None, *, move: bool
+        self,
+        result: RunResult,
+        outcome: Outcome,
+        origin: Path,
+        source: RowRecord | None,
+        *,
+        move: bool,
     ) -> None:
         item: Item = outcome.item
         dest = final_path(self._folder, item.sku, item.name, origin.name)
@@ -85,9 +92,12 @@ class Reuse:
                 saved = SavedFile(dest, source.size or 0, source.sha256 or "") if source else None
             else:
                 saved = self._folder.copy(origin, dest)
-        except OSError as exc:
+        except (OSError, LocalIOError) as exc:
+            fault = exc if isinstance(exc, LocalIOError) else local_io_error(exc, dest, "copy to")
             message = f"could not reuse {self._folder.relative(origin)}: {failure_message(exc)}"
             outcome.mark(Status.DOWNLOAD_FAILED, "local_io", message)
+            if fault is not None:  # OUT refused the write: exit 5, as for a download
+                result.local_io(fault)
             return
         assert saved is not None
         relative = self._folder.relative(dest)
