@@ -240,3 +240,96 @@ def test_a_renamed_row_moves_its_final_and_a_new_client_ref_pays_nothing(
     assert finals(out) == {"A/hero.webp": made}
     assert [r["status"] for r in report(out)] == ["succeeded"]
     assert run_batch(cli, sb, m, out).code == 0 and sb.requests == []
+
+
+# --- found in review: reuse must never hand a row another row's image ----------------
+
+NAMED = "sku,image_url,elements,name"
+
+
+def u(n: str) -> str:
+    return f"https://cdn.example.com/{n}.jpg"
+
+
+def test_a_copied_final_is_taken_before_its_source_is_made_again(
+    sb: Any, tmp_path: Path, cli: Any
+) -> None:
+    out = tmp_path / "out"
+    first = write(tmp_path / "1.csv", [("A", u("u1"), "background_removal", "x")], NAMED)
+    assert run_batch(cli, sb, first, out).code == 0
+    made_for_u1 = finals(out)["A/x.webp"]
+    rows = [("A", u("u2"), "background_removal", "x"), ("A", u("u1"), "background_removal", "y")]
+
+    assert run_batch(cli, sb, write(tmp_path / "2.csv", rows, NAMED), out).code == 0
+
+    assert sent_urls(sb) == [u("u1"), u("u2")]  # u1 in the first run only
+    assert finals(out)["A/y.webp"] == made_for_u1
+    assert finals(out)["A/x.webp"] != made_for_u1
+
+
+def test_two_rows_swapping_names_swap_their_finals(sb: Any, tmp_path: Path, cli: Any) -> None:
+    out = tmp_path / "out"
+    rows = [("A", u("u1"), "background_removal", "x"), ("A", u("u2"), "background_removal", "y")]
+    assert run_batch(cli, sb, write(tmp_path / "1.csv", rows, NAMED), out).code == 0
+    before = finals(out)
+    sb.reset()
+    swapped = [("A", u("u1"), "background_removal", "y"), ("A", u("u2"), "background_removal", "x")]
+
+    assert run_batch(cli, sb, write(tmp_path / "2.csv", swapped, NAMED), out).code == 0
+
+    assert sb.requests == []
+    assert finals(out) == {"A/x.webp": before["A/y.webp"], "A/y.webp": before["A/x.webp"]}
+    assert run_batch(cli, sb, write(tmp_path / "2.csv", swapped, NAMED), out).code == 0
+    assert sb.requests == []
+
+
+def test_a_journal_refusing_a_moved_final_pays_nothing_again(
+    sb: Any, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.errors import LocalIOError
+
+    out = tmp_path / "out"
+    first = write(tmp_path / "1.csv", [("A", u("u1"), "background_removal", "x")], NAMED)
+    assert run_batch(cli, sb, first, out).code == 0
+    renamed = write(tmp_path / "2.csv", [("A", u("u1"), "background_removal", "y")], NAMED)
+    put = Journal.put
+
+    def full(self: Journal, *args: Any, **kwargs: Any) -> None:
+        raise LocalIOError("disk full", path=out, cause="No space left on device")
+
+    monkeypatch.setattr(Journal, "put", full)
+    refused = run_batch(cli, sb, renamed, out)
+    monkeypatch.setattr(Journal, "put", put)
+
+    assert refused.code == 5, refused.err
+    assert [r["status"] for r in report(out)] == ["download_failed"]
+    assert run_batch(cli, sb, renamed, out).code == 0
+    assert len(sb.batches()) == 1  # the first run's only
+    assert list(finals(out)) == ["A/y.webp"]
+
+
+def test_a_lost_create_stays_counted_against_the_cap(sb: Any, tmp_path: Path, cli: Any) -> None:
+    out = tmp_path / "out"
+    assert run_batch(cli, sb, catalog(tmp_path, 1, "one.csv"), out).code == 0  # 0.41 learned
+    spent_before = sb.charged
+    sb.queue_fault("drop_after", method="POST", path_contains="/batches")
+
+    run_batch(cli, sb, catalog(tmp_path, 60), out, "--max-cost", "4", "--batch-size", "5")
+
+    assert sb.charged - spent_before <= 4
+
+
+def test_a_resend_is_priced_by_the_body_it_repeats(sb: Any, tmp_path: Path, cli: Any) -> None:
+    out = tmp_path / "out"
+    assert run_batch(cli, sb, catalog(tmp_path, 1, "one.csv"), out).code == 0
+    m = catalog(tmp_path, 6)
+    sb.queue_fault("drop", method="POST", path_contains="/batches")
+    assert run_batch(cli, sb, m, out).code == 1  # S1..S5: the create's answer was lost
+    lines = m.read_text().splitlines()
+    m.write_text("\n".join(lines[:3] + [x.replace("tag_removal;", "") for x in lines[3:]]) + "\n")
+    spent_before = sb.charged
+
+    run_batch(cli, sb, m, out, "--resubmit-unknown", "--max-cost", "1")
+
+    assert sb.charged - spent_before <= 1

@@ -9,16 +9,16 @@ import pytest
 from helpers import make_items
 
 from runflow_cli.api.prices import parse_prices
-from runflow_cli.batch.spend import PriceBook, SpendCap
-from runflow_cli.manifest import Item
+from runflow_cli.batch.spend import PriceBook, SpendCap, bill
 
 ONE = ("background_removal",)
 TWO = ("tag_removal", "background_removal")
 FOUR = ("model_removal", "tag_removal", "product_isolation", "background_removal")
 
 
-def items(n: int, elements: tuple[str, ...] = TWO) -> list[Item]:
-    return [replace(item, elements=elements) for item in make_items(n)]
+def items(n: int, elements: tuple[str, ...] = TWO) -> list[int]:
+    """The element counts of ``n`` items of ``elements``."""
+    return [len(replace(item, elements=elements).elements) for item in make_items(n)]
 
 
 def test_a_batch_of_one_element_count_gives_its_price_exactly() -> None:
@@ -52,15 +52,25 @@ def test_nothing_learned_from_a_bill_without_successes() -> None:
     assert book.learned == {}
 
 
-def test_configured_prices_win_and_any_count_is_key_zero() -> None:
+def test_a_configured_price_never_lowers_what_the_bills_showed() -> None:
     assert parse_prices("0.41") == {0: D("0.41")}
     assert parse_prices("1=0.23, 2=0.41") == {1: D("0.23"), 2: D("0.41")}
     for bad in ("", "x", "2=", "-1", "2=-0.1", "nan", "a=1"):
         with pytest.raises(ValueError):
             parse_prices(bad)
-    book = PriceBook({2: D("9")}, parse_prices("0.41"))
-    assert book.estimate(2) == D("9") and book.estimate(3) == D("0.41")
-    assert PriceBook({2: D("9")}, {2: D("0.41")}).estimate(2) == D("0.41")
+    book = PriceBook({2: D("0.41")}, parse_prices("0.1"))
+    assert book.estimate(2) == D("0.41")  # learned 0.41 beats a configured 0.1
+    assert book.estimate(4) == D("0.82")  # and the learned per-element price scales up
+    assert PriceBook({}, parse_prices("0.5")).estimate(3) == D("0.5")
+    assert PriceBook({2: D("0.41")}, {2: D("0.6")}).estimate(2) == D("0.6")
+
+
+def test_bills_that_cannot_be_believed_teach_nothing() -> None:
+    book = PriceBook()
+    assert not book.learn(D("0"), items(2))  # succeeded items do not cost nothing
+    assert bill("NaN") is None and bill("-5") is None and bill({"x": 1}) is None
+    assert bill("Infinity") is None and bill(True) is None and bill("0.410000") == D("0.41")
+    assert book.learned == {}
 
 
 def test_the_cap_probes_then_cuts_batches_to_what_fits() -> None:
@@ -74,9 +84,7 @@ def test_the_cap_probes_then_cuts_batches_to_what_fits() -> None:
     cap.reserve("b1", rows[:3])
     assert cap.fit(rows, D("0.41")) == 0  # 1.23 reserved: nothing more fits
     cap.release("b1")
-    assert cap.fit(rows, D("1.64")) == 0 and "would cost up to 0.41" in str(
-        cap.reached(rows[0], D("1.64")).describe()
-    )
+    assert cap.fit(rows, D("1.64")) == 0
 
 
 def test_a_probe_that_taught_nothing_is_followed_by_a_larger_one() -> None:

@@ -24,7 +24,7 @@ def service_for(base_url: str, key: str, *, sandbox: bool = False) -> str:
     whatever its port; anything else is its base URL, marked when the key is a
     test key (a test account's finals are not the live account's).
     """
-    url = base_url.strip().rstrip("/")
+    url = _normal(base_url)
     if sandbox or (key.startswith(TEST_KEY_PREFIX) and _host(url) in LOOPBACK):
         return SANDBOX
     return f"{url} (test key)" if key.startswith(TEST_KEY_PREFIX) else url
@@ -38,13 +38,29 @@ def legacy_service(endpoint: str) -> str:
     """
     if "(sandbox " in endpoint:
         return SANDBOX
-    url = endpoint.strip().rstrip("/")
+    url = _normal(endpoint)
     return SANDBOX if _host(url) in LOOPBACK else url
 
 
 def describe(service: str) -> str:
     """How messages name a service: "the sandbox", or its URL."""
     return "the sandbox" if service == SANDBOX else service
+
+
+def _normal(url: str) -> str:
+    """One spelling per service: scheme and host in lower case, no default port or end slash."""
+    url = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"https": 443, "http": 80}.get(scheme)
+    netloc = host if port is None or port == default else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def _host(url: str) -> str:

@@ -95,7 +95,7 @@ def plan_batch(
             rows, batches = journal.rows(), journal.batches()
             plan = _plan(manifest, rows, batches, folder, options, endpoint, service)
             prices = PriceBook(journal.prices(service), options.prices)
-    plan.projected_cost = prices.cost(plan.process)
+    plan.projected_cost = prices.cost(len(item.elements) for item in plan.process)
     return plan
 
 
@@ -147,6 +147,14 @@ def run_batch(
                     options = replace(options, poll_interval=poll, max_poll_interval=poll)
                 on_event(ProcessingStarted(len(manifest.items), manifest.source))
                 try:
+                    batch_ids = {b.batch_key: b.batch_id for b in journal.batches()}
+                    reuse = Reuse(
+                        journal,
+                        folder,
+                        model=options.model,
+                        service=endpoint.service,
+                        batch_ids=batch_ids,
+                    )
                     run = _process(
                         manifest,
                         plan,
@@ -159,19 +167,9 @@ def run_batch(
                         on_event,
                         interrupts,
                         label,
+                        first=lambda result: reuse.copy_finals(plan, result),
                     )
-                    batch_ids = {b.batch_key: b.batch_id for b in journal.batches()}
-                    reuse = Reuse(
-                        journal,
-                        folder,
-                        model=options.model,
-                        service=endpoint.service,
-                        batch_ids=batch_ids,
-                    )
-                    try:
-                        reuse.apply(plan, run)
-                    except LocalIOError as fault:  # the journal refused: a rerun reuses them
-                        run.local_io(fault)
+                    reuse.share_with_followers(plan, run)
                 finally:
                     on_event(ProcessingEnded())
         run.outcomes = with_invalid(run.outcomes, manifest.invalid)
@@ -242,6 +240,8 @@ def _not_sent(
 ) -> list[Outcome]:
     """Every row of an invalid manifest: done before, invalid, or not sent."""
     done = {known.item.index: known.record for known in plan.done}
+    for known in plan.done:  # identical rows share the done row's final
+        done.update((item.index, known.record) for item in plan.follow.get(known.item.index, []))
     message = not_sent_message(label)
     outcomes = []
     for item in manifest.items:
@@ -324,6 +324,7 @@ def _process(
     on_event: Callable[[Event], None],
     interrupts: Interrupts | None,
     label: SettingLabel,
+    first: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
     downloader = Downloader(
         max_connections=options.download_workers,
@@ -346,7 +347,7 @@ def _process(
             inbox=inbox,
             label=label,
         )
-        return pipeline.run(plan)
+        return pipeline.run(plan, first)
 
 
 def _export(result: RunResult, spec: ExportSpec) -> ExportSummary:

@@ -291,10 +291,12 @@ class Journal:
                 (output_path, size, sha256, _now(), row_key),
             )
 
-    def put(self, records: Iterable[RowRecord]) -> None:
-        """Record rows as they are (a final reused, or re-adopted from a report)."""
+    def put(self, records: Iterable[RowRecord], *, forget: Iterable[str] = ()) -> None:
+        """Record rows as they are (a final reused, or re-adopted from a report), and drop
+        the rows ``forget`` names (a final moved away from them), in one transaction."""
         now = _now()
         with self._transaction() as db:
+            db.executemany("DELETE FROM rows WHERE row_key=?", [(key,) for key in forget])
             db.executemany(
                 "INSERT OR REPLACE INTO rows(row_key, fingerprint, sku, name, line, image_url, "
                 "batch_key, seq, run_id, status, error_kind, error_message, output_urls, "
@@ -311,11 +313,6 @@ class Journal:
         ):
             found.setdefault((name_key(sku), fp), []).append(name)
         return found
-
-    def forget(self, key: str) -> None:
-        """Drop a row's record (its final moved to another row's name)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM rows WHERE row_key=?", (key,))
 
     def prices(self, service: str | None) -> dict[int, Decimal]:
         """Prices learned from ``service``'s bills: element count -> the most an item cost."""

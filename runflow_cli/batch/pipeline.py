@@ -37,7 +37,7 @@ from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult, SettingLabel, StopKind, StopReason, library_label
 from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.schedule import PollSchedule
-from runflow_cli.batch.spend import PriceBook, SpendCap
+from runflow_cli.batch.spend import Spending, body_counts, element_counts
 from runflow_cli.batch.submit import Created, NotCreated, Planned, Rejected, Submitter, plan_batches
 from runflow_cli.errors import (
     APIConnectionError,
@@ -118,22 +118,23 @@ class Pipeline:
             label=label,
             emit=on_event,
         )
-        self._service = service
-        self._prices = PriceBook(journal.prices(service), options.prices)
-        cap = options.max_cost
-        self._cap = SpendCap(cap, self._prices) if cap is not None else None
+        self._spending = Spending(journal, service, options.max_cost, options.prices, critical)
         self._in_flight: dict[str, Flight] = {}
         self._pending: deque[Planned] = deque()
         self._numbers = 0
         self._ran = False
 
-    def run(self, plan: Plan) -> RunResult:
+    def run(self, plan: Plan, first: Callable[[RunResult], None] | None = None) -> RunResult:
+        """Run ``plan``; ``first`` gets the run's result before anything is sent (reused
+        finals are placed there)."""
         if self._ran:
             raise RuntimeError("a Pipeline runs once: make a new one for the next run")
         self._ran = True
         result = self._ledger.result
         try:
             with self._fetcher:
+                if first is not None:
+                    first(result)
                 self._start(plan)
                 self._loop()
         except KeyboardInterrupt as interrupt:
@@ -166,8 +167,8 @@ class Pipeline:
                 by_run_id={k.record.run_id: k.item for k in rows if k.record.run_id},
             )
             ledger.result.batch_ids.append(batch_id)
-            if self._cap is not None:
-                self._cap.reserve(batch_id, (k.item for k in rows))
+            body = self._journal.batch_body(rows[0].record.batch_key or "")
+            self._spending.reserve(batch_id, body_counts(body))  # what it holds, as sent
             self._emit(BatchSubmitted(number, batch_id, len(rows), resumed=True))
         number = len(plan.resume)
         for key, rows in plan.resubmit.items():
@@ -229,21 +230,18 @@ class Pipeline:
 
     def _within_cap(self) -> bool:
         """Under ``max_cost``: cut the next batch to what fits, or hold it (False)."""
-        cap = self._cap
-        if cap is None:
-            return True
-        planned, spent = self._pending[0], self._ledger.result.cost
-        rows = [planned.rows[seq] for seq in sorted(planned.rows)]
-        fit = cap.fit(rows, spent)
-        if fit and (fit == len(rows) or planned.body is None):
-            if fit < len(rows):  # a new batch may be cut; a resend keeps its first body
-                self._numbers += 1
-                self._pending[0] = Planned(planned.number, dict(enumerate(rows[:fit])))
-                self._pending.insert(1, Planned(self._numbers, dict(enumerate(rows[fit:]))))
-            return True
-        if not self._in_flight:  # nothing will come back to make room: stop here
-            self._ledger.stop(cap.reached(rows[0], spent), notice=True)
-        return False
+        spent = self._ledger.result.cost
+        cut = self._spending.cut(self._pending[0], spent)
+        if cut is None:
+            if not self._in_flight:  # nothing will come back to make room: stop here
+                self._ledger.stop(self._spending.reached(self._pending[0], spent), notice=True)
+            return False
+        self._pending[0], rest = cut
+        if rest is not None:
+            self._numbers += 1
+            rest.number = self._numbers
+            self._pending.insert(1, rest)
+        return True
 
     def _submit(self, planned: Planned) -> None:
         # One critical section around the create and what this run makes of it: a Ctrl-C
@@ -254,6 +252,8 @@ class Pipeline:
             if isinstance(submission, NotCreated):
                 if submission.error is not None:
                     ledger.stop_for(submission.error)
+                elif stop := self._spending.lost(planned.number, element_counts(planned)):
+                    ledger.stop(stop, notice=True)
                 ledger.not_created(
                     planned.rows.values(), submission.status, submission.kind, submission.message
                 )
@@ -279,8 +279,7 @@ class Pipeline:
             by_run_id=by_run_id,
         )
         self._ledger.result.batch_ids.append(created.batch_id)
-        if self._cap is not None:
-            self._cap.reserve(created.batch_id, planned.rows.values())
+        self._spending.reserve(created.batch_id, element_counts(planned))
         for seq, item in planned.rows.items():
             outcome = self._ledger[item]
             outcome.batch_id, outcome.run_id = created.batch_id, created.run_ids.get(seq)
@@ -332,8 +331,7 @@ class Pipeline:
     def _give_up(self, flight: Flight, exc: APIError | APIConnectionError) -> None:
         del self._in_flight[flight.batch_id]
         self._ledger.result.add_severity(exc.exit_code)
-        if self._cap is not None:  # what it cost is unknown: the cap cannot be kept
-            self._cap.release(flight.batch_id)
+        if self._spending.cap is not None:  # what it cost is unknown: the cap cannot be kept
             self._ledger.stop(StopReason(StopKind.API_FAILING, f"batch {flight.batch_id}: {exc}"))
         message = (
             f"could not poll batch {flight.batch_id}: {exc}; run the same command again to resume"
@@ -358,8 +356,12 @@ class Pipeline:
         wave = [f.timing for f in self._in_flight.values()] if self._inbox is None else []
         self._schedule.finished(flight.timing, wave)
         ledger = self._ledger
-        ledger.spent(batch.spent)
-        self._learn_price(flight, batch, results)
+        succeeded = {r.row_key for r in results if r.status == Status.SUCCEEDED}
+        counts = [len(i.elements) for i in flight.rows.values() if row_key(i) in succeeded]
+        cost, stop = self._spending.bill(flight.batch_id, batch.cost, counts)
+        ledger.spent(cost)
+        if stop is not None:
+            ledger.stop(stop, notice=True)
         sent_at = {item.index: seq for seq, item in flight.rows.items()}
         seen = set()
         for (item, _), result in zip(matched, results, strict=True):
@@ -381,16 +383,3 @@ class Pipeline:
         )
         ledger.check_guardrails()
         return True
-
-    def _learn_price(self, flight: Flight, batch: BatchView, results: list[RowResult]) -> None:
-        """The batch's bill teaches what an item costs (kept in the journal for later runs)."""
-        succeeded = {r.row_key for r in results if r.status == Status.SUCCEEDED}
-        items = [i for i in flight.rows.values() if row_key(i) in succeeded]
-        cost = batch.spent if batch.cost is not None else None
-        if self._cap is not None:
-            learned = self._cap.settle(flight.batch_id, cost, items)
-        else:
-            learned = self._prices.learn(cost, items)
-        if learned:
-            with self._critical():
-                self._journal.set_prices(self._service, self._prices.learned)

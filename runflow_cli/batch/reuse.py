@@ -4,14 +4,19 @@ Two kinds of rows get their final without a create (see
 :class:`~runflow_cli.batch.plan.Plan`):
 
 * ``plan.copy``: the request was done under another name (a row renamed, or
-  rows reordered so a URL-named row got another name): the final is moved to
-  the new name when no row writes the old one any more, copied otherwise.
+  rows reordered so a URL-named row got another name). Before anything is
+  sent, every source is staged (a hard link to the file as it is), then each is
+  placed under its new name, so names that swap, or a source rewritten later in
+  the run, never hand a row another row's image. The old name's file goes when
+  no row writes it any more (a move), and stays otherwise (a copy).
 * ``plan.follow``: rows asking for what another row of this run asks for:
   identical rows share its outcome and file; rows that differ only in name get
   a copy of its final once it is saved.
 
-Each reused final is journalled as done for its own row, so the next run
-counts it done like any other.
+A reused final is placed first and journalled second: a run killed in between
+leaves the source's record and file as they were, and the next run reuses it
+again. Each row that cannot be given its final is ``download_failed``, never
+paid for again.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from pathlib import Path
 from runflow_cli.batch.identity import fingerprint, row_key
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.outcome import Outcome, RunResult
-from runflow_cli.batch.plan import Plan
-from runflow_cli.errors import LocalIOError, local_io_error
+from runflow_cli.batch.plan import Copy, Plan
 from runflow_cli.batch.records import RowRecord
+from runflow_cli.errors import LocalIOError, local_io_error
 from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.files.save import failure_message, final_path
 from runflow_cli.manifest import Item
@@ -46,16 +51,29 @@ class Reuse:
         self._service = service
         self._batch_ids = batch_ids
 
-    def apply(self, plan: Plan, result: RunResult) -> None:
-        """Give every copied and following row its final (or its lead's fate)."""
-        outcomes = result.outcomes
+    def copy_finals(self, plan: Plan, result: RunResult) -> None:
+        """Give each row of ``plan.copy`` the final its request already has: before the run."""
+        staged: list[tuple[Copy, Path]] = []
         for copy in plan.copy:
-            source = copy.source
+            outcome = result.outcomes[copy.item.index]
+            origin = self._folder.path(copy.source.output_path or "")
+            try:
+                staged.append((copy, self._folder.stage(origin)))
+            except (OSError, LocalIOError) as exc:
+                self._failed(result, outcome, origin, exc)
+        for copy, held in staged:
+            source, outcome = copy.source, result.outcomes[copy.item.index]
             origin = self._folder.path(source.output_path or "")
-            outcome = outcomes[copy.item.index]
             outcome.batch_id = self._batch_ids.get(source.batch_key or "")
             outcome.run_id, outcome.final_url = source.run_id, source.final_url
-            self._save(result, outcome, origin, source, move=copy.move)
+            saved = SavedFile(held, source.size or 0, source.sha256 or "")
+            forget = [source.row_key] if copy.move else []
+            if self._place(result, outcome, held, origin, saved, source, forget) and copy.move:
+                origin.unlink(missing_ok=True)
+
+    def share_with_followers(self, plan: Plan, result: RunResult) -> None:
+        """Give every following row its lead's outcome, and a copy of its final: after the run."""
+        outcomes = result.outcomes
         for lead_index, followers in plan.follow.items():
             lead = outcomes[lead_index]
             for item in followers:
@@ -67,45 +85,51 @@ class Reuse:
         same_file = row_key(outcome.item) == row_key(lead.item)
         if lead.status != Status.SUCCEEDED or lead.output_path is None or same_file:
             outcome.mark(lead.status, lead.error_kind, lead.error_message)
-            outcome.output_path, outcome.size, outcome.sha256 = (
-                lead.output_path,
-                lead.size,
-                lead.sha256,
-            )
+            outcome.output_path, outcome.size = lead.output_path, lead.size
+            outcome.sha256 = lead.sha256
             return
-        self._save(result, outcome, lead.output_path, None, move=False)
+        try:
+            held = self._folder.stage(lead.output_path)
+        except (OSError, LocalIOError) as exc:
+            self._failed(result, outcome, lead.output_path, exc)
+            return
+        saved = SavedFile(held, lead.size or 0, lead.sha256 or "")
+        self._place(result, outcome, held, lead.output_path, saved, None, [])
 
-    def _save(
+    def _place(
         self,
         result: RunResult,
         outcome: Outcome,
+        held: Path,
         origin: Path,
+        saved: SavedFile,
         source: RowRecord | None,
-        *,
-        move: bool,
-    ) -> None:
+        forget: list[str],
+    ) -> bool:
+        """Put a staged final under the row's own name, then journal it; False if not."""
         item: Item = outcome.item
         dest = final_path(self._folder, item.sku, item.name, origin.name)
         try:
-            if move:
-                self._folder.move(origin, dest)
-                saved = SavedFile(dest, source.size or 0, source.sha256 or "") if source else None
-            else:
-                saved = self._folder.copy(origin, dest)
+            self._folder.place(held, dest)
+            record = done_record(
+                item, self._model, self._service, saved, self._folder.relative(dest), source
+            )
+            self._journal.put([record], forget=forget)
         except (OSError, LocalIOError) as exc:
-            fault = exc if isinstance(exc, LocalIOError) else local_io_error(exc, dest, "copy to")
-            message = f"could not reuse {self._folder.relative(origin)}: {failure_message(exc)}"
-            outcome.mark(Status.DOWNLOAD_FAILED, "local_io", message)
-            if fault is not None:  # OUT refused the write: exit 5, as for a download
-                result.local_io(fault)
-            return
-        assert saved is not None
-        relative = self._folder.relative(dest)
-        self._journal.put([done_record(item, self._model, self._service, saved, relative, source)])
-        if move and source is not None:
-            self._journal.forget(source.row_key)
+            held.unlink(missing_ok=True)
+            self._failed(result, outcome, origin, exc)
+            return False
         outcome.mark(Status.SUCCEEDED, None, None)
         outcome.output_path, outcome.size, outcome.sha256 = dest, saved.size, saved.sha256
+        return True
+
+    def _failed(self, result: RunResult, outcome: Outcome, origin: Path, exc: Exception) -> None:
+        """The row keeps no final this run (a rerun reuses it again): a local fault, exit 5."""
+        fault = exc if isinstance(exc, LocalIOError) else local_io_error(exc, origin, "reuse")
+        message = f"could not reuse {self._folder.relative(origin)}: {failure_message(exc)}"
+        outcome.mark(Status.DOWNLOAD_FAILED, "local_io", message)
+        if fault is not None:
+            result.local_io(fault)
 
 
 def done_record(

@@ -14,6 +14,7 @@ import glob
 import hashlib
 import os
 import tempfile
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,11 +124,25 @@ class OutputFolder:
         with open(source, "rb") as f:
             return write_atomically(dest, iter(lambda: f.read(1 << 20), b""))
 
-    def move(self, source: Path, dest: Path) -> None:
-        """Rename a final (a row renamed in the manifest keeps the file it paid for)."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, dest)
-        _fsync_dir(dest.parent)
+    def stage(self, source: Path) -> Path:
+        """Hold on to a final as it is now (a hard link in OUT/.runflow/), so it can be placed
+        under another name even after its own name is overwritten (two rows swapping names)."""
+        staged = self.state_path(f"staged-{uuid.uuid4().hex}")
+        with local_io(staged, "stage"):
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, staged)
+            except OSError:  # no hard links here: a copy does the same, slower
+                with open(source, "rb") as f:
+                    write_atomically(staged, iter(lambda: f.read(1 << 20), b""))
+        return staged
+
+    def place(self, staged: Path, dest: Path) -> None:
+        """Put a staged file at ``dest``, replacing what is there, in one rename."""
+        with local_io(dest, "write"):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, dest)
+            _fsync_dir(dest.parent)
 
     def lock(self, command: str) -> RunLock:
         """Take OUT for one run (released by ``with``); ``RunLockedError`` if another has it,
