@@ -152,8 +152,8 @@ PriceOpt = Annotated[
     typer.Option(
         "--price",
         help="What an item costs, if you know it: one amount (0.41) or amounts by number "
-        "of elements (1=0.23,2=0.41). Used instead of learned prices by --max-cost and "
-        "--dry-run's projected cost; also a profile's 'price'.",
+        "of elements (1=0.23,2=0.41), for --max-cost and --dry-run's projected cost "
+        "(never below what the API's bills showed); also a profile's 'price'.",
         show_default=False,
     ),
 ]
