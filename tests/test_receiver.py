@@ -27,6 +27,7 @@ pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
 from test_sandbox import BATCHES, RUNS, client, item, wait_until
 
+from runflow_cli.api.intake import Limits
 from runflow_cli.api.receiver import Answer, WebhookReceiver, identify
 from runflow_cli.api.webhooks import sign
 from runflow_cli.batch.event_store import JournalEventStore
@@ -284,7 +285,9 @@ def signed(secrets: str | list[str], body: bytes, request_id: str | None = None)
 def test_http_surface(seen: Seen) -> None:
     body = b'{"event":"batch.succeeded","id":"b1"}'
     with (
-        receiver(["rf_whsec_old", "rf_whsec_new"], MemoryStore(), seen, max_body=100) as rx,
+        receiver(
+            ["rf_whsec_old", "rf_whsec_new"], MemoryStore(), seen, limits=Limits(max_body=100)
+        ) as rx,
         httpx.Client(base_url=rx.url, trust_env=False, timeout=5) as http,
     ):
 

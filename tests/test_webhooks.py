@@ -219,6 +219,60 @@ def test_authentic_body_that_is_not_an_object(body: bytes, message: str) -> None
         verify(SECRET, headers(sign(SECRET, TS, body)), body, now=at(TS))
 
 
+@pytest.mark.parametrize(("ts", "digits"), [("9" * 5000, 5000), ("1" * 13, 13)])
+def test_an_absurdly_long_timestamp_is_malformed_even_when_signed(ts: str, digits: int) -> None:
+    # 5,000 digits used to reach int() and raise ValueError: Exceeds the limit (4300 digits).
+    with pytest.raises(MalformedHeaderError, match=f"not unix seconds: {digits} digits"):
+        verify(SECRET, headers(sign(SECRET, ts, BODY), ts), BODY, now=at(TS))
+
+
+def test_a_twelve_digit_timestamp_is_only_out_of_tolerance() -> None:
+    ts = "9" * 12
+    with pytest.raises(TimestampOutOfToleranceError, match="in the future"):
+        verify(SECRET, headers(sign(SECRET, ts, BODY), ts), BODY, now=at(TS))
+
+
+def nested(depth: int) -> bytes:
+    return b'{"a":' * (depth - 1) + b"[1]" + b"}" * (depth - 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"event":"batch.succeeded","items_total":NaN}', r"non-finite number \(NaN\)"),
+        (b'{"cost":Infinity}', r"non-finite number \(Infinity\)"),
+        (b'{"cost":[-Infinity]}', r"non-finite number \(-Infinity\)"),
+        (b'{"cost":1e999}', r"non-finite number \(1e999\)"),
+        (b'{"cost":-1E400}', r"non-finite number \(-1E400\)"),
+        (b'{"n":' + b"7" * 5000 + b"}", "a number of 5000 characters"),
+        (b'{"n":0.' + b"1" * 100 + b"}", "a number of 102 characters"),
+        (nested(65), "nested over 64 deep"),
+        (nested(100_000), "nested over 64 deep"),
+        (b'{"event":"\\udc00x"}', "lone surrogate"),
+        (b'{"\\ud800":1}', "lone surrogate"),
+        (b'{"event":"caf\xe9"}', "not UTF-8"),
+        ('{"event":"x"}'.encode("utf-16"), "not UTF-8"),
+        (b'\xef\xbb\xbf{"event":"x"}', "not JSON"),
+    ],
+)
+def test_an_authentic_body_that_is_not_strict_json(body: bytes, message: str) -> None:
+    with pytest.raises(MalformedBodyError, match=message):
+        verify(SECRET, headers(sign(SECRET, TS, body)), body, now=at(TS))
+
+
+def test_strict_json_still_takes_what_a_sender_means() -> None:
+    body = (
+        b'{"a":' * 63
+        + b'{"n":-12.5e3,"big":12345678901234567890,"s":"caf\xc3\xa9 \\u00e9 \\ud83d\\ude00"}'
+        + b"}" * 63
+    )
+    event = verify(SECRET, headers(sign(SECRET, TS, body)), body, now=at(TS))
+    inner = event
+    for _ in range(63):
+        inner = inner["a"]
+    assert inner == {"n": -12500.0, "big": 12345678901234567890, "s": "caf\u00e9 \u00e9 \U0001f600"}
+
+
 def test_every_error_is_a_verification_error() -> None:
     for cls in (
         MissingHeaderError,
@@ -307,6 +361,32 @@ def test_cli_verify_rejects_with_the_reason(
     assert result.code == 1
     assert result.out == ""
     assert re.search(reason, result.err), result.err
+
+
+@pytest.mark.parametrize(
+    ("ts", "body", "reason"),
+    [
+        ("9" * 5000, BODY, "Runflow-Timestamp is not unix seconds: 5000 digits"),
+        (None, b'{"event":"batch.failed","id":"b","cost":NaN}', r"non-finite number \(NaN\)"),
+        (None, b"[1, 2]", "not a JSON object"),
+    ],
+)
+def test_cli_verify_a_malformed_delivery_exits_2_with_the_reason(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, ts: str | None, body: bytes, reason: str
+) -> None:
+    import time
+
+    ts = ts or str(int(time.time()))
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    _stdin(monkeypatch, body)
+    result = cli(
+        "webhook", "verify", "--secret-env", "HOOK_SECRET",
+        "--timestamp", ts, "--signature", sign(SECRET, ts, body),
+    )  # fmt: skip
+    assert result.code == 2, result.err
+    assert result.out == ""
+    assert re.search(f"Error: malformed delivery: .*{reason}", result.err), result.err
+    assert "Traceback" not in result.err and "unexpected" not in result.err
 
 
 def test_cli_verify_tolerance_option(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,11 +4,14 @@ Meant to run behind the user's HTTPS terminator or tunnel, so it answers a
 POST on any path (the tunnel decides the path) and ``GET /healthz``. For each
 delivery it
 
-1. reads the raw body (at most ``max_body`` bytes, else 413);
-2. verifies the signature over those raw bytes, before parsing, with any of
-   the given secrets: 401 for a missing or non-matching signature, 400 for a
-   malformed header, a stale or future timestamp, or a body that is not a JSON
-   object; nothing is recorded;
+1. reads the raw body within the :class:`~runflow_cli.api.intake.Limits` an
+   exposed port needs (size, connections, bytes in flight, deadlines: 413, 503,
+   408...);
+2. verifies the signature over those raw bytes as soon as they are complete,
+   before parsing, with any of the given secrets: 401 for a missing or
+   non-matching signature, 400 for a malformed header, an absurd, stale or
+   future timestamp, or a body that is not a strict JSON object (no NaN or
+   Infinity, not nested too deep); nothing is recorded;
 3. records the event in an :class:`EventStore` and only then answers 200. A
    store failure answers 500, so the sender retries.
 
@@ -26,14 +29,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.client import LineTooLong
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
+from runflow_cli.api.intake import (
+    BodyReader,
+    BoundedServer,
+    BoundedServer6,
+    Gate,
+    Gone,
+    HeadBudget,
+    Limits,
+    Refused,
+    body_length,
+    late,
+)
 from runflow_cli.api.webhooks import (
     DEFAULT_TOLERANCE,
     REQUEST_ID_HEADER,
@@ -46,10 +61,6 @@ from runflow_cli.api.webhooks import (
 )
 from runflow_cli.errors import UsageError, port_error
 
-MAX_BODY_BYTES = 20 * 1024 * 1024
-"""A terminal batch of 100 items is tens of kilobytes; anything near this is not ours."""
-READ_TIMEOUT = 30.0
-"""Seconds a connection may stay silent mid-request before it is dropped."""
 STOP_TIMEOUT = 5.0
 
 
@@ -152,7 +163,7 @@ class WebhookReceiver:
         host: str = "127.0.0.1",
         port: int = 0,
         tolerance: int = DEFAULT_TOLERANCE,
-        max_body: int = MAX_BODY_BYTES,
+        limits: Limits | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         on_answer: Callable[[Answer], None] | None = None,
         now: Callable[[], float] = time.time,
@@ -167,12 +178,13 @@ class WebhookReceiver:
         self.host = host
         self.port = port
         self.tolerance = tolerance
-        self.max_body = max_body
+        self.limits = limits or Limits()
+        self.gate = Gate(self.limits)
         self.on_event = on_event
         self.on_answer = on_answer
         self.now = now
         self.port_option = port_option
-        self._server: ThreadingHTTPServer | None = None
+        self._server: BoundedServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -188,9 +200,9 @@ class WebhookReceiver:
         if self._server is not None:
             return
         handler = _handler_class(self)
-        server_class = _Server6 if ":" in self.host else _Server
+        server_class = BoundedServer6 if ":" in self.host else BoundedServer
         try:
-            self._server = server_class((self.host, self.port), handler)
+            self._server = server_class((self.host, self.port), handler, self.gate)
         except OSError as exc:  # a port in use (or not ours to take): exit 5
             raise port_error(exc, self.host, self.port, self.port_option) from None
         self.port = self._server.server_address[1]
@@ -216,6 +228,7 @@ class WebhookReceiver:
             server.shutdown()
             thread.join(timeout=timeout)
         server.server_close()
+        self.gate.close_all()
 
     def __enter__(self) -> WebhookReceiver:
         self.start()
@@ -274,18 +287,6 @@ class WebhookReceiver:
                 self.on_event(answer.event)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a dropped connection; the core never prints, and the sender retries
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
 def _get(headers: dict[str, str], name: str) -> str | None:
     wanted = name.lower()
     value = next((v for k, v in headers.items() if k.lower() == wanted), None)
@@ -293,12 +294,25 @@ def _get(headers: dict[str, str], name: str) -> str | None:
 
 
 def _handler_class(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
+    limits = receiver.limits
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "runflow-listen"
         sys_version = ""
-        timeout = READ_TIMEOUT  # a silent client cannot hold a thread forever
+        timeout = limits.read_timeout  # each read; the gate's deadline bounds the whole request
+
+        def setup(self) -> None:
+            super().setup()
+            self.rfile = HeadBudget(self.rfile, limits.max_head)  # type: ignore[assignment]
+
+        def handle_one_request(self) -> None:
+            try:
+                super().handle_one_request()
+            except LineTooLong:  # a request line over the head budget: nothing to answer
+                self.close_connection = True
 
         def do_GET(self) -> None:
+            receiver.gate.read_done(self.connection)
             if self.path.split("?", 1)[0] == "/healthz":
                 self._reply(200, b'{"status": "ok"}')
             else:
@@ -306,42 +320,44 @@ def _handler_class(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
+            request_id = _get(headers, REQUEST_ID_HEADER)
+            client = self.client_address[0] if self.client_address else ""
             try:
-                answer = self._receive(headers)
+                answer = self._receive(headers, client)
+            except Refused as exc:
+                self.close_connection = True  # an unread body must not be parsed as a request
+                answer = Answer(exc.status, "rejected", exc.reason, request_id, client)
+            except Gone:
+                return  # the sender went away mid-body; nobody to answer
             except Exception as exc:  # a bug must still answer non-2xx, so it is retried
                 reason = f"unexpected {type(exc).__name__}: {exc}"
-                answer = Answer(500, "error", reason, _get(headers, REQUEST_ID_HEADER), "")
-            if answer is None:
-                return  # the sender went away mid-body; nobody to answer
+                answer = Answer(500, "error", reason, request_id, client)
             self._reply(answer.status, answer.body())
             receiver._notify(answer)
 
-        def _receive(self, headers: dict[str, str]) -> Answer | None:
-            client = self.client_address[0]
-            request_id = _get(headers, REQUEST_ID_HEADER)
-
-            def reject(status: int, reason: str) -> Answer:
-                self.close_connection = True  # the unread body must not be parsed as a request
-                return Answer(status, "rejected", reason, request_id, client)
-
-            length_text = headers.get("content-length")
-            if length_text is None or "chunked" in headers.get("transfer-encoding", "").lower():
-                return reject(411, "no Content-Length")
-            if not length_text.strip().isdigit():
-                return reject(400, f"bad Content-Length {length_text[:20]!r}")
-            length = int(length_text)
-            if length > receiver.max_body:
-                return reject(413, f"{length} bytes is over the {receiver.max_body}-byte limit")
-            raw = self.rfile.read(length)
-            if len(raw) != length:
-                return None
-            return receiver.handle(headers, raw, client)
+        def _receive(self, headers: dict[str, str], client: str) -> Answer:
+            conn = self.connection
+            if receiver.gate.expired(conn):  # the deadline passed while the head trickled in
+                raise late(limits)
+            length = body_length(
+                self.headers.get_all("content-length") or [],
+                self.headers.get_all("transfer-encoding") or [],
+                limits.max_body,
+            )
+            rfile = self.rfile.unwrapped if isinstance(self.rfile, HeadBudget) else self.rfile
+            with receiver.gate.reserved() as take:
+                raw = BodyReader(receiver.gate, conn, rfile).read(length, take)
+                receiver.gate.read_done(conn)
+                conn.settimeout(limits.read_timeout)
+                return receiver.handle(headers, raw, client)
 
         def _reply(self, status: int, data: bytes) -> None:
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                if status == 503:
+                    self.send_header("Retry-After", "1")
                 self.end_headers()
                 self.wfile.write(data)
             except OSError:

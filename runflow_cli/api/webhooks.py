@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,12 @@ REQUEST_ID_HEADER = "Runflow-Request-Id"
 # ASCII digits only: int() and \d would also take "1_700", "+5" or Arabic-Indic digits.
 _ATTEMPT_SUFFIX = re.compile(r"-[0-9]+\Z")
 _UNIX_SECONDS = re.compile(r"[0-9]+\Z")
+MAX_TIMESTAMP_DIGITS = 12
+"""Unix seconds have 10 digits until the year 2286; 12 reach the year 33658."""
+MAX_DEPTH = 64
+"""Arrays and objects nested in an event, at most; a terminal batch nests about 6 deep."""
+MAX_NUMBER_DIGITS = 64
+"""Characters in one number literal, at most: more is no number a sender meant."""
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
@@ -60,8 +67,9 @@ class SignatureMismatchError(WebhookVerificationError):
 
 def signature(secret: str, timestamp: int | str, raw_body: bytes) -> str:
     """The hex HMAC-SHA256 of ``<timestamp>.<raw_body>`` under ``secret``."""
-    message = f"{timestamp}.".encode() + raw_body
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode(), hashlib.sha256)
+    mac.update(raw_body)  # no copy of the body
+    return mac.hexdigest()
 
 
 def sign(secrets: str | list[str], timestamp: int | str, raw_body: bytes) -> str:
@@ -109,9 +117,12 @@ def verify(
     ``secret`` may be several (a rotation): any one of them signing any one
     ``v1=`` entry is enough. Header names are matched ignoring case. The
     signature is checked before the timestamp, so a timestamp error is only ever
-    reported for an authentic delivery (a clock to fix, not a forgery).
-    Raises a :class:`WebhookVerificationError` subclass naming the problem.
-    Comparison is constant-time.
+    reported for an authentic delivery (a clock to fix, not a forgery); a
+    timestamp that is not plain unix seconds of at most 12 digits is malformed
+    before that. The body is parsed with :func:`strict_json`. Raises a
+    :class:`WebhookVerificationError` subclass naming the problem, never another
+    exception, whatever the header strings and body bytes. Comparison is
+    constant-time.
     """
     secrets = [secret] if isinstance(secret, str) else list(secret)
     if not secrets or not all(secrets):
@@ -121,6 +132,11 @@ def verify(
     if not _UNIX_SECONDS.match(timestamp_text):
         raise MalformedHeaderError(
             f"{TIMESTAMP_HEADER} is not unix seconds: {timestamp_text[:40]!r}"
+        )
+    if len(timestamp_text) > MAX_TIMESTAMP_DIGITS:
+        raise MalformedHeaderError(
+            f"{TIMESTAMP_HEADER} is not unix seconds: {len(timestamp_text)} digits "
+            f"(at most {MAX_TIMESTAMP_DIGITS})"
         )
     # Bytes, not str: compare_digest raises TypeError on non-ASCII str, and a
     # header is whatever the sender put there.
@@ -148,10 +164,85 @@ def verify(
         raise TimestampOutOfToleranceError(
             f"{TIMESTAMP_HEADER} is {away} s {direction} (tolerance {tolerance} s)"
         )
-    try:
-        event = json.loads(raw_body)
-    except (ValueError, RecursionError):
-        raise MalformedBodyError("the signed body is not JSON") from None
+    event = strict_json(raw_body)
     if not isinstance(event, dict):
         raise MalformedBodyError("the signed body is not a JSON object")
     return event
+
+
+class _Absurd(Exception):
+    """Raised from inside the JSON parser; never a ValueError, so it is not mistaken for one."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _Absurd(f"a non-finite number ({name})")
+
+
+def _finite_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise _Absurd(f"a number of {len(text)} characters")
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf
+        raise _Absurd(f"a non-finite number ({text[:20]})")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise _Absurd(f"a number of {len(text)} characters")
+    return int(text)
+
+
+def strict_json(raw_body: bytes) -> Any:
+    """Parse a signed body as strict JSON, or raise :class:`MalformedBodyError` saying why.
+
+    UTF-8 only; no NaN or Infinity (Python's parser takes them, JSON has none, and
+    they would be printed as non-JSON); no number that overflows to infinity or is
+    absurdly long; at most :data:`MAX_DEPTH` levels; no lone surrogate (``"\\ud800"``
+    cannot be written as UTF-8). What passes prints and records as valid JSON.
+    """
+    try:
+        text = bytes(raw_body).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedBodyError("the signed body is not UTF-8") from None
+    try:
+        document = json.loads(
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except _Absurd as exc:
+        raise MalformedBodyError(f"the signed body has {exc}") from None
+    except RecursionError:
+        raise MalformedBodyError(f"the signed body is nested over {MAX_DEPTH} deep") from None
+    except ValueError:
+        raise MalformedBodyError("the signed body is not JSON") from None
+    _check_shape(document)
+    return document
+
+
+def _check_shape(document: Any) -> None:
+    """Depth and strings, without recursion: the walk is bounded by the body's size."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                raise MalformedBodyError(f"the signed body is nested over {MAX_DEPTH} deep")
+            for key, item in value.items():
+                _check_text(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            if depth > MAX_DEPTH:
+                raise MalformedBodyError(f"the signed body is nested over {MAX_DEPTH} deep")
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _check_text(value)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedBodyError("the signed body has a lone surrogate (\\ud800-\\udfff)") from None

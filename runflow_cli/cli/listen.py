@@ -26,6 +26,30 @@ def listen_command(
         typer.Option("--out", "-o", help="The output folder whose journal records the events."),
     ] = DEFAULT_OUT,
     tolerance: ToleranceOpt = 300,
+    max_body_size: Annotated[
+        int,
+        typer.Option(
+            "--max-body-size",
+            min=1,
+            help="Largest delivery body accepted, in KB; bigger ones get 413 unread.",
+        ),
+    ] = 1024,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            help="Connections handled at once; one more is answered 503.",
+        ),
+    ] = 64,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            min=0.1,
+            help="Seconds a request may take to arrive whole; slower ones get 408.",
+        ),
+    ] = 30.0,
 ) -> int:
     """Receive Runflow webhooks: verify, record in OUT's journal, print one JSON line each.
 
@@ -34,14 +58,19 @@ def listen_command(
     verified over its raw bytes before it is parsed (401 for a bad or missing
     signature, 400 for a malformed header or a timestamp more than --tolerance
     seconds away), recorded in OUT/.runflow/state.db (the journal `runflow
-    batch` uses), and only then answered 200. Retries and replays are recorded
-    once: by delivery id, and by the event and batch or run id the signed body
-    names. Each new event is printed on stdout as one JSON line; rejections go
-    to stderr. The first line on stderr is "listening on URL". Ctrl-C or
-    SIGTERM stops it (exit 0).
+    batch` uses), and only then answered 200. Absurd timestamps and bodies that
+    are not strict JSON (NaN, Infinity, nested too deep) get 400. What a
+    stranger can cost is bounded: each body by --max-body-size (413), the
+    bodies being read at once by 16 times that (503), connections by
+    --max-connections (503), and each request's arrival by --request-timeout
+    (408). Retries and replays are recorded once: by delivery id, and by the
+    event and batch or run id the signed body names. Each new event is printed
+    on stdout as one JSON line; rejections go to stderr. The first line on
+    stderr is "listening on URL". Ctrl-C or SIGTERM stops it (exit 0).
 
     Example: RUNFLOW_WEBHOOK_SECRET=rf_whsec_... runflow listen --port 8788 --out photos/
     """
+    from runflow_cli.api.intake import KIB, Limits
     from runflow_cli.api.receiver import WebhookReceiver
     from runflow_cli.batch.event_store import JournalEventStore
     from runflow_cli.batch.interrupts import Interrupts
@@ -66,6 +95,12 @@ def listen_command(
         host=host,
         port=port,
         tolerance=tolerance,
+        limits=Limits(
+            max_body=max_body_size * KIB,
+            body_budget=16 * max_body_size * KIB,
+            max_connections=max_connections,
+            request_timeout=request_timeout,
+        ),
         on_event=log.event,
         on_answer=log.answer,
         port_option="--port",

@@ -71,10 +71,12 @@ def verify_command(
     """Verify one webhook delivery: its raw body on standard input, headers as options.
 
     The body is checked byte for byte, before it is parsed. On success the
-    event's JSON is printed on stdout and the exit code is 0; otherwise the
-    precise reason (no matching signature, timestamp too old or in the future,
-    a missing or malformed header) goes to stderr and the exit code is 1.
-    Exits 2 if the secret's environment variable is unset.
+    event's JSON is printed on stdout and the exit code is 0. A delivery that
+    is not authentic or not fresh (no matching signature, a missing header, a
+    timestamp beyond --tolerance) exits 1; one that is malformed (a timestamp
+    that is not unix seconds, a body that is not strict JSON: NaN, Infinity,
+    nested too deep, not an object) exits 2, as does an unset secret variable.
+    The precise reason goes to stderr.
 
     Example: runflow webhook verify --secret-env RUNFLOW_WEBHOOK_SECRET
     --timestamp "$TS" --signature "$SIG" < body.json
@@ -82,6 +84,8 @@ def verify_command(
     from runflow_cli.api.webhooks import (
         SIGNATURE_HEADER,
         TIMESTAMP_HEADER,
+        MalformedBodyError,
+        MalformedHeaderError,
         WebhookVerificationError,
         verify,
     )
@@ -100,6 +104,9 @@ def verify_command(
     headers = {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature}
     try:
         event = verify(secrets, headers, raw, tolerance=tolerance)
+    except (MalformedHeaderError, MalformedBodyError) as exc:
+        consoles.error(f"malformed delivery: {exc}")
+        return 2
     except WebhookVerificationError as exc:
         consoles.error(f"not verified: {exc}")
         return 1
