@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +12,59 @@ from typing import Any
 import pytest
 
 from runflow_cli.cli import main as run
+
+_OFF_LOOPBACK: list[str] = []
+"""Connections a test tried to open beyond loopback (refused, and failed in teardown)."""
+
+
+def _loopback_only(address: Any) -> None:
+    """Refuse a connection to anything but loopback (a Unix socket is local too)."""
+    if not isinstance(address, tuple):
+        return
+    host = str(address[0]).split("%", 1)[0]
+    try:
+        allowed = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        allowed = host.lower() in ("localhost", "localhost.")
+    if not allowed:
+        _OFF_LOOPBACK.append(f"{host}:{address[1]}")
+        # Not an OSError: code that survives network failures must not swallow this.
+        raise RuntimeError(f"tests may only connect to loopback, not {host}:{address[1]}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_guard() -> Iterator[None]:
+    """No test sends a packet beyond this machine: connects elsewhere are refused."""
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+    create_connection = socket.create_connection
+
+    def guarded_connect(self: socket.socket, address: Any) -> None:
+        _loopback_only(address)
+        connect(self, address)
+
+    def guarded_connect_ex(self: socket.socket, address: Any) -> int:
+        _loopback_only(address)
+        return connect_ex(self, address)
+
+    def guarded_create_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
+        _loopback_only(address)
+        return create_connection(address, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", guarded_connect)
+        patch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+        patch.setattr(socket, "create_connection", guarded_create_connection)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _stayed_on_loopback(_loopback_guard: None) -> Iterator[None]:
+    """Fail the test that tried to connect beyond loopback, even if its code swallowed it."""
+    del _OFF_LOOPBACK[:]
+    yield
+    if _OFF_LOOPBACK:
+        tried, _OFF_LOOPBACK[:] = list(_OFF_LOOPBACK), []
+        pytest.fail(f"the test tried to connect beyond loopback: {', '.join(tried)}")
 
 
 @pytest.fixture(autouse=True)

@@ -141,6 +141,9 @@ def test_an_expired_link_found_while_interrupting_is_left_for_the_rerun(tmp_path
         def fetch(self, url: str, dest: Path) -> Any:
             raise ExpiredURLError("HTTP 410 (the link may have expired)")
 
+        def abort(self) -> None:
+            pass
+
     class Fresh:
         def get_batch(self, batch_id: str) -> BatchView:
             return BatchView.parse({"id": batch_id, "output": {"items": [{

@@ -2,13 +2,22 @@
 
 A final counts as done only once it was renamed into place *and* its size and
 SHA-256 are in the journal. A URL the CDN answers 403/404/410 has probably
-expired: the batch is fetched again for fresh URLs, once, before giving up.
+expired: the batch is fetched again for fresh URLs, and the file tried again
+first in line; a file whose fresh link expired again is refreshed again, at
+most :data:`MAX_REFRESHES` times. A batch fetched for fresh links serves the
+other expired finals of that batch while its links are still good (their
+expiry, when the URLs say it; else :data:`FRESH_FOR` seconds).
+
+The pool holds as many downloads as it has workers; the rest wait here, so an
+interrupt drops them at once, and :meth:`Fetcher.interrupt` aborts the ones
+running (their temporary files removed) instead of waiting for the CDN.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
@@ -21,13 +30,22 @@ from runflow_cli.batch.events import Event, FileRetry, FileSaved, ItemFailed
 from runflow_cli.batch.journal import Journal, row_key
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.errors import LocalIOError, RunflowError
-from runflow_cli.files.download import Downloader, ExpiredURLError
+from runflow_cli.files.download import DownloadAborted, Downloader, ExpiredURLError
+from runflow_cli.files.expiry import link_expiry
 from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.files.save import SavedFinal, failure_message, save_final
 from runflow_cli.row_status import Status
 
-FRESH_FOR = 60.0
-"""Seconds a batch fetched for fresh links is reused for its other expired finals."""
+FRESH_FOR = 5.0
+"""Seconds a batch fetched for fresh links is reused when its links do not say how long
+they last."""
+KEEP_MARGIN = 30.0
+"""A fresh batch is reused until its links have at most half their lifetime, or this
+many seconds, left: a link handed to a download must outlast the download."""
+MAX_REFRESHES = 3
+"""Fresh links fetched for one file, at most, before it is ``download_failed``."""
+ABORT_GRACE = 1.5
+"""Seconds an interrupt waits for aborted downloads to remove their temporary files."""
 
 
 @dataclass
@@ -35,7 +53,18 @@ class _Task:
     outcome: Outcome
     urls: Sequence[str]
     seq: int | None
-    refreshed: bool = False
+    refreshes: int = 0
+
+
+@dataclass(frozen=True)
+class _Fresh:
+    batch: BatchView
+    until: float | None
+    """Wall time until which its links are good, if they say; else None."""
+    fetched: float
+    """When it was fetched (``clock``)."""
+    fetched_wall: float
+    """When it was fetched (``wall``)."""
 
 
 class Fetcher:
@@ -52,10 +81,12 @@ class Fetcher:
         critical: Callable[[], AbstractContextManager[Any]],
         wake: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         on_local_fault: Callable[[LocalIOError], None] = lambda fault: None,
     ) -> None:
         """``on_local_fault`` hears a final the disk refused (full, read-only): the run
-        stops creating batches (see :meth:`~runflow_cli.batch.ledger.Ledger.local_fault`)."""
+        stops creating batches (see :meth:`~runflow_cli.batch.ledger.Ledger.local_fault`).
+        ``wall`` is the time links' expiry is told in (Unix seconds)."""
         self._downloader = downloader
         self._journal = journal
         self._client = client
@@ -65,31 +96,47 @@ class Fetcher:
         self._critical = critical
         self._wake = wake
         self._clock = clock
+        self._wall = wall
         self._on_local_fault = on_local_fault
+        self._workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="download")
         self._tasks: dict[Future[SavedFinal], _Task] = {}
-        self._fresh: dict[str, tuple[float, BatchView]] = {}
+        self._queue: deque[_Task] = deque()
+        self._fresh: dict[str, _Fresh] = {}
         self._interrupted = False
 
     def __enter__(self) -> Fetcher:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # Interrupted or failing: the CDN is not waited for (see interrupt()).
+        self._abort()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _abort(self) -> None:
+        if self._tasks:  # only a download in flight has anything to abort
+            self._downloader.abort()
 
     @property
     def busy(self) -> bool:
-        return bool(self._tasks)
+        return bool(self._tasks or self._queue)
 
     def fetch(self, outcome: Outcome, urls: Sequence[str], seq: int | None) -> None:
         """Save an item's final (and stages) in the background; :meth:`harvest` records it."""
         outcome.final_url = pick_final(urls)
-        self._submit(_Task(outcome, urls, seq))
+        self._queue.append(_Task(outcome, urls, seq))
+        self._feed()
 
-    def _submit(self, task: _Task) -> None:
-        future = self._pool.submit(self._download, task)
-        self._tasks[future] = task
-        future.add_done_callback(lambda _: self._wake.set())
+    def _feed(self) -> None:
+        """Start waiting downloads while a worker is free (never once interrupted)."""
+        while self._queue and len(self._tasks) < self._workers and not self._interrupted:
+            task = self._queue.popleft()
+            future = self._pool.submit(self._download, task)
+            self._tasks[future] = task
+            future.add_done_callback(lambda _: self._wake.set())
 
     def _download(self, task: _Task) -> SavedFinal:
         item = task.outcome.item
@@ -108,16 +155,18 @@ class Fetcher:
         for future in done:
             task = self._tasks.pop(future)
             if future.cancelled():
-                task.outcome.mark(
-                    Status.PENDING,
-                    "interrupted",
-                    "interrupted before its download; a rerun downloads it",
-                )
+                self._not_started(task)
                 continue
             try:
                 saved = future.result()
+            except DownloadAborted:
+                task.outcome.mark(
+                    Status.PENDING,
+                    "interrupted",
+                    "interrupted during its download; a rerun downloads it",
+                )
             except ExpiredURLError as exc:
-                if not task.refreshed and not self._interrupted and self._refresh(task):
+                if task.refreshes < MAX_REFRESHES and not self._interrupted and self._refresh(task):
                     continue
                 self._failed(task.outcome, exc.message)
             except LocalIOError as exc:
@@ -130,6 +179,14 @@ class Fetcher:
                 self._failed(task.outcome, failure_message(exc))
             else:
                 self._saved(task.outcome, saved.final)
+        self._feed()
+
+    def _not_started(self, task: _Task) -> None:
+        task.outcome.mark(
+            Status.PENDING,
+            "interrupted",
+            "interrupted before its download; a rerun downloads it",
+        )
 
     def _saved(self, outcome: Outcome, final: SavedFile) -> None:
         relative = self._folder.relative(final.path)
@@ -143,41 +200,62 @@ class Fetcher:
         outcome.mark(Status.DOWNLOAD_FAILED, kind, f"{message}; a rerun downloads it again")
         self._emit(ItemFailed(outcome))
 
-    def _fresh_batch(self, batch_id: str) -> BatchView | None:
-        """The batch with fresh links; fetched once per batch per minute, not per final."""
-        cached = self._fresh.get(batch_id)
-        if cached is not None and self._clock() - cached[0] < FRESH_FOR:
-            return cached[1]
+    def _fresh_batch(self, batch_id: str, stale: str | None) -> BatchView | None:
+        """The batch with fresh links: fetched once for all the finals whose links expired
+        while its links last, not once per final. ``stale`` is the link that just failed:
+        a kept batch still handing it out is fetched again (our clock may be ahead)."""
+        kept = self._fresh.get(batch_id)
+        if kept is not None and self._still_good(kept):
+            entry_urls = {url for item in kept.batch.items or () for url in item.urls}
+            if stale is None or stale not in entry_urls:
+                return kept.batch
         try:
             batch = self._client.get_batch(batch_id)
         except RunflowError:
             return None
-        self._fresh[batch_id] = (self._clock(), batch)
+        expiries = [link_expiry(item.final_url) for item in batch.items or () if item.final_url]
+        known = [e for e in expiries if e is not None]
+        until = min(known) if known else None
+        self._fresh[batch_id] = _Fresh(batch, until, self._clock(), self._wall())
         return batch
+
+    def _still_good(self, fresh: _Fresh) -> bool:
+        if fresh.until is None:
+            return self._clock() - fresh.fetched < FRESH_FOR
+        lifetime = fresh.until - fresh.fetched_wall
+        return self._wall() < fresh.until - min(KEEP_MARGIN, lifetime / 2)
 
     def _refresh(self, task: _Task) -> bool:
         """Fetch the batch again for a fresh URL of this final; False if none."""
         outcome = task.outcome
-        batch = self._fresh_batch(outcome.batch_id) if outcome.batch_id else None
+        stale = pick_final(task.urls)
+        batch = self._fresh_batch(outcome.batch_id, stale) if outcome.batch_id else None
         entry = batch.find_item(sequence_index=task.seq, run_id=outcome.run_id) if batch else None
         final = entry.final_url if entry is not None else None
         if entry is None or final is None:
             return False
-        self._journal.final_url_refreshed(row_key(outcome.item), list(entry.urls), final)
+        with self._critical():
+            self._journal.final_url_refreshed(row_key(outcome.item), list(entry.urls), final)
         outcome.final_url = final
         self._emit(FileRetry(outcome))
-        self._submit(_Task(outcome, entry.urls, task.seq, refreshed=True))
+        # First in line: a fresh link must not expire again behind the whole queue.
+        self._queue.appendleft(_Task(outcome, entry.urls, task.seq, task.refreshes + 1))
         return True
 
     def interrupt(self) -> None:
-        """Drop queued downloads; let running ones finish (each is atomic) and record them.
+        """Drop waiting downloads and abort running ones (their temporary files removed).
 
-        An expired link found now is not refreshed (the pool takes no new work): a
-        rerun downloads that final.
+        The rows are left ``pending`` for a rerun; what finished is recorded. An
+        expired link found now is not refreshed: a rerun downloads that final.
         """
         self._interrupted = True
+        self._abort()
+        while self._queue:
+            self._not_started(self._queue.popleft())
         for future in self._tasks:
             future.cancel()
-        wait(list(self._tasks))
-        while self._tasks:
-            self.harvest(0)
+        wait(list(self._tasks), timeout=ABORT_GRACE)
+        self.harvest(0)
+        for task in self._tasks.values():  # still stuck (a disk, a resolver): left as is
+            self._not_started(task)
+        self._tasks.clear()

@@ -2,7 +2,10 @@
 
 While a critical section runs (record a create, send it, record its answer), a
 signal is held back and delivered when the section ends; a second signal does
-not wait. Outside critical sections a signal interrupts at once.
+not wait. Outside critical sections a signal interrupts at once. Downloads are
+never waited for: the run aborts them (:meth:`~runflow_cli.batch.downloads.Fetcher.interrupt`),
+so whatever the CDN does, the process ends within a couple of seconds. A SIGTERM
+wins over a Ctrl-C: once one arrived, the exit code is 143.
 """
 
 from __future__ import annotations
@@ -37,9 +40,13 @@ class Interrupts:
             raise held
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        interrupt = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         first = self.received is None
-        self.received = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+        interrupt: KeyboardInterrupt
+        if signum == signal.SIGTERM or self.received == "SIGTERM":
+            # Once terminated, always terminated: a later Ctrl-C must not turn 143 into 130.
+            self.received, interrupt = "SIGTERM", Terminated()
+        else:
+            self.received, interrupt = "SIGINT", KeyboardInterrupt()
         if self._depth and first:
             self._held = interrupt
             return

@@ -329,6 +329,8 @@ def _process(
     downloader = Downloader(
         max_connections=options.download_workers,
         max_file_size=options.max_file_size,
+        deadline=options.download_deadline,
+        allow_private=options.allow_private_downloads,
         write=folder.write_stream,
     )
     with endpoint.client(model=options.model) as client, downloader:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from runflow_cli.api.client import DEFAULT_MODEL
-from runflow_cli.files.download import DEFAULT_MAX_FILE_SIZE
+from runflow_cli.files.download import DEFAULT_DOWNLOAD_DEADLINE, DEFAULT_MAX_FILE_SIZE
 from runflow_cli.outputs.export import ExportSpec
 
 MAX_BATCH_SIZE = 100
@@ -43,7 +43,13 @@ class BatchOptions:
     """Polls of one batch that may fail in a row (each after the client's own retries)."""
     download_workers: int = 16
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    """Largest final accepted, in bytes."""
+    """Largest final accepted, in bytes (as received and as decoded)."""
+    download_deadline: float = DEFAULT_DOWNLOAD_DEADLINE
+    """Seconds one final (or stage) may take to download in all, retries included;
+    past it the row is ``download_failed`` and a rerun tries it again."""
+    allow_private_downloads: bool = False
+    """Let the service's file URLs point at private and link-local addresses, and at
+    plain ``http://`` beyond loopback (refused by default)."""
     keep_intermediates: bool = False
     model: str = DEFAULT_MODEL
     callback_url: str | None = None

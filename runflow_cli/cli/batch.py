@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 from runflow_cli.cli.batch_options import (
     BatchSizeOpt,
     CallbackUrlOpt,
+    DownloadDeadlineOpt,
     DownloadWorkersOpt,
     DryRunOpt,
     ForceOpt,
@@ -41,6 +42,7 @@ from runflow_cli.cli.export import BackgroundOpt, ExportOpt, MaxSizeOpt, PresetO
 from runflow_cli.cli.options import (
     DEFAULT_BASE_URL,
     DEFAULT_OUT,
+    AllowPrivateDownloadsOpt,
     ApiKeyOpt,
     AspectRatioOpt,
     BaseUrlOpt,
@@ -99,6 +101,8 @@ def batch_command(
     price: PriceOpt = None,
     max_failure_rate: MaxFailureRateOpt = None,
     max_file_size: MaxFileSizeOpt = 200,
+    download_deadline: DownloadDeadlineOpt = 300.0,
+    allow_private_downloads: AllowPrivateDownloadsOpt = False,
     quiet: QuietOpt = False,
     json_output: JsonOutputOpt = False,
     no_color: NoColorOpt = False,
@@ -157,6 +161,8 @@ def batch_command(
         max_poll_interval=max(max_poll_interval, poll_interval),
         download_workers=download_workers,
         max_file_size=max_file_size * 1024 * 1024,
+        download_deadline=download_deadline,
+        allow_private_downloads=allow_private_downloads,
         keep_intermediates=keep_intermediates,
         callback_url=callback_url,
         force=force,

@@ -174,6 +174,15 @@ MaxFileSizeOpt = Annotated[
         help="Largest final accepted, in MB; bigger downloads are refused.",
     ),
 ]
+DownloadDeadlineOpt = Annotated[
+    float,
+    typer.Option(
+        "--download-deadline",
+        min=1.0,
+        help="Seconds one final may take to download in all, retries included; a slower "
+        "one is download_failed and a rerun tries it again.",
+    ),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress and no summary; errors only.")
 ]

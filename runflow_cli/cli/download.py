@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from runflow_cli.cli.endpoint import endpoint
-from runflow_cli.cli.options import DEFAULT_BASE_URL, ApiKeyOpt, BaseUrlOpt, JsonOpt, NoColorOpt
+from runflow_cli.cli.options import (
+    DEFAULT_BASE_URL,
+    AllowPrivateDownloadsOpt,
+    ApiKeyOpt,
+    BaseUrlOpt,
+    JsonOpt,
+    NoColorOpt,
+)
 
 
 def download_command(
@@ -31,6 +38,7 @@ def download_command(
             help="Also save each stage's image under OUT/<sku>/<name>.stages/.",
         ),
     ] = False,
+    allow_private_downloads: AllowPrivateDownloadsOpt = False,
     api_key: ApiKeyOpt = None,
     base_url: BaseUrlOpt = DEFAULT_BASE_URL,
     json_output: JsonOpt = False,
@@ -53,6 +61,7 @@ def download_command(
 
     Example: runflow download 01984c44-7c2b-7f3e-8b4d-1a2b3c4d5e6f --out photos/
     """
+    from runflow_cli.batch.interrupts import Interrupts
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.cli.ui.finals import print_finals
     from runflow_cli.files.by_id import fetch_finals
@@ -63,7 +72,8 @@ def download_command(
     with (
         endpoint(consoles, False, api_key, base_url, 0.0) as api,
         api.client() as client,
-        Downloader() as downloader,
+        Downloader(allow_private=allow_private_downloads) as downloader,
+        Interrupts().installed(),  # SIGTERM too removes the files in flight
     ):
         finals = fetch_finals(
             client, downloader, OutputFolder(out), target_id, keep_intermediates=keep_intermediates

@@ -70,6 +70,14 @@ KeepIntermediatesOpt = Annotated[
         help="Also save each stage's image under OUT/<sku>/<name>.stages/.",
     ),
 ]
+AllowPrivateDownloadsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-downloads",
+        help="Let the service's file URLs point at private or link-local addresses and at "
+        "plain http:// (refused by default: results are fetched from public https:// only).",
+    ),
+]
 SandboxLatencyOpt = Annotated[
     float, typer.Option("--sandbox-latency", min=0.0, help="With --sandbox: seconds per stage.")
 ]

@@ -11,6 +11,7 @@ from runflow_cli.cli.endpoint import endpoint
 from runflow_cli.cli.options import (
     DEFAULT_BASE_URL,
     DEFAULT_OUT,
+    AllowPrivateDownloadsOpt,
     ApiKeyOpt,
     BaseUrlOpt,
     JsonOpt,
@@ -72,6 +73,7 @@ def run_command(
         ),
     ] = None,
     keep_intermediates: KeepIntermediatesOpt = False,
+    allow_private_downloads: AllowPrivateDownloadsOpt = False,
     no_wait: Annotated[
         bool,
         typer.Option(
@@ -120,6 +122,7 @@ def run_command(
     Example: runflow run https://cdn.example.com/shirt.jpg --elements 'tag_removal;background_removal' --out photos/
     (try it with no account: add --sandbox)
     """  # noqa: E501
+    from runflow_cli.batch.interrupts import Interrupts
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.cli.ui.finals import RunStatusDisplay, print_run, print_run_id
     from runflow_cli.errors import UsageError
@@ -155,7 +158,11 @@ def run_command(
             status = created.item.status or None
             print_run_id(consoles, str(created.id), status, out, as_json=json_output)
             return 0
-        with Downloader() as downloader, RunStatusDisplay(consoles) as display:
+        with (
+            Downloader(allow_private=allow_private_downloads) as downloader,
+            RunStatusDisplay(consoles) as display,
+            Interrupts().installed(),  # SIGTERM too removes the files in flight
+        ):
             finals = execute_run(
                 client,
                 downloader,

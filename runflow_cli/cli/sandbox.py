@@ -109,6 +109,15 @@ def sandbox_command(
             "handed them out, like a CDN (403 unsigned, 410 expired).",
         ),
     ] = None,
+    file_base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--file-base-url",
+            help="Hand out output URLs under this base instead of the sandbox's own /files "
+            "(a CDN of your own, slow or hostile, for trying the client against it).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """Start a local Runflow sandbox: the whole API contract over HTTP, offline.
 
@@ -154,6 +163,7 @@ def sandbox_command(
         image_size=image_size,
         seed=seed,
         file_url_ttl=file_url_ttl,
+        file_base_url=file_base_url,
     )
 
     try:

@@ -241,7 +241,8 @@ def _save_some(
         item.path, item.stages = saved.final.path, [s.path for s in saved.stages]
 
     expired: list[SavedItem] = []
-    with ThreadPoolExecutor(min(SAVE_WORKERS, len(items)), thread_name_prefix="download") as pool:
+    pool = ThreadPoolExecutor(min(SAVE_WORKERS, len(items)), thread_name_prefix="download")
+    try:
         for item, future in [(item, pool.submit(save, item)) for item in items]:
             try:
                 future.result()
@@ -254,4 +255,9 @@ def _save_some(
                 item.error_message = failure_message(exc)
             else:
                 item.status, item.error_kind, item.error_message = Status.SUCCEEDED, None, None
+    except BaseException:  # Ctrl-C: the CDN is not waited for, the files in flight removed
+        downloader.abort()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return expired

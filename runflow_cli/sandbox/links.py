@@ -35,12 +35,13 @@ class FileLinks:
     def url(self, run_id: str, name: str) -> str:
         """The link to hand out now for one output file."""
         path = f"/files/{run_id}/{name}"
+        base = (self.settings.file_base_url or self.base_url).rstrip("/")
         ttl = self.settings.file_url_ttl
         if ttl is None:
-            return f"{self.base_url}{path}"
+            return f"{base}{path}"
         # Rounded up, so a link lasts at least ``ttl`` seconds.
         expires = math.ceil(self.clock() + ttl)
-        return f"{self.base_url}{path}?expires={expires}&sig={self._sign(path, expires)}"
+        return f"{base}{path}?expires={expires}&sig={self._sign(path, expires)}"
 
     def refusal(self, path: str, expires: str | None, sig: str | None) -> tuple[int, str] | None:
         """None if ``path`` may be served with this query, else (status, plain-text reason)."""

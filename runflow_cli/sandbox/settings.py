@@ -47,6 +47,8 @@ class SandboxSettings:
     ``file_url_ttl``: output URLs are signed and expire this many seconds after
     the GET that handed them out (403 without a valid signature, 410 once
     expired); None serves plain URLs that never expire.
+    ``file_base_url``: output URLs point there instead of at the sandbox's own
+    ``/files`` (a test's CDN: slow, hostile or elsewhere); the paths stay the same.
     """
 
     api_key: str | None = None
@@ -68,6 +70,7 @@ class SandboxSettings:
     image_size: int = 384
     seed: int = 0
     file_url_ttl: float | None = None
+    file_base_url: str | None = None
 
     def price(self, elements: list[str]) -> Decimal:
         """What one item with these elements costs when it succeeds."""

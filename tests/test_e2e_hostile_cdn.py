@@ -1,0 +1,189 @@
+"""End to end: `runflow batch` against a sandbox whose finals live on a hostile CDN.
+
+The sandbox hands out file URLs on a small CDN of the test's own (tests/cdn.py,
+on loopback): one that trickles a byte every two seconds, or answers every
+file with a gzip bomb. The run must end anyway: a trickle at its deadline,
+promptly on SIGTERM or Ctrl-C, a bomb at the size limit, with memory to spare.
+Short-lived links that keep expiring during a run are refreshed until saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cdn import gzip_bomb, hostile_cdn
+from helpers import FAST_POLL, run_batch
+
+pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
+
+from runflow_cli.sandbox import Sandbox, SandboxSettings
+
+SANDBOX = {"seed": 12}
+WAIT = 15.0  # the longest a test waits for the CLI to reach a point
+ROWS = 12
+
+
+def write_manifest(path: Path, rows: int) -> Path:
+    lines = ["sku,image_url,elements"] + [
+        f"CDN-{n:02d},https://cdn.example.com/hostile/{path.stem}-{n}.jpg,background_removal"
+        for n in range(rows)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def report_rows(out: Path) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads((out / "runflow-report.json").read_text())["items"]
+    return items
+
+
+@contextmanager
+def cli_process(
+    sb: Sandbox, manifest: Path, out: Path, *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``runflow batch`` as a subprocess (its own signals, its own memory); always reaped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNFLOW_")}
+    env.update(NO_COLOR="1", PYTHONUNBUFFERED="1")
+    args = ["batch", str(manifest), "--out", str(out), "--base-url", sb.base_url,
+            "--api-key", sb.api_key, *FAST_POLL, *extra]  # fmt: skip
+    with open(out.parent / "stderr", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runflow_cli", *args],
+            stdout=subprocess.DEVNULL, stderr=err, env=env,
+        )  # fmt: skip
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def stderr_of(out: Path) -> str:
+    return (out.parent / "stderr").read_text(errors="replace")
+
+
+# --- a trickle ------------------------------------------------------------------------
+
+
+def test_a_trickle_becomes_download_failed_at_the_deadline_and_a_rerun_saves_it(
+    sb: Sandbox, cli: Any, tmp_path: Path
+) -> None:
+    manifest, out = write_manifest(tmp_path / "m.csv", 2), tmp_path / "out"
+    with hostile_cdn(mode="trickle", interval=2.0) as cdn:
+        sb.settings.file_base_url = cdn.url
+        started = time.monotonic()
+        first = run_batch(cli, sb, manifest, out, "--download-deadline", "1")
+        took = time.monotonic() - started
+
+        assert first.code == 1, first.err
+        assert took < 10  # 100000 bytes at one every 2 s: only the deadline ends it
+        rows = report_rows(out)
+        assert [r["status"] for r in rows] == ["download_failed"] * 2
+        assert all("not finished within 1 s" in r["error_message"] for r in rows)
+        assert not list(out.rglob("*.part"))
+
+        cdn.mode = "fast"  # the CDN recovers
+        seen = len(sb.requests)
+        rerun = run_batch(cli, sb, manifest, out)
+
+    assert rerun.code == 0, rerun.err
+    assert not [r for r in sb.requests[seen:] if r.method == "POST"]  # nothing bought twice
+    assert [r["status"] for r in report_rows(out)] == ["succeeded"] * 2
+    assert len(list(out.rglob("*.webp"))) == 2
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_a_trickle_ends_the_run_within_two_seconds(
+    sb: Sandbox, tmp_path: Path, signum: int, code: int
+) -> None:
+    manifest, out = write_manifest(tmp_path / "m.csv", 3), tmp_path / "out"
+    with hostile_cdn(mode="trickle", interval=2.0) as cdn:
+        sb.settings.file_base_url = cdn.url
+        with cli_process(sb, manifest, out) as proc:
+            if not cdn.wait_trickles(3, WAIT):
+                pytest.fail(f"the downloads did not start within {WAIT} s:\n{stderr_of(out)}")
+            sent = time.monotonic()
+            proc.send_signal(signum)
+            try:
+                returncode = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"still running 10 s after {signal.Signals(signum).name}")
+            took = time.monotonic() - sent
+
+    assert returncode == code, stderr_of(out)
+    assert took < 2.0, f"exited {took:.2f} s after the signal"
+    assert not list(out.rglob("*.part"))  # the files in flight were removed
+    rows = report_rows(out)  # the reports were written on the way out
+    assert {r["status"] for r in rows} == {"pending"}
+    assert {r["error_kind"] for r in rows} == {"interrupted"}, (rows, stderr_of(out))
+
+
+# --- a gzip bomb ----------------------------------------------------------------------
+
+
+def test_a_gzip_bomb_per_final_stops_at_the_limit_with_little_memory(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    manifest, out = write_manifest(tmp_path / "m.csv", 16), tmp_path / "out"
+    bomb = gzip_bomb(1 << 30)  # 1 GiB of zeros in about 1 MiB
+    with hostile_cdn(mode="gzip", body=bomb) as cdn:
+        sb.settings.file_base_url = cdn.url
+        with cli_process(
+            sb, manifest, out, "--max-file-size", "2", "--download-workers", "16"
+        ) as proc:
+            status, usage = _reap(proc, timeout=60)
+
+    peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    assert os.waitstatus_to_exitcode(status) == 1, stderr_of(out)
+    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
+    rows = report_rows(out)
+    assert Counter(r["status"] for r in rows) == {"download_failed": 16}
+    assert all("once decoded" in r["error_message"] for r in rows), rows[0]["error_message"]
+    assert {headers.get("accept-encoding") for _, headers in cdn.requests} == {"identity"}
+    assert not list(out.rglob("*.part")) and not list(out.rglob("*.webp"))
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any]:
+    """Wait for ``proc`` and return its status and its own resource usage (peak RSS)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return status, usage
+        time.sleep(0.05)
+    pytest.fail(f"the CLI did not finish within {timeout} s")
+
+
+# --- links that keep expiring ----------------------------------------------------------
+
+
+def test_short_lived_links_are_refreshed_until_every_final_is_saved(
+    cli: Any, tmp_path: Path
+) -> None:
+    # Links last 1 to 2 s; 12 finals, one at a time, each 0.2 s on a slow CDN: the
+    # downloads outlast the first links, and a refreshed link may expire again. (The
+    # same on the test's own clock, step by step: test_download_limits.py.)
+    settings = SandboxSettings(workers=4, seed=12, image_size=96, file_url_ttl=1.0)
+    manifest, out = write_manifest(tmp_path / "m.csv", ROWS), tmp_path / "out"
+    with Sandbox(settings) as sandbox:
+        sandbox.queue_fault("delay", count=200, path_contains="/files", delay=0.2)
+        result = run_batch(cli, sandbox, manifest, out, "--download-workers", "1")
+        files = [r.status for r in sandbox.requests if r.path.startswith("/files/")]
+
+    assert result.code == 0, result.err
+    assert [r["status"] for r in report_rows(out)] == ["succeeded"] * ROWS
+    assert len(list(out.rglob("*.webp"))) == ROWS
+    assert 410 in files  # links did expire under the run, and were refreshed
