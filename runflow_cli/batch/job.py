@@ -43,6 +43,7 @@ from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.lock import RunLockedError
+from runflow_cli.files.save import refuse_linked_sku_folders
 from runflow_cli.manifest import Manifest
 from runflow_cli.outputs.export import ExportSpec, ExportSummary, export_all
 from runflow_cli.outputs.report import Report, ReportRow, write_reports
@@ -78,8 +79,9 @@ def plan_batch(
     """What :func:`run_batch` would do against ``endpoint`` (an :attr:`Endpoint.identity`)
     of ``service`` (an :attr:`Endpoint.service`; default: read from ``endpoint``), with
     its projected cost where prices are known. Nothing is sent, and nothing is written
-    but the migration of an older journal."""
+    but the migration of an older journal. A SKU folder that is a link is refused."""
     folder = output_folder(out)
+    refuse_linked_sku_folders(folder, (item.sku for item in manifest.items))
     service = service or legacy_service(endpoint)
     try:
         journal = Journal.existing(folder)
@@ -122,6 +124,7 @@ def run_batch(
     started = clock()
     folder = output_folder(out)
     with folder.lock(command):
+        refuse_linked_sku_folders(folder, (item.sku for item in manifest.items))
         journal, notices = open_journal(folder, endpoint.service)
         with journal:
             for notice in notices:
@@ -177,7 +180,7 @@ def run_batch(
         run.outcomes = with_invalid(run.outcomes, manifest.invalid)
         result = BatchResult(**vars(run), plan=plan)
         if options.export is not None and not result.interrupted:
-            result.exports = _export(result, options.export)
+            result.exports = _export(result, options.export, folder)
         _write_reports(result, manifest, folder, options, endpoint.service)
     result.elapsed = clock() - started
     return result
@@ -349,14 +352,14 @@ def _process(
         return pipeline.run(plan)
 
 
-def _export(result: RunResult, spec: ExportSpec) -> ExportSummary:
+def _export(result: RunResult, spec: ExportSpec, folder: OutputFolder) -> ExportSummary:
     """Export the final of every succeeded row; a failure leaves the final and exits 1."""
     finals = [
         o.output_path
         for o in result.outcomes
         if o.status == Status.SUCCEEDED and o.output_path is not None and o.output_path.is_file()
     ]
-    summary = export_all(finals, spec)
+    summary = export_all(finals, spec, folder=folder)
     for outcome in result.outcomes:
         if outcome.output_path is not None and outcome.output_path in summary.paths:
             outcome.export_path = summary.paths[outcome.output_path]

@@ -73,19 +73,23 @@ class Downloader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def fetch(self, url: str, dest: Path) -> SavedFile:
-        """Download ``url`` to ``dest`` (whole or not at all), retrying transient failures."""
+    def fetch(self, url: str, dest: Path, *, write: Writer | None = None) -> SavedFile:
+        """Download ``url`` to ``dest`` (whole or not at all), retrying transient failures.
+
+        ``write`` replaces the downloader's writer for this file (an OUT's own, which
+        keeps it inside OUT).
+        """
         last: Exception | None = None
         for attempt in range(self._retries + 1):
             if attempt:
                 self._sleep(min(0.5 * 2**attempt, 10.0))
             try:
-                return self._fetch_once(url, dest)
+                return self._fetch_once(url, dest, write or self._write)
             except (httpx.TransportError, _Retryable) as exc:
                 last = exc
         raise DownloadError(f"could not download {url_basename(url)}: {_describe(last)}")
 
-    def _fetch_once(self, url: str, dest: Path) -> SavedFile:
+    def _fetch_once(self, url: str, dest: Path, write: Writer) -> SavedFile:
         name = url_basename(url)
         with self._client.stream("GET", url) as response:
             if response.status_code >= 500 or response.status_code == 429:
@@ -102,7 +106,7 @@ class Downloader:
                 raise DownloadError(
                     f"could not download {name}: expected an image, got {content_type}"
                 )
-            return self._write(dest, self._limited(response.iter_bytes(_CHUNK), dest))
+            return write(dest, self._limited(response.iter_bytes(_CHUNK), dest))
 
     def _limited(self, chunks: Iterable[bytes], dest: Path) -> Iterator[bytes]:
         size = 0
