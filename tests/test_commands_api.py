@@ -191,7 +191,7 @@ def test_download_of_a_mixed_batch_places_items_by_client_ref(
         "SKU-A/front.webp",
         "SKU-A/front-2.webp",
         "item-3/side.webp",
-        ".._.._escape/x.webp",
+        "___.._escape/x.webp",  # leading dots become _: no hidden folder
     }
     assert all(is_webp(out / p) for p in files_under(out))
     assert files_under(tmp_path) == {f"out/{p}" for p in files_under(out)}

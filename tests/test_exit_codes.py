@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from helpers import make_items
 
@@ -89,16 +91,19 @@ def test_an_unexpected_error_is_a_bug_and_exits_70(
     assert "This is a bug in runflow-cli" in result.err and "Traceback" not in result.err
 
 
-def test_debug_shows_the_traceback_of_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_shows_the_traceback_of_a_bug(monkeypatch: pytest.MonkeyPatch, cli: Any) -> None:
     import runflow_cli.cli.validate as validate
-    from runflow_cli.cli import main
 
     def broken(*args: object, **kwargs: object) -> int:
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(validate, "load", broken)
-    with pytest.raises(ZeroDivisionError):
-        main(["--debug", "validate", "sample_manifests/catalog.csv"])
+    result = cli("--debug", "validate", "sample_manifests/catalog.csv")
+
+    assert result.code == ExitCode.INTERNAL_ERROR  # as without --debug
+    assert "Traceback (most recent call last)" in result.err
+    assert 'raise ZeroDivisionError("a bug")' in result.err
+    assert "unexpected ZeroDivisionError: a bug" in result.err
 
 
 def test_rows_skipped_as_invalid_exit_1_and_rows_the_server_rejected_exit_2() -> None:
@@ -114,3 +119,39 @@ def test_rows_skipped_as_invalid_exit_1_and_rows_the_server_rejected_exit_2() ->
     assert result.exit_code == ExitCode.ITEMS_FAILED
     result.outcomes.append(Outcome(rejected, status=Status.INVALID, error_kind="rejected"))
     assert result.exit_code == ExitCode.INVALID_INPUT
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("no such batch", ExitCode.INVALID_INPUT),
+        ("wrong key", ExitCode.AUTH_OR_CREDITS),
+        ("missing manifest", ExitCode.INVALID_INPUT),
+        ("no journal", ExitCode.INVALID_INPUT),
+        ("OUT is a file", ExitCode.LOCAL_IO),
+    ],
+)
+def test_debug_changes_how_an_error_is_shown_never_the_exit_code(
+    kind: str, expected: ExitCode, sb: Any, tmp_path: Any, cli: Any
+) -> None:
+    pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("sku,image_url,elements\nA,https://h.test/a.jpg,tag_removal\n")
+    (tmp_path / "file").write_text("not a folder")
+    api = ("--base-url", sb.base_url, "--api-key", sb.api_key)
+    args = {
+        "no such batch": ("download", "nope", "--out", str(tmp_path / "o"), *api),
+        "wrong key": ("download", "nope", "--out", str(tmp_path / "o"), *api[:2], "--api-key", "x"),
+        "missing manifest": ("validate", str(tmp_path / "missing.csv")),
+        "no journal": ("status", "--out", str(tmp_path)),
+        "OUT is a file": ("batch", str(manifest), "--out", str(tmp_path / "file"), *api),
+    }[kind]
+
+    plain = cli(*args)
+    debugged = cli("--debug", *args)
+
+    assert plain.code == debugged.code == expected, (plain.err, debugged.err)
+    assert "Traceback" not in plain.err
+    assert "Traceback (most recent call last)" in debugged.err
+    message = plain.err.splitlines()[0].split(" [request id")[0]
+    assert message.startswith("Error: ") and message in debugged.err  # after the traceback

@@ -138,7 +138,7 @@ def test_an_expired_link_found_while_interrupting_is_left_for_the_rerun(tmp_path
     from runflow_cli.files.download import ExpiredURLError
 
     class Expired:
-        def fetch(self, url: str, dest: Path) -> Any:
+        def fetch(self, url: str, dest: Path, **kw: Any) -> Any:
             raise ExpiredURLError("HTTP 410 (the link may have expired)")
 
         def abort(self) -> None:

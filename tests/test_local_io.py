@@ -2,8 +2,8 @@
 refuses a write exit 5, with one message naming the path or port and the cause.
 
 The real CLI in-process against the sandbox on loopback; a disk that fills up at a chosen
-moment is staged by refusing the atomic writer's temporary files (``tempfile.mkstemp`` in
-``files/folder.py``) with the errno a full disk gives. tests/test_e2e_local_io.py does the
+moment is staged by refusing the atomic writer's temporary files (``_new_temporary`` in
+``files/confined.py``) with the errno a full disk gives. tests/test_e2e_local_io.py does the
 same with real read-only and full file systems.
 """
 
@@ -16,18 +16,16 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from helpers import make_items, run_batch
 
-import runflow_cli.files.folder as folder_module
+import runflow_cli.files.confined as confined_module
 from runflow_cli.batch.journal import Journal, fingerprint
 from runflow_cli.errors import ExitCode, LocalIOError, local_io_error
 from runflow_cli.files.folder import OutputFolder
@@ -139,23 +137,26 @@ def test_the_receiver_on_a_port_in_use_is_a_local_io_error(busy_port: int) -> No
 # --- the disk fills up while finals are saved ------------------------------------------
 
 
+_NEW_TEMPORARY = confined_module._new_temporary
+
+
 class FillingDisk:
-    """Stands in for ``tempfile`` in files/folder.py: ``room`` more files fit in a folder
-    named ``full``, then each one is refused with ENOSPC, as a full disk does."""
+    """Stands in for ``_new_temporary`` in files/confined.py: ``room`` more files fit in a
+    folder named ``full``, then each one is refused with ENOSPC, as a full disk does."""
 
     def __init__(self, full: str, room: int) -> None:
         self.full, self.room = full, room
         self.refused = 0
         self._lock = threading.Lock()
 
-    def mkstemp(self, **kw: Any) -> tuple[int, str]:
-        if Path(kw["dir"]).name == self.full:
+    def new_temporary(self, place: Any, prefix: str, suffix: str) -> tuple[str, int]:
+        if place.path.name == self.full:
             with self._lock:
                 self.room -= 1
                 if self.room < 0:
                     self.refused += 1
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return tempfile.mkstemp(**kw)
+        return _NEW_TEMPORARY(place, prefix, suffix)
 
 
 def test_a_full_disk_stops_buying_and_a_rerun_fetches_what_was_paid_for(
@@ -164,7 +165,7 @@ def test_a_full_disk_stops_buying_and_a_rerun_fetches_what_was_paid_for(
     rows, out = 12, tmp_path / "out"
     manifest = write_manifest(tmp_path / "m.csv", rows)
     disk = FillingDisk("BIG", room=3)
-    monkeypatch.setattr(folder_module, "tempfile", SimpleNamespace(mkstemp=disk.mkstemp))
+    monkeypatch.setattr(confined_module, "_new_temporary", disk.new_temporary)
     sequential = ("--batch-size", "2", "--max-in-flight", "1", "--log-format", "json")
 
     first = run_batch(cli, sb, manifest, out, *sequential)
@@ -208,9 +209,7 @@ def test_a_final_refused_by_the_disk_makes_download_exit_5(
     made = run_batch(cli, sb, write_manifest(tmp_path / "m.csv", 2), out)
     assert made.code == 0, made.err
     (batch,) = sb.batches()
-    monkeypatch.setattr(
-        folder_module, "tempfile", SimpleNamespace(mkstemp=FillingDisk("r000", 0).mkstemp)
-    )
+    monkeypatch.setattr(confined_module, "_new_temporary", FillingDisk("r000", 0).new_temporary)
 
     result = cli("download", batch["id"], "--out", str(tmp_path / "again"), "--json",
                  "--base-url", sb.base_url, "--api-key", sb.api_key)  # fmt: skip

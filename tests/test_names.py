@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 
 from runflow_cli.names import (
+    MAX_COMPONENT_BYTES,
     MAX_COMPONENT_LENGTH,
+    NAME_MAX,
     folder_name_problem,
     name_key,
     sanitize_component,
     unique_name,
     url_extension,
     url_stem,
+    utf8_length,
 )
 
 
@@ -146,3 +149,77 @@ def test_name_key_folds_case_and_unicode_composition() -> None:
     assert name_key("ÉTÉ") == name_key("été")
     assert name_key("e\u0301te") == name_key("\u00e9te")  # macOS treats these as one name
     assert name_key("A") != name_key("B")
+
+
+# --- limits in bytes, and names runflow keeps for itself ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("é" * 119, 238), ("商" * 80, 240), ("é" * 101, 202), ("x" * 70 + "商" * 44, 202)],
+)
+def test_names_are_measured_in_bytes_of_utf8(value: str, size: int) -> None:
+    """Fewer than 120 characters, yet too long on disk with an extension and a temp name."""
+    reason = folder_name_problem(value)
+    assert reason is not None and f"it is {size} bytes long in UTF-8" in reason
+    assert f"at most {MAX_COMPONENT_BYTES}" in reason
+
+
+@pytest.mark.parametrize("value", ["é" * 100, "商" * 66, "x" * 120, "x" * 80 + "商" * 40])
+def test_names_that_fit_with_room_for_what_is_added(value: str) -> None:
+    assert folder_name_problem(value) is None
+    assert len(value.encode()) <= MAX_COMPONENT_BYTES
+    # The longest name written for it: a temporary export beside the final.
+    longest = f".{value}.export.jpeg.XXXXXXXX.part"
+    assert len(longest.encode()) <= NAME_MAX
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (".runflow", "starts with a dot"),
+        (".hidden", "starts with a dot"),
+        ("runflow-report.json", "one of runflow's own files"),
+        ("runflow-report.csv", "one of runflow's own files"),
+        ("review.html", "one of runflow's own files"),
+        ("Review.HTML", "one of runflow's own files"),  # one name on macOS and Windows
+        ("a\ud800b", "lone surrogate (U+D800)"),
+    ],
+)
+def test_names_runflow_keeps_for_itself_are_refused(value: str, fragment: str) -> None:
+    reason = folder_name_problem(value)
+    assert reason is not None and fragment in reason
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("商" * 80, "商" * 66),  # 198 bytes: a 67th would make 201
+        ("é" * 119, "é" * 100),
+        ("a" * 150 + "é", "a" * 120),
+        ("x" * 199 + "商", "x" * 120),
+        (".hidden", "_hidden"),
+        ("..x", "__x"),
+        (".runflow", "_runflow"),
+        ("review.html", "review_.html"),
+        ("RUNFLOW-report.json", "RUNFLOW-report_.json"),
+        ("a\ud800b", "a_b"),
+    ],
+)
+def test_sanitize_component_fits_in_bytes_and_avoids_reserved_names(
+    value: str, expected: str
+) -> None:
+    assert sanitize_component(value) == expected
+    assert folder_name_problem(expected) is None
+
+
+def test_unique_name_shortens_in_bytes_never_splitting_a_character() -> None:
+    stem = "商" * 66  # 198 bytes
+    taken = {name_key(stem)}
+    second = unique_name(stem, taken)
+    assert second == "商" * 66 + "-2"  # 200 bytes: fits as it is
+    third = unique_name(stem, taken)
+    assert third == "商" * 66 + "-3"
+    long = "é" * 100  # 200 bytes
+    assert unique_name(long, {name_key(long)}) == "é" * 99 + "-2"
+    assert utf8_length(unique_name(long, {name_key(long), name_key("é" * 99 + "-2")})) <= 200

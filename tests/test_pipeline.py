@@ -109,7 +109,7 @@ class FakeDownloader:
     def __init__(self) -> None:
         self.fetched: list[tuple[str, Path]] = []
 
-    def fetch(self, url: str, dest: Path) -> SavedFile:
+    def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
         self.fetched.append((url, dest))
         return SavedFile(dest, 1, "0" * 64)
 

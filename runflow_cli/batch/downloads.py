@@ -32,7 +32,7 @@ from runflow_cli.batch.outcome import Outcome
 from runflow_cli.errors import LocalIOError, RunflowError
 from runflow_cli.files.download import DownloadAborted, Downloader, ExpiredURLError
 from runflow_cli.files.expiry import link_expiry
-from runflow_cli.files.folder import OutputFolder, SavedFile
+from runflow_cli.files.folder import OutputFolder, OutsideOutputError, SavedFile
 from runflow_cli.files.save import SavedFinal, failure_message, save_final
 from runflow_cli.row_status import Status
 
@@ -170,7 +170,9 @@ class Fetcher:
                     continue
                 self._failed(task.outcome, exc.message)
             except LocalIOError as exc:
-                if exc.stops_run:  # the disk refuses every final: exit 5, stop buying more
+                # The disk refuses every final (exit 5, stop buying more), or a link in OUT
+                # refuses this one (exit 5; the ledger buys on).
+                if exc.stops_run or isinstance(exc, OutsideOutputError):
                     self._failed(task.outcome, exc.message, kind="local_io")
                     self._on_local_fault(exc)
                 else:

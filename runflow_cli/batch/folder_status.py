@@ -99,7 +99,7 @@ class StatusSummary:
 
 def load_status(folder: OutputFolder) -> StatusSummary:
     """The summary of ``folder``'s journal; :class:`NoJournalError` if it has none."""
-    journal = Journal.existing(folder)
+    journal = Journal.existing(folder, read_only=True)  # works on a read-only OUT
     if journal is None:
         raise NoJournalError(
             f"no runs recorded in {folder} yet",

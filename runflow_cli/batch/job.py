@@ -21,13 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext, suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from runflow_cli.api.client import Endpoint
 from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
-from runflow_cli.batch.identity import fingerprint
+from runflow_cli.batch.finish import BatchResult, export_finals, write_run_reports
 from runflow_cli.batch.interrupts import Interrupts
 from runflow_cli.batch.invalid import NOT_SENT, not_sent_message, with_invalid
 from runflow_cli.batch.journal import Journal, JournalDamagedError
@@ -39,28 +39,13 @@ from runflow_cli.batch.records import BatchRecord, RowRecord
 from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
 from runflow_cli.batch.reuse import Reuse
 from runflow_cli.batch.spend import PriceBook
-from runflow_cli.errors import ExitCode, LocalIOError
+from runflow_cli.errors import ExitCode
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.lock import RunLockedError
+from runflow_cli.files.save import refuse_linked_sku_folders
 from runflow_cli.manifest import Manifest
-from runflow_cli.outputs.export import ExportSpec, ExportSummary, export_all
-from runflow_cli.outputs.report import Report, ReportRow, write_reports
-from runflow_cli.outputs.review import REVIEW_HTML, write_review
 from runflow_cli.row_status import Status
-
-
-@dataclass
-class BatchResult(RunResult):
-    """What a batch job did: every row's outcome, and what it wrote."""
-
-    plan: Plan | None = None
-    reports: tuple[Path, Path] | None = None
-    review: Path | None = None
-    review_error: str | None = None
-    """Why the review sheet could not be written (it never fails the run)."""
-    exports: ExportSummary | None = None
-    elapsed: float = 0.0
 
 
 def output_folder(out: OutputFolder | Path | str) -> OutputFolder:
@@ -78,8 +63,9 @@ def plan_batch(
     """What :func:`run_batch` would do against ``endpoint`` (an :attr:`Endpoint.identity`)
     of ``service`` (an :attr:`Endpoint.service`; default: read from ``endpoint``), with
     its projected cost where prices are known. Nothing is sent, and nothing is written
-    but the migration of an older journal."""
+    but the migration of an older journal. A SKU folder that is a link is refused."""
     folder = output_folder(out)
+    refuse_linked_sku_folders(folder, (item.sku for item in manifest.items))
     service = service or legacy_service(endpoint)
     try:
         journal = Journal.existing(folder)
@@ -122,6 +108,7 @@ def run_batch(
     started = clock()
     folder = output_folder(out)
     with folder.lock(command):
+        refuse_linked_sku_folders(folder, (item.sku for item in manifest.items))
         journal, notices = open_journal(folder, endpoint.service)
         with journal:
             for notice in notices:
@@ -175,8 +162,8 @@ def run_batch(
         run.outcomes = with_invalid(run.outcomes, manifest.invalid)
         result = BatchResult(**vars(run), plan=plan)
         if options.export is not None and not result.interrupted:
-            result.exports = _export(result, options.export)
-        _write_reports(result, manifest, folder, options, endpoint.service)
+            result.exports = export_finals(result, options.export, folder)
+        write_run_reports(result, manifest, folder, options, endpoint.service)
     result.elapsed = clock() - started
     return result
 
@@ -226,7 +213,7 @@ def report_invalid_manifest(
             batch_ids = {b.batch_key: b.batch_id for b in journal.batches()} if journal else {}
         result.outcomes = _not_sent(manifest, plan, folder, batch_ids, label)
         if lock is not None:
-            _write_reports(result, manifest, folder, options, service)
+            write_run_reports(result, manifest, folder, options, service)
     result.elapsed = time.monotonic() - started
     return result
 
@@ -264,29 +251,6 @@ def _not_sent(
             )
         )
     return with_invalid(outcomes, manifest.invalid)
-
-
-def _write_reports(
-    result: BatchResult,
-    manifest: Manifest,
-    folder: OutputFolder,
-    options: BatchOptions,
-    service: str,
-) -> None:
-    report = _report(result, manifest, folder, options.model, service)
-    try:
-        result.reports = write_reports(folder, report)
-    except LocalIOError as fault:  # the journal has it all: a rerun writes them again
-        if result.local_fault is not None:  # the one message says so too
-            result.local_fault.also(f"the reports could not be written either: {fault}")
-        result.local_io(fault)
-    if options.review and result.reports is not None:
-        try:
-            result.review = write_review(folder)
-        except LocalIOError as exc:
-            result.review_error = exc.message
-        except Exception as exc:  # the review sheet never fails a run
-            result.review_error = f"could not write {folder.path(REVIEW_HTML)}: {exc}"
 
 
 def _plan(
@@ -350,50 +314,3 @@ def _process(
             label=label,
         )
         return pipeline.run(plan, first)
-
-
-def _export(result: RunResult, spec: ExportSpec) -> ExportSummary:
-    """Export the final of every succeeded row; a failure leaves the final and exits 1."""
-    finals = [
-        o.output_path
-        for o in result.outcomes
-        if o.status == Status.SUCCEEDED and o.output_path is not None and o.output_path.is_file()
-    ]
-    summary = export_all(finals, spec)
-    for outcome in result.outcomes:
-        if outcome.output_path is not None and outcome.output_path in summary.paths:
-            outcome.export_path = summary.paths[outcome.output_path]
-    if summary.failed:
-        result.add_severity(ExitCode.ITEMS_FAILED)
-    return summary
-
-
-def _report(
-    result: RunResult, manifest: Manifest, folder: OutputFolder, model: str, service: str
-) -> Report:
-    rows = []
-    for o in result.outcomes:
-        item = o.item
-        made = o.status == Status.SUCCEEDED and o.output_path is not None
-        rows.append(
-            ReportRow(
-                sku=item.sku,
-                name=item.name,
-                image_url=item.image_url,
-                client_ref=item.client_ref,
-                status=o.status.value,
-                batch_id=o.batch_id,
-                run_id=o.run_id,
-                error_kind=o.error_kind,
-                error_message=o.error_message,
-                output_path=folder.relative(o.output_path) if o.output_path else None,
-                export_path=folder.relative(o.export_path) if o.export_path else None,
-                line=item.line,
-                size=o.size,
-                sha256=o.sha256,
-                elements=list(item.elements),
-                endpoint=service if made else None,
-                request_fingerprint=fingerprint(item, model),
-            )
-        )
-    return Report(manifest.source, result.summary(), rows)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runflow_cli.batch.identity import fingerprint, row_key
-from runflow_cli.batch.migrations import JournalDamagedError, migrate
+from runflow_cli.batch.migrations import JournalDamagedError, connect_read_only, migrate
 from runflow_cli.batch.records import BatchRecord, BatchState, RowRecord, RowResult
 from runflow_cli.errors import local_io
 from runflow_cli.files.folder import OutputFolder
@@ -50,27 +50,36 @@ class Journal:
         self.path = path
 
     @classmethod
-    def existing(cls, folder: OutputFolder) -> Journal | None:
+    def existing(cls, folder: OutputFolder, *, read_only: bool = False) -> Journal | None:
         """The journal of ``folder`` if a run ever wrote one, else None."""
-        return cls.open(folder) if folder.has_state(STATE_DB) else None
+        return cls.open(folder, read_only=read_only) if folder.has_state(STATE_DB) else None
 
     @classmethod
-    def open(cls, folder: OutputFolder) -> Journal:
-        """Open ``OUT/.runflow/state.db``, creating or migrating it as needed."""
+    def open(cls, folder: OutputFolder, *, read_only: bool = False) -> Journal:
+        """Open ``OUT/.runflow/state.db``, creating or migrating it as needed.
+
+        ``read_only`` (commands that only read): nothing is written, not even on a
+        read-only OUT; an older journal is migrated in memory, not on disk.
+        """
         path = folder.state_path(STATE_DB)
-        with local_io(path, "open the journal"):  # full, read-only, not ours: exit 5
-            path.parent.mkdir(parents=True, exist_ok=True)
+        with local_io(path, "read the journal" if read_only else "open the journal"):
+            if not read_only:  # not through a link in OUT: .runflow, state.db or its WAL
+                folder.prepare_state(STATE_DB, f"{STATE_DB}-wal", f"{STATE_DB}-shm")
             if path.is_dir():
                 raise JournalDamagedError(f"{path} is a folder, not a journal")
-            connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+            if read_only:
+                connection = connect_read_only(path)
+            else:
+                connection = sqlite3.connect(path, isolation_level=None, timeout=30)
             try:
                 connection.row_factory = sqlite3.Row
-                connection.execute("PRAGMA journal_mode=WAL")
-                # NORMAL in WAL mode: a commit survives a killed process; only a power cut
-                # may lose the last commits, never corrupt the file.
-                connection.execute("PRAGMA synchronous=NORMAL")
-                connection.execute("PRAGMA foreign_keys=ON")
-                migrate(connection, str(path))
+                if not read_only:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    # NORMAL in WAL mode: a commit survives a killed process; only a power
+                    # cut may lose the last commits, never corrupt the file.
+                    connection.execute("PRAGMA synchronous=NORMAL")
+                    connection.execute("PRAGMA foreign_keys=ON")
+                    migrate(connection, str(path))
                 # Reads every page of both tables: a truncated file fails here, not mid-run.
                 connection.execute("SELECT count(*) FROM rows").fetchone()
                 connection.execute("SELECT count(*) FROM batches").fetchone()

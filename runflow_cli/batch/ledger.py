@@ -26,7 +26,7 @@ from runflow_cli.errors import (
     InsufficientCreditsError,
     LocalIOError,
 )
-from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.folder import OutputFolder, OutsideOutputError
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
 
@@ -159,8 +159,11 @@ class Ledger:
 
     def local_fault(self, fault: LocalIOError) -> None:
         """OUT refused a write (a final, the journal): exit 5, and no new batch from here on
-        (money first: what it would buy could not be saved). Batches in flight still finish."""
+        (money first: what it would buy could not be saved). Batches in flight still finish.
+        A link in OUT refuses only the files behind it: exit 5, and the run buys on."""
         self.result.local_io(fault)
+        if isinstance(fault, OutsideOutputError):
+            return
         detail = f"the output folder refused a write: {fault.cause or fault.message}"
         self.stop(StopReason(StopKind.LOCAL_IO, detail), notice=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 from runflow_cli.api.client import DEFAULT_MODEL
 from runflow_cli.api.service import legacy_service
@@ -173,3 +174,36 @@ def migrate(db: sqlite3.Connection, where: str) -> None:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """The journal at ``path`` opened for reading only: nothing is written, so a read-only
+    OUT works. A journal of an earlier release is brought up to date in a copy in memory
+    (the file is left as it is); a newer one is refused as :func:`migrate` refuses it."""
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+    try:
+        try:
+            current = version(db)
+        except sqlite3.OperationalError:
+            # A WAL journal in a read-only folder without its -shm file: SQLite cannot set
+            # up the shared index. Nothing can be writing it there: read the file as it is.
+            db.close()
+            db = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+            current = version(db)
+        if current == SCHEMA_VERSION:
+            return db
+        copy = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            db.backup(copy)
+            migrate(copy, str(path))
+        except BaseException:
+            copy.close()
+            raise
+        db.close()
+        return copy
+    except BaseException as exc:
+        db.close()
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            raise JournalDamagedError(f"{path} cannot be read as a journal ({exc})") from None
+        raise  # locked, no permission: the disk, not the journal

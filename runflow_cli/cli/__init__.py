@@ -177,7 +177,11 @@ def _root(
     ] = False,
     debug: Annotated[
         bool,
-        typer.Option("--debug", help="Show full tracebacks for errors (also RUNFLOW_DEBUG=1)."),
+        typer.Option(
+            "--debug",
+            help="Also show the full traceback of an error (also RUNFLOW_DEBUG=1); "
+            "the exit code stays the same.",
+        ),
     ] = False,
     profile: Annotated[
         str | None,
@@ -205,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status; every error is handled here, once.
 
     The console script calls it with no arguments (``sys.argv``); tests pass ``argv``.
+    ``--debug`` prints the traceback before the message and never changes the status.
     """
     from runflow_cli.batch.interrupts import Terminated
 
@@ -220,23 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
         exc.show()  # type: ignore[attr-defined]
         return ExitCode.INVALID_INPUT
+    # --debug adds the traceback to what is said; the exit code stays the same.
     except KeyboardInterrupt as exc:
-        if debug:
-            raise
+        _print_traceback(exc, debug)
         _print_error("interrupted", None)
         return ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
     except RunflowError as exc:
-        if debug:
-            raise
+        _print_traceback(exc, debug)
         _print_error(str(exc), exc.hint, getattr(exc, "problems", None))
         return exc.exit_code
     except OSError as exc:
-        if debug:
-            raise
+        _print_traceback(exc, debug)
         return _local_io_or_bug(exc)
     except Exception as exc:
-        if debug:
-            raise
+        _print_traceback(exc, debug)
         _print_error(
             f"unexpected {type(exc).__name__}: {exc}",
             "This is a bug in runflow-cli. Run again with --debug for the traceback and report it.",
@@ -258,6 +260,13 @@ def _local_io_or_bug(exc: OSError) -> int:
         "This is a bug in runflow-cli. Run again with --debug for the traceback and report it.",
     )
     return ExitCode.INTERNAL_ERROR
+
+
+def _print_traceback(exc: BaseException, debug: bool) -> None:
+    if debug:
+        from runflow_cli.cli.ui.consoles import Consoles
+
+        Consoles.create().traceback(exc)
 
 
 def _print_error(message: str, hint: str | None, problems: list[object] | None = None) -> None:

@@ -51,13 +51,15 @@ def download_command(
     SKU folder (item-<sequence_index> when it has none) and the stem of its
     image URL the file name, made unique per folder in sequence order (front,
     front-2). A run goes where `runflow run` puts it. Every path component is
-    sanitized, so nothing is written outside OUT; files already there are
-    replaced. Failed and cancelled items are listed.
+    sanitized and nothing is written through a symbolic link inside OUT, so
+    nothing is written outside OUT; files already there are replaced. Failed
+    and cancelled items are listed.
 
     Exits 0 when every final is saved; 1 when an item failed or was cancelled,
     a download failed, or the batch is not finished yet (nothing is saved then:
     wait and run the same command again); 2 when no batch or run has that id;
-    5 when OUT cannot hold the finals (a file, read-only, the disk full).
+    5 when OUT cannot hold the finals (a file, read-only, the disk full, a
+    symbolic link inside it).
 
     Example: runflow download 01984c44-7c2b-7f3e-8b4d-1a2b3c4d5e6f --out photos/
     """

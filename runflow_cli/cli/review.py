@@ -30,13 +30,17 @@ def review_command(
     without it the page shows the full-size finals. `runflow batch` writes the
     page at the end of every run; this command rebuilds it.
 
+    When OUT cannot be written (a read-only share, a full disk), the page and its
+    thumbnails go to a folder of your cache instead (~/.cache/runflow/review/, or
+    under $XDG_CACHE_HOME), with images linking into OUT; a warning says so.
+
     Exits 2 if OUT holds no runflow-report.json.
 
     Example: runflow review photos/
     """
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.files.folder import OutputFolder
-    from runflow_cli.outputs.review import pillow_available, write_review
+    from runflow_cli.outputs.review import elsewhere_for, pillow_available, write_review_somewhere
 
     consoles = Consoles.create(no_color=no_color)
     if not pillow_available():
@@ -44,7 +48,11 @@ def review_command(
             "Pillow is not installed: the page shows full-size finals instead of thumbnails "
             "(pip install 'runflow-cli[images]')."
         )
-    path = write_review(OutputFolder(out))
+    folder = OutputFolder(out)
+    page = write_review_somewhere(folder, elsewhere_for(folder))
+    if page.refused is not None:
+        consoles.warn(f"{page.refused.message}: the page is in your cache instead.")
+    path = page.path
     consoles.line(str(path))
     if open_:
         import webbrowser

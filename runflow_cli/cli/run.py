@@ -116,8 +116,9 @@ def run_command(
 
     Exits 0 when the final is saved, 1 when the run failed or was cancelled
     (its error kind and message are shown) or the final could not be saved, 5
-    when OUT cannot hold it (a file, read-only, the disk full; OUT being a file
-    is found before the run is sent). --no-wait prints the run id and exits 0.
+    when OUT cannot hold it (a file, read-only, the disk full, a symbolic link;
+    OUT being a file, or OUT/<sku> a link, is found before the run is sent).
+    --no-wait prints the run id and exits 0.
 
     Example: runflow run https://cdn.example.com/shirt.jpg --elements 'tag_removal;background_removal' --out photos/
     (try it with no account: add --sandbox)

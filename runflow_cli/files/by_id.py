@@ -19,7 +19,7 @@ from runflow_cli.api.answers import BatchView, ItemView, RunView
 from runflow_cli.api.client import RunflowClient
 from runflow_cli.errors import ExitCode, LocalIOError, RunflowError
 from runflow_cli.files.download import Downloader, ExpiredURLError
-from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.folder import OutputFolder, OutsideOutputError
 from runflow_cli.files.save import failure_message, save_final
 from runflow_cli.names import name_key, sanitize_component, unique_name, url_stem
 from runflow_cli.row_status import Status
@@ -102,7 +102,7 @@ class Finals:
         if self.finished and len(self.saved) == len(self.items):
             return ExitCode.OK
         if any(i.error_kind == "local_io" for i in self.items):
-            return ExitCode.LOCAL_IO  # the disk refused a final: full, read-only
+            return ExitCode.LOCAL_IO  # the disk refused a final (full, read-only), or a link
         return ExitCode.ITEMS_FAILED
 
     def to_json(self) -> dict[str, Any]:
@@ -249,7 +249,10 @@ def _save_some(
             except (RunflowError, OSError) as exc:  # one bad file must not lose the others
                 if isinstance(exc, ExpiredURLError):
                     expired.append(item)
-                local = isinstance(exc, LocalIOError) and exc.stops_run
+                # The disk refusing, or a link in OUT: fixed on this machine, exit 5.
+                local = isinstance(exc, OutsideOutputError) or (
+                    isinstance(exc, LocalIOError) and exc.stops_run
+                )
                 item.status = Status.DOWNLOAD_FAILED
                 item.error_kind = "local_io" if local else "download_failed"
                 item.error_message = failure_message(exc)

@@ -140,12 +140,16 @@ class Downloader:
     def aborted(self) -> bool:
         return self._connections.aborted.is_set()
 
-    def fetch(self, url: str, dest: Path) -> SavedFile:
-        """Download ``url`` to ``dest`` (whole or not at all), retrying transient failures."""
+    def fetch(self, url: str, dest: Path, *, write: Writer | None = None) -> SavedFile:
+        """Download ``url`` to ``dest`` (whole or not at all), retrying transient failures.
+
+        ``write`` replaces the downloader's writer for this file (an OUT's own, which
+        keeps it inside OUT).
+        """
         deadline = self._clock() + self._deadline
         self._local.deadline = deadline
         try:
-            return self._fetch(url, dest, deadline)
+            return self._fetch(url, dest, deadline, write or self._write)
         except Exception as exc:
             if self.aborted and not isinstance(exc, DownloadAborted):
                 raise DownloadAborted(f"{url_basename(url)}: interrupted") from exc
@@ -153,7 +157,7 @@ class Downloader:
         finally:
             self._local.deadline = None
 
-    def _fetch(self, url: str, dest: Path, deadline: float) -> SavedFile:
+    def _fetch(self, url: str, dest: Path, deadline: float, write: Writer) -> SavedFile:
         self._check(httpx.URL(url))
         last: Exception | None = None
         for attempt in range(self._retries + 1):
@@ -163,7 +167,7 @@ class Downloader:
                 raise DownloadAborted(f"{url_basename(url)}: interrupted")
             self._within(url, deadline)
             try:
-                return self._fetch_once(url, dest, deadline)
+                return self._fetch_once(url, dest, deadline, write)
             except (httpx.TransportError, _Retryable) as exc:
                 last = exc
         self._within(url, deadline)
@@ -193,7 +197,7 @@ class Downloader:
                 if refusal is not None:
                     raise URLRefused(f"refused to download from {url.host}: {refusal}")
 
-    def _fetch_once(self, url: str, dest: Path, deadline: float) -> SavedFile:
+    def _fetch_once(self, url: str, dest: Path, deadline: float, write: Writer) -> SavedFile:
         name = url_basename(url)
         target = httpx.URL(url)
         for _ in range(MAX_REDIRECTS + 1):
@@ -217,7 +221,7 @@ class Downloader:
                     raise DownloadError(
                         f"could not download {name}: expected an image, got {content_type}"
                     )
-                return self._write(dest, self._body(response, dest, url, deadline))
+                return write(dest, self._body(response, dest, url, deadline))
         raise DownloadError(f"could not download {name}: more than {MAX_REDIRECTS} redirects")
 
     def _redirect(self, current: httpx.URL, target: httpx.URL) -> httpx.URL:

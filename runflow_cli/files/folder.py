@@ -10,28 +10,21 @@ class, not a change in every room.
 from __future__ import annotations
 
 import errno
-import glob
 import hashlib
 import os
-import tempfile
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from runflow_cli.errors import LocalIOError, local_io
+from runflow_cli.files.confined import OutsideOutputError, Place, link_message, walk, write_whole
 from runflow_cli.files.lock import RunLock
 
+__all__ = ["OutputFolder", "OutsideOutputError", "SavedFile", "file_matches", "write_atomically"]
 
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_read_umask()
-"""What a file written the ordinary way gets: finals and reports alike follow the umask
-(``mkstemp`` alone would make them 0600). Read once, at import, before any thread."""
+MAX_LINKS_LISTED = 10
+"""How many symbolic links found up front one message names (then a count)."""
 
 STATE_DIR = ".runflow"
 """OUT's own folder: the journal, the lock, review thumbnails."""
@@ -46,10 +39,15 @@ class SavedFile:
 
 
 class OutputFolder:
-    """A local output folder. Paths it hands out and takes are inside ``root``."""
+    """A local output folder. Paths it hands out and takes are inside ``root``.
+
+    Every write is confined to OUT (:mod:`runflow_cli.files.confined`): OUT itself may be
+    a symbolic link, resolved once, but no link inside it is ever written through.
+    """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._real_root: Path | None = None
 
     def __repr__(self) -> str:
         return f"OutputFolder({str(self.root)!r})"
@@ -68,6 +66,28 @@ class OutputFolder:
         if path.is_relative_to(self.root):
             return path.relative_to(self.root).as_posix()
         return str(path)
+
+    @property
+    def real_root(self) -> Path:
+        """OUT with the links in its own path resolved: once, at the first write."""
+        if self._real_root is None:
+            self._real_root = Path(os.path.realpath(self.root))
+        return self._real_root
+
+    def parts(self, path: Path) -> tuple[str, ...]:
+        """``path``'s folders and name below OUT; :class:`OutsideOutputError` if it is not
+        below OUT (absolute elsewhere, or climbing out with ``..``)."""
+        for base in (self.root, self._real_root):
+            if base is not None and path.is_relative_to(base):
+                parts = path.relative_to(base).parts
+                if parts and ".." not in parts:
+                    return parts
+        raise OutsideOutputError(
+            f"could not write {path}: it is not inside the output folder {self.root}",
+            path=path,
+            hint="runflow writes only inside the output folder; this is a bug if you "
+            "did not edit a report or the journal by hand.",
+        )
 
     def state_path(self, name: str) -> Path:
         """``OUT/.runflow/<name>``: where the journal, the lock and thumbnails live."""
@@ -113,43 +133,136 @@ class OutputFolder:
 
         Not fsynced: each run writes these again from the journal.
         """
-        return write_atomically(self.path(relative), [text.encode()], durable=False).path
+        return self.write_stream(self.path(relative), [text.encode()], durable=False).path
 
-    def write_stream(self, dest: Path, chunks: Iterable[bytes]) -> SavedFile:
-        """Write a final or stage atomically from its chunks, durably; size and SHA-256 back."""
-        return write_atomically(dest, chunks)
+    def write_stream(
+        self, dest: Path, chunks: Iterable[bytes], *, durable: bool = True
+    ) -> SavedFile:
+        """Write a final, stage or export atomically from its chunks; size and SHA-256 back.
+
+        ``durable`` fsyncs it (a final the journal calls saved must survive a power cut).
+        :class:`OutsideOutputError` for a link on the way (``OUT/<sku>`` a link), and
+        :class:`LocalIOError` naming ``dest`` for what the disk refuses.
+        """
+        with local_io(dest):
+            parts = self.parts(dest)
+            with walk(self.root, self.real_root, parts[:-1], create=True) as place:
+                written = write_whole(place, parts[-1], chunks, durable=durable)
+        return SavedFile(self.root.joinpath(*parts), written.size, written.sha256)
 
     def copy(self, source: Path, dest: Path) -> SavedFile:
         """Copy a final to another name, whole or not at all."""
         with open(source, "rb") as f:
-            return write_atomically(dest, iter(lambda: f.read(1 << 20), b""))
+            return self.write_stream(dest, iter(lambda: f.read(1 << 20), b""))
 
     def stage(self, source: Path) -> Path:
         """Hold on to a final as it is now (a hard link in OUT/.runflow/), so it can be placed
         under another name even after its own name is overwritten (two rows swapping names)."""
         staged = self.state_path(f"staged-{uuid.uuid4().hex}")
         with local_io(staged, "stage"):
-            staged.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(source, staged)
-            except OSError:  # no hard links here: a copy does the same, slower
-                with open(source, "rb") as f:
-                    write_atomically(staged, iter(lambda: f.read(1 << 20), b""))
+            parts = self.parts(source)
+            with (
+                walk(self.root, self.real_root, parts[:-1], create=False) as here,
+                walk(self.root, self.real_root, (STATE_DIR,), create=True) as state,
+            ):
+                here.refuse_link(parts[-1])
+                try:
+                    os.link(
+                        here.name(parts[-1]),
+                        state.name(staged.name),
+                        src_dir_fd=here.fd,
+                        dst_dir_fd=state.fd,
+                        follow_symlinks=False,
+                    )
+                    return staged
+                except FileNotFoundError:
+                    raise
+                except OSError:
+                    pass  # no hard links here: a copy does the same, slower
+        self.copy(source, staged)
         return staged
 
     def place(self, staged: Path, dest: Path) -> None:
         """Put a staged file at ``dest``, replacing what is there, in one rename."""
-        with local_io(dest, "write"):
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, dest)
-            _fsync_dir(dest.parent)
+        self.move(staged, dest)
+
+    def move(self, source: Path, dest: Path) -> None:
+        """Rename a final (a row renamed in the manifest keeps the file it paid for)."""
+        with local_io(dest):
+            old, new = self.parts(source), self.parts(dest)
+            with (
+                walk(self.root, self.real_root, old[:-1], create=False) as here,
+                walk(self.root, self.real_root, new[:-1], create=True) as there,
+            ):
+                here.refuse_link(old[-1])
+                there.refuse_link(new[-1])
+                os.replace(
+                    here.name(old[-1]),
+                    there.name(new[-1]),
+                    src_dir_fd=here.fd,
+                    dst_dir_fd=there.fd,
+                )
+                there.fsync()
+
+    def prepare_state(self, *names: str) -> None:
+        """Make ``OUT/.runflow`` (not a link) and refuse a link at any of ``names`` in it.
+
+        The journal and the lock are opened by path after this. Raises ``OSError`` or
+        :class:`OutsideOutputError`: the caller says what it was doing (``local_io``).
+        """
+        with walk(self.root, self.real_root, (STATE_DIR,), create=True) as place:
+            for name in names:
+                place.refuse_link(name)
+
+    def prune_state(self, folder: str, keep: set[str], suffix: str) -> None:
+        """Delete the files ending in ``suffix`` of ``OUT/.runflow/<folder>`` not in ``keep``."""
+        with (
+            local_io(self.state_path(folder), "clean up"),
+            walk(self.root, self.real_root, (STATE_DIR, folder), create=True) as place,
+        ):
+            for name in place.listdir():
+                if name.endswith(suffix) and name not in keep:
+                    place.unlink(name)
+
+    def links_among(self, names: Iterable[str]) -> list[Path]:
+        """Which of ``names`` (entries right under OUT, such as SKU folders) are links."""
+        try:
+            with os.scandir(self.real_root) as entries:
+                if not any(entry.is_symlink() for entry in entries):
+                    return []  # the common case: one listing, not one lstat per SKU
+        except OSError:
+            return []  # no OUT yet (or not a folder: said when it is written)
+        return [self.root / n for n in dict.fromkeys(names) if (self.real_root / n).is_symlink()]
+
+    def refuse_links(self, names: Iterable[str]) -> None:
+        """:class:`OutsideOutputError` naming every link among ``names`` right under OUT.
+
+        A run calls it before it sends anything, with its SKU folders: a final it pays
+        for could not be saved through one.
+        """
+        links = self.links_among(names)
+        if not links:
+            return
+        shown = "; ".join(
+            link_message(self.real_root / p.name, p) for p in links[:MAX_LINKS_LISTED]
+        )
+        more = len(links) - MAX_LINKS_LISTED
+        if more > 0:
+            shown += f"; and {more} more"
+        noun = "folder is a symbolic link" if len(links) == 1 else "folders are symbolic links"
+        raise OutsideOutputError(
+            f"{len(links)} SKU {noun} in the output folder {self.root}, and runflow never "
+            f"writes through one: {shown}. Nothing was sent.",
+            path=links[0],
+        )
 
     def lock(self, command: str) -> RunLock:
         """Take OUT for one run (released by ``with``); ``RunLockedError`` if another has it,
-        :class:`LocalIOError` if OUT cannot be created or written."""
+        :class:`LocalIOError` if OUT cannot be created or written (or ``.runflow`` is a link)."""
         self.ensure()
         lock = RunLock(self.state_path(LOCK_FILE))
         with local_io(lock.path, "take the lock"):
+            self.prepare_state(LOCK_FILE)
             lock.acquire(command)
         return lock
 
@@ -158,39 +271,16 @@ def write_atomically(dest: Path, chunks: Iterable[bytes], *, durable: bool = Tru
     """Write ``chunks`` to a temporary name beside ``dest``, then rename it into place.
 
     ``dest`` is either whole or absent, even if the process is killed; a temporary
-    file left by a killed run is removed first (one run per OUT holds the lock).
-    ``durable`` (finals) fsyncs the file and its folder, so a power cut cannot
-    leave a final that the journal calls saved but the disk lost. What the disk
-    refuses (full, read-only, not ours) raises :class:`LocalIOError` naming ``dest``.
+    file left by a killed run is removed first. ``durable`` fsyncs the file and its
+    folder. What the disk refuses (full, read-only, not ours) raises
+    :class:`LocalIOError` naming ``dest``. For a file anywhere: what goes into OUT is
+    written by :meth:`OutputFolder.write_stream`, which also refuses links in OUT.
     """
     with local_io(dest):
-        return _write_atomically(dest, chunks, durable)
-
-
-def _write_atomically(dest: Path, chunks: Iterable[bytes], durable: bool) -> SavedFile:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
-        stale.unlink(missing_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as tmp:
-            for chunk in chunks:
-                size += len(chunk)
-                digest.update(chunk)
-                tmp.write(chunk)
-            if durable:
-                tmp.flush()
-                os.fsync(tmp.fileno())
-        os.replace(tmp_name, dest)
-        if durable:
-            _fsync_dir(dest.parent)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return SavedFile(dest, size, digest.hexdigest())
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        place = Place(dest.parent, dest.parent, None)
+        written = write_whole(place, dest.name, chunks, durable=durable)
+    return SavedFile(dest, written.size, written.sha256)
 
 
 def file_matches(path: Path, size: int | None, sha256: str | None) -> bool:
@@ -207,17 +297,3 @@ def file_matches(path: Path, size: int | None, sha256: str | None) -> bool:
     except OSError:
         return False
     return digest.hexdigest() == sha256
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable: on POSIX the folder's entry must reach the disk too."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # not supported on every filesystem; the rename itself is still atomic
-    finally:
-        os.close(fd)

@@ -20,6 +20,7 @@ from runflow_cli.errors import APIError
 from runflow_cli.files.by_id import Finals, save_run
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.save import refuse_linked_sku_folders
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ def execute_run(
     """Create one run, wait for it, and save its final to ``OUT/<sku>/<name><ext>``."""
     started = clock()
     folder.ensure()  # OUT a file, or not ours to write: said before the run is paid for
+    refuse_linked_sku_folders(folder, [sku])  # a link there: said before too
     created = submit_run(client, input, metadata=metadata, callback_url=callback_url)
     run_id = str(created.id)
     if on_status is not None:

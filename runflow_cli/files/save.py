@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +18,21 @@ from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.names import sanitize_component, url_basename, url_extension
 
 
+def sku_folder(sku: str) -> str:
+    """The folder right under OUT that a SKU's finals go to."""
+    return sanitize_component(sku)
+
+
 def final_path(folder: OutputFolder, sku: str, name: str, final_url: str) -> Path:
     """Where a row's final goes: ``OUT/<sku>/<name><extension of the result URL>``."""
     stem = f"{sanitize_component(name)}{url_extension(final_url)}"
-    return folder.path(f"{sanitize_component(sku)}/{stem}")
+    return folder.path(f"{sku_folder(sku)}/{stem}")
+
+
+def refuse_linked_sku_folders(folder: OutputFolder, skus: Iterable[str]) -> None:
+    """:class:`~runflow_cli.files.folder.OutsideOutputError` naming every SKU folder in
+    OUT that is a symbolic link: a run says so before it pays for finals it could not save."""
+    folder.refuse_links(sku_folder(sku) for sku in dict.fromkeys(skus))
 
 
 def stages_dir(final: Path) -> Path:
@@ -48,18 +59,20 @@ def save_final(
 
     Raises :class:`~runflow_cli.errors.DownloadError` (``ExpiredURLError`` when
     the CDN says the link is gone) or :class:`~runflow_cli.errors.LocalIOError` when
-    the file cannot be written.
+    the file cannot be written (:class:`~runflow_cli.files.folder.OutsideOutputError`
+    when a symbolic link in OUT stands on its way).
     """
     final_url = pick_final(urls)
     if final_url is None:
         raise DownloadError("the output lists no result_* image")
     dest = final_path(folder, sku, name, final_url)
-    saved = SavedFinal(downloader.fetch(final_url, dest))
+    # Whatever writer the downloader was made with, a final goes where OUT allows.
+    saved = SavedFinal(downloader.fetch(final_url, dest, write=folder.write_stream))
     if stages:
         folder_for_stages = stages_dir(dest)
         for url in stage_urls(urls):
             stage = folder_for_stages / sanitize_component(url_basename(url))
-            saved.stages.append(downloader.fetch(url, stage))
+            saved.stages.append(downloader.fetch(url, stage, write=folder.write_stream))
     return saved
 
 

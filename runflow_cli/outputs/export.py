@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from runflow_cli.errors import ExitCode, LocalIOError, RunflowError, UsageError
-from runflow_cli.files.folder import OutputFolder, write_atomically
+from runflow_cli.files.folder import OutputFolder, OutsideOutputError, write_atomically
 from runflow_cli.outputs.report import REPORT_JSON, read_report, record_exports
 from runflow_cli.row_status import Status
 
@@ -180,13 +180,14 @@ def export_path_for(final: Path, spec: ExportSpec) -> Path:
     return target
 
 
-def export_final(final: Path, spec: ExportSpec) -> Path:
+def export_final(final: Path, spec: ExportSpec, folder: OutputFolder | None = None) -> Path:
     """Write the export of ``final`` beside it, atomically; returns its path.
 
     Transparency is flattened onto ``spec.background`` (white for a JPEG), the
     longest side is brought down to ``spec.max_size`` with a Lanczos filter
     (never up), and the file carries no EXIF, ICC or XMP: pixels are converted
-    to sRGB first when the final embeds another profile.
+    to sRGB first when the final embeds another profile. With ``folder`` (the OUT
+    holding ``final``) the export is written as OUT writes: never through a link.
     """
     require_pillow()
     from PIL import Image as PILImage
@@ -202,7 +203,10 @@ def export_final(final: Path, spec: ExportSpec) -> Path:
     buffer = io.BytesIO()
     try:
         image.save(buffer, _PIL_FORMAT[spec.format], **_save_options(spec))
-        write_atomically(target, [buffer.getvalue()])
+        if folder is not None:
+            folder.write_stream(target, [buffer.getvalue()])
+        else:
+            write_atomically(target, [buffer.getvalue()])
     except LocalIOError as exc:  # "could not write <target>: <cause>"; the final is kept
         raise ExportError(exc.message) from exc
     except OSError as exc:
@@ -282,12 +286,18 @@ def is_up_to_date(final: Path, target: Path) -> bool:
 
 
 def export_all(
-    finals: Iterable[Path], spec: ExportSpec, *, force: bool = False, workers: int = 4
+    finals: Iterable[Path],
+    spec: ExportSpec,
+    *,
+    force: bool = False,
+    workers: int = 4,
+    folder: OutputFolder | None = None,
 ) -> ExportSummary:
     """Export every final; exports newer than their final are kept (reruns redo nothing).
 
     ``force`` exports again anyway (after changing the spec). A final that
-    cannot be exported is listed in ``failed`` and the others go on.
+    cannot be exported is listed in ``failed`` and the others go on. ``folder``:
+    the OUT the finals are in, whose writes refuse links (see :func:`export_final`).
     """
     require_pillow()
     summary = ExportSummary()
@@ -302,7 +312,7 @@ def export_all(
 
     def one(final: Path) -> tuple[Path, Path | None, str | None]:
         try:
-            return final, export_final(final, spec), None
+            return final, export_final(final, spec, folder), None
         except ExportError as exc:
             return final, None, str(exc)
 
@@ -321,17 +331,22 @@ def export_all(
 
 
 def finals_in_report(folder: OutputFolder) -> list[Path]:
-    """The finals of the succeeded rows of ``OUT/runflow-report.json`` that exist inside OUT."""
-    root = folder.root.resolve()
+    """The finals of the succeeded rows of ``OUT/runflow-report.json`` that exist inside OUT.
+
+    A path that leads out of OUT (absolute, or with ``..``) is refused here; one whose
+    folder is a symbolic link fails alone when its export is written (nothing is written
+    through a link in OUT)."""
     finals: list[Path] = []
     for row in read_report(folder).rows:
         if row.status != Status.SUCCEEDED or not row.output_path:
             continue
         path = folder.path(row.output_path)
-        if not path.resolve().is_relative_to(root):
+        try:
+            folder.parts(path)
+        except OutsideOutputError:
             raise ExportError(
                 f"{folder.path(REPORT_JSON)}: output_path {row.output_path!r} is outside {folder}"
-            )
+            ) from None
         if path.is_file():
             finals.append(path)
     return finals
@@ -352,6 +367,6 @@ def export_folder(
     """
     finals = finals_in_report(folder)
     with folder.lock(command):
-        summary = export_all(finals, spec, force=force)
+        summary = export_all(finals, spec, force=force, folder=folder)
         reports = record_exports_in_report(folder, summary)
     return summary, reports

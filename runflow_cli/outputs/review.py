@@ -10,6 +10,10 @@ finals, lazily loaded, and says so.
 
 The source photo is never downloaded by ``batch``; the "before" is the first
 stage image when ``--keep-intermediates`` saved one, else a link to the source.
+
+When OUT refuses writes (a read-only share of finals), :func:`write_review_somewhere`
+writes the same page, and its thumbnails, to a folder of the user's cache instead, its
+images linking into OUT.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import html
 import io
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +34,8 @@ from string import Template
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from runflow_cli.files.folder import OutputFolder, write_atomically
+from runflow_cli.errors import LocalIOError
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.save import stages_dir
 from runflow_cli.outputs.report import Report, read_report
 from runflow_cli.row_status import REPORTED, Status
@@ -91,19 +96,61 @@ def _pillow() -> Any | None:
     return Image
 
 
-def write_review(folder: OutputFolder, *, workers: int | None = None) -> Path:
-    """Build ``OUT/review.html`` (and its thumbnails) from ``OUT/runflow-report.json``."""
+def write_review(
+    folder: OutputFolder, *, workers: int | None = None, site: OutputFolder | None = None
+) -> Path:
+    """Build ``OUT/review.html`` (and its thumbnails) from ``OUT/runflow-report.json``.
+
+    ``site``: where the page and its thumbnails go instead of OUT; its links to the
+    files in OUT are then ``file:`` URIs.
+    """
+    site = site or folder
     report = read_report(folder)
     cards = order_cards(_cards(report, folder))
     image = _pillow()
     pictures: dict[Path, Picture] = {}
     paths = [p for c in cards for p in (c.before, c.final) if p is not None]
     if image is not None:
-        pictures = make_thumbnails(image, paths, folder, workers=workers)
+        pictures = make_thumbnails(image, paths, folder, workers=workers, site=site)
     else:
-        pictures = {p: Picture(_href(p, folder), _href(p, folder)) for p in paths}
+        pictures = {p: Picture(_href(p, site), _href(p, site)) for p in paths}
     page = render(cards, pictures, report, thumbnails=image is not None)
-    return folder.write_text(REVIEW_HTML, page)
+    return site.write_text(REVIEW_HTML, page)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewPage:
+    path: Path
+    refused: LocalIOError | None = None
+    """Why the page is not in OUT: OUT refused the write (read-only, full, not ours)."""
+
+
+def write_review_somewhere(
+    folder: OutputFolder, elsewhere: Path, *, workers: int | None = None
+) -> ReviewPage:
+    """``OUT/review.html``; or, when OUT refuses every write (read-only, full, not ours),
+    the same page in ``elsewhere`` (see :func:`elsewhere_for`), its images linking into OUT."""
+    try:
+        return ReviewPage(write_review(folder, workers=workers))
+    except LocalIOError as exc:
+        if not exc.stops_run:
+            raise
+        page = write_review(folder, workers=workers, site=OutputFolder(elsewhere))
+        return ReviewPage(page, exc)
+
+
+def elsewhere_for(folder: OutputFolder, env: Mapping[str, str] = os.environ) -> Path:
+    """Where OUT's review page goes when OUT cannot hold it: a folder per OUT under
+    ``$XDG_CACHE_HOME/runflow/review/`` (else ``~/.cache/runflow/review/``)."""
+    xdg = env.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        base = Path(xdg)
+    else:
+        home = env.get("HOME")
+        base = (Path(home) if home else Path.home()) / ".cache"
+    real = str(folder.real_root)
+    tag = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return base / "runflow" / "review" / f"{folder.real_root.name or 'out'}-{tag}"
 
 
 def _cards(report: Report, folder: OutputFolder) -> list[Card]:
@@ -154,31 +201,33 @@ def order_cards(cards: Iterable[Card]) -> list[Card]:
 
 
 def make_thumbnails(
-    image: Any, paths: Iterable[Path], folder: OutputFolder, *, workers: int | None = None
+    image: Any,
+    paths: Iterable[Path],
+    folder: OutputFolder,
+    *,
+    workers: int | None = None,
+    site: OutputFolder | None = None,
 ) -> dict[Path, Picture]:
     """Thumbnail every file, reusing the ones made for the same path, size and mtime.
 
-    Thumbnails no card uses any more are deleted. A file Pillow cannot read is
-    shown at full size instead.
+    They go to ``<site>/.runflow/thumbs/`` (``site`` is OUT unless the page goes
+    elsewhere). Thumbnails no card uses any more are deleted. A file Pillow cannot
+    read is shown at full size instead.
     """
-    thumbs = folder.state_path(THUMBS)
-    thumbs.mkdir(parents=True, exist_ok=True)
+    site = site or folder
+    thumbs = site.state_path(THUMBS)
     unique = list(dict.fromkeys(paths))
     image_format = "WEBP" if _has_webp() else "PNG"
     workers = workers or min(8, os.cpu_count() or 2)
 
     def one(path: Path) -> tuple[Path, Path | None]:
-        return path, _thumbnail(image, path, folder, thumbs, image_format)
+        return path, _thumbnail(image, path, folder, site, thumbs, image_format)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         made = dict(pool.map(one, unique))
-    keep = {t.name for t in made.values() if t is not None}
-    for old in thumbs.iterdir():
-        if old.suffix == THUMB_SUFFIX and old.name not in keep:
-            old.unlink(missing_ok=True)
+    site.prune_state(THUMBS, {t.name for t in made.values() if t is not None}, THUMB_SUFFIX)
     return {
-        path: Picture(_href(path, folder), _href(thumb or path, folder))
-        for path, thumb in made.items()
+        path: Picture(_href(path, site), _href(thumb or path, site)) for path, thumb in made.items()
     }
 
 
@@ -192,7 +241,12 @@ def _has_webp() -> bool:
 
 
 def _thumbnail(
-    image: Any, source: Path, folder: OutputFolder, thumbs: Path, image_format: str
+    image: Any,
+    source: Path,
+    folder: OutputFolder,
+    site: OutputFolder,
+    thumbs: Path,
+    image_format: str,
 ) -> Path | None:
     try:
         stat = source.stat()
@@ -212,7 +266,11 @@ def _thumbnail(
             buffer = io.BytesIO()
             picture.save(buffer, format=image_format, **options)
         # A cache, made again if lost: written whole, not fsynced.
-        return write_atomically(dest, [buffer.getvalue()], durable=False).path
+        return site.write_stream(dest, [buffer.getvalue()], durable=False).path
+    except LocalIOError as exc:
+        if exc.stops_run:
+            raise  # OUT refuses writes: the page goes elsewhere (write_review_somewhere)
+        return None
     except Exception:  # a broken file must not cost the page: show it at full size
         return None
 

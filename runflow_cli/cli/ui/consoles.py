@@ -44,6 +44,13 @@ class Consoles:
         if hint:
             self.hint(hint)
 
+    def traceback(self, exc: BaseException) -> None:
+        """The whole traceback of ``exc``, as Python prints it (``--debug``)."""
+        import traceback
+
+        self.err.file.write("".join(traceback.format_exception(exc)))
+        self.err.file.flush()
+
     def hint(self, message: str) -> None:
         self.err.print(f"[dim]{escape(message)}[/]")
 

@@ -1,0 +1,106 @@
+"""What a batch run writes when it ends: exports beside the finals, the reports, the review.
+
+The reports are written from the run's outcomes, one row per manifest row, with
+the service that made each final and the request it answers (what lets a run
+whose journal was lost take the final as done).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runflow_cli.batch.identity import fingerprint
+from runflow_cli.batch.options import BatchOptions
+from runflow_cli.batch.outcome import RunResult
+from runflow_cli.batch.plan import Plan
+from runflow_cli.errors import ExitCode, LocalIOError
+from runflow_cli.files.folder import OutputFolder
+from runflow_cli.manifest import Manifest
+from runflow_cli.outputs.export import ExportSpec, ExportSummary, export_all
+from runflow_cli.outputs.report import Report, ReportRow, write_reports
+from runflow_cli.outputs.review import REVIEW_HTML, write_review
+from runflow_cli.row_status import Status
+
+
+@dataclass
+class BatchResult(RunResult):
+    """What a batch job did: every row's outcome, and what it wrote."""
+
+    plan: Plan | None = None
+    reports: tuple[Path, Path] | None = None
+    review: Path | None = None
+    review_error: str | None = None
+    """Why the review sheet could not be written (it never fails the run)."""
+    exports: ExportSummary | None = None
+    elapsed: float = 0.0
+
+
+def write_run_reports(
+    result: BatchResult,
+    manifest: Manifest,
+    folder: OutputFolder,
+    options: BatchOptions,
+    service: str,
+) -> None:
+    report = run_report(result, manifest, folder, options.model, service)
+    try:
+        result.reports = write_reports(folder, report)
+    except LocalIOError as fault:  # the journal has it all: a rerun writes them again
+        if result.local_fault is not None:  # the one message says so too
+            result.local_fault.also(f"the reports could not be written either: {fault}")
+        result.local_io(fault)
+    if options.review and result.reports is not None:
+        try:
+            result.review = write_review(folder)
+        except LocalIOError as exc:
+            result.review_error = exc.message
+        except Exception as exc:  # the review sheet never fails a run
+            result.review_error = f"could not write {folder.path(REVIEW_HTML)}: {exc}"
+
+
+def export_finals(result: RunResult, spec: ExportSpec, folder: OutputFolder) -> ExportSummary:
+    """Export the final of every succeeded row; a failure leaves the final and exits 1."""
+    finals = [
+        o.output_path
+        for o in result.outcomes
+        if o.status == Status.SUCCEEDED and o.output_path is not None and o.output_path.is_file()
+    ]
+    summary = export_all(finals, spec, folder=folder)
+    for outcome in result.outcomes:
+        if outcome.output_path is not None and outcome.output_path in summary.paths:
+            outcome.export_path = summary.paths[outcome.output_path]
+    if summary.failed:
+        result.add_severity(ExitCode.ITEMS_FAILED)
+    return summary
+
+
+def run_report(
+    result: RunResult, manifest: Manifest, folder: OutputFolder, model: str, service: str
+) -> Report:
+    rows = []
+    for o in result.outcomes:
+        item = o.item
+        made = o.status == Status.SUCCEEDED and o.output_path is not None
+        rows.append(
+            ReportRow(
+                sku=item.sku,
+                name=item.name,
+                image_url=item.image_url,
+                client_ref=item.client_ref,
+                status=o.status.value,
+                batch_id=o.batch_id,
+                run_id=o.run_id,
+                error_kind=o.error_kind,
+                error_message=o.error_message,
+                output_path=folder.relative(o.output_path) if o.output_path else None,
+                export_path=folder.relative(o.export_path) if o.export_path else None,
+                line=item.line,
+                size=o.size,
+                sha256=o.sha256,
+                elements=list(item.elements),
+                endpoint=service if made else None,
+                request_fingerprint=fingerprint(item, model),
+            )
+        )
+    return Report(manifest.source, result.summary(), rows)
