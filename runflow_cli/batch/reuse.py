@@ -22,8 +22,8 @@ from runflow_cli.batch.identity import fingerprint, row_key
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.outcome import Outcome, RunResult
 from runflow_cli.batch.plan import Plan
-from runflow_cli.errors import LocalIOError, local_io_error
 from runflow_cli.batch.records import RowRecord
+from runflow_cli.errors import LocalIOError, local_io_error
 from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.files.save import failure_message, final_path
 from runflow_cli.manifest import Item
