@@ -409,7 +409,11 @@ def test_answers_that_cannot_be_used_are_failed_polls_and_a_good_one_settles(
     assert len(client.poll_times) == 5
 
     # Five in a row: a terminal one settles what it tells (its cost unreadable: not counted).
-    client = Answers(Clock(), [unreadable])
-    result = run_pipeline(client, FakeDownloader(), BatchOptions(), make_items(2), tmp_path / "2")
+    clock = Clock()
+    client = Answers(clock, [unreadable])
+    result = run_pipeline(
+        client, FakeDownloader(), BatchOptions(), make_items(2), tmp_path / "2",
+        clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
     assert len(client.poll_times) == 5 and result.exit_code == ExitCode.OK
     assert result.cost == 0
