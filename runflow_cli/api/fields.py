@@ -49,13 +49,12 @@ class FieldCheck:
     """Reads the fields of one JSON object, noting each that is of the wrong type or
     out of range (read as absent) in ``problems``."""
 
-    def __init__(self, data: Mapping[str, Any], where: str = "") -> None:
+    def __init__(self, data: Mapping[str, Any]) -> None:
         self.data = data
-        self.where = where
         self.problems: list[str] = []
 
     def bad(self, name: str, value: Any, expected: str) -> None:
-        self.problems.append(f"{self.where}{name} is {describe(value)}, not {expected}")
+        self.problems.append(f"{name} is {describe(value)}, not {expected}")
 
     def text(self, name: str, limit: int = MAX_ID, value: Any = None) -> str | None:
         value = self.data.get(name) if value is None else value
