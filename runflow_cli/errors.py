@@ -160,6 +160,22 @@ class ServerError(APIError):
     """5xx, or an answer that is not the API's JSON (a proxy's HTML page)."""
 
 
+class BadAnswerError(ServerError):
+    """A 2xx answer this client cannot use: a field of the wrong type or out of range,
+    an unknown status, NaN, nesting too deep. Not retried by the client: the poll
+    that asked counts it as a failed poll. ``answer`` is the view as far as it was
+    read (a :class:`~runflow_cli.api.answers.BatchView` or ``RunView``), if any."""
+
+    def __init__(self, message: str, *, answer: Any = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.answer = answer
+
+
+class AnswerTooLargeError(BadAnswerError):
+    """An answer longer than the client's ``max_answer_bytes`` (counted as decoded, so a
+    compressed bomb stops at the limit too)."""
+
+
 class APIConnectionError(RunflowError):
     """The request did not complete: connection refused, dropped, or timed out."""
 

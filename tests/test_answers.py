@@ -82,7 +82,9 @@ def test_a_terminal_batch_is_parsed_once_into_its_items() -> None:
         }
     )  # fmt: skip
     assert batch.terminal and batch.spent == Decimal("0.41") and batch.progress == (1, 1, 0)
-    assert batch.items is not None and len(batch.items) == 2
+    assert batch.items is not None and len(batch.items) == 3
+    assert batch.unreadable == (batch.items[2],) and not batch.sound
+    assert batch.items[2].problem == "the entry is 'not an item', not an object"
     failed = batch.find_item(sequence_index=1, run_id=None)
     assert failed is not None and not failed.succeeded
     assert (failed.error_kind, failed.error_message, failed.image_url) == (
@@ -96,19 +98,22 @@ def test_a_terminal_batch_is_parsed_once_into_its_items() -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "problem"),
     [
-        {"error": "boom", "output": "nope", "items_total": "x"},
-        {"output": {"items": ["x", 3, None]}, "cost": {"x": 1}},
-        {"status_code": 5, "items": "no"},
-        [],
-        None,
+        ({"output": "nope", "items_total": "x"}, "items_total is 'x', not a count"),
+        ({"output": "nope"}, "output is 'nope', not an object"),
+        ({"cost": {"x": 1}}, "cost is an object, not a decimal string"),
+        ({"status_code": 5, "items": "no"}, "status_code is 5, not a string"),
+        ({"output": {"items": {"0": {}}}}, "output.items is an object, not a list"),
+        ([], "the answer is a list of 0, not an object"),
+        (None, "the answer is null, not an object"),
     ],
 )
-def test_fields_of_the_wrong_type_read_as_absent(body: Any) -> None:
+def test_fields_of_the_wrong_type_read_as_absent_and_are_named(body: Any, problem: str) -> None:
     batch = BatchView.parse(body)
     assert not batch.terminal and batch.spent == 0 and batch.run_ids() == {}
-    assert batch.items in (None, ())
+    assert batch.items is None and not batch.sound
+    assert problem in batch.describe_problems(), batch.describe_problems()
 
 
 def test_counts_or_a_terminal_status_finish_a_batch() -> None:

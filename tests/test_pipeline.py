@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,14 +10,20 @@ import pytest
 from helpers import make_items
 
 from runflow_cli.api.answers import BatchView
-from runflow_cli.batch.events import BatchFinished, BatchProgress, BatchSubmitted, FileSaved
+from runflow_cli.batch.events import (
+    BatchFinished,
+    BatchProgress,
+    BatchSubmitted,
+    FileSaved,
+    Notice,
+)
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult
 from runflow_cli.batch.pipeline import Inbox, Pipeline
 from runflow_cli.batch.plan import make_plan
 from runflow_cli.batch.submit import plan_batches
-from runflow_cli.errors import ExitCode
+from runflow_cli.errors import BadAnswerError, ExitCode
 from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.manifest import Item
 
@@ -289,3 +296,124 @@ def test_a_finished_batch_brings_forward_the_polls_of_its_wave(tmp_path: Path) -
     # b1's progress at 2.5 s resets its wait to 1 s; found done at 3.5 s, it brings
     # b2 and b3 forward from their 4.75 s polls to the same moment.
     assert client.polled[-3:] == [(3.5, "b1"), (3.5, "b2"), (3.5, "b3")]
+
+
+# --- deadlines and answers that cannot be used -----------------------------------------
+
+
+class Answers(ScriptedClient):
+    """Answers polls from a script of batch bodies (dicts) or errors, the last repeated."""
+
+    def __init__(self, clock: Clock, answers: list[Any]) -> None:
+        super().__init__(clock, [(0, 0)])
+        self.answers = list(answers)
+
+    def get_batch(self, batch_id: str) -> BatchView:
+        self.poll_times.append(self.clock.now)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        view = BatchView.parse({"id": batch_id, **answer})
+        if not view.sound:  # as RunflowClient.get_batch does
+            raise BadAnswerError(view.describe_problems(), answer=view)
+        return view
+
+
+def _done(n: int, **over: Any) -> dict[str, Any]:
+    items = [
+        {"sequence_index": i, "run_id": f"r{i}", "status_code": "succeeded",
+         "output": {"image_urls": [f"https://cdn.test/r{i}/result_1.webp"]}}
+        for i in range(n)
+    ]  # fmt: skip
+    return {"status_code": "succeeded", "items_total": n, "items_succeeded": n,
+            "cost": "0.46", "output": {"items": items}, **over}  # fmt: skip
+
+
+RUNNING = {"status_code": "running", "items_total": 2, "items_succeeded": 0}
+
+
+@pytest.mark.parametrize(("timeout", "polled_until"), [(None, 6 * 3600), (600.0, 600.0)])
+def test_past_batch_timeout_polling_stops_and_the_rows_wait_for_the_next_run(
+    tmp_path: Path, timeout: float | None, polled_until: float
+) -> None:
+    clock = Clock()
+    client = Answers(clock, [RUNNING])  # never finishes
+    events: list[Any] = []
+    options = BatchOptions(poll_interval=1.0, max_poll_interval=20.0)
+    if timeout is not None:
+        options = dataclasses.replace(options, batch_timeout=timeout)
+    result = run_pipeline(
+        client, FakeDownloader(), options, make_items(2), tmp_path,
+        on_event=events.append, clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
+
+    assert clock.now == polled_until  # woken at the deadline itself, not at the next poll
+    assert max(client.poll_times) < polled_until
+    assert [(o.status, o.error_kind) for o in result.outcomes] == [("pending", "batch_timeout")] * 2
+    assert "batch_timeout=" in (result.outcomes[0].error_message or "")
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert any("stopped polling: batch b1 was still processing" in n for n in notices)
+    assert result.exit_code == ExitCode.ITEMS_FAILED
+
+    # The journal keeps the batch: the next run polls it again and never creates another.
+    again = Answers(Clock(), [_done(2)])
+    again.sizes = client.sizes
+    downloader = FakeDownloader()
+    resumed = run_pipeline(again, downloader, BatchOptions(), make_items(2), tmp_path)
+    assert again.created == [] and again.poll_times == [0.0]
+    assert resumed.exit_code == ExitCode.OK and len(downloader.fetched) == 2
+
+
+def test_a_batch_timeout_of_0_means_no_limit(tmp_path: Path) -> None:
+    clock = Clock()
+    client = Answers(clock, [RUNNING] * 1300 + [_done(2)])  # about 7 h of polls
+    options = BatchOptions(poll_interval=1.0, max_poll_interval=20.0, batch_timeout=0)
+    result = run_pipeline(
+        client, FakeDownloader(), options, make_items(2), tmp_path, clock=clock, sleep=clock.sleep
+    )
+    assert clock.now > 7 * 3600 and result.exit_code == ExitCode.OK
+
+
+def test_an_unknown_batch_status_is_waited_on_then_reported_unknown(tmp_path: Path) -> None:
+    clock = Clock()
+    client = Answers(clock, [{**RUNNING, "status_code": "Done"}])
+    events: list[Any] = []
+    options = BatchOptions(poll_interval=1.0, max_poll_interval=20.0, unknown_status_timeout=300)
+    result = run_pipeline(
+        client, FakeDownloader(), options, make_items(2), tmp_path,
+        on_event=events.append, clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
+
+    assert 300 <= clock.now <= 320  # the first poll that finds it past the limit
+    assert [(o.status, o.error_kind) for o in result.outcomes] == [("unknown", "bad_answer")] * 2
+    assert "its status 'done' is not one this client knows" in (
+        result.outcomes[0].error_message or ""
+    )
+    assert result.exit_code == ExitCode.API_UNREACHABLE and client.created != []
+    assert any("gave up polling batch b1" in e.message for e in events if isinstance(e, Notice))
+
+
+def test_answers_that_cannot_be_used_are_failed_polls_and_a_good_one_settles(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    bad = BadAnswerError("GET /v1/batches/b1: the API answered with a non-finite number (NaN)")
+    unreadable = _done(2, cost={"x": 1})
+    # four bad answers in a row (max_poll_failures is 5), then a sound one
+    client = Answers(clock, [bad, bad, {**RUNNING, "items_total": "x"}, bad, _done(2)])
+    downloader = FakeDownloader()
+    result = run_pipeline(
+        client, downloader, BatchOptions(), make_items(2), tmp_path, clock=clock, sleep=clock.sleep
+    )
+    assert result.exit_code == ExitCode.OK and len(downloader.fetched) == 2
+    assert len(client.poll_times) == 5
+
+    # Five in a row: a terminal one settles what it tells (its cost unreadable: not counted).
+    clock = Clock()
+    client = Answers(clock, [unreadable])
+    result = run_pipeline(
+        client, FakeDownloader(), BatchOptions(), make_items(2), tmp_path / "2",
+        clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
+    assert len(client.poll_times) == 5 and result.exit_code == ExitCode.OK
+    assert result.cost == 0

@@ -11,7 +11,11 @@ Two retry policies share one loop (``RunflowClient._request``):
   could pay twice.
 
 Answers come back as typed views (:mod:`runflow_cli.api.answers`); how one
-attempt is classified lives in :mod:`runflow_cli.api.responses`. The client
+attempt is classified lives in :mod:`runflow_cli.api.responses`. An answer is
+read no further than ``max_answer_bytes`` (decoded), parsed without NaN or deep
+nesting (:mod:`runflow_cli.api.safe_json`), and a poll's answer that does not
+read as the contract says raises ``BadAnswerError`` without a retry: the caller
+decides (a run counts it as a failed poll). The client
 never prints, and the API key never appears in an error it raises.
 """
 
@@ -30,15 +34,17 @@ from urllib.parse import quote
 import httpx
 
 from runflow_cli.api.answers import BatchView, RunView
-from runflow_cli.api.responses import response_result, transport_failure
+from runflow_cli.api.responses import read_capped, response_result, transport_failure
 from runflow_cli.api.service import service_for
-from runflow_cli.errors import CreateOutcomeUnknownError, UsageError
+from runflow_cli.errors import BadAnswerError, CreateOutcomeUnknownError, UsageError
 from runflow_cli.version import __version__
 
 DEFAULT_BASE_URL = "https://api.runflow.io"
 DEFAULT_MODEL = "runflow/dyver-removal"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 5
+DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
+"""Longest answer read from the API, decoded; a batch of 100 items takes about 100 KB."""
 USER_AGENT = f"runflow-cli/{__version__}"
 
 INITIAL_BACKOFF = 0.5
@@ -98,6 +104,7 @@ class RunflowClient:
         model: str = DEFAULT_MODEL,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         transport: httpx.BaseTransport | None = None,
@@ -115,11 +122,14 @@ class RunflowClient:
             raise UsageError(f"invalid model {model!r}: expected owner/name")
         if max_retries < 0:
             raise UsageError("max_retries must be 0 or more")
+        if max_answer_bytes < 1:
+            raise UsageError("max_answer_bytes must be 1 or more")
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
         self._model = model
         self._model_path = "/".join(quote(s, safe="") for s in segments)
         self._max_retries = max_retries
+        self._max_answer_bytes = max_answer_bytes
         self._sleep = sleep
         self._jitter = jitter
         self._http = httpx.Client(
@@ -130,6 +140,7 @@ class RunflowClient:
                 "Authorization": f"Bearer {api_key}",
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",  # inflated here, a slice at a time
             },
         )
 
@@ -179,10 +190,30 @@ class RunflowClient:
         return RunView.parse(self._create("runs", input, metadata, callback_url, idempotency_key))
 
     def get_batch(self, batch_id: str) -> BatchView:
-        return BatchView.parse(self._request("GET", f"/v1/batches/{_quote_id('batch', batch_id)}"))
+        """The batch; raises :class:`~runflow_cli.errors.BadAnswerError` (carrying the view
+        as far as it was read) if a field is of the wrong type or out of range."""
+        path = f"/v1/batches/{_quote_id('batch', batch_id)}"
+        view = BatchView.parse(self._request("GET", path))
+        if not view.sound:
+            raise BadAnswerError(
+                f"GET {path}: the API's answer could not be read: {view.describe_problems()}",
+                status=200,
+                answer=view,
+            )
+        return view
 
     def get_run(self, run_id: str) -> RunView:
-        return RunView.parse(self._request("GET", f"/v1/runs/{_quote_id('run', run_id)}"))
+        """The run; raises :class:`~runflow_cli.errors.BadAnswerError` like :meth:`get_batch`."""
+        path = f"/v1/runs/{_quote_id('run', run_id)}"
+        view = RunView.parse(self._request("GET", path))
+        if view.problems:
+            problems = "; ".join(view.problems[:3])
+            raise BadAnswerError(
+                f"GET {path}: the API's answer could not be read: {problems}",
+                status=200,
+                answer=view,
+            )
+        return view
 
     def cancel_batch(self, batch_id: str) -> BatchView:
         path = f"/v1/batches/{_quote_id('batch', batch_id)}/cancel"
@@ -264,14 +295,15 @@ class RunflowClient:
         attempt = 0
         while True:
             try:
-                response = self._http.request(
+                with self._http.stream(
                     method, self._base_url + path, content=content, headers=headers
-                )
+                ) as response:
+                    answer = read_capped(response, self._max_answer_bytes)
             except httpx.TransportError as exc:
                 failure = transport_failure(call, exc)
                 cause: BaseException = exc
             else:
-                result = response_result(call, response, self._redact)
+                result = response_result(call, response, self._redact, answer)
                 if isinstance(result, dict):
                     return result
                 failure = result

@@ -10,20 +10,23 @@ error a user could see.
 from __future__ import annotations
 
 import email.utils
-import json
 import math
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from runflow_cli.api import safe_json
 from runflow_cli.errors import (
+    AnswerTooLargeError,
     APIConnectionError,
     APIError,
     APITimeoutError,
     AuthenticationError,
+    BadAnswerError,
     ConflictError,
     InsufficientCreditsError,
     NotFoundError,
@@ -94,21 +97,95 @@ def transport_failure(call: str, exc: httpx.TransportError) -> Failure:
     return Failure(APIConnectionError(f"{call}: {what}"), True, what)
 
 
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """An answer's body that was not read whole, and why."""
+
+    why: str
+    too_large: bool = False
+
+
+def read_capped(response: httpx.Response, limit: int) -> bytes | Unread:
+    """A streamed answer's body, decoded, read no further than ``limit`` bytes.
+
+    Counted after decoding, so a small gzip that expands to a gigabyte stops at
+    ``limit`` too; the rest is never read (the connection is closed, not reused).
+    gzip and deflate are inflated here a slice at a time, so even one network
+    read of a bomb never expands past a slice.
+    """
+    buffer = bytearray()
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    try:
+        if encoding in _ZLIB_WBITS:
+            chunks = _inflate(response.iter_raw(), encoding)
+        else:  # identity (or what httpx decodes itself)
+            chunks = response.iter_bytes()
+        for chunk in chunks:
+            if len(buffer) + len(chunk) > limit:
+                return Unread(f"an answer larger than the limit of {limit} bytes", True)
+            buffer += chunk
+    except (httpx.DecodingError, zlib.error):
+        return Unread("a body that could not be decoded")
+    return bytes(buffer)
+
+
+_ZLIB_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 0}
+_SLICE = 64 * 1024
+
+
+def _inflate(raw: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    """Decompressed slices of at most 64 KiB (``deflate``: zlib-wrapped, or raw as some
+    servers send it)."""
+    wbits = _ZLIB_WBITS[encoding]
+    inflater = None
+    for data in raw:
+        if inflater is None:
+            if not data:
+                continue
+            if wbits == 0:  # a zlib header: deflate method, and a check that divides by 31
+                wrapped = (
+                    len(data) > 1 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+                )
+                wbits = zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
+            inflater = zlib.decompressobj(wbits)
+        while data:
+            yield inflater.decompress(data, _SLICE)
+            data = inflater.unconsumed_tail
+    if inflater is not None:
+        yield inflater.flush(_SLICE)
+
+
 def response_result(
-    call: str, response: httpx.Response, redact: Redact
+    call: str, response: httpx.Response, redact: Redact, content: bytes | Unread | None = None
 ) -> dict[str, Any] | Failure:
-    """The JSON object of a 2xx answer, or the classified failure."""
+    """The JSON object of a 2xx answer, or the classified failure.
+
+    ``content`` is the body as :func:`read_capped` read it (default: ``response.content``).
+    """
     status = response.status_code
     headers = response.headers
     found = next((headers[h] for h in REQUEST_ID_HEADERS if h in headers), None)
     request_id = None if found is None else str(redact(found))
-    data, problem = _json(response, redact)
+    body = response.content if content is None else content
+    problem: str | None
+    if isinstance(body, Unread):
+        data, problem, refused = None, body.why, body.too_large
+    else:
+        data, problem, refused = _json(response, body, redact)
+    if 200 <= status < 300 and refused:
+        # Not retried here: the same answer is likely to come back, and a poll that
+        # meets one counts it as a failed poll. A create that meets one may have worked.
+        refusal = AnswerTooLargeError if isinstance(body, Unread) else BadAnswerError
+        error: APIError = refusal(
+            f"{call}: the API answered with {problem}", status=status, request_id=request_id
+        )
+        return Failure(error, False, f"HTTP {status}, {problem}")
     retry_after = parse_retry_after(headers.get("Retry-After"))
     if 200 <= status < 300 and isinstance(data, dict):
         return data
     if status == 429:
         limited = _envelope_message(data) or "rate limited"
-        error: APIError = RateLimitError(
+        error = RateLimitError(
             f"{call}: {limited}",
             retry_after=retry_after,
             status=status,
@@ -128,7 +205,7 @@ def response_result(
     if problem is not None or not isinstance(data, dict):
         problem = problem or "a JSON value that is not an object"
         error = ServerError(
-            f"{call}: the API answered with {problem} instead of JSON",
+            f"{call}: the API answered with {problem}{'' if refused else ' instead of JSON'}",
             status=status,
             request_id=request_id,
         )
@@ -158,17 +235,20 @@ def _media_type(response: httpx.Response) -> str:
     return response.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _json(response: httpx.Response, redact: Redact) -> tuple[Any, str | None]:
-    """(parsed body with the key redacted, None) or (None, what it was instead)."""
+def _json(response: httpx.Response, body: bytes, redact: Redact) -> tuple[Any, str | None, bool]:
+    """(parsed body with the key redacted, None, False) or (None, what it was instead,
+    whether it was JSON this client refuses rather than a page that is not JSON)."""
     media = _media_type(response)
-    if not response.content:
-        return None, "an empty body"
+    if not body:
+        return None, "an empty body", False
     if media and media != "application/json" and not media.endswith("+json"):
-        return None, media
+        return None, media, False
     try:
-        return redact(json.loads(response.content)), None
+        return redact(safe_json.loads(body)), None, False
+    except safe_json.UnsafeJSONError as exc:
+        return None, str(exc), True
     except (ValueError, UnicodeDecodeError):
-        return None, "malformed JSON"
+        return None, "malformed JSON", False
 
 
 def _envelope_message(data: Any) -> str | None:

@@ -14,7 +14,14 @@ from decimal import Decimal
 
 from runflow_cli.batch.events import Event, ItemFailed, Notice, RowsSkipped
 from runflow_cli.batch.journal import RowResult
-from runflow_cli.batch.outcome import Outcome, RunResult, SettingLabel, StopKind, StopReason
+from runflow_cli.batch.outcome import (
+    BAD_ANSWER,
+    Outcome,
+    RunResult,
+    SettingLabel,
+    StopKind,
+    StopReason,
+)
 from runflow_cli.batch.plan import Known, Plan
 from runflow_cli.batch.submit import unknown_message
 from runflow_cli.errors import (
@@ -89,9 +96,21 @@ class Ledger:
             self._emit(RowsSkipped("failed", len(plan.held), "failed before, not retried"))
         for key, rows in plan.unknown.items():
             message = unknown_message(key, self._label)
+            unusable = [k for k in rows if k.record.error_kind == BAD_ANSWER]
             for known in rows:
-                self.known(known, batch_ids).mark(Status.UNKNOWN, "create_outcome_unknown", message)
-            self._emit(RowsSkipped("unknown", len(rows), message))
+                if known.record.error_kind == BAD_ANSWER:  # its batch's answer, not the create
+                    self.known(known, batch_ids).mark(
+                        Status.UNKNOWN, BAD_ANSWER, known.record.error_message
+                    )
+                else:
+                    self.known(known, batch_ids).mark(
+                        Status.UNKNOWN, "create_outcome_unknown", message
+                    )
+            if len(unusable) < len(rows):
+                self._emit(RowsSkipped("unknown", len(rows) - len(unusable), message))
+            if unusable:
+                unread = "their batch's answer could not be used; not sent again"
+                self._emit(RowsSkipped("unknown", len(unusable), unread))
 
     def within_max_items(self, items: list[Item]) -> list[Item]:
         """The rows to send this run; the rest are deferred to the next."""

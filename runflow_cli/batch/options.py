@@ -40,7 +40,14 @@ class BatchOptions:
     about as long as batches took); grows x1.5 while nothing changes."""
     max_poll_interval: float = 20.0
     max_poll_failures: int = 5
-    """Polls of one batch that may fail in a row (each after the client's own retries)."""
+    """Polls of one batch that may fail in a row (each after the client's own retries), or
+    bring an answer that cannot be used."""
+    batch_timeout: float = 6 * 3600.0
+    """Seconds this run polls a batch (from its create, or from when the run resumed it)
+    before it stops, leaving its rows pending for the next run; 0: no limit."""
+    unknown_status_timeout: float = 600.0
+    """Seconds a batch may show a ``status_code`` this client does not know before its rows
+    are reported ``unknown`` (``bad_answer``)."""
     download_workers: int = 16
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     """Largest final accepted, in bytes (as received and as decoded)."""

@@ -18,6 +18,11 @@ INVALID_ROW = "invalid_row"
 """The error kind of a manifest row skipped as invalid (``skip_invalid``): it exits 1,
 where a row the server rejected (``invalid`` too, kind ``rejected``) exits 2."""
 
+BAD_ANSWER = "bad_answer"
+"""The error kind of a row whose batch's answer could not be used (a field of the wrong
+type, an entry unreadable or contradicted, a status this client does not know): ``unknown``,
+since it may have succeeded and been charged."""
+
 SettingLabel = Callable[[str, object], str]
 """How a message names a setting the user can change: ``(name, value) -> text``."""
 

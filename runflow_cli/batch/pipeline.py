@@ -24,25 +24,26 @@ from runflow_cli.batch.downloads import Fetcher
 from runflow_cli.batch.events import (
     BatchFinished,
     BatchNotCreated,
-    BatchProgress,
     BatchSubmitted,
     Event,
-    Notice,
 )
 from runflow_cli.batch.flight import Flight, Inbox
 from runflow_cli.batch.interrupts import Terminated
 from runflow_cli.batch.journal import Journal, RowResult, row_key
 from runflow_cli.batch.ledger import Ledger
 from runflow_cli.batch.options import BatchOptions
-from runflow_cli.batch.outcome import RunResult, SettingLabel, StopKind, StopReason, library_label
+from runflow_cli.batch.outcome import (
+    BAD_ANSWER,
+    RunResult,
+    SettingLabel,
+    library_label,
+)
 from runflow_cli.batch.plan import Plan
+from runflow_cli.batch.polling import Poller, unusable
 from runflow_cli.batch.schedule import PollSchedule
 from runflow_cli.batch.spend import Spending, body_counts, element_counts
 from runflow_cli.batch.submit import Created, NotCreated, Planned, Rejected, Submitter, plan_batches
 from runflow_cli.errors import (
-    APIConnectionError,
-    APIError,
-    AuthenticationError,
     ExitCode,
     LocalIOError,
 )
@@ -82,6 +83,8 @@ class Pipeline:
         self._folder = folder
         self._options = options
         self._emit = on_event
+        self._clock = clock
+        self._label = label
         self._sleep = sleep
         self._critical = critical
         self._inbox = inbox
@@ -120,6 +123,18 @@ class Pipeline:
         )
         self._spending = Spending(journal, service, options.max_cost, options.prices, critical)
         self._in_flight: dict[str, Flight] = {}
+        self._poller = Poller(
+            client,
+            self._in_flight,
+            self._schedule,
+            options,
+            self._ledger,
+            self._spending.cap,
+            finish=self._finish,
+            clock=clock,
+            label=label,
+            emit=on_event,
+        )
         self._pending: deque[Planned] = deque()
         self._numbers = 0
         self._ran = False
@@ -165,6 +180,7 @@ class Pipeline:
                 {k.record.seq: k.item for k in rows if k.record.seq is not None},
                 self._schedule.resumed(),
                 by_run_id={k.record.run_id: k.item for k in rows if k.record.run_id},
+                since=self._clock(),
             )
             ledger.result.batch_ids.append(batch_id)
             body = self._journal.batch_body(rows[0].record.batch_key or "")
@@ -188,7 +204,12 @@ class Pipeline:
             self._wait()
 
     def _wait(self) -> None:
+        if not (self._pending or self._in_flight or self._fetcher.busy):
+            return  # the loop ends: nothing left to wait for
         timeout = self._schedule.next_due(f.timing for f in self._in_flight.values())
+        deadline = self._poller.next_deadline()  # woken to stop polling a batch in time
+        if deadline is not None:
+            timeout = deadline if timeout is None else min(timeout, deadline)
         if timeout is None:
             # Nothing to poll: send at once, or wait for a download (which wakes us).
             timeout = 0.0 if self._pending else 1.0
@@ -208,8 +229,8 @@ class Pipeline:
             flight = self._in_flight.get(str(event.id))
             if flight is None or not (event.event or "").startswith("batch."):
                 continue
-            if not self._finish(flight, event):
-                self._schedule.poll_now(flight.timing)  # an event without output: ask the API
+            if not event.sound or not self._finish(flight, event):
+                self._schedule.poll_now(flight.timing)  # no output, or unreadable: ask the API
 
     # --- submitting -------------------------------------------------------------------
 
@@ -277,6 +298,7 @@ class Pipeline:
             planned.rows,
             self._schedule.created(),
             by_run_id=by_run_id,
+            since=self._clock(),
         )
         self._ledger.result.batch_ids.append(created.batch_id)
         self._spending.reserve(created.batch_id, element_counts(planned))
@@ -302,55 +324,27 @@ class Pipeline:
     # --- polling ----------------------------------------------------------------------
 
     def _poll_due(self) -> None:
-        for flight in [f for f in self._in_flight.values() if self._schedule.is_due(f.timing)]:
-            self._poll(flight)
-
-    def _poll(self, flight: Flight) -> None:
-        try:
-            batch = self._client.get_batch(flight.batch_id)
-        except (APIError, APIConnectionError) as exc:
-            flight.failures += 1
-            if (
-                isinstance(exc, AuthenticationError)
-                or flight.failures >= self._options.max_poll_failures
-            ):
-                self._give_up(flight, exc)
-            else:
-                self._schedule.polled(flight.timing, changed=False)
-            return
-        flight.failures = 0
-        if batch.terminal and self._finish(flight, batch):
-            return
-        changed = batch.progress != flight.counts
-        flight.counts = batch.progress
-        if changed:
-            total = batch.total or len(flight.rows)
-            self._emit(BatchProgress(flight.batch_id, *batch.progress, total))
-        self._schedule.polled(flight.timing, changed)
-
-    def _give_up(self, flight: Flight, exc: APIError | APIConnectionError) -> None:
-        del self._in_flight[flight.batch_id]
-        self._ledger.result.add_severity(exc.exit_code)
-        if self._spending.cap is not None:  # what it cost is unknown: the cap cannot be kept
-            self._ledger.stop(StopReason(StopKind.API_FAILING, f"batch {flight.batch_id}: {exc}"))
-        message = (
-            f"could not poll batch {flight.batch_id}: {exc}; run the same command again to resume"
-        )
-        for item in flight.rows.values():
-            if self._ledger[item].status == Status.PENDING:
-                self._ledger[item].mark(Status.UNKNOWN, "poll_failed", message)
-        self._emit(Notice(f"gave up polling batch {flight.batch_id}: {exc}"))
+        self._poller.poll_due()
 
     # --- settling ---------------------------------------------------------------------
 
-    def _finish(self, flight: Flight, batch: BatchView) -> bool:
-        """Record a terminal batch and start its downloads. False if its output is not there yet."""
+    def _finish(self, flight: Flight, batch: BatchView, last: bool = False) -> bool:
+        """Record a terminal batch and start its downloads. False if its output is not there
+        yet, or (unless it is the ``last`` try) some of its entries cannot be used."""
         if batch.items is None:
             return False
-        matched = [(item, entry) for entry in batch.items if (item := flight.match(entry))]
-        results = [RowResult.of(item, entry) for item, entry in matched]
+        matching = flight.match(batch.items)
+        if not matching.clean and not last:
+            return False
+        results = [RowResult.of(item, entry) for item, entry in matching.found]
+        unreadable = {
+            item.index: RowResult.unknown(item, BAD_ANSWER, unusable(flight, why, self._label))
+            for item, why in matching.unreadable.values()
+        }
         with self._critical():
-            self._journal.batch_terminal(flight.batch_id, batch.status, batch.cost, results)
+            self._journal.batch_terminal(
+                flight.batch_id, batch.status, batch.cost, results + list(unreadable.values())
+            )
         del self._in_flight[flight.batch_id]
         # With webhooks, the other batches' own events are coming: no polls brought forward.
         wave = [f.timing for f in self._in_flight.values()] if self._inbox is None else []
@@ -363,13 +357,16 @@ class Pipeline:
         if stop is not None:
             ledger.stop(stop, notice=True)
         sent_at = {item.index: seq for seq, item in flight.rows.items()}
-        seen = set()
-        for (item, _), result in zip(matched, results, strict=True):
+        seen = set(unreadable)
+        for (item, _), result in zip(matching.found, results, strict=True):
             seen.add(item.index)
             if ledger.settle(item, result):
                 self._fetcher.fetch(ledger[item], result.output_urls, sent_at.get(item.index))
         for item in flight.rows.values():
-            if item.index not in seen:
+            if item.index in unreadable:
+                why = unreadable[item.index].error_message
+                ledger.failed(item, Status.UNKNOWN, BAD_ANSWER, why)
+            elif item.index not in seen:
                 missing = f"batch {flight.batch_id} finished without this item in its output"
                 ledger.failed(item, Status.UNKNOWN, "missing_from_output", missing)
         self._emit(

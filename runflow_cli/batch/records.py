@@ -76,6 +76,11 @@ class RowResult:
     final_url: str | None
 
     @classmethod
+    def unknown(cls, item: Item, kind: str, message: str) -> RowResult:
+        """A row whose fate the answer does not tell (held, never resent on its own)."""
+        return cls(row_key(item), Status.UNKNOWN, None, kind, message, [], None)
+
+    @classmethod
     def of(cls, item: Item, entry: ItemView) -> RowResult:
         """What a terminal entry says of its row: the final to download, or the error."""
         key, urls, status = row_key(item), list(entry.urls), entry.status

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from runflow_cli.cli.batch_options import (
     BatchSizeOpt,
+    BatchTimeoutOpt,
     CallbackUrlOpt,
     DownloadDeadlineOpt,
     DownloadWorkersOpt,
@@ -75,6 +76,7 @@ def batch_command(
     max_in_flight: MaxInFlightOpt = 20,
     poll_interval: PollIntervalOpt = 1.0,
     max_poll_interval: MaxPollIntervalOpt = 20.0,
+    batch_timeout: BatchTimeoutOpt = 6 * 3600.0,
     download_workers: DownloadWorkersOpt = 16,
     keep_intermediates: KeepIntermediatesOpt = False,
     api_key: ApiKeyOpt = None,
@@ -159,6 +161,7 @@ def batch_command(
         max_in_flight=max_in_flight,
         poll_interval=poll_interval,
         max_poll_interval=max(max_poll_interval, poll_interval),
+        batch_timeout=batch_timeout,
         download_workers=download_workers,
         max_file_size=max_file_size * 1024 * 1024,
         download_deadline=download_deadline,

@@ -54,6 +54,16 @@ MaxPollIntervalOpt = Annotated[
     float,
     typer.Option("--max-poll-interval", min=0.0, help="Longest wait between two polls of a batch."),
 ]
+BatchTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--batch-timeout",
+        min=0.0,
+        help="Seconds to poll one batch (from its create, or from when this run resumed it); "
+        "past them, polling it stops with a notice, its rows stay pending and the run exits "
+        "1. The journal keeps the batch: the same command run again resumes it. 0: no limit.",
+    ),
+]
 DownloadWorkersOpt = Annotated[
     int, typer.Option("--download-workers", min=1, help="Concurrent downloads of finals.")
 ]
@@ -207,6 +217,7 @@ FLAGS = {
     "resubmit_unknown": "--resubmit-unknown",
     "skip_invalid": "--skip-invalid",
     "listen": "--listen {}",
+    "batch_timeout": "--batch-timeout {}",
 }
 """How messages of the batch job name its settings: by the flags that set them."""
 

@@ -177,7 +177,8 @@ class LogDisplay:
                 batch_id=batch_id, status_code=status, cost=cost, succeeded=s, total=total
             ):
                 self._log(
-                    f"batch {batch_id} {status}: {s}/{total} succeeded, cost {cost}; "
+                    f"batch {batch_id} {status}: {s}/{total} succeeded, "
+                    f"cost {cost or 'not reported'}; "
                     f"{t.done}/{t.total} items done, {max(t.downloads, 0)} finals to download"
                 )
             case BatchNotCreated(number=n, kind=kind, rows=rows):
