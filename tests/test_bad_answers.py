@@ -40,7 +40,7 @@ CDN = "https://cdn.test"
         ('{"items_total": Infinity}', "non-finite number (Infinity)"),
         ("[-Infinity]", "non-finite number (-Infinity)"),
         ('{"cost": 1e400}', "too large for a float"),
-        ('{"n": ' + "9" * 50 + "}", "a number of 50 digits"),
+        ('{"n": ' + "9" * 50 + "}", "a number of 50 characters"),
         ("[" * 100_000 + "]" * 100_000, "nested deeper than 64 levels"),
         ("[" * 200 + "]" * 200, "nested deeper than 64 levels"),
         ("[" * 100_000, "nested deeper than 64 levels"),  # unclosed: the backstop says so

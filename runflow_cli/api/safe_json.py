@@ -56,13 +56,13 @@ def _float(text: str) -> float:
         raise UnsafeJSONError(f"a number of {len(text)} characters")
     value = float(text)
     if not math.isfinite(value):
-        raise UnsafeJSONError(f"a number too large for a float ({text})")
+        raise UnsafeJSONError(f"a non-finite number ({text[:20]}: too large for a float)")
     return value
 
 
 def _int(text: str) -> int:
     if len(text) > MAX_NUMBER_DIGITS:
-        raise UnsafeJSONError(f"a number of {len(text)} digits")
+        raise UnsafeJSONError(f"a number of {len(text)} characters")
     return int(text)
 
 

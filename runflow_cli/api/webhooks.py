@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from runflow_cli.api import safe_json
 from runflow_cli.errors import RunflowError
 
 DEFAULT_TOLERANCE = 300
@@ -32,8 +31,6 @@ MAX_TIMESTAMP_DIGITS = 12
 """Unix seconds have 10 digits until the year 2286; 12 reach the year 33658."""
 MAX_DEPTH = 64
 """Arrays and objects nested in an event, at most; a terminal batch nests about 6 deep."""
-MAX_NUMBER_DIGITS = 64
-"""Characters in one number literal, at most: more is no number a sender meant."""
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
@@ -170,73 +167,41 @@ def verify(
     return event
 
 
-class _Absurd(Exception):
-    """Raised from inside the JSON parser; never a ValueError, so it is not mistaken for one."""
-
-
-def _no_constant(name: str) -> Any:
-    raise _Absurd(f"a non-finite number ({name})")
-
-
-def _finite_float(text: str) -> float:
-    if len(text) > MAX_NUMBER_DIGITS:
-        raise _Absurd(f"a number of {len(text)} characters")
-    value = float(text)
-    if not math.isfinite(value):  # 1e999 parses as inf
-        raise _Absurd(f"a non-finite number ({text[:20]})")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > MAX_NUMBER_DIGITS:
-        raise _Absurd(f"a number of {len(text)} characters")
-    return int(text)
-
-
 def strict_json(raw_body: bytes) -> Any:
     """Parse a signed body as strict JSON, or raise :class:`MalformedBodyError` saying why.
 
-    UTF-8 only; no NaN or Infinity (Python's parser takes them, JSON has none, and
-    they would be printed as non-JSON); no number that overflows to infinity or is
-    absurdly long; at most :data:`MAX_DEPTH` levels; no lone surrogate (``"\\ud800"``
-    cannot be written as UTF-8). What passes prints and records as valid JSON.
+    UTF-8 only, and what :func:`runflow_cli.api.safe_json.loads` accepts of API
+    answers too (no NaN or Infinity, no number beyond a float or absurdly long, at
+    most :data:`MAX_DEPTH` levels); no lone surrogate (``"\\ud800"`` cannot be written
+    as UTF-8). What passes prints and records as valid JSON.
     """
     try:
         text = bytes(raw_body).decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedBodyError("the signed body is not UTF-8") from None
+    if text.startswith("\ufeff"):  # a byte-order mark: JSON on the wire has none
+        raise MalformedBodyError("the signed body is not JSON")
     try:
-        document = json.loads(
-            text,
-            parse_constant=_no_constant,
-            parse_float=_finite_float,
-            parse_int=_bounded_int,
-        )
-    except _Absurd as exc:
+        document = safe_json.loads(text, max_depth=MAX_DEPTH)
+    except safe_json.UnsafeJSONError as exc:
         raise MalformedBodyError(f"the signed body has {exc}") from None
-    except RecursionError:
-        raise MalformedBodyError(f"the signed body is nested over {MAX_DEPTH} deep") from None
     except ValueError:
         raise MalformedBodyError("the signed body is not JSON") from None
-    _check_shape(document)
+    _check_strings(document)
     return document
 
 
-def _check_shape(document: Any) -> None:
-    """Depth and strings, without recursion: the walk is bounded by the body's size."""
-    stack: list[tuple[Any, int]] = [(document, 1)]
+def _check_strings(document: Any) -> None:
+    """Every key and string encodes as UTF-8; without recursion (the depth is bounded)."""
+    stack: list[Any] = [document]
     while stack:
-        value, depth = stack.pop()
+        value = stack.pop()
         if isinstance(value, dict):
-            if depth > MAX_DEPTH:
-                raise MalformedBodyError(f"the signed body is nested over {MAX_DEPTH} deep")
             for key, item in value.items():
                 _check_text(key)
-                stack.append((item, depth + 1))
+                stack.append(item)
         elif isinstance(value, list):
-            if depth > MAX_DEPTH:
-                raise MalformedBodyError(f"the signed body is nested over {MAX_DEPTH} deep")
-            stack.extend((item, depth + 1) for item in value)
+            stack.extend(value)
         elif isinstance(value, str):
             _check_text(value)
 
