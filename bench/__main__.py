@@ -17,6 +17,7 @@ from . import (
     manifest_speed,
     memory,
     startup,
+    weather,
 )
 from .harness import Context, Row, print_table, write_json
 
@@ -29,6 +30,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "e2e": end_to_end.run,
     "economy": economy.run,
     "headroom": headroom.run,
+    "weather": weather.run,
 }
 
 

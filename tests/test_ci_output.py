@@ -54,6 +54,14 @@ SCHEMA: dict[str, set[str]] = {
     "file_retry": {"sku", "name", "line", "batch_id"},
     "rows_skipped": {"status", "count", "reason"},
     "notice": {"message"},
+    "retry_wave": {
+        "downloads",
+        "api_calls",
+        "causes",
+        "retry_after",
+        "download_retries",
+        "api_retries",
+    },
     "plan": {"plan", "unknown_batch_keys"},
     "manifest_problem": {"level", "file", "line", "sku", "message"},
     "run_summary": {

@@ -15,7 +15,8 @@ attempt is classified lives in :mod:`runflow_cli.api.responses`. An answer is
 read no further than ``max_answer_bytes`` (decoded), parsed without NaN or deep
 nesting (:mod:`runflow_cli.api.safe_json`), and a poll's answer that does not
 read as the contract says raises ``BadAnswerError`` without a retry: the caller
-decides (a run counts it as a failed poll). The client
+decides (a run counts it as a failed poll). How long to wait before the next
+try is in :mod:`runflow_cli.api.retry` (shared with downloads). The client
 never prints, and the API key never appears in an error it raises.
 """
 
@@ -35,6 +36,7 @@ import httpx
 
 from runflow_cli.api.answers import BatchView, RunView
 from runflow_cli.api.responses import read_capped, response_result, transport_failure
+from runflow_cli.api.retry import Backoff, OnRetry, RetryNote, ignore_retry, transport_cause
 from runflow_cli.api.service import service_for
 from runflow_cli.errors import BadAnswerError, CreateOutcomeUnknownError, UsageError
 from runflow_cli.version import __version__
@@ -46,10 +48,6 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
 """Longest answer read from the API, decoded; a batch of 100 items takes about 100 KB."""
 USER_AGENT = f"runflow-cli/{__version__}"
-
-INITIAL_BACKOFF = 0.5
-MAX_BACKOFF = 30.0
-MAX_RETRY_AFTER = 60.0
 
 
 class _Policy(enum.Enum):
@@ -108,7 +106,9 @@ class RunflowClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         transport: httpx.BaseTransport | None = None,
+        on_retry: OnRetry = ignore_retry,
     ) -> None:
+        """``on_retry`` hears each retry before its wait (a run counts them)."""
         if not isinstance(api_key, str) or not api_key.strip():
             raise UsageError("no API key given", hint="Set RUNFLOW_KEY or pass --api-key.")
         if not api_key.isascii() or not api_key.isprintable() or any(c.isspace() for c in api_key):
@@ -131,7 +131,8 @@ class RunflowClient:
         self._max_retries = max_retries
         self._max_answer_bytes = max_answer_bytes
         self._sleep = sleep
-        self._jitter = jitter
+        self._backoff = Backoff(jitter=jitter)
+        self._on_retry = on_retry
         self._http = httpx.Client(
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
             follow_redirects=False,
@@ -302,12 +303,14 @@ class RunflowClient:
             except httpx.TransportError as exc:
                 failure = transport_failure(call, exc)
                 cause: BaseException = exc
+                why = transport_cause(exc)
             else:
                 result = response_result(call, response, self._redact, answer)
                 if isinstance(result, dict):
                     return result
                 failure = result
                 cause = failure.error
+                why = f"HTTP {response.status_code}"
             if policy is _Policy.CREATE and failure.ambiguous_cause is not None:
                 raise CreateOutcomeUnknownError(
                     f"{call}: the request was sent but its answer was lost "
@@ -317,14 +320,10 @@ class RunflowClient:
                 ) from cause
             if not failure.retry_idempotent or attempt >= self._max_retries:
                 raise failure.error from (None if cause is failure.error else cause)
-            self._sleep(self._delay(attempt, failure.retry_after))
+            wait = self._backoff.delay(attempt, failure.retry_after)
+            self._on_retry(RetryNote("api", f"{method} {path}", why, wait, failure.retry_after))
+            self._sleep(wait)
             attempt += 1
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER)
-        backoff = min(INITIAL_BACKOFF * 2**attempt, MAX_BACKOFF)
-        return backoff * (0.5 + self._jitter() / 2)
 
     def _redact(self, value: Any) -> Any:
         """Strip the key from anything the server echoes back to us."""

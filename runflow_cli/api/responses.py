@@ -9,9 +9,6 @@ error a user could see.
 
 from __future__ import annotations
 
-import email.utils
-import math
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +17,7 @@ from typing import Any
 import httpx
 
 from runflow_cli.api import safe_json
+from runflow_cli.api.retry import parse_retry_after
 from runflow_cli.errors import (
     AnswerTooLargeError,
     APIConnectionError,
@@ -58,26 +56,6 @@ class Failure:
     """None: the request certainly had no effect, so a create may follow the idempotent
     rule; otherwise why its outcome is unknown ("read timeout")."""
     retry_after: float | None = None
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def transport_failure(call: str, exc: httpx.TransportError) -> Failure:

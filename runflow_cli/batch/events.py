@@ -110,6 +110,26 @@ class FileRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryWave:
+    """Requests retried since the last wave: at most one every few seconds, never one per
+    retry (see :mod:`runflow_cli.batch.retries`)."""
+
+    downloads: int
+    """Files retried in this wave (a file retried twice counts once)."""
+    api_calls: int
+    """API calls retried in this wave."""
+    causes: tuple[str, ...]
+    """Why, in order of first seen: ``HTTP 429``, ``HTTP 503``, ``timeout``, ``connection
+    dropped``, ``could not connect``."""
+    retry_after: float | None
+    """The longest ``Retry-After`` the servers asked for in this wave, if any did."""
+    download_retries: int
+    """Download retries of the whole run so far."""
+    api_retries: int
+    """API retries of the whole run so far."""
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     message: str
 
@@ -127,5 +147,6 @@ Event = (
     | FileSaved
     | FileRetry
     | RowsSkipped
+    | RetryWave
     | Notice
 )

@@ -37,6 +37,7 @@ from runflow_cli.batch.pipeline import Inbox, Pipeline
 from runflow_cli.batch.plan import Plan, make_plan
 from runflow_cli.batch.records import BatchRecord, RowRecord
 from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
+from runflow_cli.batch.retries import RetryWatch
 from runflow_cli.batch.reuse import Reuse
 from runflow_cli.batch.spend import PriceBook
 from runflow_cli.errors import ExitCode
@@ -290,14 +291,16 @@ def _process(
     label: SettingLabel,
     first: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
+    retries = RetryWatch()
     downloader = Downloader(
         max_connections=options.download_workers,
         max_file_size=options.max_file_size,
         deadline=options.download_deadline,
         allow_private=options.allow_private_downloads,
         write=folder.write_stream,
+        on_retry=retries.note,
     )
-    with endpoint.client(model=options.model) as client, downloader:
+    with endpoint.client(model=options.model, on_retry=retries.note) as client, downloader:
         pipeline = Pipeline(
             client,
             downloader,
@@ -312,5 +315,8 @@ def _process(
             critical=interrupts.critical if interrupts is not None else nullcontext,
             inbox=inbox,
             label=label,
+            retries=retries,
         )
-        return pipeline.run(plan, first)
+        result = pipeline.run(plan, first)
+    result.api_retries, result.download_retries = retries.api_retries, retries.download_retries
+    return result

@@ -106,6 +106,10 @@ class RunResult:
     severities: set[ExitCode] = field(default_factory=set)
     local_fault: LocalIOError | None = None
     """The first local I/O fault (disk full, read-only OUT): exit 5, shown once at the end."""
+    api_retries: int = 0
+    """API calls retried (after a 429, 5xx, timeout or dropped connection), all told."""
+    download_retries: int = 0
+    """Downloads retried (after a 429, 5xx, timeout or dropped connection), all told."""
 
     def add_severity(self, code: ExitCode) -> None:
         self.severities.add(code)
@@ -130,6 +134,7 @@ class RunResult:
             "exit_code": int(self.exit_code),
             "stopped_reason": self.stopped_reason,
             "interrupted": self.interrupted,
+            "retries": {"api": self.api_retries, "downloads": self.download_retries},
         }
 
     @property

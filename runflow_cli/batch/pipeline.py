@@ -40,6 +40,7 @@ from runflow_cli.batch.outcome import (
 )
 from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.polling import Poller, unusable
+from runflow_cli.batch.retries import RetryWatch
 from runflow_cli.batch.schedule import PollSchedule
 from runflow_cli.batch.spend import Spending, body_counts, element_counts
 from runflow_cli.batch.submit import Created, NotCreated, Planned, Rejected, Submitter, plan_batches
@@ -47,7 +48,7 @@ from runflow_cli.errors import (
     ExitCode,
     LocalIOError,
 )
-from runflow_cli.files.download import Downloader
+from runflow_cli.files.download import FILES_PER_CONNECTION, Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
@@ -74,10 +75,13 @@ class Pipeline:
         critical: Callable[[], AbstractContextManager[Any]] = nullcontext,
         inbox: Inbox | None = None,
         label: SettingLabel = library_label,
+        retries: RetryWatch | None = None,
     ) -> None:
         """``inbox`` holds verified webhook bodies (with ``listen``); without it, batches
         are only polled. ``endpoint`` is what the journal records batches against
-        (default: the client's base URL), ``service`` what it records finals as made by."""
+        (default: the client's base URL), ``service`` what it records finals as made by.
+        ``retries`` counts the retries of ``client`` and ``downloader`` (given as their
+        ``on_retry``); the pipeline tells them as waves of events."""
         self._client = client
         self._journal = journal
         self._folder = folder
@@ -88,6 +92,7 @@ class Pipeline:
         self._sleep = sleep
         self._critical = critical
         self._inbox = inbox
+        self._retries = retries
         self._wake = inbox.wake if inbox is not None else threading.Event()
         self._schedule = PollSchedule(options.poll_interval, options.max_poll_interval, clock)
         self._submitter = Submitter(
@@ -105,7 +110,7 @@ class Pipeline:
             journal,
             client,
             folder,
-            options.download_workers,
+            options.download_workers * FILES_PER_CONNECTION,  # transfers: download_workers
             keep_intermediates=options.keep_intermediates,
             on_event=on_event,
             critical=critical,
@@ -161,6 +166,7 @@ class Pipeline:
             with suppress(LocalIOError):  # a final saved now may go unrecorded: refetched
                 self._fetcher.interrupt()
             self._ledger.halted(fault)
+        self._tell_retries(flush=True)
         return result
 
     def _start(self, plan: Plan) -> None:
@@ -221,6 +227,11 @@ class Pipeline:
             self._sleep(timeout)
         self._fetcher.harvest(0)
         self._take_webhooks()
+        self._tell_retries()
+
+    def _tell_retries(self, *, flush: bool = False) -> None:
+        if self._retries is not None and (wave := self._retries.wave(flush=flush)):
+            self._emit(wave)
 
     def _take_webhooks(self) -> None:
         """A verified terminal event carries the whole batch: finish it without a poll."""

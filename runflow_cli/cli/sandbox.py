@@ -118,6 +118,16 @@ def sandbox_command(
             show_default=False,
         ),
     ] = None,
+    file_fault_rates: Annotated[
+        str,
+        typer.Option(
+            "--file-fault-rates",
+            help="CDN weather on /files downloads: kind=share pairs, e.g. "
+            "'429=0.3,503=0.1,drop=0.05' (kinds: 429 with Retry-After: 1, 500, 503, "
+            "502_html, drop).",
+            show_default=False,
+        ),
+    ] = "",
 ) -> int:
     """Start a local Runflow sandbox: the whole API contract over HTTP, offline.
 
@@ -164,6 +174,7 @@ def sandbox_command(
         seed=seed,
         file_url_ttl=file_url_ttl,
         file_base_url=file_base_url,
+        file_fault_rates=_fault_rates(file_fault_rates),
     )
 
     try:
@@ -171,3 +182,26 @@ def sandbox_command(
     except BindError as exc:  # a port in use: exit 5
         raise port_error(exc, host, port, "--port") from None
     return 0
+
+
+def _fault_rates(text: str) -> dict[str, float]:
+    """``429=0.3,503=0.1`` -> ``{"429": 0.3, "503": 0.1}``, or a usage error (exit 2)."""
+    from runflow_cli.errors import UsageError
+    from runflow_cli.sandbox.faults import FILE_FAULT_KINDS
+
+    rates: dict[str, float] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, share = (part.strip() for part in pair.partition("="))
+        try:
+            rate = float(share)
+        except ValueError:
+            rate = -1.0
+        if kind not in FILE_FAULT_KINDS or not 0.0 <= rate <= 1.0:
+            raise UsageError(
+                f"--file-fault-rates: {pair!r} is not kind=share with a kind among "
+                f"{', '.join(FILE_FAULT_KINDS)} and a share from 0 to 1"
+            )
+        rates[kind] = rate
+    if sum(rates.values()) > 1.0:
+        raise UsageError("--file-fault-rates: the shares add up to more than 1")
+    return rates

@@ -15,6 +15,14 @@ What comes back is hostile until checked (see also :mod:`runflow_cli.files.netwo
 - **time**: each file has a total budget (``deadline`` seconds, retries and
   redirects included) on top of the per-read timeout, so a CDN trickling a byte
   now and then fails the file instead of holding the run;
+- **weather**: 429 and 503 wait what ``Retry-After`` asks (capped), other 5xx,
+  timeouts and dropped connections back off exponentially with jitter (the API
+  client's own :class:`~runflow_cli.api.retry.Backoff`); a file is retried for as
+  long as its budget lasts, not a fixed number of times, so only a sustained outage
+  fails it (and a rerun tries it again). Each retry is told to ``on_retry``. A
+  file waiting out its retry holds no transfer slot: ``max_connections`` bounds
+  the transfers under way, not the files being tried, so a caller may run more
+  files at once than that and a 429 storm does not leave the CDN idle;
 - **place**: URLs and redirects go only where the address guard allows;
 - **interrupts**: :meth:`Downloader.abort` shuts down every open connection at
   once; the downloads in flight end with :class:`DownloadAborted` and their
@@ -23,15 +31,25 @@ What comes back is hostile until checked (see also :mod:`runflow_cli.files.netwo
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.request import getproxies
 
 import httpx
 
+from runflow_cli.api.retry import (
+    Backoff,
+    OnRetry,
+    RetryNote,
+    ignore_retry,
+    parse_retry_after,
+    transport_cause,
+)
 from runflow_cli.errors import DownloadError
 from runflow_cli.files.folder import SavedFile, write_atomically
 from runflow_cli.files.network import (
@@ -52,8 +70,16 @@ DEFAULT_DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 DEFAULT_DOWNLOAD_DEADLINE = 300.0
 """Seconds one file may take in all (connects, redirects, retries, reads): past it, the
 file is ``download_failed`` and a rerun tries it again."""
-DOWNLOAD_RETRIES = 3
+MAX_ATTEMPTS = 1000
+"""Tries of one file, at most: only a guard against a clock that stands still (the
+budget ends a real outage long before)."""
+RETRY_AFTER_STATUSES = (429, 503)
 MAX_REDIRECTS = 5
+FILES_PER_CONNECTION = 4
+"""Files a caller may keep under way per connection: one transferring, the others
+waiting out a retry (a 429's Retry-After), which holds no transfer slot."""
+SLOT_WAIT = 0.2
+"""Seconds between two looks at the interrupt and the budget while waiting for a slot."""
 _CHUNK = 64 * 1024
 
 Writer = Callable[[Path, Iterable[bytes]], SavedFile]
@@ -68,7 +94,12 @@ class DownloadAborted(DownloadError):
 
 
 class _Retryable(Exception):
-    pass
+    """An answer worth trying again: 429 or 5xx."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
 
 
 class Downloader:
@@ -81,19 +112,24 @@ class Downloader:
         timeout: httpx.Timeout | float = DEFAULT_DOWNLOAD_TIMEOUT,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         deadline: float = DEFAULT_DOWNLOAD_DEADLINE,
-        retries: int = DOWNLOAD_RETRIES,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+        on_retry: OnRetry = ignore_retry,
         write: Writer = write_atomically,
         allow_private: bool = False,
         resolver: Resolver = resolve_host,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        """``sleep`` (between retries) defaults to a wait that :meth:`abort` cuts short.
+        """``sleep`` (between retries) defaults to a wait that :meth:`abort` cuts short;
+        ``clock`` measures the budget, ``jitter`` scales each backoff (see
+        :class:`~runflow_cli.api.retry.Backoff`), ``on_retry`` hears each retry before its
+        wait (from the downloading thread).
         ``allow_private`` lets URLs point at private addresses and plain ``http://``;
         ``resolver`` is how host names become addresses for the guard (tests inject one).
         A ``transport`` given replaces the guarded one (the URL checks still apply)."""
         self._connections = Connections()
+        self._transfers = threading.BoundedSemaphore(max_connections)
         self._local = threading.local()
         self._clock = clock
         limits = httpx.Limits(
@@ -115,7 +151,8 @@ class Downloader:
         )
         self._max_file_size = max_file_size
         self._deadline = deadline
-        self._retries = retries
+        self._backoff = Backoff(jitter=jitter)
+        self._on_retry = on_retry
         self._sleep = sleep or (lambda seconds: self._connections.aborted.wait(seconds) and None)
         self._write = write
         self._allow_private = allow_private
@@ -159,19 +196,45 @@ class Downloader:
 
     def _fetch(self, url: str, dest: Path, deadline: float, write: Writer) -> SavedFile:
         self._check(httpx.URL(url))
-        last: Exception | None = None
-        for attempt in range(self._retries + 1):
-            if attempt:
-                self._sleep(min(0.5 * 2**attempt, 10.0, max(deadline - self._clock(), 0.0)))
+        name = url_basename(url)
+        backoffs = 0  # retries that waited without being told how long: the exponent
+        for attempt in range(MAX_ATTEMPTS):
+            if self.aborted:
+                raise DownloadAborted(f"{name}: interrupted")
+            self._within(url, deadline)
+            try:
+                with self._slot(url, deadline):
+                    return self._fetch_once(url, dest, deadline, write)
+            except _Retryable as exc:
+                last: Exception = exc
+                cause, retry_after = str(exc), exc.retry_after
+            except httpx.TransportError as exc:
+                last, cause, retry_after = exc, transport_cause(exc), None
+            wait = self._backoff.delay(backoffs, retry_after)
+            backoffs += retry_after is None
+            if self._clock() + wait >= deadline:  # the next try could not start in time
+                raise DownloadError(
+                    f"could not download {name}: not finished within {self._deadline:g} s "
+                    f"({attempt + 1} {'try' if attempt == 0 else 'tries'}, the last: "
+                    f"{_describe(last)})"
+                )
+            where = str(httpx.URL(url).copy_with(query=None))  # signed links differ per GET
+            self._on_retry(RetryNote("download", where, cause, wait, retry_after))
+            self._sleep(wait)
+        raise DownloadError(f"could not download {name}: {MAX_ATTEMPTS} tries failed")
+
+    @contextmanager
+    def _slot(self, url: str, deadline: float) -> Iterator[None]:
+        """One of the ``max_connections`` transfers; waiting for it ends with an interrupt
+        or the budget."""
+        while not self._transfers.acquire(timeout=SLOT_WAIT):
             if self.aborted:
                 raise DownloadAborted(f"{url_basename(url)}: interrupted")
             self._within(url, deadline)
-            try:
-                return self._fetch_once(url, dest, deadline, write)
-            except (httpx.TransportError, _Retryable) as exc:
-                last = exc
-        self._within(url, deadline)
-        raise DownloadError(f"could not download {url_basename(url)}: {_describe(last)}")
+        try:
+            yield
+        finally:
+            self._transfers.release()
 
     def _within(self, url: str, deadline: float) -> None:
         if self._clock() >= deadline:
@@ -205,8 +268,11 @@ class Downloader:
                 if response.has_redirect_location and response.next_request is not None:
                     target = self._redirect(target, response.next_request.url)
                     continue
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise _Retryable(f"HTTP {response.status_code}")
+                status = response.status_code
+                if status >= 500 or status == 429:
+                    asked = response.headers.get("retry-after")
+                    honoured = status in RETRY_AFTER_STATUSES
+                    raise _Retryable(status, parse_retry_after(asked) if honoured else None)
                 if response.status_code in (403, 404, 410):
                     raise ExpiredURLError(
                         f"could not download {name}: HTTP {response.status_code} "

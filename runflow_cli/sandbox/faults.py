@@ -5,7 +5,8 @@ It wraps the FastAPI app directly under uvicorn, so it receives uvicorn's own
 only way to make the client see a connection closed with no answer at all,
 which is what a crashed load balancer looks like. Faults touch ``/v1`` only;
 ``/files`` plays a CDN, which is a different service: a queued fault reaches it
-only if its ``path_contains`` starts with ``/files`` (a slow or failing CDN).
+only if its ``path_contains`` starts with ``/files`` (a slow or failing CDN), and
+the CDN's own weather is ``file_fault_rates``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 FAULT_KINDS = frozenset({"500", "503", "502_html", "429", "drop", "drop_after", "delay"})
+FILE_FAULT_KINDS = ("429", "500", "503", "502_html", "drop")
+"""What ``file_fault_rates`` may name: answers a CDN gives, or a connection it drops."""
 CREATE_PATH = re.compile(r"^/v1/models/[^/]+/[^/]+/(batches|runs)$")
 PROXY_PAGE = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -127,6 +130,19 @@ class Faults:
         with self.lock:
             return self.rng.choice(["500", "503", "502_html"])
 
+    def roll_file(self) -> str | None:
+        """The CDN's weather for one ``/files`` request: a fault kind, or None (it passes)."""
+        rates = self.settings.file_fault_rates
+        if not rates:
+            return None
+        with self.lock:
+            draw, edge = self.rng.random(), 0.0
+        for kind in FILE_FAULT_KINDS:  # one draw, the kinds stacked in a fixed order
+            edge += rates.get(kind, 0.0)
+            if draw < edge:
+                return kind
+        return None
+
     def record(self, entry: RecordedRequest) -> None:
         with self.lock:
             self.requests.append(entry)
@@ -205,7 +221,11 @@ class FaultGate:
             await send(message)
 
         if not (path == "/v1" or path.startswith("/v1/")):
-            fault = self.faults.take(method, path) if path.startswith("/files/") else None
+            fault = None
+            if path.startswith("/files/"):
+                fault = self.faults.take(method, path)
+                kind = self.faults.roll_file() if fault is None else None
+                fault = QueuedFault(kind, 1) if kind is not None else fault
             if fault is not None:
                 await self._apply(fault, scope, receive, send, tracked, entry)
                 return

@@ -7,7 +7,7 @@ between two requests (``sb.settings.fail_rate = 1.0``) and the next request sees
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 ELEMENTS = ("model_removal", "tag_removal", "product_isolation", "background_removal")
@@ -49,6 +49,10 @@ class SandboxSettings:
     expired); None serves plain URLs that never expire.
     ``file_base_url``: output URLs point there instead of at the sandbox's own
     ``/files`` (a test's CDN: slow, hostile or elsewhere); the paths stay the same.
+    ``file_fault_rates``: CDN weather on ``/files`` downloads, kind -> share of
+    requests, e.g. ``{"429": 0.3, "503": 0.1, "drop": 0.05}`` (kinds: ``429`` with
+    ``Retry-After: 1``, ``500``, ``503``, ``502_html``, ``drop``); the API rates above
+    never touch ``/files``.
     """
 
     api_key: str | None = None
@@ -71,6 +75,7 @@ class SandboxSettings:
     seed: int = 0
     file_url_ttl: float | None = None
     file_base_url: str | None = None
+    file_fault_rates: dict[str, float] = field(default_factory=dict)
 
     def price(self, elements: list[str]) -> Decimal:
         """What one item with these elements costs when it succeeds."""

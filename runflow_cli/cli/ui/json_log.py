@@ -23,11 +23,13 @@ from runflow_cli.batch.events import (
     FileSaved,
     ItemFailed,
     Notice,
+    RetryWave,
     RowsSkipped,
 )
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.batch.plan import Plan
 from runflow_cli.cli.ui.consoles import Consoles
+from runflow_cli.cli.ui.tally import Tally
 
 if TYPE_CHECKING:
     from runflow_cli.manifest import Problem
@@ -99,17 +101,45 @@ def event_record(event: Event) -> dict[str, Any] | None:
             return {"type": "file_retry", **_item_fields(o), "batch_id": o.batch_id}
         case RowsSkipped(status=status, count=count, reason=reason):
             return {"type": "rows_skipped", "status": status, "count": count, "reason": reason}
+        case RetryWave(downloads=downloads, api_calls=api_calls, causes=causes):
+            return {
+                "type": "retry_wave",
+                "downloads": downloads,
+                "api_calls": api_calls,
+                "causes": list(causes),
+                "retry_after": event.retry_after,
+                "download_retries": event.download_retries,
+                "api_retries": event.api_retries,
+            }
         case Notice(message=message):
             return {"type": "notice", "message": message}
     return None
 
 
-class JsonDisplay:
-    """``--log-format json``: one JSON object per line on stdout for each event."""
+def progress_record(tally: Tally) -> dict[str, Any]:
+    """Where the run stands: the ``progress`` object of ``batch_progress`` and
+    ``batch_terminal`` lines."""
+    eta = tally.eta()
+    return {
+        "processed": tally.processed,
+        "total": tally.total,
+        "succeeded": tally.succeeded,
+        "failed": tally.failed,
+        "processing": tally.processing,
+        "to_download": tally.to_download,
+        "cost": f"{tally.cost:.6f}",
+        "eta_seconds": None if eta is None else round(eta, 1),
+    }
 
-    def __init__(self, consoles: Consoles, *, clock: Any = time.time) -> None:
+
+class JsonDisplay:
+    """``--log-format json``: one JSON object per line on stdout for each event; a poll's
+    and a batch's lines also say where the whole run stands (``progress``)."""
+
+    def __init__(self, consoles: Consoles, *, clock: Any = time.time, total: int = 0) -> None:
         self._file = consoles.out.file
         self._clock = clock
+        self._tally = Tally(total, clock)
 
     def __enter__(self) -> JsonDisplay:
         return self
@@ -124,8 +154,11 @@ class JsonDisplay:
         self._file.flush()
 
     def handle(self, event: Event) -> None:
+        self._tally.apply(event)
         record = event_record(event)
         if record is not None:
+            if isinstance(event, BatchProgress | BatchFinished):
+                record["progress"] = progress_record(self._tally)
             self.write(record)
 
 

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.text import Text
 
 from runflow_cli.batch.events import (
@@ -30,78 +22,82 @@ from runflow_cli.batch.events import (
     FileSaved,
     ItemFailed,
     Notice,
+    RetryWave,
     RowsSkipped,
 )
 from runflow_cli.cli.ui.consoles import Consoles
 from runflow_cli.cli.ui.failures import failure_line
 from runflow_cli.cli.ui.github import GitHubAnnotations
 from runflow_cli.cli.ui.json_log import JsonDisplay
-from runflow_cli.row_status import Status
+from runflow_cli.cli.ui.tally import (
+    Tally,
+    clock_text,
+    fit,
+    money,
+    retries_text,
+    retry_wave_line,
+)
 
 
-@dataclass
-class _Tally:
-    total: int
-    succeeded: int = 0
-    failed: int = 0
-    not_sent: int = 0
-    batches_submitted: int = 0
-    processing: dict[str, int] = field(default_factory=dict)
-    """Batch id -> items the API has not finished yet."""
-    processed_ok: dict[str, int] = field(default_factory=dict)
-    """Batch id -> items the API finished well; downloaded once their batch is done."""
-    downloads: int = 0
-    """Finals of finished batches not yet saved."""
+class _Screen:
+    """What the live display shows, drawn afresh at each refresh (so the clock ticks) and
+    fitted to the terminal's width: at 80 columns nothing is cut off."""
 
-    @property
-    def done(self) -> int:
-        return self.succeeded + self.failed + self.not_sent
+    def __init__(self, tally: Tally, title: str, lock: threading.Lock) -> None:
+        self._tally = tally
+        self._title = title
+        self._lock = lock
+        self._started = tally.clock()
 
-    def apply(self, event: Event) -> None:
-        match event:
-            case BatchSubmitted(size=size, batch_id=batch_id):
-                self.batches_submitted += 1
-                self.processing[batch_id] = size
-            case BatchProgress(batch_id=batch_id, succeeded=s, failed=f, cancelled=c, total=t):
-                self.processing[batch_id] = t - s - f - c
-                self.processed_ok[batch_id] = s
-            case BatchFinished(batch_id=batch_id, succeeded=s):
-                self.processing.pop(batch_id, None)
-                self.processed_ok.pop(batch_id, None)
-                self.downloads += s
-            case BatchNotCreated(kind=kind, rows=rows) if kind != "rejected":
-                self.not_sent += rows
-            case RowsSkipped(status="succeeded", count=count):
-                self.succeeded += count
-            case RowsSkipped(count=count):
-                self.not_sent += count
-            case ItemFailed(outcome=outcome):
-                self.failed += 1
-                if outcome.status == Status.DOWNLOAD_FAILED:
-                    self.downloads -= 1
-            case FileSaved():
-                self.succeeded += 1
-                self.downloads = max(self.downloads - 1, 0)
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(options.max_width, 20)
+        with self._lock:
+            lines = self.lines(width)
+        yield from lines
+
+    def lines(self, width: int) -> list[Text]:
+        t = self._tally
+        tail = (
+            f" {t.processed}/{t.total} {clock_text(t.elapsed(self._started))} "
+            f"ETA {clock_text(t.eta())}"
+        )
+        title = _shortened(self._title, max(width - len(tail) - 12, width // 3))
+        bar = width - len(title) - len(tail) - 2
+        head = Text(title, style="bold")
+        if bar >= 10:
+            filled = bar * t.processed // t.total if t.total else bar
+            head.append(" ")
+            head.append("━" * filled, style="bar.finished" if filled == bar else "bar.complete")
+            head.append("━" * (bar - filled), style="bar.back")
+        head.append(tail)
+        segments = [
+            f"✓ {t.succeeded} succeeded",
+            f"✗ {t.failed} failed",
+            *([f"{t.not_sent} not sent"] if t.not_sent else []),
+            f"⟳ {t.processing} processing",
+            f"↓ {t.to_download} to download",
+            f"batches: {len(t.in_flight)} in flight, {t.batches_submitted} sent",
+            f"cost so far {money(t.cost)}",
+        ]
+        if t.api_retries or t.download_retries:
+            segments.append(retries_text(t.api_retries, t.download_retries))
+        return [head, *(Text(line) for line in fit(segments, width))]
+
+
+def _shortened(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
 
 
 class LiveDisplay:
     """A Rich live display for a terminal."""
 
-    def __init__(self, consoles: Consoles, total: int, title: str) -> None:
-        self._tally = _Tally(total)
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=consoles.err,
-        )
-        self._task = self._progress.add_task(title, total=total)
-        self._live = Live(
-            self._render(), console=consoles.err, refresh_per_second=8, transient=False
-        )
+    def __init__(
+        self, consoles: Consoles, total: int, title: str, *, clock: Any = time.monotonic
+    ) -> None:
+        self._lock = threading.Lock()
+        self._tally = Tally(total, clock)
+        self._screen = _Screen(self._tally, title, self._lock)
+        self._live = Live(self._screen, console=consoles.err, refresh_per_second=8, transient=False)
         self._consoles = consoles
 
     def __enter__(self) -> LiveDisplay:
@@ -109,28 +105,12 @@ class LiveDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._live.update(self._render())
+        self._live.refresh()
         self._live.__exit__(None, None, None)
 
-    def _render(self) -> Group:
-        t = self._tally
-        stats = Text.assemble(
-            ("  ✓ ", "green"),
-            f"{t.succeeded} succeeded   ",
-            ("✗ ", "red"),
-            f"{t.failed} failed   ",
-            f"{t.not_sent} not sent   ",
-            ("⟳ ", "cyan"),
-            f"{sum(t.processing.values())} processing   ",
-            f"batches in flight {len(t.processing)} (submitted {t.batches_submitted})   ",
-            ("↓ ", "blue"),
-            f"{max(t.downloads, 0) + sum(t.processed_ok.values())} to download",
-        )
-        return Group(self._progress, stats)
-
     def handle(self, event: Event) -> None:
-        self._tally.apply(event)
-        self._progress.update(self._task, completed=self._tally.done)
+        with self._lock:
+            self._tally.apply(event)
         if isinstance(event, ItemFailed):
             self._live.console.print(f"  [red]✗[/] {escape(failure_line(event.outcome))}")
         elif isinstance(event, Notice):
@@ -139,18 +119,25 @@ class LiveDisplay:
             self._live.console.print(
                 f"  [dim]{event.count} rows skipped ({event.status}): {escape(event.reason)}[/]"
             )
-        self._live.update(self._render())
+        # No refresh here: Live redraws 8 times a second, however many events arrive.
+
+
+PROGRESS_EVERY = 10.0
+"""Seconds between two plain progress lines, at least."""
 
 
 class LogDisplay:
-    """Plain timestamped lines for cron and CI: one per batch event and failure."""
+    """Plain timestamped lines for cron and CI: one per batch event and failure, a progress
+    line at most every :data:`PROGRESS_EVERY` seconds as polls see items finish, and one
+    line per wave of retries."""
 
     def __init__(
         self, consoles: Consoles, total: int, title: str, *, clock: Any = time.time
     ) -> None:
-        self._tally = _Tally(total)
+        self._tally = Tally(total, clock)
         self._err = consoles.err
         self._clock = clock
+        self._last_progress: float | None = None
         self._log(f"{title}: {total} items")
 
     def __enter__(self) -> LogDisplay:
@@ -173,13 +160,16 @@ class LogDisplay:
                 )
             case BatchSubmitted(number=n, batch_id=batch_id, size=size):
                 self._log(f"batch {n} submitted: {size} items, id {batch_id}")
+            case BatchProgress():
+                self._progress()
             case BatchFinished(
                 batch_id=batch_id, status_code=status, cost=cost, succeeded=s, total=total
             ):
                 self._log(
                     f"batch {batch_id} {status}: {s}/{total} succeeded, "
                     f"cost {cost or 'not reported'}; "
-                    f"{t.done}/{t.total} items done, {max(t.downloads, 0)} finals to download"
+                    f"{t.done}/{t.total} items done, {max(t.downloads, 0)} finals to download; "
+                    f"cost so far {money(t.cost)}"
                 )
             case BatchNotCreated(number=n, kind=kind, rows=rows):
                 self._log(f"batch {n} not created ({kind}): {rows} rows")
@@ -194,8 +184,29 @@ class LogDisplay:
                     f"link expired for SKU {outcome.item.sku} ({outcome.item.name}); "
                     "fetched a fresh one"
                 )
+            case RetryWave():
+                self._log(retry_wave_line(event))
+            case FileSaved():
+                self._progress()
             case _:
                 pass
+
+    def _progress(self) -> None:
+        """Where the run stands, as polls and downloads move it (not more often than
+        every :data:`PROGRESS_EVERY` seconds)."""
+        now = self._clock()
+        if self._last_progress is not None and now - self._last_progress < PROGRESS_EVERY:
+            return
+        self._last_progress = now
+        t = self._tally
+        line = (
+            f"progress: {t.processed}/{t.total} processed ({t.succeeded} succeeded, "
+            f"{t.failed} failed, {t.processing} processing, {t.to_download} to download); "
+            f"cost so far {money(t.cost)}; ETA {clock_text(t.eta())}"
+        )
+        if t.api_retries or t.download_retries:
+            line += f"; {retries_text(t.api_retries, t.download_retries)}"
+        self._log(line)
 
 
 class NullDisplay:
@@ -218,7 +229,7 @@ def make_display(
     """
     display: Display
     if log_format == "json":  # asked for by name: it streams even with --quiet
-        display = JsonDisplay(consoles)
+        display = JsonDisplay(consoles, total=total)
     elif consoles.quiet:
         display = NullDisplay()
     elif log_format == "auto" and consoles.interactive:

@@ -101,6 +101,8 @@ def print_summary(
         f"Cost reported by the API: {result.cost:.6f}   "
         f"Batches: {len(result.batch_ids)}   Time: {elapsed:.1f} s"
     )
+    if result.api_retries or result.download_retries:
+        out.print(f"Retries: {result.download_retries} downloads, {result.api_retries} API calls")
     if result.stopped_reason:
         out.print(f"[yellow]Stopped submitting:[/] {escape(result.stopped_reason)}")
     if reports:

@@ -1,0 +1,278 @@
+"""The downloader's retry policy in CDN weather, on an injected clock and sleep: no test
+waits for real. A small scripted CDN on loopback answers each request with the next
+step of its script (a status with or without Retry-After, a dropped connection, the
+file), so every wait the downloader asks for is known in advance."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from runflow_cli.api.client import RunflowClient
+from runflow_cli.api.retry import MAX_RETRY_AFTER, Backoff, RetryNote
+from runflow_cli.errors import DownloadError
+from runflow_cli.files.download import Downloader
+
+IMAGE = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(28)
+
+
+@dataclass
+class ScriptedCDN:
+    """Answers request n with ``script[n]`` (then ``after`` for ever): ``"200"``, ``"drop"``,
+    ``"503"``, or ``"429:7"`` (a status with ``Retry-After: 7``)."""
+
+    script: list[str] = field(default_factory=list)
+    after: str = "200"
+    url: str = ""
+    served: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_step(self) -> str:
+        with self.lock:
+            step = self.script[len(self.served)] if len(self.served) < len(self.script) else None
+            self.served.append(step or self.after)
+            return self.served[-1]
+
+
+@contextmanager
+def scripted_cdn(*script: str, after: str = "200") -> Iterator[ScriptedCDN]:
+    cdn = ScriptedCDN(list(script), after)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            step = cdn.next_step()
+            if step == "drop":  # closed with no answer at all, as a crashed edge does
+                self.close_connection = True
+                return
+            status, _, retry_after = step.partition(":")
+            body = IMAGE if status == "200" else b"busy"
+            self.send_response(int(status))
+            self.send_header("Content-Type", "image/webp" if status == "200" else "text/plain")
+            if retry_after:
+                self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    cdn.url = f"http://127.0.0.1:{server.server_address[1]}/b1/result_1.webp"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield cdn
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+class FakeTime:
+    """A clock that moves only when the downloader sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def time_() -> FakeTime:
+    return FakeTime()
+
+
+def downloader(
+    time_: FakeTime,
+    *,
+    deadline: float = 300.0,
+    jitter: Callable[[], float] = lambda: 1.0,
+    notes: list[RetryNote] | None = None,
+) -> Downloader:
+    return Downloader(
+        deadline=deadline,
+        clock=time_.clock,
+        sleep=time_.sleep,
+        jitter=jitter,
+        on_retry=(notes.append if notes is not None else lambda note: None),
+    )
+
+
+def test_retry_after_is_honoured_on_429_and_503_and_each_retry_is_told(
+    time_: FakeTime, tmp_path: Path
+) -> None:
+    notes: list[RetryNote] = []
+    with scripted_cdn("429:7", "503:3", "drop") as cdn, downloader(time_, notes=notes) as d:
+        saved = d.fetch(cdn.url + "?sig=abc", tmp_path / "a.webp")
+    assert saved.path.read_bytes() == IMAGE
+    # As asked, as asked, then the first backoff (jitter 1: the full 0.5 s).
+    assert time_.sleeps == [7.0, 3.0, 0.5]
+    assert [(n.kind, n.cause, n.wait, n.retry_after) for n in notes] == [
+        ("download", "HTTP 429", 7.0, 7.0),
+        ("download", "HTTP 503", 3.0, 3.0),
+        ("download", "connection dropped", 0.5, None),
+    ]
+    assert {n.target for n in notes} == {cdn.url}  # the link without its signature
+
+
+def test_a_long_retry_after_is_capped(time_: FakeTime, tmp_path: Path) -> None:
+    with scripted_cdn("429:3600") as cdn, downloader(time_) as d:
+        d.fetch(cdn.url, tmp_path / "a.webp")
+    assert time_.sleeps == [MAX_RETRY_AFTER]
+
+
+def test_retry_after_on_other_errors_is_not_taken_as_the_wait(
+    time_: FakeTime, tmp_path: Path
+) -> None:
+    with scripted_cdn("500:40") as cdn, downloader(time_) as d:
+        d.fetch(cdn.url, tmp_path / "a.webp")
+    assert time_.sleeps == [0.5]  # backoff: only 429 and 503 say how long
+
+
+def test_backoff_doubles_on_5xx_and_drops_and_a_told_wait_does_not_grow_it(
+    time_: FakeTime, tmp_path: Path
+) -> None:
+    with scripted_cdn("500", "502", "drop", "429:2", "504", "200") as cdn, downloader(time_) as d:
+        d.fetch(cdn.url, tmp_path / "a.webp")
+    assert time_.sleeps == [0.5, 1.0, 2.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize(("draw", "factor"), [(0.0, 0.5), (0.5, 0.75), (1.0, 1.0)])
+def test_jitter_keeps_each_backoff_between_half_and_all_of_it(
+    time_: FakeTime, tmp_path: Path, draw: float, factor: float
+) -> None:
+    with (
+        scripted_cdn("503", "503", "503", "503") as cdn,
+        downloader(time_, jitter=lambda: draw) as d,
+    ):
+        d.fetch(cdn.url, tmp_path / "a.webp")
+    assert time_.sleeps == pytest.approx([0.5 * factor, 1.0 * factor, 2.0 * factor, 4.0 * factor])
+
+
+def test_the_download_policy_is_the_api_clients_own() -> None:
+    """One Backoff for both: the client's waits are the downloader's waits."""
+    sleeps: list[float] = []
+    notes: list[RetryNote] = []
+    answers = iter([httpx.Response(503), httpx.Response(429, headers={"Retry-After": "4"})])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json={"id": "b1", "status_code": "running"}))
+
+    client = RunflowClient(
+        "rf_test_key",
+        "http://127.0.0.1:9",
+        sleep=sleeps.append,
+        jitter=lambda: 1.0,
+        transport=httpx.MockTransport(handler),
+        on_retry=notes.append,
+    )
+    with client:
+        client.get_batch("b1")
+    policy = Backoff(jitter=lambda: 1.0)
+    assert sleeps == [policy.delay(0), policy.delay(1, 4.0)] == [0.5, 4.0]
+    assert [(n.kind, n.target, n.cause) for n in notes] == [
+        ("api", "GET /v1/batches/b1", "HTTP 503"),
+        ("api", "GET /v1/batches/b1", "HTTP 429"),
+    ]
+
+
+# --- the budget ------------------------------------------------------------------------
+
+
+def test_a_sustained_outage_fails_the_file_within_its_budget_not_after_a_count(
+    time_: FakeTime, tmp_path: Path
+) -> None:
+    started = time_.now
+    with (
+        scripted_cdn(after="503") as cdn,
+        downloader(time_, deadline=120.0) as d,
+        pytest.raises(
+            DownloadError, match=r"not finished within 120 s \(\d+ tries, the last: HTTP 503\)"
+        ),
+    ):
+        d.fetch(cdn.url, tmp_path / "a.webp")
+    # 0.5, 1, 2, ... 30, 30: far more than three tries, and none past the budget.
+    assert len(cdn.served) == len(time_.sleeps) + 1 > 5
+    assert time_.sleeps[-1] == 30.0
+    assert time_.now - started <= 120.0
+    assert time_.now - started + 30.0 >= 120.0  # it gave up only when no try fitted
+    assert not (tmp_path / "a.webp").exists() and not list(tmp_path.rglob("*.part"))
+
+
+def test_a_retry_after_beyond_the_budget_fails_at_once(time_: FakeTime, tmp_path: Path) -> None:
+    with (
+        scripted_cdn("429:50") as cdn,
+        downloader(time_, deadline=30.0) as d,
+        pytest.raises(DownloadError, match="not finished within 30 s"),
+    ):
+        d.fetch(cdn.url, tmp_path / "a.webp")
+    assert time_.sleeps == [] and len(cdn.served) == 1
+
+
+def test_after_an_outage_the_next_try_of_the_same_file_saves_it(
+    time_: FakeTime, tmp_path: Path
+) -> None:
+    """What a rerun does for a ``download_failed`` row: the file, tried again, is saved."""
+    with scripted_cdn(after="503") as cdn, downloader(time_, deadline=60.0) as d:
+        with pytest.raises(DownloadError):
+            d.fetch(cdn.url, tmp_path / "a.webp")
+        cdn.after = "200"  # the outage ends
+        saved = d.fetch(cdn.url, tmp_path / "a.webp")
+    assert saved.path.read_bytes() == IMAGE
+
+
+def test_a_file_waiting_out_a_retry_leaves_the_download_worker_to_others(tmp_path: Path) -> None:
+    """One download worker: while the first final waits out its retry, the second is
+    saved (before, the waiting file held the only worker, and the run stood still)."""
+    from helpers import make_items
+    from test_pipeline import Clock, ScriptedClient, run_pipeline
+
+    from runflow_cli.batch.options import BatchOptions
+    from runflow_cli.files.folder import SavedFile
+
+    second_saved = threading.Event()
+    order: list[str] = []
+
+    class WeatheredCDN:
+        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
+            if "/r0/" in url:  # 429: waits (in the downloader) until the other is saved
+                assert second_saved.wait(10), "the other final never got a worker"
+            order.append(url.split("/")[3])
+            if "/r1/" in url:
+                second_saved.set()
+            return SavedFile(dest, 1, "0" * 64)
+
+        def abort(self) -> None:
+            pass
+
+    clock = Clock()
+    result = run_pipeline(
+        ScriptedClient(clock, [(2, 0)]),
+        WeatheredCDN(),
+        BatchOptions(download_workers=1),
+        make_items(2),
+        tmp_path,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert order == ["r1", "r0"]
+    assert [o.status.value for o in result.outcomes] == ["succeeded", "succeeded"]
