@@ -30,6 +30,32 @@ def library_label(name: str, value: object) -> str:
     return f"{name}={value}"
 
 
+PathLater = Callable[[], Path]
+"""Where a final is, as a call that makes its Path (see :class:`_OutputPath`)."""
+
+
+class _OutputPath:
+    """:attr:`Outcome.output_path`: a Path, or a call that makes one when it is first read.
+
+    A rerun of 100,000 done rows reads none of them when its reports stand as written,
+    and a Path costs more to make than the rest of an outcome.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, outcome: object, owner: type | None = None) -> Path | None:
+        if outcome is None:
+            return None  # the field's default
+        value = outcome.__dict__.get(self._name)
+        if value is not None and not isinstance(value, Path):
+            value = outcome.__dict__[self._name] = value()
+        return value
+
+    def __set__(self, outcome: object, value: Path | PathLater | None) -> None:
+        outcome.__dict__[self._name] = value
+
+
 @dataclass
 class Outcome:
     item: Item
@@ -39,7 +65,8 @@ class Outcome:
     error_kind: str | None = None
     error_message: str | None = None
     final_url: str | None = None
-    output_path: Path | None = None
+    output_path: _OutputPath = _OutputPath()
+    """The final's path (set it to a Path, or to a call that makes one when read)."""
     size: int | None = None
     sha256: str | None = None
     export_path: Path | None = None

@@ -35,6 +35,7 @@ from runflow_cli.cli.batch_options import (
     SafetyPollOpt,
     SandboxOpt,
     SkipInvalidOpt,
+    VerifyOpt,
     flag_label,
 )
 from runflow_cli.cli.endpoint import endpoint
@@ -93,6 +94,7 @@ def batch_command(
     preset: PresetOpt = None,
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
+    verify: VerifyOpt = False,
     retry_failed: RetryFailedOpt = True,
     resubmit_unknown: ResubmitUnknownOpt = False,
     skip_invalid: SkipInvalidOpt = False,
@@ -166,6 +168,7 @@ def batch_command(
         keep_intermediates=keep_intermediates,
         callback_url=callback_url,
         force=force,
+        verify=verify,
         retry_failed=retry_failed,
         resubmit_unknown=resubmit_unknown,
         max_items=max_items,
