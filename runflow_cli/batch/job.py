@@ -27,6 +27,7 @@ from pathlib import Path
 from runflow_cli.api.client import Endpoint
 from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
+from runflow_cli.batch.finals_check import FinalsCheck
 from runflow_cli.batch.finish import BatchResult, export_finals, write_run_reports
 from runflow_cli.batch.interrupts import Interrupts, Terminated
 from runflow_cli.batch.invalid import NOT_SENT, not_sent_message, with_invalid
@@ -115,14 +116,19 @@ def run_batch(
         with journal:
             for notice in notices:
                 on_event(Notice(notice))
+            check = None  # the done finals checked by size and time in a second process
+            if not (options.verify or options.force):
+                check = FinalsCheck.start(folder, journal.path, len(manifest.items))
             with gc_paused():  # a record per row, and a plan: nothing for the collector
                 manifest = keep_names(manifest, journal, options.model)
                 rows, batches = journal.rows(), journal.batches()
+                changed = check.changed() if check is not None else None
                 plan = _plan(
-                    manifest, rows, batches, folder, options, endpoint.identity, endpoint.service
-                )
+                    manifest, rows, batches, folder, options, endpoint.identity, endpoint.service,
+                    changed,
+                )  # fmt: skip
                 del rows  # what the plan needs it holds: the rest goes before the run
-            kept.freeze()  # items, plan: kept for the whole run, and no cycles among them
+                kept.freeze()  # items, plan: kept for the whole run, and no cycles among them
             if plan.restamp:  # finals found whole by their hash: by size and time next run
                 journal.files_checked(plan.restamp)
             on_event(Planned(plan))
@@ -136,7 +142,7 @@ def run_batch(
                 with gc_paused():
                     run = _settle(manifest, plan, folder, options, batch_ids, on_event, label)
                     reuse.share_with_followers(plan, run)
-                kept.freeze()
+                    kept.freeze()
             else:
                 run = _run(manifest, plan, journal, folder, endpoint, options, reuse, on_event,
                            interrupts, label)  # fmt: skip
@@ -242,6 +248,7 @@ def _plan(
     options: BatchOptions,
     endpoint: str,
     service: str,
+    changed: set[str] | None = None,
 ) -> Plan:
     return make_plan(
         manifest.items,
@@ -255,6 +262,7 @@ def _plan(
         retry_failed=options.retry_failed,
         resubmit_unknown=options.resubmit_unknown,
         verify=options.verify,
+        changed=changed,
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from runflow_cli.row_status import Status
 INVALID_ROW = "invalid_row"
 """The error kind of a manifest row skipped as invalid (``skip_invalid``): it exits 1,
 where a row the server rejected (``invalid`` too, kind ``rejected``) exits 2."""
+
+_STATUS = attrgetter("status")
 
 SettingLabel = Callable[[str, object], str]
 """How a message names a setting the user can change: ``(name, value) -> text``."""
@@ -139,7 +142,10 @@ class RunResult:
             self.local_fault = fault
 
     def counts(self) -> Counter[str]:
-        return Counter(o.status.value for o in self.outcomes)
+        # By member first (a C loop), then by name: a rerun counts 100,000 rows.
+        return Counter(
+            {status.value: n for status, n in Counter(map(_STATUS, self.outcomes)).items()}
+        )
 
     def summary(self) -> dict[str, Any]:
         """Totals, as the report's ``summary`` and ``--json`` carry them."""
@@ -161,7 +167,7 @@ class RunResult:
             codes.add(
                 ExitCode.TERMINATED if self.interrupted == "SIGTERM" else ExitCode.INTERRUPTED
             )
-        statuses = {o.status for o in self.outcomes}
+        statuses = set(map(_STATUS, self.outcomes))
         if Status.INVALID in statuses:
             kinds = {o.error_kind for o in self.outcomes if o.status is Status.INVALID}
             if kinds - {INVALID_ROW}:

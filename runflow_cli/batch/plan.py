@@ -10,7 +10,7 @@ copied (or moved) to its own name instead of being sent again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -114,6 +114,7 @@ def make_plan(
     resubmit_unknown: bool = False,
     verify: bool = False,
     file_ok: Callable[[Path, int | None, str | None], bool] | None = None,
+    changed: Collection[str] | None = None,
 ) -> Plan:
     """Sort every manifest row into exactly one of the plan's lists.
 
@@ -125,6 +126,9 @@ def make_plan(
     A final on disk is the one recorded if it has the recorded size and
     modification time; else (or with ``verify``) if it has the recorded SHA-256
     (see :meth:`OutputFolder.final_found`). ``file_ok`` replaces that check.
+    ``changed``: the row keys whose final is not the recorded size and time, from a
+    check made beforehand (:mod:`runflow_cli.batch.finals_check`); the others are done
+    without a look at their file.
     """
     plan = Plan()
     found = folder.final_found
@@ -167,7 +171,10 @@ def make_plan(
                 continue
             if file_ok is None and record.output_path:  # check(record), inlined: 100,000 rows
                 saved = record.mtime_ns
-                mtime = found(record.output_path, record.size, record.sha256, saved, verify)
+                if changed is not None and key not in changed:
+                    mtime = saved  # as recorded, seen by the check made beforehand
+                else:
+                    mtime = found(record.output_path, record.size, record.sha256, saved, verify)
                 if mtime is not None and mtime != saved:
                     plan.restamp[key] = mtime
                 ok = mtime is not None
