@@ -120,9 +120,11 @@ def run_batch(
             if not (options.verify or options.force):
                 check = FinalsCheck.start(folder, journal.path, len(manifest.items))
             with gc_paused():  # a record per row, and a plan: nothing for the collector
-                manifest = keep_names(manifest, journal, options.model)
-                rows, batches = journal.rows(), journal.batches()
-                changed = check.changed() if check is not None else None
+                try:
+                    manifest = keep_names(manifest, journal, options.model)
+                    rows, batches = journal.rows(), journal.batches()
+                finally:  # the child is waited for, whatever happens here
+                    changed = check.changed() if check is not None else None
                 plan = _plan(
                     manifest, rows, batches, folder, options, endpoint.identity, endpoint.service,
                     changed,

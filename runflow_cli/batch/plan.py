@@ -171,7 +171,8 @@ def make_plan(
                 continue
             if file_ok is None and record.output_path:  # check(record), inlined: 100,000 rows
                 saved = record.mtime_ns
-                if changed is not None and key not in changed:
+                mtime: int | None
+                if changed is not None and saved is not None and not verify and key not in changed:
                     mtime = saved  # as recorded, seen by the check made beforehand
                 else:
                     mtime = found(record.output_path, record.size, record.sha256, saved, verify)
