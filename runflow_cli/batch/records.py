@@ -121,8 +121,8 @@ def stored_rows(rows: Iterable[tuple[Any, ...]]) -> list[RowRecord]:
     """Records from the journal's rows (tuples in :data:`COLUMNS` order)."""
     found = list(rows)
     urls = _json_lists([r[12] for r in found])
-    make = RowRecord._make
-    return [make((*r[:12], u, *r[13:])) for r, u in zip(found, urls, strict=True)]
+    new = tuple.__new__  # RowRecord._make without its length check: COLUMNS are its fields
+    return [new(RowRecord, (*r[:12], u, *r[13:])) for r, u in zip(found, urls, strict=True)]
 
 
 def _json_lists(texts: list[str | None]) -> list[list[str]]:
