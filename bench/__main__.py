@@ -16,6 +16,7 @@ from . import (
     headroom,
     manifest_speed,
     memory,
+    rerun_speed,
     startup,
     weather,
 )
@@ -30,6 +31,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "e2e": end_to_end.run,
     "economy": economy.run,
     "headroom": headroom.run,
+    "rerun": rerun_speed.run,
     "weather": weather.run,
 }
 

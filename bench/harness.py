@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .peak_rss import launched, peak_mb
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 RUNFLOW = [PYTHON, "-m", "runflow_cli"]
@@ -96,21 +98,6 @@ class Context:
         return quick if self.quick else full
 
 
-# A child's ru_maxrss includes the memory of the process it was forked from
-# (up to the exec). The bench process holds the sandbox (~50 MB), so a peak RSS
-# is read by a tiny launcher that forks the command from a bare interpreter.
-RSS_LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execvp(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 @dataclass(frozen=True)
 class Measured:
     seconds: float
@@ -129,10 +116,10 @@ def measure(
     rss: bool = False,
 ) -> Measured:
     """Run ``cmd`` to completion: wall seconds, CPU seconds (wait4) and, with ``rss``,
-    its true peak RSS (through ``RSS_LAUNCHER``; otherwise ``max_rss_mb`` is 0)."""
+    its true peak RSS (through :mod:`bench.peak_rss`; otherwise ``max_rss_mb`` is 0)."""
     rss_file = Path(tempfile.mkstemp(prefix="bench-rss-")[1]) if rss else None
     if rss_file is not None:
-        cmd = [PYTHON, "-I", "-S", "-c", RSS_LAUNCHER, str(rss_file), *cmd]
+        cmd = launched(cmd, rss_file)
     full_env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", **(env or {})}
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -154,11 +141,11 @@ def measure(
         tail = err.decode(errors="replace")[-2000:]
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{tail}")
     cpu = usage.ru_utime + usage.ru_stime
-    peak_kb = 0.0
+    peak = 0.0
     if rss_file is not None:
-        peak_kb = float(rss_file.read_text() or 0)
+        peak = peak_mb(rss_file)
         rss_file.unlink()
-    return Measured(elapsed, peak_kb / 1024, cpu, proc.returncode)
+    return Measured(elapsed, peak, cpu, proc.returncode)
 
 
 def repeat(fn: Callable[[], float], times: int) -> Stats:

@@ -90,3 +90,36 @@ def test_a_reordered_manifest_keeps_every_name_from_the_old_journal(
     assert {p: after.get(p) for p in before if p not in REWRITTEN} == {
         p: d for p, d in before.items() if p not in REWRITTEN
     }
+
+
+def test_finals_of_the_old_journal_are_hashed_once_then_checked_by_size_and_time(
+    old_out: Path, sb: Any, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.1.0 recorded no modification times: the first rerun hashes each done final and
+    records its time; the next one takes them by size and time, reading none."""
+    import sqlite3
+
+    import runflow_cli.files.folder as folder
+
+    first = run_batch(cli, sb, MANIFEST, old_out, "--keep-intermediates", "--no-retry-failed")
+    assert first.code == 1, first.err
+    db = sqlite3.connect(f"file:{old_out / '.runflow' / 'state.db'}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT output_path, mtime_ns FROM rows WHERE status='succeeded'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert len(rows) == 7
+    assert all(mtime == (old_out / path).stat().st_mtime_ns for path, mtime in rows)
+
+    def no_reading(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path).endswith(".webp"):
+            raise AssertionError(f"{path} was read: its size and time were recorded")
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(folder, "open", no_reading, raising=False)
+    again = run_batch(cli, sb, MANIFEST, old_out, "--keep-intermediates", "--no-retry-failed")
+    assert again.code == 1, again.err
+    assert "7 already done" in again.err
+    assert sb.requests == []

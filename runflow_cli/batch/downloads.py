@@ -193,7 +193,9 @@ class Fetcher:
     def _saved(self, outcome: Outcome, final: SavedFile) -> None:
         relative = self._folder.relative(final.path)
         with self._critical():
-            self._journal.file_saved(row_key(outcome.item), relative, final.size, final.sha256)
+            self._journal.file_saved(
+                row_key(outcome.item), relative, final.size, final.sha256, final.mtime_ns
+            )
         outcome.mark(Status.SUCCEEDED, None, None)
         outcome.output_path, outcome.size, outcome.sha256 = final.path, final.size, final.sha256
         self._emit(FileSaved(outcome, final.path))

@@ -14,11 +14,12 @@ from runflow_cli.batch.identity import fingerprint
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult
 from runflow_cli.batch.plan import Plan
+from runflow_cli.batch.stamp import Stamp
 from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Manifest
 from runflow_cli.outputs.export import ExportSpec, ExportSummary, export_all
-from runflow_cli.outputs.report import Report, ReportRow, write_reports
+from runflow_cli.outputs.report import REPORT_CSV, REPORT_JSON, Report, ReportRow, write_reports
 from runflow_cli.outputs.review import REVIEW_HTML, write_review
 from runflow_cli.row_status import Status
 
@@ -42,7 +43,18 @@ def write_run_reports(
     folder: OutputFolder,
     options: BatchOptions,
     service: str,
+    journal_state: str | None = None,
 ) -> None:
+    """Write the reports and the review sheet. ``journal_state``: the journal's
+    (:meth:`~runflow_cli.batch.journal.Journal.state`) when the run had nothing to send;
+    if the reports were written from that same state, manifest and settings, and are as
+    written then, they are left as they are (see :mod:`runflow_cli.batch.stamp`)."""
+    stamp = Stamp.of(result, manifest, folder, options, service, journal_state)
+    names = (REPORT_CSV, REPORT_JSON, *((REVIEW_HTML,) if options.review else ()))
+    if stamp is not None and stamp.holds(folder, names):
+        result.reports = (folder.path(REPORT_CSV), folder.path(REPORT_JSON))
+        result.review = folder.path(REVIEW_HTML) if options.review else None
+        return
     report = run_report(result, manifest, folder, options.model, service)
     try:
         result.reports = write_reports(folder, report)
@@ -57,6 +69,8 @@ def write_run_reports(
             result.review_error = exc.message
         except Exception as exc:  # the review sheet never fails a run
             result.review_error = f"could not write {folder.path(REVIEW_HTML)}: {exc}"
+    if stamp is not None and result.reports is not None and (result.review or not options.review):
+        stamp.record(folder, names)
 
 
 def export_finals(result: RunResult, spec: ExportSpec, folder: OutputFolder) -> ExportSummary:

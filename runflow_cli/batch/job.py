@@ -27,10 +27,12 @@ from pathlib import Path
 from runflow_cli.api.client import Endpoint
 from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
+from runflow_cli.batch.finals_check import FinalsCheck
 from runflow_cli.batch.finish import BatchResult, export_finals, write_run_reports
-from runflow_cli.batch.interrupts import Interrupts
+from runflow_cli.batch.interrupts import Interrupts, Terminated
 from runflow_cli.batch.invalid import NOT_SENT, not_sent_message, with_invalid
 from runflow_cli.batch.journal import Journal, JournalDamagedError
+from runflow_cli.batch.ledger import Ledger
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import Outcome, RunResult, SettingLabel, library_label
 from runflow_cli.batch.pipeline import Inbox, Pipeline
@@ -40,6 +42,7 @@ from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
 from runflow_cli.batch.retries import RetryWatch
 from runflow_cli.batch.reuse import Reuse
 from runflow_cli.batch.spend import PriceBook
+from runflow_cli.bulk import KeptFromGC, gc_paused
 from runflow_cli.errors import ExitCode
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
@@ -108,63 +111,49 @@ def run_batch(
     """
     started = clock()
     folder = output_folder(out)
-    with folder.lock(command):
+    with folder.lock(command), KeptFromGC() as kept:
         refuse_linked_sku_folders(folder, (item.sku for item in manifest.items))
         journal, notices = open_journal(folder, endpoint.service)
         with journal:
             for notice in notices:
                 on_event(Notice(notice))
-            manifest = keep_names(manifest, journal, options.model)
-            rows, batches = journal.rows(), journal.batches()
-            plan = _plan(
-                manifest, rows, batches, folder, options, endpoint.identity, endpoint.service
-            )
-            on_event(Planned(plan))
-            with ExitStack() as stack:
-                inbox, callback_url = None, options.callback_url
-                if options.listen is not None:
-                    from runflow_cli.batch.listen import listening
-
-                    listen = options.listen
-                    if listen.callback_url is None:
-                        listen = replace(listen, callback_url=options.callback_url)
-                    inbox, callback_url = stack.enter_context(
-                        listening(listen, endpoint, folder, on_event, label)
-                    )
-                    poll = options.listen.safety_poll
-                    options = replace(options, poll_interval=poll, max_poll_interval=poll)
-                on_event(ProcessingStarted(len(manifest.items), manifest.source))
+            check = None  # the done finals checked by size and time in a second process
+            if not (options.verify or options.force):
+                check = FinalsCheck.start(folder, journal.path, len(manifest.items))
+            with gc_paused():  # a record per row, and a plan: nothing for the collector
                 try:
-                    batch_ids = {b.batch_key: b.batch_id for b in journal.batches()}
-                    reuse = Reuse(
-                        journal,
-                        folder,
-                        model=options.model,
-                        service=endpoint.service,
-                        batch_ids=batch_ids,
-                    )
-                    run = _process(
-                        manifest,
-                        plan,
-                        journal,
-                        folder,
-                        endpoint,
-                        options,
-                        callback_url,
-                        inbox,
-                        on_event,
-                        interrupts,
-                        label,
-                        first=lambda result: reuse.copy_finals(plan, result),
-                    )
+                    manifest = keep_names(manifest, journal, options.model)
+                    rows, batches = journal.rows(), journal.batches()
+                finally:  # the child is waited for, whatever happens here
+                    changed = check.changed() if check is not None else None
+                plan = _plan(
+                    manifest, rows, batches, folder, options, endpoint.identity, endpoint.service,
+                    changed,
+                )  # fmt: skip
+                del rows  # what the plan needs it holds: the rest goes before the run
+                kept.freeze()  # items, plan: kept for the whole run, and no cycles among them
+            if plan.restamp:  # finals found whole by their hash: by size and time next run
+                journal.files_checked(plan.restamp)
+            on_event(Planned(plan))
+            batch_ids = {b.batch_key: b.batch_id for b in batches}
+            reuse = Reuse(
+                journal, folder, model=options.model, service=endpoint.service, batch_ids=batch_ids
+            )
+            journal_state = None
+            if plan.idle:  # every row settled from the journal: no client, no connection
+                journal_state = journal.state()  # what the outcomes are read from
+                with gc_paused():
+                    run = _settle(manifest, plan, folder, options, batch_ids, on_event, label)
                     reuse.share_with_followers(plan, run)
-                finally:
-                    on_event(ProcessingEnded())
+                    kept.freeze()
+            else:
+                run = _run(manifest, plan, journal, folder, endpoint, options, reuse, on_event,
+                           interrupts, label)  # fmt: skip
         run.outcomes = with_invalid(run.outcomes, manifest.invalid)
         result = BatchResult(**vars(run), plan=plan)
         if options.export is not None and not result.interrupted:
             result.exports = export_finals(result, options.export, folder)
-        write_run_reports(result, manifest, folder, options, endpoint.service)
+        write_run_reports(result, manifest, folder, options, endpoint.service, journal_state)
     result.elapsed = clock() - started
     return result
 
@@ -262,6 +251,7 @@ def _plan(
     options: BatchOptions,
     endpoint: str,
     service: str,
+    changed: set[str] | None = None,
 ) -> Plan:
     return make_plan(
         manifest.items,
@@ -274,7 +264,85 @@ def _plan(
         force=options.force,
         retry_failed=options.retry_failed,
         resubmit_unknown=options.resubmit_unknown,
+        verify=options.verify,
+        changed=changed,
     )
+
+
+def _settle(
+    manifest: Manifest,
+    plan: Plan,
+    folder: OutputFolder,
+    options: BatchOptions,
+    batch_ids: dict[str, str | None],
+    on_event: Callable[[Event], None],
+    label: SettingLabel,
+) -> RunResult:
+    """A plan with nothing to send, poll, download or copy: the outcomes from the journal."""
+    ledger = Ledger(
+        manifest.items,
+        max_items=options.max_items,
+        max_cost=options.max_cost,
+        max_failure_rate=options.max_failure_rate,
+        label=label,
+        emit=on_event,
+    )
+    on_event(ProcessingStarted(len(manifest.items), manifest.source))
+    try:
+        ledger.settle_from_plan(plan, batch_ids, folder)
+    except KeyboardInterrupt as interrupt:
+        ledger.result.interrupted = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+    finally:
+        on_event(ProcessingEnded())
+    return ledger.result
+
+
+def _run(
+    manifest: Manifest,
+    plan: Plan,
+    journal: Journal,
+    folder: OutputFolder,
+    endpoint: Endpoint,
+    options: BatchOptions,
+    reuse: Reuse,
+    on_event: Callable[[Event], None],
+    interrupts: Interrupts | None,
+    label: SettingLabel,
+) -> RunResult:
+    """Send, poll and download what the plan leaves (with a webhook receiver if asked)."""
+    with ExitStack() as stack:
+        inbox, callback_url = None, options.callback_url
+        if options.listen is not None:
+            from runflow_cli.batch.listen import listening
+
+            listen = options.listen
+            if listen.callback_url is None:
+                listen = replace(listen, callback_url=options.callback_url)
+            inbox, callback_url = stack.enter_context(
+                listening(listen, endpoint, folder, on_event, label)
+            )
+            poll = options.listen.safety_poll
+            options = replace(options, poll_interval=poll, max_poll_interval=poll)
+        on_event(ProcessingStarted(len(manifest.items), manifest.source))
+        try:
+            run = _process(
+                manifest,
+                plan,
+                journal,
+                folder,
+                endpoint,
+                options,
+                callback_url,
+                inbox,
+                on_event,
+                interrupts,
+                label,
+                first=lambda result: reuse.copy_finals(plan, result),
+            )
+            reuse.share_with_followers(plan, run)
+        finally:
+            on_event(ProcessingEnded())
+    return run
 
 
 def _process(

@@ -21,8 +21,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from runflow_cli.batch import migrations
+from runflow_cli.batch import records as stored
 from runflow_cli.batch.identity import fingerprint, row_key
-from runflow_cli.batch.migrations import JournalDamagedError, connect_read_only, migrate
+from runflow_cli.batch.migrations import JournalDamagedError
 from runflow_cli.batch.records import BatchRecord, BatchState, RowRecord, RowResult
 from runflow_cli.errors import local_io
 from runflow_cli.files.folder import OutputFolder
@@ -48,6 +50,7 @@ class Journal:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self._counted = False
 
     @classmethod
     def existing(cls, folder: OutputFolder, *, read_only: bool = False) -> Journal | None:
@@ -67,19 +70,12 @@ class Journal:
                 folder.prepare_state(STATE_DB, f"{STATE_DB}-wal", f"{STATE_DB}-shm")
             if path.is_dir():
                 raise JournalDamagedError(f"{path} is a folder, not a journal")
-            if read_only:
-                connection = connect_read_only(path)
-            else:
-                connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+            connect = migrations.connect_read_only if read_only else migrations.connect_writable
+            connection = connect(path)
             try:
                 connection.row_factory = sqlite3.Row
                 if not read_only:
-                    connection.execute("PRAGMA journal_mode=WAL")
-                    # NORMAL in WAL mode: a commit survives a killed process; only a power
-                    # cut may lose the last commits, never corrupt the file.
-                    connection.execute("PRAGMA synchronous=NORMAL")
-                    connection.execute("PRAGMA foreign_keys=ON")
-                    migrate(connection, str(path))
+                    migrations.migrate(connection, str(path))
                 # Reads every page of both tables: a truncated file fails here, not mid-run.
                 connection.execute("SELECT count(*) FROM rows").fetchone()
                 connection.execute("SELECT count(*) FROM batches").fetchone()
@@ -110,7 +106,7 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, counted: bool = True) -> Iterator[sqlite3.Connection]:
         # A full or read-only disk is a LocalIOError naming the journal (exit 5). SQLite may
         # have rolled back by itself (a full disk) or fail at COMMIT: either way nothing of
         # the transaction is kept, and the next one starts clean.
@@ -118,7 +114,12 @@ class Journal:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                if counted and not self._counted:  # once per journal opened: see state()
+                    self._db.execute(
+                        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='changes'"
+                    )
                 self._db.execute("COMMIT")
+                self._counted = self._counted or counted
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -127,7 +128,15 @@ class Journal:
     # --- reading ------------------------------------------------------------
 
     def rows(self) -> dict[str, RowRecord]:
-        return {r.row_key: r for r in map(_row, self._db.execute("SELECT * FROM rows"))}
+        cursor = self._db.cursor()
+        cursor.row_factory = None  # plain tuples: 100,000 rows are read on every rerun
+        found = stored.stored_rows(cursor.execute(f"SELECT {stored.COLUMNS} FROM rows"))
+        return {r.row_key: r for r in found}
+
+    def state(self) -> str | None:
+        """Equal from one run to the next while nothing was written here (a final's new
+        modification time aside): every journal opened and written to counts once."""
+        return migrations.state(self._db)
 
     def batches(self) -> list[BatchRecord]:
         cursor = self._db.execute(
@@ -293,11 +302,22 @@ class Journal:
                 ],
             )
 
-    def file_saved(self, row_key: str, output_path: str, size: int, sha256: str) -> None:
+    def file_saved(
+        self, row_key: str, output_path: str, size: int, sha256: str, mtime_ns: int | None = None
+    ) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE rows SET output_path=?, size=?, sha256=?, updated_at=? WHERE row_key=?",
-                (output_path, size, sha256, _now(), row_key),
+                "UPDATE rows SET output_path=?, size=?, sha256=?, mtime_ns=?, updated_at=? "
+                "WHERE row_key=?",
+                (output_path, size, sha256, mtime_ns, _now(), row_key),
+            )
+
+    def files_checked(self, mtimes: dict[str, int]) -> None:
+        """Finals found whole (hashed) whose modification time was not the one recorded:
+        row key -> the time on disk, so the next run takes them by size and time."""
+        with self._transaction(counted=False) as db:
+            db.executemany(
+                "UPDATE rows SET mtime_ns=? WHERE row_key=?", [(t, k) for k, t in mtimes.items()]
             )
 
     def put(self, records: Iterable[RowRecord], *, forget: Iterable[str] = ()) -> None:
@@ -306,13 +326,10 @@ class Journal:
         now = _now()
         with self._transaction() as db:
             db.executemany("DELETE FROM rows WHERE row_key=?", [(key,) for key in forget])
-            db.executemany(
-                "INSERT OR REPLACE INTO rows(row_key, fingerprint, sku, name, line, image_url, "
-                "batch_key, seq, run_id, status, error_kind, error_message, output_urls, "
-                "final_url, output_path, size, sha256, service, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*_values(r), now) for r in records],
-            )
+            values = [(*stored.row_values(r), now) for r in records]
+            marks = ", ".join("?" * (stored.COLUMNS.count(",") + 2))
+            sql = f"INSERT OR REPLACE INTO rows({stored.COLUMNS}, updated_at) VALUES ({marks})"
+            db.executemany(sql, values)
 
     def names_by_request(self) -> dict[tuple[str, str], list[str]]:
         """(SKU key, fingerprint) -> the names its finals were given, oldest first."""
@@ -377,18 +394,3 @@ class Journal:
                 (delivery_id or None, event_key, event, batch_id, run_id, bytes(body), _now()),
             )
             return cursor.rowcount == 1
-
-
-def _values(r: RowRecord) -> tuple[Any, ...]:
-    return (
-        r.row_key, r.fingerprint, r.sku, r.name, r.line, r.image_url, r.batch_key, r.seq,
-        r.run_id, r.status, r.error_kind, r.error_message, json.dumps(r.output_urls),
-        r.final_url, r.output_path, r.size, r.sha256, r.service,
-    )  # fmt: skip
-
-
-def _row(r: sqlite3.Row) -> RowRecord:
-    values = dict(r)
-    values.pop("updated_at", None)
-    values["output_urls"] = json.loads(values["output_urls"] or "[]")
-    return RowRecord(**values)

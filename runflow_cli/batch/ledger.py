@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from functools import partial
 
 from runflow_cli.batch.events import Event, ItemFailed, Notice, RowsSkipped
 from runflow_cli.batch.journal import RowResult
@@ -79,11 +80,14 @@ class Ledger:
         self, plan: Plan, batch_ids: dict[str, str | None], folder: OutputFolder
     ) -> None:
         """Rows this run does not send: done before, held failures, unknown creates."""
-        for known in plan.done:
-            outcome = self.known(known, batch_ids)
-            outcome.status = Status.SUCCEEDED
-            outcome.output_path = folder.path(known.record.output_path or "")
-            outcome.size, outcome.sha256 = known.record.size, known.record.sha256
+        path, succeeded, outcomes = folder.path, Status.SUCCEEDED, self.result.outcomes
+        for item, record in plan.done:  # the common case on a rerun: 100,000 rows of it
+            outcome = outcomes[item.index]
+            outcome.batch_id = batch_ids.get(record.batch_key or "")
+            outcome.run_id, outcome.final_url = record.run_id, record.final_url
+            outcome.status = succeeded
+            outcome.output_path = partial(path, record.output_path or "")  # a Path when read
+            outcome.size, outcome.sha256 = record.size, record.sha256
         if plan.done:
             self._emit(RowsSkipped("succeeded", len(plan.done), "already done"))
         held = f"not retried: {self._label('retry_failed', False)}"

@@ -126,10 +126,30 @@ def _v3_services_requests_and_prices(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS rows_request ON rows(fingerprint)")
 
 
+def _v4_final_mtimes_and_changes(db: sqlite3.Connection) -> None:
+    """Rows record their final's modification time as saved, so a rerun checks a done
+    final by size and time (as rsync does) and hashes it only when either differs; and
+    the journal counts the runs that changed it, so a rerun can tell that nothing
+    changed since its reports were written without reading every row.
+
+    Rows of earlier journals have no time: their finals are hashed once, on the next
+    run, and their time recorded then. ``changes`` goes up once per journal opened and
+    written to (see :meth:`Journal.state`); ``journal_id`` tells this journal from one
+    made in its place. Earlier releases refuse a journal of this version, so every
+    writer counts.
+    """
+    db.execute("ALTER TABLE rows ADD COLUMN mtime_ns INTEGER")
+    db.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('changes', '0'), "
+        "('journal_id', lower(hex(randomblob(16))))"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_events_and_one_vocabulary,
     _v3_services_requests_and_prices,
+    _v4_final_mtimes_and_changes,
 ]
 """Migration ``n`` (1-based) brings a journal from version ``n - 1`` to ``n``. Append only."""
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -149,31 +169,70 @@ def version(db: sqlite3.Connection) -> int:
         raise JournalDamagedError(f"the journal's schema version reads {row[0]!r}") from None
 
 
+def state(db: sqlite3.Connection) -> str | None:
+    """``<journal_id>:<changes>``; None when the journal keeps no count."""
+    found = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('journal_id', 'changes')"))
+    if len(found) != 2:
+        return None
+    return f"{found['journal_id']}:{found['changes']}"
+
+
 def migrate(db: sqlite3.Connection, where: str) -> None:
-    """Bring the journal at ``where`` to :data:`SCHEMA_VERSION`; refuse a newer one."""
-    if version(db) == SCHEMA_VERSION:
+    """Bring the journal at ``where`` to :data:`SCHEMA_VERSION`; refuse a newer one.
+
+    A new journal is made in one transaction (it has nothing to keep safe step by
+    step, and one transaction writes each page once: a run fits a small disk)."""
+    found = version(db)
+    if found == SCHEMA_VERSION:
         return  # the common case: no write lock taken
-    for target in range(1, SCHEMA_VERSION + 1):
+    steps = [range(1, SCHEMA_VERSION + 1)] if found == 0 else [
+        range(target, target + 1) for target in range(1, SCHEMA_VERSION + 1)
+    ]  # fmt: skip
+    for targets in steps:
         db.execute("BEGIN IMMEDIATE")
         try:
-            current = version(db)  # read inside the lock: another process may have migrated
-            if current > SCHEMA_VERSION:
-                raise JournalTooNewError(
-                    f"{where} was written by a newer runflow-cli (journal version {current}; "
-                    f"this release reads up to {SCHEMA_VERSION})",
-                    hint="Upgrade runflow-cli (pip install -U runflow-cli), or use another folder.",
-                )
-            if current < target:
-                MIGRATIONS[target - 1](db)
-                db.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    (str(target),),
-                )
+            for target in targets:
+                _step(db, where, target)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+def _step(db: sqlite3.Connection, where: str, target: int) -> None:
+    """Migration ``target``, if the journal (read inside the lock: another process may have
+    migrated it) is below it."""
+    current = version(db)
+    if current > SCHEMA_VERSION:
+        raise JournalTooNewError(
+            f"{where} was written by a newer runflow-cli (journal version {current}; "
+            f"this release reads up to {SCHEMA_VERSION})",
+            hint="Upgrade runflow-cli (pip install -U runflow-cli), or use another folder.",
+        )
+    if current < target:
+        MIGRATIONS[target - 1](db)
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES ('schema', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (str(target),),
+        )
+
+
+def connect_writable(path: Path) -> sqlite3.Connection:
+    """The journal at ``path`` opened for writing (created if absent), in WAL mode."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a killed process; only a power cut may
+        # lose the last commits, never corrupt the file.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+    except BaseException as exc:
+        db.close()
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            raise JournalDamagedError(f"{path} cannot be read as a journal ({exc})") from None
+        raise  # locked, disk full, no permission: the disk, not the journal
+    return db
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:

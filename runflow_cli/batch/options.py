@@ -64,6 +64,9 @@ class BatchOptions:
     listen: Listen | None = None
     force: bool = False
     """Process every row again, even those already done."""
+    verify: bool = False
+    """Hash every done final to check it, instead of trusting one whose size and
+    modification time are those recorded when it was saved."""
     retry_failed: bool = True
     """Send rows that failed or were cancelled in an earlier run again."""
     resubmit_unknown: bool = False

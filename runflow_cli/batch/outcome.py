@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ BAD_ANSWER = "bad_answer"
 type, an entry unreadable or contradicted, a status this client does not know): ``unknown``,
 since it may have succeeded and been charged."""
 
+_STATUS = attrgetter("status")
+
 SettingLabel = Callable[[str, object], str]
 """How a message names a setting the user can change: ``(name, value) -> text``."""
 
@@ -35,6 +38,32 @@ def library_label(name: str, value: object) -> str:
     return f"{name}={value}"
 
 
+PathLater = Callable[[], Path]
+"""Where a final is, as a call that makes its Path (see :class:`_OutputPath`)."""
+
+
+class _OutputPath:
+    """:attr:`Outcome.output_path`: a Path, or a call that makes one when it is first read.
+
+    A rerun of 100,000 done rows reads none of them when its reports stand as written,
+    and a Path costs more to make than the rest of an outcome.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, outcome: object, owner: type | None = None) -> Path | None:
+        if outcome is None:
+            return None  # the field's default
+        value = outcome.__dict__.get(self._name)
+        if value is not None and not isinstance(value, Path):
+            value = outcome.__dict__[self._name] = value()
+        return value
+
+    def __set__(self, outcome: object, value: Path | PathLater | None) -> None:
+        outcome.__dict__[self._name] = value
+
+
 @dataclass
 class Outcome:
     item: Item
@@ -44,7 +73,8 @@ class Outcome:
     error_kind: str | None = None
     error_message: str | None = None
     final_url: str | None = None
-    output_path: Path | None = None
+    output_path: _OutputPath = _OutputPath()
+    """The final's path (set it to a Path, or to a call that makes one when read)."""
     size: int | None = None
     sha256: str | None = None
     export_path: Path | None = None
@@ -121,7 +151,10 @@ class RunResult:
             self.local_fault = fault
 
     def counts(self) -> Counter[str]:
-        return Counter(o.status.value for o in self.outcomes)
+        # By member first (a C loop), then by name: a rerun counts 100,000 rows.
+        return Counter(
+            {status.value: n for status, n in Counter(map(_STATUS, self.outcomes)).items()}
+        )
 
     def summary(self) -> dict[str, Any]:
         """Totals, as the report's ``summary`` and ``--json`` carry them."""
@@ -144,7 +177,7 @@ class RunResult:
             codes.add(
                 ExitCode.TERMINATED if self.interrupted == "SIGTERM" else ExitCode.INTERRUPTED
             )
-        statuses = {o.status for o in self.outcomes}
+        statuses = set(map(_STATUS, self.outcomes))
         if Status.INVALID in statuses:
             kinds = {o.error_kind for o in self.outcomes if o.status is Status.INVALID}
             if kinds - {INVALID_ROW}:

@@ -10,10 +10,11 @@ copied (or moved) to its own name instead of being sent again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 from runflow_cli.batch.identity import fingerprint, row_key
 from runflow_cli.batch.journal import BatchRecord, RowRecord
@@ -23,9 +24,9 @@ from runflow_cli.names import name_key
 from runflow_cli.row_status import Status
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
-    """A manifest row with its journal record (whose fingerprint matches the row)."""
+class Known(NamedTuple):
+    """A manifest row with its journal record (whose fingerprint matches the row). A named
+    tuple: a rerun makes one per done row."""
 
     item: Item
     record: RowRecord
@@ -65,6 +66,23 @@ class Plan:
     """Service -> rows whose final another service made: in ``process``, made again here."""
     projected_cost: Decimal | None = None
     """What ``process`` would cost at known prices (None: no price known yet)."""
+    restamp: dict[str, int] = field(default_factory=dict)
+    """Row key -> the modification time of a final found whole by its hash, where the
+    journal records another time (or none): recorded, the next run need not read it."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to send, poll, download or copy: every row is settled from the journal."""
+        if self.process or self.download or self.resume or self.resubmit or self.copy:
+            return False
+        if not self.follow:
+            return True
+        held = [*self.done, *self.held, *(k for rows in self.unknown.values() for k in rows)]
+        files = {known.item.index: row_key(known.item) for known in held}
+        # Identical rows share their lead's file; a row of another name would get a copy.
+        return all(
+            row_key(item) == files.get(lead) for lead, rows in self.follow.items() for item in rows
+        )
 
     def counts(self) -> dict[str, int]:
         elsewhere = sum(self.elsewhere.values())
@@ -94,7 +112,9 @@ def make_plan(
     force: bool = False,
     retry_failed: bool = True,
     resubmit_unknown: bool = False,
+    verify: bool = False,
     file_ok: Callable[[Path, int | None, str | None], bool] | None = None,
+    changed: Collection[str] | None = None,
 ) -> Plan:
     """Sort every manifest row into exactly one of the plan's lists.
 
@@ -102,16 +122,38 @@ def make_plan(
     ``--sandbox``, which lives only for its run) cannot be polled from here:
     their rows are processed again. A final made by another ``service`` (the
     sandbox's, before a run against the real API) is never taken as done.
+
+    A final on disk is the one recorded if it has the recorded size and
+    modification time; else (or with ``verify``) if it has the recorded SHA-256
+    (see :meth:`OutputFolder.final_found`). ``file_ok`` replaces that check.
+    ``changed``: the row keys whose final is not the recorded size and time, from a
+    check made beforehand (:mod:`runflow_cli.batch.finals_check`); the others are done
+    without a look at their file.
     """
     plan = Plan()
-    check = file_ok or folder.matches
+    found = folder.final_found
+
+    def check(record: RowRecord) -> bool:
+        if not record.output_path:
+            return False
+        if file_ok is not None:
+            return file_ok(folder.path(record.output_path), record.size, record.sha256)
+        mtime = found(record.output_path, record.size, record.sha256, record.mtime_ns, verify)
+        if mtime is not None and mtime != record.mtime_ns:
+            plan.restamp[record.row_key] = mtime
+        return mtime is not None
+
     batch_by_key = {b.batch_key: b for b in batches}
     first_by_file: dict[str, Item] = {}
     leads: dict[tuple[str, str], Item] = {}  # request -> the row whose outcome it shares
     candidates: list[tuple[Item, str]] = []
     made_elsewhere: dict[int, str] = {}  # row index -> the service that made its final
+    keys: dict[str, str] = {}  # SKU or name -> its name_key: a SKU has several rows
+    succeeded = Status.SUCCEEDED.value
     for item in items:
-        key = row_key(item)
+        sku_key = keys.get(item.sku) or keys.setdefault(item.sku, name_key(item.sku))
+        name = keys.get(item.name) or keys.setdefault(item.name, name_key(item.name))
+        key = f"{sku_key}/{name}"  # row_key(item), from the keys above
         first = first_by_file.setdefault(key, item)
         if first is not item:  # an identical row: the same file, the same request
             plan.follow.setdefault(first.index, []).append(item)
@@ -121,20 +163,33 @@ def make_plan(
         if force or record is None or record.fingerprint != fp:
             candidates.append((item, fp))
             continue
+        status = record.status
+        if status == succeeded:
+            if record.service != service:
+                made_elsewhere[item.index] = record.service or "an unrecorded service"
+                candidates.append((item, fp))
+                continue
+            if file_ok is None and record.output_path:  # check(record), inlined: 100,000 rows
+                saved = record.mtime_ns
+                mtime: int | None
+                if changed is not None and saved is not None and not verify and key not in changed:
+                    mtime = saved  # as recorded, seen by the check made beforehand
+                else:
+                    mtime = found(record.output_path, record.size, record.sha256, saved, verify)
+                if mtime is not None and mtime != saved:
+                    plan.restamp[key] = mtime
+                ok = mtime is not None
+            else:
+                ok = check(record)
+            if ok:  # the common case on a rerun: done, its final as saved
+                plan.done.append(Known(item, record))
+                continue
         known = Known(item, record)
         batch = batch_by_key.get(record.batch_key or "")
         if batch is not None and batch.endpoint != endpoint:
             batch = None
-        status = record.status
-        if status == Status.SUCCEEDED and record.service != service:
-            made_elsewhere[item.index] = record.service or "an unrecorded service"
-            candidates.append((item, fp))
-            continue
-        if status == Status.SUCCEEDED:
-            path = folder.path(record.output_path) if record.output_path else None
-            if path is not None and check(path, record.size, record.sha256):
-                plan.done.append(known)
-            elif batch is not None:
+        if status == succeeded:
+            if batch is not None:
                 plan.download.append(known)
             else:
                 candidates.append((item, fp))
@@ -149,8 +204,14 @@ def make_plan(
         else:
             candidates.append((item, fp))
             continue
-        leads.setdefault((name_key(item.sku), fp), item)
 
+    if candidates:  # the rows already known lead the rows asking for what they asked
+        known_rows = [*plan.done, *plan.download, *plan.held]
+        for groups in (plan.resume, plan.unknown, plan.resubmit):
+            known_rows.extend(k for rows in groups.values() for k in rows)
+        known_rows.sort(key=lambda k: k.item.index)
+        for item, record in known_rows:
+            leads.setdefault((keys[item.sku], record.fingerprint), item)
     sources = {} if force or not candidates else _done_by_request(records, service)
     for item, fp in candidates:
         request = (name_key(item.sku), fp)
@@ -159,14 +220,7 @@ def make_plan(
             plan.follow.setdefault(lead.index, []).append(item)
             continue
         leads[request] = item
-        source = next(
-            (
-                r
-                for r in sources.get(request, ())
-                if r.output_path and check(folder.path(r.output_path), r.size, r.sha256)
-            ),
-            None,
-        )
+        source = next((r for r in sources.get(request, ()) if check(r)), None)
         if source is not None:
             plan.copy.append(Copy(item, source, move=source.row_key not in first_by_file))
         else:

@@ -92,7 +92,8 @@ def reported_finals(folder: OutputFolder, service: str) -> tuple[list[RowRecord]
         seen += 1
         if row.endpoint != service or not row.request_fingerprint or not row.sku or not row.name:
             continue
-        if not folder.matches(folder.path(row.output_path), row.size, row.sha256):
+        mtime_ns = folder.final_found(row.output_path, row.size, row.sha256, None)
+        if mtime_ns is None:
             continue
         records.append(
             RowRecord(
@@ -114,6 +115,7 @@ def reported_finals(folder: OutputFolder, service: str) -> tuple[list[RowRecord]
                 size=row.size,
                 sha256=row.sha256,
                 service=service,
+                mtime_ns=mtime_ns,
             )
         )
     return records, seen
@@ -131,4 +133,6 @@ def keep_names(manifest: Manifest, journal: Journal, model: str) -> Manifest:
         stem=lambda item: sanitize_component(url_stem(item.image_url)),
         preferred=lambda item: names.get((name_key(item.sku), fingerprint(item, model)), ()),
     )
-    return replace(manifest, items=items)
+    named = replace(manifest, items=items)
+    named.digest = manifest.digest  # the same text, named by the journal (which has a state)
+    return named

@@ -21,6 +21,8 @@ paid for again.
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
 from runflow_cli.batch.identity import fingerprint, row_key
@@ -111,6 +113,7 @@ class Reuse:
         dest = final_path(self._folder, item.sku, item.name, origin.name)
         try:
             self._folder.place(held, dest)
+            saved = replace(saved, mtime_ns=_mtime(dest))  # the staged file's: a rename keeps it
             record = done_record(
                 item, self._model, self._service, saved, self._folder.relative(dest), source
             )
@@ -130,6 +133,14 @@ class Reuse:
         outcome.mark(Status.DOWNLOAD_FAILED, "local_io", message)
         if fault is not None:
             result.local_io(fault)
+
+
+def _mtime(path: Path) -> int | None:
+    """None if it cannot be read now: the final is then hashed on the next run."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def done_record(
@@ -160,4 +171,5 @@ def done_record(
         size=saved.size,
         sha256=saved.sha256,
         service=service,
+        mtime_ns=saved.mtime_ns,
     )

@@ -36,6 +36,7 @@ from runflow_cli.cli.batch_options import (
     SafetyPollOpt,
     SandboxOpt,
     SkipInvalidOpt,
+    VerifyOpt,
     flag_label,
 )
 from runflow_cli.cli.endpoint import endpoint
@@ -95,6 +96,7 @@ def batch_command(
     preset: PresetOpt = None,
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
+    verify: VerifyOpt = False,
     retry_failed: RetryFailedOpt = True,
     resubmit_unknown: ResubmitUnknownOpt = False,
     skip_invalid: SkipInvalidOpt = False,
@@ -127,9 +129,12 @@ def batch_command(
     Example: runflow batch catalog.csv --out photos/
     (try it with no account: runflow batch sample_manifests/catalog.csv --sandbox)
     """
+    import gc
+
     from runflow_cli import BatchOptions, plan_batch, run_batch
     from runflow_cli.api.service import service_for
     from runflow_cli.batch.interrupts import Interrupts
+    from runflow_cli.bulk import LARGE, gc_paused, leave_for_exit
     from runflow_cli.cli.export import export_spec
     from runflow_cli.cli.ui import github
     from runflow_cli.cli.ui.batch_run import BatchRenderer, show_batch_result
@@ -147,10 +152,14 @@ def batch_command(
         )
     on_github = github.github_actions()
     json_log = log_format == LogFormat.json
-    loaded = _load(
-        consoles, manifest, format, elements, aspect_ratio, prompt,
-        json_log=json_log, github_actions=on_github,
-    )  # fmt: skip
+    with gc_paused():
+        loaded = _load(
+            consoles, manifest, format, elements, aspect_ratio, prompt,
+            json_log=json_log, github_actions=on_github,
+        )  # fmt: skip
+        large = len(loaded.items) >= LARGE
+        if large:  # it lives as long as the command: out of the collector's way
+            gc.freeze()
     if batch_size > 100:
         consoles.warn(
             f"--batch-size {batch_size} is above the API's default cap of 100; "
@@ -169,6 +178,7 @@ def batch_command(
         keep_intermediates=keep_intermediates,
         callback_url=callback_url,
         force=force,
+        verify=verify,
         retry_failed=retry_failed,
         resubmit_unknown=resubmit_unknown,
         max_items=max_items,
@@ -220,6 +230,8 @@ def batch_command(
         json_output=json_output,
         github_actions=on_github,
     )
+    if large:
+        leave_for_exit(result, loaded)
     return int(result.exit_code)
 
 

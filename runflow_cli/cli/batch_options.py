@@ -115,6 +115,15 @@ DryRunOpt = Annotated[
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Process every row again, even those already done.")
 ]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify",
+        help="Hash every final already done to check it is the one saved. Without it, a "
+        "final with the size and modification time recorded when it was saved is taken "
+        "as it is (as rsync does), and only the others are hashed.",
+    ),
+]
 RetryFailedOpt = Annotated[
     bool,
     typer.Option(

@@ -195,6 +195,8 @@ def _link_error(root: Path, real_root: Path, parts: Sequence[str]) -> OutsideOut
 class Written:
     size: int
     sha256: str
+    mtime_ns: int | None = None
+    """The file's modification time as written (a rename keeps it)."""
 
 
 def write_whole(place: Place, name: str, chunks: Iterable[bytes], *, durable: bool) -> Written:
@@ -222,9 +224,10 @@ def write_whole(place: Place, name: str, chunks: Iterable[bytes], *, durable: bo
                 size += len(chunk)
                 digest.update(chunk)
                 out.write(chunk)
+            out.flush()
             if durable:
-                out.flush()
                 os.fsync(out.fileno())
+            mtime_ns = os.fstat(out.fileno()).st_mtime_ns
         place.refuse_link(name)  # renaming would replace a link, not follow it: still said
         os.replace(place.name(tmp), place.name(name), src_dir_fd=place.fd, dst_dir_fd=place.fd)
         if durable:
@@ -232,7 +235,7 @@ def write_whole(place: Place, name: str, chunks: Iterable[bytes], *, durable: bo
     except BaseException:
         place.unlink(tmp)
         raise
-    return Written(size, digest.hexdigest())
+    return Written(size, digest.hexdigest(), mtime_ns)
 
 
 def _new_temporary(place: Place, prefix: str, suffix: str) -> tuple[str, int]:

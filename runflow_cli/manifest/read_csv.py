@@ -18,8 +18,9 @@ def read_csv(lines: Iterable[str], builder: ItemBuilder) -> list[str]:
     """
     reader = csv.reader(lines, strict=True)
     header: list[str] | None = None
-    columns: list[int] = []
     width = 0
+    # Each field's cell (a field the header lacks: the empty cell added past the end).
+    i_sku = i_url = i_elements = i_aspect = i_prompt = i_ref = i_name = 0
     warnings: list[str] = []
     end = 0  # physical line the previous record ended on
     try:
@@ -36,11 +37,24 @@ def read_csv(lines: Iterable[str], builder: ItemBuilder) -> list[str]:
                 columns, unknown = found
                 warnings = unknown_warning("column", unknown)
                 width = len(header)
+                i_sku, i_url, i_elements, i_aspect, i_prompt, i_ref, i_name = (
+                    min(i, width) for i in columns
+                )
                 continue
             n = len(row)
-            sku, url, elements, aspect, prompt, ref, name = [
-                (row[i].strip() or None) if i < n else None for i in columns
-            ]
+            # Read cell by cell, not in a loop over the fields: 100,000 rows.
+            if n == width:
+                cells = row
+                cells.append("")
+            else:
+                cells = row[:width] + [""] * (width - min(n, width) + 1)
+            sku = cells[i_sku].strip() or None
+            url = cells[i_url].strip() or None
+            elements = cells[i_elements].strip() or None
+            aspect = cells[i_aspect].strip() or None
+            prompt = cells[i_prompt].strip() or None
+            ref = cells[i_ref].strip() or None
+            name = cells[i_name].strip() or None
             if n > width and "".join(row[width:]).strip():
                 builder.problem(
                     line,

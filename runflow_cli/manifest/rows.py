@@ -9,11 +9,10 @@ aside each row that has a problem, so the valid rows can go ahead without it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 from runflow_cli.manifest.naming import name_outputs
+from runflow_cli.manifest.repeats import Asked, Requests, repeat_warnings
 from runflow_cli.manifest.types import (
     ELEMENT_ORDER,
     FIELDS,
@@ -25,63 +24,16 @@ from runflow_cli.manifest.types import (
     Problem,
     parse_elements,
 )
-from runflow_cli.names import (
-    folder_name_problem,
-    name_key,
-    sanitize_component,
-    url_stem,
+from runflow_cli.manifest.values import (
+    PlainOrigins,
+    aspect_problem,
+    client_ref_problem,
 )
+from runflow_cli.names import folder_name_problem, name_key, sanitize_component, url_stem
 
-_ASPECT = re.compile(r"([0-9]+):([0-9]+)")
-_URL_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-# http(s), a plain host name, then anything printable: valid without further checks.
-_PLAIN_URL = re.compile(
-    r"[hH][tT][tT][pP][sS]?://[A-Za-z0-9][A-Za-z0-9.\-]*(?:[/?#][^\s\x00-\x1f\x7f-\x9f]*)?"
-)
-_FULL_LINK = "use a full link like https://host/photo.jpg"
-
-
-def _aspect_problem(value: str) -> tuple[str | None, str | None]:
-    """``(normalized "W:H", None)`` or ``(None, message)``."""
-    match = _ASPECT.fullmatch(value)
-    if match is not None:
-        width, height = int(match[1]), int(match[2])
-        if width > 0 and height > 0:
-            return f"{width}:{height}", None
-    return (
-        None,
-        f"aspect_ratio '{value}' is not W:H with positive whole numbers; use e.g. 1:1 or 4:5",
-    )
-
-
-def _url_problem(url: str) -> str | None:
-    if _PLAIN_URL.fullmatch(url):
-        return None  # the common case, without urlsplit's cost per row
-    if _URL_BAD_CHARS.search(url):
-        return (
-            f"image_url '{url}' contains spaces or control characters; "
-            "percent-encode them (a space is %20)"
-        )
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 -- raises ValueError for a malformed port
-    except ValueError:
-        return f"image_url '{url}' is not a valid URL; {_FULL_LINK}"
-    if parts.scheme.lower() not in ("http", "https"):
-        return f"image_url '{url}' is not an http(s) URL; {_FULL_LINK}"
-    if not host:
-        return f"image_url '{url}' has no host; {_FULL_LINK}"
-    return None
-
-
-def _client_ref_problem(length: int, *, defaulted: bool) -> str:
-    if defaulted:
-        return (
-            f"client_ref defaults to the SKU, which is {length} characters "
-            f"(at most {MAX_CLIENT_REF}); give this row a shorter client_ref"
-        )
-    return f"client_ref is {length} characters (at most {MAX_CLIENT_REF}); shorten it"
+_MAX_CACHED = 10_000
+"""Distinct values a builder remembers the check of (names): a few per catalog, bounded
+for the catalog where every row has its own."""
 
 
 _NO_ELEMENTS = (
@@ -120,7 +72,9 @@ class ItemBuilder:
         self.warnings: list[str] = []
         self.items: list[Item] = []
         self.count = 0
-        self._requests: dict[tuple[object, ...], int] = {}  # a row's request -> its first line
+        self._requests = Requests(self.items)
+        self._origins = PlainOrigins()
+        self._names: dict[str, tuple[str | None, str]] = {}  # name -> (why it is no file name, key)
         self._repeats: dict[int, tuple[str, list[int]]] = {}  # first line -> SKU, repeats
         self.invalid: list[InvalidRow] = []
         self._keep_invalid = keep_invalid
@@ -166,7 +120,7 @@ class ItemBuilder:
             elif parsed:
                 self._elements, self._elements_bad = parsed, False
         if aspect_ratio is not None and aspect_ratio.strip():
-            self._aspect, aspect_error = _aspect_problem(aspect_ratio.strip())
+            self._aspect, aspect_error = aspect_problem(aspect_ratio.strip())
             if aspect_error is not None:
                 self.problem(line, None, f"{label} {aspect_error}")
         if prompt is not None and prompt.strip():
@@ -204,108 +158,135 @@ class ItemBuilder:
         (a YAML list where text belongs), so they are not also called missing.
         """
         self.count += 1
-        problem = self.problem
-        folder: _Folder | None = None
-        if sku is not None:
-            folder = self._folder_for(sku, line)
-        elif "sku" not in reported:
-            problem(line, None, "missing sku: every row needs one (it names the output folder)")
+        folder = self._spellings.get(sku) if sku is not None else None  # rows of a SKU come
+        if folder is None:  # together: its folder is known and checked already
+            if sku is not None:
+                folder = self._folder_for(sku, line)
+            elif "sku" not in reported:
+                self.problem(
+                    line, None, "missing sku: every row needs one (it names the output folder)"
+                )
 
-        if image_url is not None:
-            url_error = _url_problem(image_url)
+        if image_url is None:
+            if "image_url" not in reported:
+                self.problem(
+                    line, sku, "missing image_url: every row needs the http(s) URL of its photo"
+                )
+        elif not (
+            # PlainOrigins.known, inlined: a call per row costs more than the check.
+            image_url.startswith(self._origins.prefixes)
+            and image_url.isprintable()
+            and " " not in image_url
+        ):
+            url_error = self._origins.problem(image_url)
             if url_error is not None:
-                problem(line, sku, url_error)
-        elif "image_url" not in reported:
-            problem(line, sku, "missing image_url: every row needs the http(s) URL of its photo")
+                self.problem(line, sku, url_error)
 
+        parsed = self._elements_cache.get(elements) if type(elements) is str else None
+        if parsed is not None and parsed[0] and not parsed[1]:
+            chosen = parsed[0]  # the common case: elements seen before, and valid
+        else:
+            chosen = self._chosen_elements(line, sku, elements, reported)
+
+        if aspect_ratio is None:
+            aspect = self._aspect
+        else:
+            cached = self._aspect_cache.get(aspect_ratio)
+            if cached is None:
+                cached = self._aspect_cache[aspect_ratio] = aspect_problem(aspect_ratio)
+            aspect, aspect_error = cached
+            if aspect_error is not None:
+                self.problem(line, sku, aspect_error)
+
+        ref = client_ref if client_ref is not None else sku or ""
+        if len(ref) > MAX_CLIENT_REF:
+            self.problem(line, sku, client_ref_problem(len(ref), defaulted=client_ref is None))
+
+        name_k = reason = None
+        if name is not None:
+            known = self._names.get(name)
+            if known is None:
+                known = (folder_name_problem(name), name_key(name))
+                if len(self._names) < _MAX_CACHED:
+                    self._names[name] = known
+            reason, name_k = known
+        if prompt is None:
+            prompt = self._prompt
+        # Identical rows (same SKU folder, URL, processing and name) are one item: what a
+        # row asks for is looked up by its URL (most are new: nothing more to compare).
+        first, asked = line, self._requests.by_url.get(image_url)
+        if asked is not None:
+            request = (folder.sku if folder else sku, chosen, aspect, prompt, name_k)
+            first = self._requests.first_asking(asked, request, line)
+            if first != line:
+                self._repeats.setdefault(first, (sku or "", []))[1].append(line)
+        derived = name is None
+        if name is None:
+            stem = url_stem(image_url or "")
+            name = self._safe_stems.get(stem)
+            if name is None:
+                name = self._safe_stems[stem] = sanitize_component(stem)
+        elif reason is not None:
+            self.problem(
+                line, sku, f"name '{name}' cannot be a file name: {reason}; choose another"
+            )
+        elif folder is not None and first == line and name_k is not None:
+            earlier = folder.names.setdefault(name_k, line)
+            if earlier != line:
+                self.problem(
+                    line,
+                    sku,
+                    f"same output file as line {earlier}: SKU folder '{folder.sku}', "
+                    f"name '{name}' (names are compared ignoring case); "
+                    "give one of the rows a different name",
+                )
+
+        if self.problems and (
+            not self._keep_invalid  # the load will fail: stop spending memory on Items
+            or (len(self.problems) > self._attributed and self._set_aside(line, sku, image_url))
+        ):
+            if first == line:
+                request = (folder.sku if folder else sku, chosen, aspect, prompt, name_k)
+                self._requests.asked(image_url, Asked(line, request))
+            return
+        if folder is not None:
+            # One string per SKU, not per row: rows of a SKU share their folder's.
+            sku = folder.sku
+            if client_ref is None:
+                ref = sku
+        index = len(self.items)
+        self.items.append(
+            Item(
+                index, line, sku or "", image_url or "", chosen, aspect, prompt, ref, name, derived
+            )
+        )
+        if asked is None:
+            self._requests.by_url[image_url] = index  # the Item holds the rest of the request
+        elif first == line:
+            self._requests.asked(image_url, index)
+
+    def _chosen_elements(
+        self,
+        line: int,
+        sku: str | None,
+        elements: str | list[str] | None,
+        reported: tuple[str, ...],
+    ) -> tuple[str, ...]:
+        """A row's elements (else the default), its problems reported."""
         chosen: tuple[str, ...] = ()
         use_default = elements is None
         if elements is not None:
             chosen, errors = self._parse_elements(elements)
             for error in errors:
-                problem(line, sku, error)
+                self.problem(line, sku, error)
             # Only separators ("", ";") count as not given; errors are not papered over.
             use_default = not chosen and not errors
         if use_default:
             if self._elements is not None:
                 chosen = self._elements
             elif not self._elements_bad and "elements" not in reported:
-                problem(line, sku, _NO_ELEMENTS)
-
-        aspect = self._aspect
-        if aspect_ratio is not None:
-            cached = self._aspect_cache.get(aspect_ratio)
-            if cached is None:
-                cached = self._aspect_cache[aspect_ratio] = _aspect_problem(aspect_ratio)
-            aspect, aspect_error = cached
-            if aspect_error is not None:
-                problem(line, sku, aspect_error)
-
-        ref = client_ref if client_ref is not None else sku or ""
-        if len(ref) > MAX_CLIENT_REF:
-            problem(line, sku, _client_ref_problem(len(ref), defaulted=client_ref is None))
-
-        derived = name is None
-        name_k = None if name is None else name_key(name)
-        prompt = prompt if prompt is not None else self._prompt
-        # Identical rows (same SKU folder, URL, processing and name) are one item.
-        request = (
-            folder.sku if folder is not None else sku,
-            image_url,
-            chosen,
-            aspect,
-            prompt,
-            name_k,
-        )
-        first = self._requests.setdefault(request, line)
-        if first != line:
-            self._repeats.setdefault(first, (sku or "", []))[1].append(line)
-        if name is None:
-            stem = url_stem(image_url or "")
-            name = self._safe_stems.get(stem)
-            if name is None:
-                name = self._safe_stems[stem] = sanitize_component(stem)
-        else:
-            reason = folder_name_problem(name)
-            if reason is not None:
-                problem(line, sku, f"name '{name}' cannot be a file name: {reason}; choose another")
-            elif folder is not None and first == line and name_k is not None:
-                earlier = folder.names.get(name_k)
-                if earlier is None:
-                    folder.names[name_k] = line
-                else:
-                    problem(
-                        line,
-                        sku,
-                        f"same output file as line {earlier}: SKU folder '{folder.sku}', "
-                        f"name '{name}' (names are compared ignoring case); "
-                        "give one of the rows a different name",
-                    )
-
-        if self.problems:
-            if not self._keep_invalid:
-                return  # the load will fail: stop spending memory on Items
-            if len(self.problems) > self._attributed and self._set_aside(line, sku, image_url):
-                return
-        if folder is not None:
-            # One string per SKU, not per row: rows of a SKU share their folder's.
-            sku = folder.sku
-            if client_ref is None:
-                ref = sku
-        self.items.append(
-            Item(
-                index=len(self.items),
-                line=line,
-                sku=sku or "",
-                image_url=image_url or "",
-                elements=chosen,
-                aspect_ratio=aspect,
-                product_isolation_prompt=prompt,
-                client_ref=ref,
-                name=name,
-                name_from_url=derived,
-            )
-        )
+                self.problem(line, sku, _NO_ELEMENTS)
+        return chosen
 
     def unusable(self, line: int, message: str) -> None:
         """A row the reader can make nothing of (a YAML item that is not a mapping)."""
@@ -359,33 +340,10 @@ class ItemBuilder:
         if self.problems:
             self.problems.sort(key=lambda p: p.line or 0)
             raise ManifestError(self.source, self.problems)
-        self.warnings.extend(_repeat_warnings(self.source, self._repeats))
+        self.warnings.extend(repeat_warnings(self.source, self._repeats))
         # Explicit names were reserved while reading; URL-derived names now take
         # the first free spelling in their folder, in manifest order.
         return name_outputs(self.items)
-
-
-MAX_REPEATS_LISTED = 10
-
-
-def _repeat_warnings(source: str, repeats: dict[int, tuple[str, list[int]]]) -> list[str]:
-    """One warning per repeated row, naming the lines (at most ten, then a count)."""
-    warnings = []
-    for first, (sku, lines) in list(repeats.items())[:MAX_REPEATS_LISTED]:
-        shown = ", ".join(map(str, lines))
-        noun = "line" if len(lines) == 1 else "lines"
-        verb = "repeats" if len(lines) == 1 else "repeat"
-        warnings.append(
-            f"{source}:{first}: {sku}: {noun} {shown} {verb} this row (same SKU, image URL and "
-            "processing): it is processed once and each row points at the one final; "
-            "delete the copies if they are mistakes"
-        )
-    if len(repeats) > MAX_REPEATS_LISTED:
-        warnings.append(
-            f"{source}: {len(repeats) - MAX_REPEATS_LISTED} more rows repeat earlier rows; "
-            "each is processed once (see the report)"
-        )
-    return warnings
 
 
 def unknown_warning(what: str, names: Iterable[str]) -> list[str]:

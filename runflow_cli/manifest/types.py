@@ -144,6 +144,10 @@ class Manifest:
     invalid: list[InvalidRow] = field(default_factory=list)
     """The rows left out, in file order: only when loaded with ``skip_invalid``
     (otherwise an invalid row makes the load fail)."""
+    digest: str | None = field(default=None, init=False, compare=False)
+    """SHA-256 of what :func:`load_manifest` read (the text, the format, the defaults):
+    equal digests give equal items. None for a manifest made otherwise, and after
+    ``dataclasses.replace``, which cannot vouch for the items it is given."""
 
     def problems(self) -> list[Problem]:
         """Every problem of the invalid rows, in file order."""
