@@ -16,6 +16,7 @@ from . import (
     headroom,
     manifest_speed,
     memory,
+    review,
     startup,
 )
 from .harness import Context, Row, print_table, write_json
@@ -29,6 +30,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "e2e": end_to_end.run,
     "economy": economy.run,
     "headroom": headroom.run,
+    "review": review.run,
 }
 
 
