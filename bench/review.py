@@ -12,31 +12,24 @@ about 55 KB each, as product photos are), then, alternating, each side from cold
   then once more with the thumbnails cached (a rebuild).
 
 Peak RSS is each command's own (``wait4``). Where Chromium is installed, it also opens
-each page once (headless Chromium loads even ``loading="lazy"`` images eagerly, so this
-is the worst case: every final decoded): wall time and the peak PSS summed over its
-processes, as the viewer's cost of letting the browser scale the finals.
+each page and scrolls it to the end a screen at a time (``bench/browser.py``): the
+peak PSS summed over its processes is the viewer's cost of letting the browser
+decode and scale the finals.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import re
 import shutil
-import signal
-import subprocess
-import tempfile
-import threading
-import time
 from pathlib import Path
 
+from . import browser
 from .harness import PYTHON, ROOT, RUNFLOW, Context, Row, Stats, at_most, judged, measure
 
 ITEMS = 300
 SHAPES = ((4000, 4000), (4000, 3000), (3000, 4000), (4000, 2667))
 """Distinct finals (copied to every row): real photo sizes, portrait and landscape."""
-CHROMIUM = Path("/usr/bin/chromium")
 PILLOW_SINGLE_FILE = (
     "import sys; from pathlib import Path; "
     "from runflow_cli.files.folder import OutputFolder; "
@@ -103,8 +96,7 @@ def run(ctx: Context) -> list[Row]:
                 shutil.rmtree(caches[name], ignore_errors=True)  # every side from cold
             measured = measure(command, cwd=ROOT, rss=True)
             runs[name].append((measured.seconds, measured.max_rss_mb))
-    chromium = CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)
-    opened = _browser(ctx, out, sides) if chromium else []  # thumbnails cached by now
+    opened = _browser(ctx, out, sides) if browser.available() else []  # thumbnails cached
     shutil.rmtree(caches["single-file"], ignore_errors=True)
     pillow = measure([PYTHON, "-c", PILLOW_SINGLE_FILE, str(out)], cwd=ROOT, rss=True)
     rebuild = measure(sides["single-file"], cwd=ROOT, rss=True)  # every thumbnail cached
@@ -189,74 +181,25 @@ def run(ctx: Context) -> list[Row]:
 
 
 def _browser(ctx: Context, out: Path, sides: dict[str, list[str]]) -> list[Row]:
-    """Chromium opens each page once, every picture loaded: its wall time and memory."""
-    opened: dict[str, tuple[float, float, int]] = {}
+    """Chromium opens each side's page and scrolls to its end: its time and memory."""
+    seen: dict[str, browser.Browsed] = {}
     for name, command in sides.items():
         measure(command, cwd=ROOT)  # the page of that side, its thumbnails cached
-        opened[name] = _chromium(ctx.tmp, (out / "review.html").resolve().as_uri())
-    base = opened["old thumbnails"]
+        seen[name] = browser.browse((out / "review.html").resolve().as_uri(), ctx.tmp)
+    base = seen["old thumbnails"]
     rows = []
     for name in ("page", "single-file"):
-        seconds, pss, loaded = opened[name]
+        looked = seen[name]
         rows.append(
             Row(
                 "review",
-                f"Chromium opens {name}",
-                "s",
-                Stats.of([seconds]),
-                Stats.of([base[0]]),
+                f"Chromium scrolls {name}: peak PSS",
+                "MB",
+                Stats.of([looked.peak_pss_mb]),
+                Stats.of([base.peak_pss_mb]),
                 "old thumbnails",
-                note=f"peak PSS {pss:.0f} MB (old thumbnails {base[1]:.0f} MB); "
-                f"{loaded} pictures loaded",
+                note=f"{looked.loaded} of {looked.pictures} pictures loaded, "
+                f"{looked.seconds:.1f} s (old thumbnails {base.seconds:.1f} s)",
             )
         )
     return rows
-
-
-def _chromium(tmp: Path, url: str, timeout: float = 300) -> tuple[float, float, int]:
-    """Headless Chromium dumps the page once loaded: seconds, peak PSS in MB, pictures loaded."""
-    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", f"--user-data-dir={profile}", "--window-size=1280,900",
-               "--dump-dom", url]  # fmt: skip
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    peak = [0.0]
-    sampler = threading.Thread(target=_sample_pss, args=(proc, peak), daemon=True)
-    sampler.start()
-    try:
-        dom, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    seconds = time.perf_counter() - started
-    sampler.join(timeout=5)
-    shutil.rmtree(profile, ignore_errors=True)
-    loaded = len(re.findall(r'<img [^>]*data-loaded="1"', dom))
-    return seconds, peak[0], loaded
-
-
-def _sample_pss(proc: subprocess.Popen[str], peak: list[float]) -> None:
-    """Every 50 ms until ``proc`` ends: the PSS of its session's processes, summed."""
-    deadline = time.monotonic() + 600
-    while proc.poll() is None and time.monotonic() < deadline:
-        total = 0
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if os.getsid(int(pid)) != proc.pid:
-                    continue
-                with open(f"/proc/{pid}/smaps_rollup") as f:
-                    found = re.search(r"^Pss:\s+(\d+) kB", f.read(), re.M)
-            except OSError:
-                continue
-            total += int(found.group(1)) if found else 0
-        peak[0] = max(peak[0], total / 1024)
-        time.sleep(0.05)
