@@ -17,6 +17,7 @@ from . import (
     manifest_speed,
     memory,
     rerun_speed,
+    review,
     startup,
     weather,
 )
@@ -33,6 +34,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "headroom": headroom.run,
     "rerun": rerun_speed.run,
     "weather": weather.run,
+    "review": review.run,
 }
 
 

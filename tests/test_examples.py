@@ -35,6 +35,11 @@ def test_the_workflow_is_valid_yaml_with_a_schedule_and_a_runflow_batch_step() -
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert "runflow-report.csv" in upload["with"]["path"]
     assert "runflow-report.json" in upload["with"]["path"]
+    # the artifact carries review.html alone: it must be the one-file page
+    assert "photos/review.html" in upload["with"]["path"]
+    review = [s for s in steps if "runflow review" in s.get("run", "")]
+    assert len(review) == 1 and "--single-file" in review[0]["run"]
+    assert steps.index(review[0]) < steps.index(upload)
 
 
 def test_the_cron_entry_has_five_schedule_fields_and_runs_runflow_batch() -> None:

@@ -109,7 +109,7 @@ def test_status_and_review_work_on_a_read_only_out(sb: Any, tmp_path: Path, cli:
         out,
         logs,
         status=["status", "--out", str(out), "--json"],
-        review=["review", str(out)],
+        review=["review", str(out), "--single-file"],  # thumbnails too go to the cache
     )
 
     code, stdout, err = ran["status"]
@@ -126,7 +126,7 @@ def test_status_and_review_work_on_a_read_only_out(sb: Any, tmp_path: Path, cli:
     html = page.read_text(encoding="utf-8")
     assert (out / "A" / "front.webp").resolve().as_uri() in html  # the final, in OUT
     thumbs = list((page.parent / ".runflow" / "thumbs").glob("*.thumb"))
-    assert len(thumbs) == 1 and thumbs[0].name in html
+    assert len(thumbs) == 1 and "data:image/webp;base64," in html
     assert digest(out) == before  # nothing in OUT changed
 
 

@@ -1,23 +1,41 @@
-"""The review sheet: OUT/review.html, unit-tested and rendered in headless Chromium."""
+"""The review sheet: OUT/review.html, unit-tested and rendered in headless Chromium.
+
+The default page points at the finals under OUT (no thumbnails); ``--single-file``
+carries small thumbnails inside the page. Both are opened in Chromium away from
+where they were made: OUT copied whole, and the one file copied alone.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from helpers import run_batch
 
 from runflow_cli.files.folder import OutputFolder
+from runflow_cli.outputs.pixel_size import pixel_size
 from runflow_cli.outputs.report import NoReportError
-from runflow_cli.outputs.review import REVIEW_HTML, THUMB_SIZE, THUMBS, write_review
+from runflow_cli.outputs.review import REVIEW_HTML, write_review
+from runflow_cli.outputs.thumbnails import (
+    THUMB_SIZE,
+    THUMBS,
+    NoThumbnailerError,
+    Thumbnailer,
+    _pillow,
+    _vips,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_manifests"
@@ -133,7 +151,7 @@ def test_every_value_is_escaped(out: Path) -> None:
     assert "<b>model</b>" not in page
     assert "&lt;b&gt;model&lt;/b&gt; failed &amp; gave up" in page
     assert "javascript:alert(2)" not in page  # never a link: only http(s) sources are
-    assert page.count("<script>") == 1  # the page's own filter script
+    assert page.count("<script>") == 2  # the page's own: picture marks (head), filter
 
 
 def test_failed_rows_first_then_manifest_order(out: Path) -> None:
@@ -163,56 +181,143 @@ def test_each_card_shows_elements_error_and_the_first_stage_as_before(out: Path)
     assert 'href="SKU%203/back.webp"' in page  # the thumbnail links to the full final
 
 
-def test_thumbnails_are_small_and_made_once(out: Path) -> None:
+def _sources(page: str) -> list[str]:
+    return re.findall(r'<img src="([^"]+)"', page)
+
+
+def _embedded(page: str) -> list[bytes]:
+    return [base64.b64decode(s.split(",", 1)[1]) for s in _sources(page) if s.startswith("data:")]
+
+
+def test_the_page_points_at_the_files_with_their_sizes_and_makes_no_thumbnails(out: Path) -> None:
+    page = write_review(OutputFolder(out)).read_text(encoding="utf-8")
+
+    assert not (out / ".runflow").exists()  # nothing decoded, nothing cached
+    assert _sources(page) == [
+        "SKU-1/front.stages/tag_remover_00001_.webp",  # the first stage, as the "before"
+        "SKU-1/front.webp",
+        "SKU%203/back.webp",
+    ]
+    assert page.count('width="400" height="300" loading="lazy" decoding="async"') == 3
+    assert not re.search(r'src="(https?:)?//', page)  # nothing loads from the network
+
+
+@pytest.mark.parametrize("maker", [_vips, _pillow], ids=["libvips", "Pillow"])
+def test_single_file_embeds_small_thumbnails_made_once(out: Path, maker: Any) -> None:
     from PIL import Image
 
-    write_review(OutputFolder(out))
-    thumbs = sorted((out / ".runflow" / THUMBS).iterdir())
-    assert len(thumbs) == 3  # two finals and one first stage
-    for thumb in thumbs:
-        with Image.open(thumb) as im:
-            assert max(im.size) == THUMB_SIZE
-    before = {t.name: t.stat().st_mtime_ns for t in thumbs}
+    decode = maker()
+    if decode is None:
+        pytest.skip(f"{maker.__name__} is not installed")
+    thumbnailer = Thumbnailer(maker.__name__, decode)
+    page = write_review(OutputFolder(out), single_file=True, thumbnailer=thumbnailer)
 
-    write_review(OutputFolder(out))
+    text = page.read_text(encoding="utf-8")
+    assert all(s.startswith("data:image/webp;base64,") for s in _sources(text))
+    pictures = _embedded(text)
+    assert len(pictures) == 3  # two finals and one first stage
+    modes = []
+    for data in pictures:
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.size == (THUMB_SIZE, THUMB_SIZE * 3 // 4)  # 400 x 300, scaled down
+            modes.append(im.mode)
+    assert "RGBA" in modes  # the transparent final keeps its alpha for the checkerboard
+    cached = {t.name: t.stat().st_mtime_ns for t in (out / ".runflow" / THUMBS).iterdir()}
+    assert len(cached) == 3
+
+    again = write_review(OutputFolder(out), single_file=True, thumbnailer=thumbnailer)
 
     after = {t.name: t.stat().st_mtime_ns for t in (out / ".runflow" / THUMBS).iterdir()}
-    assert after == before
+    assert after == cached  # nothing decoded again
+    assert _embedded(again.read_text(encoding="utf-8")) == pictures
 
 
 def test_a_changed_final_gets_a_new_thumbnail_and_the_old_one_goes(out: Path) -> None:
-    write_review(OutputFolder(out))
+    write_review(OutputFolder(out), single_file=True)
     before = {t.name for t in (out / ".runflow" / THUMBS).iterdir()}
     _image(out / "SKU-1" / "front.webp", (1, 2, 3, 255), size=(500, 500))
 
-    write_review(OutputFolder(out))
+    write_review(OutputFolder(out), single_file=True)
 
     after = {t.name for t in (out / ".runflow" / THUMBS).iterdir()}
     assert len(after) == 3
     assert len(after - before) == 1
 
 
-def test_without_pillow_the_page_shows_full_size_finals(
-    out: Path, monkeypatch: pytest.MonkeyPatch
+def test_single_file_without_libvips_or_pillow_is_a_usage_error(
+    out: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "PIL", None)  # `from PIL import ...` now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyvips", None)
 
-    page = write_review(OutputFolder(out)).read_text(encoding="utf-8")
+    result = cli("review", str(out), "--single-file")
 
-    assert not (out / ".runflow" / THUMBS).exists()
-    assert 'src="SKU-1/front.webp"' in page
-    assert 'src="SKU-1/front.stages/tag_remover_00001_.webp"' in page
-    assert 'loading="lazy"' in page
-    assert 'id="no-pillow"' in page
-    assert len(_cards(page)) == 5
+    assert result.code == 2
+    assert "runflow-cli[review]" in result.err and "runflow-cli[images]" in result.err
+    assert not (out / REVIEW_HTML).exists()
+    with pytest.raises(NoThumbnailerError):
+        write_review(OutputFolder(out), single_file=True)
+    # the default page needs neither
+    assert cli("review", str(out)).code == 0
+    assert _sources((out / REVIEW_HTML).read_text(encoding="utf-8"))
 
 
-def test_an_unreadable_image_is_shown_at_full_size(out: Path) -> None:
+def test_an_unreadable_image_keeps_its_link(out: Path) -> None:
     (out / "SKU 3" / "back.webp").write_bytes(b"not an image")
 
     page = write_review(OutputFolder(out)).read_text(encoding="utf-8")
+    assert '<img src="SKU%203/back.webp" alt="SKU 3 / back, final" loading="lazy"' in page
 
-    assert 'src="SKU%203/back.webp"' in page
+    page = write_review(OutputFolder(out), single_file=True).read_text(encoding="utf-8")
+    sources = _sources(page)
+    assert "SKU%203/back.webp" in sources  # not embedded: the page links to it instead
+    assert sum(s.startswith("data:") for s in sources) == 2
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "options"),
+    [
+        ("WEBP", "RGB", {}),
+        ("WEBP", "RGBA", {}),
+        ("WEBP", "RGBA", {"lossless": True}),
+        ("PNG", "RGBA", {}),
+        ("GIF", "P", {}),
+        ("JPEG", "RGB", {"progressive": True}),
+    ],
+)
+def test_sizes_come_from_the_header(tmp_path: Path, fmt: str, mode: str, options: Any) -> None:
+    from PIL import Image
+
+    for size in [(1, 1), (4000, 2667), (333, 4001)]:
+        path = tmp_path / f"x.{fmt.lower()}"
+        image = Image.new(mode, size)
+        exif = image.getexif()
+        exif[0x0131] = "x" * 3000  # a large EXIF block before a JPEG's frame header
+        image.save(path, format=fmt, **options, **({"exif": exif} if fmt == "JPEG" else {}))
+        assert pixel_size(path) == size
+    (tmp_path / "short.webp").write_bytes(b"RIFF\0\0\0\0WEBPVP8X")
+    assert pixel_size(tmp_path / "short.webp") is None
+    assert pixel_size(tmp_path / "absent.webp") is None
+
+
+def test_an_image_too_large_by_its_header_is_linked_not_decoded(out: Path) -> None:
+    # A small file can declare a huge canvas (VP8X: 24-bit width and height, minus one).
+    header = b"VP8X" + (10).to_bytes(4, "little") + b"\x10\0\0\0"
+    header += (9999).to_bytes(3, "little") + (9999).to_bytes(3, "little")
+    (out / "SKU 3" / "back.webp").write_bytes(
+        b"RIFF" + (4 + len(header)).to_bytes(4, "little") + b"WEBP" + header
+    )
+    decoded: list[Path] = []
+
+    def decode(path: Path) -> bytes:
+        decoded.append(path)
+        return (_vips() or _pillow())(path)  # type: ignore[misc]
+
+    page = write_review(OutputFolder(out), single_file=True, thumbnailer=Thumbnailer("t", decode))
+
+    assert (out / "SKU 3" / "back.webp") not in decoded and len(decoded) == 2
+    assert "SKU%203/back.webp" in _sources(page.read_text(encoding="utf-8"))
+    assert 'width="10000" height="10000"' in page.read_text(encoding="utf-8")
 
 
 def test_no_report_is_a_usage_error(tmp_path: Path, cli: Any) -> None:
@@ -254,10 +359,15 @@ def test_batch_writes_the_review_and_prints_its_path_last(
     assert result.out.rstrip().splitlines()[-1] == f"Review sheet: {out / REVIEW_HTML}"
     report = json.loads((out / "runflow-report.json").read_text(encoding="utf-8"))
     assert all(row["elements"] for row in report["items"])
-    assert len(list((out / ".runflow" / THUMBS).iterdir())) == len(report["items"])
+    assert not (out / ".runflow" / THUMBS).exists()  # the page costs no decoding
+    page = (out / REVIEW_HTML).read_text(encoding="utf-8")
+    assert len(_cards(page)) == len(report["items"])
+    assert sorted(_sources(page)) == sorted(quote(r["output_path"]) for r in report["items"])
+
+    assert cli("review", str(out), "--single-file").code == 0
     # thumbnails are not *.webp: a glob for finals finds only finals
+    assert len(list((out / ".runflow" / THUMBS).iterdir())) == len(report["items"])
     assert len(list(out.rglob("*.webp"))) == len(report["items"])
-    assert len(_cards((out / REVIEW_HTML).read_text(encoding="utf-8"))) == len(report["items"])
 
 
 def test_a_review_that_cannot_be_built_never_fails_the_batch(
@@ -312,10 +422,13 @@ def _chromium(tmp_path: Path, *args: str, timeout: float = 60) -> str:
     return stdout
 
 
-@pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
     reason=f"Chromium is not installed ({CHROMIUM}): apt-get install chromium (.ci/run does)",
 )
+
+
+@needs_chromium
 @pytest.mark.timeout(240)
 def test_the_page_renders_in_chromium_failed_first_and_filters(
     sb: Any, tmp_path: Path, cli: Any
@@ -361,8 +474,59 @@ def test_the_page_renders_in_chromium_failed_first_and_filters(
     assert len(visible) == sum(1 for c in cards if "SNEAKER" in str(c["data-sku"]))
 
 
-def test_pages_thumbnails_are_local_files(tmp_path: Path, out: Path) -> None:
-    page = write_review(OutputFolder(out)).read_text(encoding="utf-8")
-    sources = re.findall(r'<img src="([^"]+)"', page)
-    assert sources and all(s.startswith(".runflow/thumbs/") for s in sources)
-    assert not re.search(r'src="(https?:)?//', page)  # nothing loads from the network
+class _Pictures(HTMLParser):
+    """Every <img> of a page (as the browser left it) and whether #missing is shown."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.images: list[dict[str, str | None]] = []
+        self.missing_note_shown = False
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "img":
+            self.images.append(found)
+        if found.get("id") == "missing":
+            self.missing_note_shown = "hidden" not in found
+
+
+@needs_chromium
+@pytest.mark.timeout(240)
+def test_the_page_works_from_a_copy_of_out_and_single_file_works_alone(
+    sb: Any, tmp_path: Path, cli: Any
+) -> None:
+    manifest = tmp_path / "m.csv"
+    rows = (SAMPLES / "catalog.csv").read_text(encoding="utf-8").splitlines()[:4]
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    made = tmp_path / "made"
+    assert run_batch(cli, sb, manifest, made, "--keep-intermediates").code == 0
+    # OUT moved whole (uploaded, an artifact unpacked): the page is not where it was made
+    out = tmp_path / "elsewhere" / "photos"
+    shutil.copytree(made, out)
+    shutil.rmtree(made)
+
+    shown = _Pictures(_chromium(tmp_path, "--dump-dom", (out / REVIEW_HTML).as_uri()))
+    assert len(shown.images) == 2 * 3  # a first stage and a final per row
+    assert not any(str(i["src"]).startswith(("data:", "file:", "/")) for i in shown.images)
+    assert [i.get("data-loaded") for i in shown.images] == ["1"] * 6
+    assert all(i.get("width") and i.get("height") for i in shown.images)
+    assert not shown.missing_note_shown
+
+    # The same page alone: its pictures are missing, and it says so.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(out / REVIEW_HTML, alone / REVIEW_HTML)
+    shown = _Pictures(_chromium(tmp_path, "--dump-dom", (alone / REVIEW_HTML).as_uri()))
+    assert [i.get("data-loaded") for i in shown.images] == ["0"] * 6
+    assert shown.missing_note_shown
+
+    # --single-file: the one file, copied alone, shows every picture.
+    result = cli("review", str(out), "--single-file")
+    assert result.code == 0, result.err
+    shutil.copy(out / REVIEW_HTML, alone / REVIEW_HTML)
+    shown = _Pictures(_chromium(tmp_path, "--dump-dom", (alone / REVIEW_HTML).as_uri()))
+    assert len(shown.images) == 6
+    assert all(str(i["src"]).startswith("data:image/webp;base64,") for i in shown.images)
+    assert [i.get("data-loaded") for i in shown.images] == ["1"] * 6
+    assert not shown.missing_note_shown

@@ -15,6 +15,15 @@ def review_command(
         Path,
         typer.Argument(help="The output folder a `runflow batch --out` wrote to."),
     ] = DEFAULT_OUT,
+    single_file: Annotated[
+        bool,
+        typer.Option(
+            "--single-file",
+            help="Put small thumbnails inside the page, so review.html works on its own "
+            "(a CI artifact, an attachment). Needs libvips (pip install "
+            "'runflow-cli[review]') or Pillow (the images extra).",
+        ),
+    ] = False,
     open_: Annotated[
         bool, typer.Option("--open", help="Open the page in the default web browser.")
     ] = False,
@@ -22,34 +31,35 @@ def review_command(
 ) -> int:
     """Rebuild OUT/review.html from OUT/runflow-report.json and print its path.
 
-    One self-contained page (nothing loads from the network): a card per row
-    with a "before" beside the final on a checkerboard, SKU, name, elements and
-    status; rows that did not succeed come first with their error; counts and a
-    filter (SKU text, status) at the top. Thumbnails are made once under
-    OUT/.runflow/thumbs/ with Pillow (pip install 'runflow-cli[images]');
-    without it the page shows the full-size finals. `runflow batch` writes the
-    page at the end of every run; this command rebuilds it.
+    One page (nothing loads from the network): a card per row with a "before"
+    beside the final on a checkerboard, SKU, name, elements and status; rows
+    that did not succeed come first with their error; counts and a filter (SKU
+    text, status) at the top. `runflow batch` writes the page at the end of
+    every run; this command rebuilds it.
 
-    When OUT cannot be written (a read-only share, a full disk), the page and its
-    thumbnails go to a folder of your cache instead (~/.cache/runflow/review/, or
-    under $XDG_CACHE_HOME), with images linking into OUT; a warning says so.
+    The page shows the files in OUT through relative links, and the browser
+    scales them: writing it costs next to nothing whatever the size of the
+    finals, and it works wherever OUT is opened, copied or uploaded whole.
+    --single-file embeds 256 px thumbnails instead, made one at a time (with
+    libvips when installed, else Pillow) and kept under OUT/.runflow/thumbs/, so
+    the next page decodes only new finals.
 
-    Exits 2 if OUT holds no runflow-report.json.
+    When OUT cannot be written (a read-only share, a full disk), the page goes
+    to a folder of your cache instead (~/.cache/runflow/review/, or under
+    $XDG_CACHE_HOME), with images linking into OUT; a warning says so.
 
-    Example: runflow review photos/
+    Exits 2 if OUT holds no runflow-report.json, or if --single-file finds
+    neither libvips nor Pillow.
+
+    Example: runflow review photos/ --single-file
     """
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.files.folder import OutputFolder
-    from runflow_cli.outputs.review import elsewhere_for, pillow_available, write_review_somewhere
+    from runflow_cli.outputs.review import elsewhere_for, write_review_somewhere
 
     consoles = Consoles.create(no_color=no_color)
-    if not pillow_available():
-        consoles.warn(
-            "Pillow is not installed: the page shows full-size finals instead of thumbnails "
-            "(pip install 'runflow-cli[images]')."
-        )
     folder = OutputFolder(out)
-    page = write_review_somewhere(folder, elsewhere_for(folder))
+    page = write_review_somewhere(folder, elsewhere_for(folder), single_file=single_file)
     if page.refused is not None:
         consoles.warn(f"{page.refused.message}: the page is in your cache instead.")
     path = page.path

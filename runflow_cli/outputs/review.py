@@ -1,54 +1,51 @@
-"""``OUT/review.html``: one self-contained page to judge a run's finals at a glance.
+"""``OUT/review.html``: one page to judge a run's finals at a glance.
 
 Built from ``OUT/runflow-report.json`` alone: a card per manifest row with a
 "before" beside the final on a checkerboard (so transparency shows), problems
-first, counts, and a filter. Nothing on the page loads from the network: images
-are small local thumbnails under ``OUT/.runflow/thumbs/`` (Pillow, the
-``images`` extra), made once per file version (path, size and mtime), so the page
-opens fast with thousands of rows. Without Pillow the page shows the full-size
-finals, lazily loaded, and says so.
+first, counts, and a filter. Nothing on the page loads from the network.
+
+By default the page makes no thumbnails: its pictures are the files under OUT,
+linked relatively, which the browser loads lazily (only the cards on screen) and
+scales itself; each ``<img>`` carries the file's width and height, read from its
+header. Writing the page costs a header read per file, whatever the finals' pixel
+size, and it works wherever OUT is opened, copied or uploaded whole. With
+``single_file`` (``runflow review --single-file``) the page carries small
+thumbnails inside it instead (see :mod:`runflow_cli.outputs.thumbnails`), so it
+works as one file on its own, such as a CI artifact. docs/performance.md has the
+measurements behind the choice.
 
 The source photo is never downloaded by ``batch``; the "before" is the first
 stage image when ``--keep-intermediates`` saved one, else a link to the source.
 
 When OUT refuses writes (a read-only share of finals), :func:`write_review_somewhere`
-writes the same page, and its thumbnails, to a folder of the user's cache instead, its
-images linking into OUT.
+writes the same page to a folder of the user's cache instead, its images linking into OUT.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import io
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from string import Template
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from runflow_cli.errors import LocalIOError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.save import stages_dir
+from runflow_cli.outputs.pixel_size import pixel_size
 from runflow_cli.outputs.report import Report, read_report
+from runflow_cli.outputs.thumbnails import ThumbnailCache, Thumbnailer, find_thumbnailer
 from runflow_cli.row_status import REPORTED, Status
 from runflow_cli.version import __version__
 
 REVIEW_HTML = "review.html"
-THUMBS = "thumbs"
-"""Thumbnails live in ``OUT/.runflow/thumbs/``."""
-THUMB_SIZE = 160
-"""Longest side of a thumbnail, in pixels."""
-THUMB_SUFFIX = ".thumb"
-"""Thumbnails are WebP (PNG where Pillow lacks WebP) named ``<hash>.thumb``: browsers
-sniff image data, and a glob for ``OUT/**/*.webp`` still finds only finals and stages."""
 
 SETTLED = frozenset(s.value for s in Status if s.settled)
 """Statuses that are not a problem to look at; every other one is listed first."""
@@ -61,7 +58,9 @@ class Picture:
     href: str
     """Relative to ``review.html`` (or a ``file:`` URI outside OUT): what the image links to."""
     src: str
-    """The thumbnail, or the full-size file without Pillow."""
+    """The file itself (as ``href``), or its thumbnail as a ``data:`` URI."""
+    size: tuple[int, int] | None = None
+    """The file's width and height, when its header says."""
 
 
 @dataclass(slots=True)
@@ -83,39 +82,45 @@ class Card:
         return self.status not in SETTLED
 
 
-def pillow_available() -> bool:
-    """True when Pillow (``pip install 'runflow-cli[images]'``) can make thumbnails."""
-    return _pillow() is not None
-
-
-def _pillow() -> Any | None:
-    try:
-        from PIL import Image
-    except ImportError:
-        return None
-    return Image
-
-
 def write_review(
-    folder: OutputFolder, *, workers: int | None = None, site: OutputFolder | None = None
+    folder: OutputFolder,
+    *,
+    site: OutputFolder | None = None,
+    single_file: bool = False,
+    thumbnailer: Thumbnailer | None = None,
 ) -> Path:
-    """Build ``OUT/review.html`` (and its thumbnails) from ``OUT/runflow-report.json``.
+    """Build ``OUT/review.html`` from ``OUT/runflow-report.json``.
 
-    ``site``: where the page and its thumbnails go instead of OUT; its links to the
-    files in OUT are then ``file:`` URIs.
+    ``site``: where the page goes instead of OUT; its links to the files in OUT are
+    then ``file:`` URIs. ``single_file``: thumbnails inside the page (``data:`` URIs),
+    made one at a time with ``thumbnailer`` (found when not given;
+    :class:`~runflow_cli.outputs.thumbnails.NoThumbnailerError` without one) and
+    cached under ``<site>/.runflow/thumbs/``. The page is written as it is made, a
+    card at a time, so its size never sits in memory.
     """
     site = site or folder
     report = read_report(folder)
     cards = order_cards(_cards(report, folder))
-    image = _pillow()
-    pictures: dict[Path, Picture] = {}
-    paths = [p for c in cards for p in (c.before, c.final) if p is not None]
-    if image is not None:
-        pictures = make_thumbnails(image, paths, folder, workers=workers, site=site)
-    else:
-        pictures = {p: Picture(_href(p, site), _href(p, site)) for p in paths}
-    page = render(cards, pictures, report, thumbnails=image is not None)
-    return site.write_text(REVIEW_HTML, page)
+    thumbs: ThumbnailCache | None = None
+    if single_file:
+        thumbs = ThumbnailCache(folder, site, thumbnailer or find_thumbnailer())
+    chunks = render(cards, _pictures(site, thumbs), report, single_file=single_file)
+    page = site.path(REVIEW_HTML)
+    site.write_stream(page, (chunk.encode() for chunk in chunks), durable=False)
+    if thumbs is not None:
+        thumbs.prune()
+    return page
+
+
+def _pictures(site: OutputFolder, thumbs: ThumbnailCache | None) -> Callable[[Path], Picture]:
+    def picture(path: Path) -> Picture:
+        href = _href(path, site)
+        size = pixel_size(path)
+        if thumbs is None:
+            return Picture(href, href, size)
+        return Picture(href, thumbs.data_uri(path) or href, size)
+
+    return picture
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +131,18 @@ class ReviewPage:
 
 
 def write_review_somewhere(
-    folder: OutputFolder, elsewhere: Path, *, workers: int | None = None
+    folder: OutputFolder, elsewhere: Path, *, single_file: bool = False
 ) -> ReviewPage:
     """``OUT/review.html``; or, when OUT refuses every write (read-only, full, not ours),
     the same page in ``elsewhere`` (see :func:`elsewhere_for`), its images linking into OUT."""
+    thumbnailer = find_thumbnailer() if single_file else None  # before any write
     try:
-        return ReviewPage(write_review(folder, workers=workers))
+        return ReviewPage(write_review(folder, single_file=single_file, thumbnailer=thumbnailer))
     except LocalIOError as exc:
         if not exc.stops_run:
             raise
-        page = write_review(folder, workers=workers, site=OutputFolder(elsewhere))
+        site = OutputFolder(elsewhere)
+        page = write_review(folder, site=site, single_file=single_file, thumbnailer=thumbnailer)
         return ReviewPage(page, exc)
 
 
@@ -200,85 +207,11 @@ def order_cards(cards: Iterable[Card]) -> list[Card]:
     return sorted(cards, key=lambda c: not c.problem)
 
 
-def make_thumbnails(
-    image: Any,
-    paths: Iterable[Path],
-    folder: OutputFolder,
-    *,
-    workers: int | None = None,
-    site: OutputFolder | None = None,
-) -> dict[Path, Picture]:
-    """Thumbnail every file, reusing the ones made for the same path, size and mtime.
-
-    They go to ``<site>/.runflow/thumbs/`` (``site`` is OUT unless the page goes
-    elsewhere). Thumbnails no card uses any more are deleted. A file Pillow cannot
-    read is shown at full size instead.
-    """
-    site = site or folder
-    thumbs = site.state_path(THUMBS)
-    unique = list(dict.fromkeys(paths))
-    image_format = "WEBP" if _has_webp() else "PNG"
-    workers = workers or min(8, os.cpu_count() or 2)
-
-    def one(path: Path) -> tuple[Path, Path | None]:
-        return path, _thumbnail(image, path, folder, site, thumbs, image_format)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        made = dict(pool.map(one, unique))
-    site.prune_state(THUMBS, {t.name for t in made.values() if t is not None}, THUMB_SUFFIX)
-    return {
-        path: Picture(_href(path, site), _href(thumb or path, site)) for path, thumb in made.items()
-    }
-
-
-def _has_webp() -> bool:
-    try:
-        from PIL import features
-
-        return bool(features.check("webp"))
-    except Exception:
-        return False
-
-
-def _thumbnail(
-    image: Any,
-    source: Path,
-    folder: OutputFolder,
-    site: OutputFolder,
-    thumbs: Path,
-    image_format: str,
-) -> Path | None:
-    try:
-        stat = source.stat()
-        key = f"{folder.relative(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{image_format}"
-        dest = thumbs / (hashlib.sha256(key.encode()).hexdigest()[:32] + THUMB_SUFFIX)
-        if dest.exists():
-            return dest
-        from PIL import ImageOps
-
-        with image.open(source) as opened:
-            opened.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))  # JPEG: decode smaller
-            picture = ImageOps.exif_transpose(opened)
-            has_alpha = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
-            picture = picture.convert("RGBA" if has_alpha else "RGB")
-            picture.thumbnail((THUMB_SIZE, THUMB_SIZE), image.Resampling.LANCZOS)
-            options = {"quality": 80} if image_format == "WEBP" else {"optimize": True}
-            buffer = io.BytesIO()
-            picture.save(buffer, format=image_format, **options)
-        # A cache, made again if lost: written whole, not fsynced.
-        return site.write_stream(dest, [buffer.getvalue()], durable=False).path
-    except LocalIOError as exc:
-        if exc.stops_run:
-            raise  # OUT refuses writes: the page goes elsewhere (write_review_somewhere)
-        return None
-    except Exception:  # a broken file must not cost the page: show it at full size
-        return None
-
-
 def _href(path: Path, folder: OutputFolder) -> str:
-    if path.is_relative_to(folder.root):
-        return quote(folder.relative(path))
-    return path.resolve().as_uri()
+    try:
+        return quote(path.relative_to(folder.root).as_posix())
+    except ValueError:  # the page is not in OUT (a read-only OUT): a file: URI
+        return path.resolve().as_uri()
 
 
 # --- the page ---------------------------------------------------------------------
@@ -288,13 +221,16 @@ e = html.escape
 
 def render(
     cards: list[Card],
-    pictures: dict[Path, Picture],
+    picture: Callable[[Path], Picture],
     report: Report,
     *,
-    thumbnails: bool,
+    single_file: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> str:
-    """The whole page; every value from the report is HTML-escaped."""
+) -> Iterator[str]:
+    """The page in pieces, a card at a time; every value from the report is HTML-escaped.
+
+    ``picture`` is asked for each file as its card is made (thumbnails, one at a time).
+    """
     counts = Counter(c.status for c in cards)
     problems = sum(1 for c in cards if c.problem)
     known = [s.value for s in REPORTED]
@@ -310,28 +246,32 @@ def render(
     )
     manifest = report.manifest
     note = (
-        ""
-        if thumbnails
-        else '<p class="note" id="no-pillow">Pillow is not installed, so this page shows the '
-        "full-size finals (slower with many rows). Install thumbnails with "
-        "<code>pip install 'runflow-cli[images]'</code> and run <code>runflow review</code>.</p>"
+        '<p class="note" id="one-file">One file: the pictures are thumbnails inside this page. '
+        "A click opens the full final when the page sits in its output folder.</p>"
+        if single_file
+        else ""
     )
-    body = "\n".join(_card(c, pictures) for c in cards)
-    return _template("review.html").substitute(
-        title=e(f"runflow review · {manifest}" if manifest else "runflow review"),
-        manifest=e(manifest),
-        generated=e(now().strftime("%Y-%m-%d %H:%M UTC")),
-        version=e(__version__),
-        total=len(cards),
-        succeeded=counts[Status.SUCCEEDED.value],
-        problems=problems,
-        chips=chips,
-        options=options,
-        note=note,
-        cards=body,
-        css=_template("review.css").template,
-        js=_template("review.js").template,
-    )
+    values = {
+        "title": e(f"runflow review · {manifest}" if manifest else "runflow review"),
+        "manifest": e(manifest),
+        "generated": e(now().strftime("%Y-%m-%d %H:%M UTC")),
+        "version": e(__version__),
+        "total": len(cards),
+        "succeeded": counts[Status.SUCCEEDED.value],
+        "problems": problems,
+        "chips": chips,
+        "options": options,
+        "note": note,
+        "layout": "one-file" if single_file else "linked",
+        "css": _template("review.css").template,
+        "js": _template("review.js").template,
+        "images_js": _template("review-images.js").template,
+    }
+    top, bottom = _template("review.html").template.split("${cards}")
+    yield Template(top).substitute(values)
+    for card in cards:
+        yield _card(card, picture) + "\n"
+    yield Template(bottom).substitute(values)
 
 
 @cache
@@ -340,11 +280,11 @@ def _template(name: str) -> Template:
     return Template(files(__package__).joinpath("review_page", name).read_text(encoding="utf-8"))
 
 
-def _card(card: Card, pictures: dict[Path, Picture]) -> str:
+def _card(card: Card, picture: Callable[[Path], Picture]) -> str:
     name = f"{card.sku} / {card.name}"
     if card.before is not None:
         label = card.before.name.split("_00", 1)[0].replace("_", " ")
-        before = _figure(pictures[card.before], f"first stage ({label})", f"{name}, first stage")
+        before = _figure(picture(card.before), f"first stage ({label})", f"{name}, first stage")
     else:
         link = ""
         if urlsplit(card.image_url).scheme in ("http", "https"):
@@ -356,7 +296,7 @@ def _card(card: Card, pictures: dict[Path, Picture]) -> str:
             f"{link}</div><figcaption>source</figcaption></figure>"
         )
     if card.final is not None:
-        final = _figure(pictures[card.final], "final", f"{name}, final", checker=True)
+        final = _figure(picture(card.final), "final", f"{name}, final", checker=True)
     else:
         final = (
             '<figure class="pic"><div class="ph none">no final</div>'
@@ -384,9 +324,10 @@ def _card(card: Card, pictures: dict[Path, Picture]) -> str:
 
 
 def _figure(picture: Picture, caption: str, alt: str, *, checker: bool = False) -> str:
+    size = f' width="{picture.size[0]}" height="{picture.size[1]}"' if picture.size else ""
     return (
         f'<figure class="pic"><a href="{e(picture.href)}" '
         f'class="img{" checker" if checker else ""}">'
-        f'<img src="{e(picture.src)}" alt="{e(alt)}" loading="lazy" decoding="async"></a>'
+        f'<img src="{e(picture.src)}" alt="{e(alt)}"{size} loading="lazy" decoding="async"></a>'
         f"<figcaption>{e(caption)}</figcaption></figure>"
     )
