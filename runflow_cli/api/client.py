@@ -35,9 +35,11 @@ from urllib.parse import quote
 import httpx
 
 from runflow_cli.api.answers import BatchView, RunView
+from runflow_cli.api.proxies import ProxyRules, api_transport
 from runflow_cli.api.responses import read_capped, response_result, transport_failure
 from runflow_cli.api.retry import Backoff, OnRetry, RetryNote, ignore_retry, transport_cause
 from runflow_cli.api.service import service_for
+from runflow_cli.api.trust import ssl_context
 from runflow_cli.errors import BadAnswerError, CreateOutcomeUnknownError, UsageError
 from runflow_cli.version import __version__
 
@@ -133,6 +135,8 @@ class RunflowClient:
         self._sleep = sleep
         self._backoff = Backoff(jitter=jitter)
         self._on_retry = on_retry
+        if transport is None:  # proxies and CA certificates as the environment says
+            transport = api_transport(base_url, ProxyRules.from_environment(), ssl_context())
         self._http = httpx.Client(
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
             follow_redirects=False,

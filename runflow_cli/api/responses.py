@@ -18,6 +18,7 @@ import httpx
 
 from runflow_cli.api import safe_json
 from runflow_cli.api.retry import parse_retry_after
+from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import (
     AnswerTooLargeError,
     APIConnectionError,
@@ -61,6 +62,9 @@ class Failure:
 def transport_failure(call: str, exc: httpx.TransportError) -> Failure:
     """A request that got no answer: refused, timed out, dropped."""
     # httpx messages carry no headers; still, name only the call.
+    certificate = certificate_error(call, exc)
+    if certificate is not None:  # waiting does not change a certificate
+        return Failure(certificate, False, None)
     if isinstance(exc, httpx.UnsupportedProtocol):
         return Failure(APIConnectionError(f"{call}: unsupported URL scheme"), False, None)
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):

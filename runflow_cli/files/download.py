@@ -38,10 +38,10 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.request import getproxies
 
 import httpx
 
+from runflow_cli.api.proxies import ProxyRules, RoutedTransport
 from runflow_cli.api.retry import (
     Backoff,
     OnRetry,
@@ -50,12 +50,14 @@ from runflow_cli.api.retry import (
     parse_retry_after,
     transport_cause,
 )
+from runflow_cli.api.trust import certificate_error, ssl_context
 from runflow_cli.errors import DownloadError
 from runflow_cli.files.folder import SavedFile, write_atomically
 from runflow_cli.files.network import (
     Connections,
     GuardedBackend,
     GuardedTransport,
+    ProxiedTransport,
     Resolver,
     URLRefused,
     address_refusal,
@@ -135,14 +137,10 @@ class Downloader:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        # Behind a proxy the proxy connects, not us: names are checked before asking it.
+        self._proxies = ProxyRules.from_environment()
         if transport is None:
-            backend = GuardedBackend(
-                self._connections,
-                allow_private=allow_private,
-                resolver=resolver,
-                remaining=self._remaining,
-            )
-            transport = GuardedTransport(backend, limits)
+            transport = self._transport(limits, allow_private, resolver)
         self._client = httpx.Client(
             timeout=timeout,
             follow_redirects=False,  # each hop is checked here first
@@ -157,8 +155,24 @@ class Downloader:
         self._write = write
         self._allow_private = allow_private
         self._resolver = resolver
-        # Behind a proxy the proxy connects, not us: names are checked before asking it.
-        self._proxied = bool(getproxies())
+
+    def _transport(
+        self, limits: httpx.Limits, allow_private: bool, resolver: Resolver
+    ) -> RoutedTransport:
+        """Guarded direct connections, or a proxy where ``*_PROXY``/``NO_PROXY`` say."""
+        context = ssl_context()
+        backend = GuardedBackend(
+            self._connections,
+            allow_private=allow_private,
+            resolver=resolver,
+            remaining=self._remaining,
+        )
+        to_proxy = GuardedBackend(self._connections, allow_private=True, remaining=self._remaining)
+        return RoutedTransport(
+            self._proxies,
+            GuardedTransport(backend, limits, context),
+            lambda proxy: ProxiedTransport(proxy, to_proxy, limits, context),
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -209,6 +223,9 @@ class Downloader:
                 last: Exception = exc
                 cause, retry_after = str(exc), exc.retry_after
             except httpx.TransportError as exc:
+                certificate = certificate_error(f"could not download {name}", exc)
+                if certificate is not None:  # waiting does not change a certificate
+                    raise DownloadError(str(certificate), hint=certificate.hint) from exc
                 last, cause, retry_after = exc, transport_cause(exc), None
             wait = self._backoff.delay(backoffs, retry_after)
             backoffs += retry_after is None
@@ -250,7 +267,7 @@ class Downloader:
 
     def _check(self, url: httpx.URL) -> None:
         check_url(url, allow_private=self._allow_private)
-        if self._proxied and url.host:
+        if url.host and self._proxies.proxy_for(url) is not None:
             try:
                 addresses = self._resolver(url.host, url.port or 443)
             except OSError:

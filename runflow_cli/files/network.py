@@ -323,10 +323,52 @@ def _mapped(on_timeout: type[Exception], on_error: type[Exception]) -> Iterator[
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's own transport, with connections opened by a :class:`GuardedBackend`."""
 
-    def __init__(self, backend: GuardedBackend, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
+    def __init__(
+        self,
+        backend: GuardedBackend,
+        limits: httpx.Limits,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
+
+
+class ProxiedTransport(httpx.HTTPTransport):
+    """Downloads through an HTTP proxy: ``https://`` tunnelled (CONNECT), ``http://`` forwarded.
+
+    The proxy is the user's own choice, so its address is not guarded (it is often
+    on the private network); the download's URL was checked before (see
+    :meth:`~runflow_cli.files.download.Downloader`). ``backend`` still registers every
+    socket for an abort and bounds it by the download's deadline.
+    """
+
+    def __init__(
+        self,
+        proxy: httpx.URL,
+        backend: GuardedBackend,
+        limits: httpx.Limits,
+        ssl_context: ssl.SSLContext,
+    ) -> None:
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
+        settings = httpx.Proxy(proxy)
+        self._pool = httpcore.HTTPProxy(
+            proxy_url=httpcore.URL(
+                scheme=settings.url.raw_scheme,
+                host=settings.url.raw_host,
+                port=settings.url.port,
+                target=settings.url.raw_path,
+            ),
+            proxy_auth=settings.raw_auth,
+            proxy_headers=settings.headers.raw,
+            ssl_context=ssl_context,
+            proxy_ssl_context=ssl_context if proxy.scheme == "https" else None,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
