@@ -83,6 +83,8 @@ class StatusSummary:
     """Batches of a ``--sandbox`` run that ended before them: the sandbox stopped with its
     run, and they with it. Not in ``in_flight`` or ``unknown``: a rerun sends their rows
     again (nothing is charged) and waits for none of them."""
+    lost_rows: int = 0
+    """Rows still recorded in a lost batch (0 once a later run has sent them again)."""
 
     @property
     def total_rows(self) -> int:
@@ -179,4 +181,5 @@ def summarize(journal: Journal, folder: OutputFolder, *, running: bool = False) 
         ],
         unknown=[b for b in shown if b.status == BatchState.UNKNOWN and b.batch_key not in gone],
         lost=lost,
+        lost_rows=sum(1 for r in ordered if r.batch_key in gone),
     )

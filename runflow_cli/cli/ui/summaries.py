@@ -136,8 +136,7 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
         table.add_column("batch id / key", no_wrap=True, min_width=38)
         if len(endpoints) > 1:
             table.add_column("endpoint", overflow="fold")
-        table.add_column("journal", overflow="fold")
-        table.add_column("API", overflow="fold")
+        table.add_column("journal / API", overflow="fold")
         table.add_column("items", justify="right", overflow="fold")
         table.add_column("cost", justify="right", overflow="fold")
         table.add_column("created (UTC)", overflow="fold", min_width=10)
@@ -146,9 +145,9 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
             cells = [f"{escape(b.batch_id or '-')}\n[dim]{escape(b.batch_key)}[/]"]
             if len(endpoints) > 1:
                 cells.append(escape(b.endpoint))
+            api = "lost with its sandbox" if b.batch_key in gone else b.status_code or "-"
             cells += [
-                b.status,
-                "lost" if b.batch_key in gone else b.status_code or "-",
+                f"{b.status}\n[dim]{escape(api)}[/]",
                 str(b.size),
                 b.cost or "-",
                 b.created_at[:19].replace("T", "\n"),
@@ -171,12 +170,12 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
     if summary.in_flight:
         ids = ", ".join(b.batch_id or b.batch_key for b in summary.in_flight)
         out.print(f"In flight ({len(summary.in_flight)}): {escape(ids)}")
-    if summary.lost:
+    if summary.lost_rows:  # once a rerun has sent their rows again, they are history
         ids = ", ".join(b.batch_id or b.batch_key for b in summary.lost)
         out.print(
             f"Lost with their sandbox ({len(summary.lost)}): {escape(ids)}. A --sandbox run's "
-            "batches stop with it; running it again sends their rows again "
-            "(nothing is charged) and waits for none of them."
+            f"batches stop with it; running it again sends their {summary.lost_rows} rows "
+            "again (nothing is charged) and waits for none of them."
         )
     if summary.to_download:
         out.print(f"[bold]Processed, not downloaded yet ({len(summary.to_download)}):[/]")
@@ -190,7 +189,7 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
             "check the dashboard for metadata runflow_cli_key, then "
             "--resubmit-unknown to resend it with the same key."
         )
-    if summary.in_flight or summary.to_download or summary.unknown or summary.lost:
+    if summary.in_flight or summary.to_download or summary.unknown or summary.lost_rows:
         out.print("Run the same `runflow batch` command again to resume.", markup=False)
 
 
