@@ -62,7 +62,9 @@ SCHEMA: dict[str, set[str]] = {
         "download_retries",
         "api_retries",
     },
-    "plan": {"plan", "unknown_batch_keys"},
+    "plan": {"schema_version", "plan", "unknown_batch_keys"},
+    "warning": {"message"},
+    "batch_saved": {"batch_id", "saved", "not_saved", "folder"},
     "manifest_problem": {"level", "file", "line", "sku", "message"},
     "run_summary": {
         "total",
@@ -244,7 +246,10 @@ def test_log_format_json_streams_the_documented_events(sb: Any, tmp_path: Path, 
     assert result.code == 1, result.err
     records = json_lines(result.out)
     types = [r["type"] for r in records]
-    assert types[0] == "batch_submitted" and types[-1] == "run_summary"
+    warnings = [r["message"] for r in records if r["type"] == "warning"]
+    assert types[: len(warnings)] == ["warning"] * len(warnings)  # before anything is sent
+    assert any("unknown column 'title'" in w for w in warnings)
+    assert types[len(warnings)] == "batch_submitted" and types[-1] == "run_summary"
     assert types.count("run_summary") == 1
     failed = {(r["sku"], r["line"], r["error_kind"]) for r in records if r["type"] == "item_failed"}
     assert failed == {
@@ -254,6 +259,11 @@ def test_log_format_json_streams_the_documented_events(sb: Any, tmp_path: Path, 
     }
     saved = [r for r in records if r["type"] == "file_saved"]
     assert len(saved) == 30 and all(Path(r["path"]).is_file() for r in saved)
+    confirmed = [r for r in records if r["type"] == "batch_saved"]  # one per batch
+    assert sum(r["saved"] for r in confirmed) == 30 and {r["folder"] for r in confirmed} == {
+        str(out)
+    }
+    assert len({r["batch_id"] for r in confirmed}) == len(confirmed) == len(sb.batches())
     assert any(r["type"] == "batch_terminal" for r in records)
     summary = records[-1]
     report = json.loads((out / "runflow-report.json").read_text())["summary"]
@@ -391,7 +401,8 @@ def test_log_format_json_skipped_rows_are_warning_lines(sb: Any, tmp_path: Path,
     )
     assert result.code == 1, result.err
     records = json_lines(result.out)
-    assert records[0]["type"] == "manifest_problem" and records[0]["level"] == "warning"
+    assert records[0]["type"] == "warning" and "left out (--skip-invalid)" in records[0]["message"]
+    assert records[1]["type"] == "manifest_problem" and records[1]["level"] == "warning"
     assert records[-1]["type"] == "run_summary"
     assert (records[-1]["succeeded"], records[-1]["invalid"]) == (2, 1)
 

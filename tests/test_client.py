@@ -650,7 +650,7 @@ def test_create_connect_failures_exhausted(
     exc = raises(APIConnectionError, lambda: make_client(max_retries=2).create_batch([ITEM]))
     assert route.call_count == 3
     assert len(sleeps) == 2
-    assert str(exc) == f"POST {BATCHES}: could not connect"
+    assert str(exc) == f"POST {BATCHES}: could not connect to api.test:443"  # host and port
 
 
 def test_connect_then_read_timeout_on_create(client: RunflowClient, mock: respx.MockRouter) -> None:

@@ -80,7 +80,9 @@ def is_webp(path: Path) -> bool:
 
 
 def files_under(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    """The files under ``folder``, but for OUT/.runflow (where `run` records its runs)."""
+    found = (p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    return {p.as_posix() for p in found if p.parts[0] != ".runflow"}
 
 
 # --- runflow run ----------------------------------------------------------------

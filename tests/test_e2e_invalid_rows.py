@@ -160,7 +160,7 @@ def test_a_profile_can_skip_invalid_rows(
     skipped = cli("--profile", "nightly", *args)
     assert skipped.code == 0, skipped.err
     assert "1 invalid row left out" in skipped.err
-    assert json.loads(skipped.out)["plan"]["to process"] == 2
+    assert json.loads(skipped.out)["plan"]["to_process"] == 2
     assert cli("--profile", "nightly", *args, "--no-skip-invalid").code == 2  # the flag wins
 
 

@@ -134,7 +134,7 @@ def test_a_lost_or_damaged_journal_pays_nothing_again(
             db.write_bytes(b"" if damage == "empty" else b"not a database at all\n" * 100)
     sb.reset()
     planned = run_batch(cli, sb, m, out, "--dry-run", "--json")
-    assert json.loads(planned.out)["plan"]["already done"] == 5
+    assert json.loads(planned.out)["plan"]["already_done"] == 5
 
     result = run_batch(cli, sb, m, out)
 

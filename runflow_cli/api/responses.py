@@ -61,7 +61,7 @@ class Failure:
 
 def transport_failure(call: str, exc: httpx.TransportError) -> Failure:
     """A request that got no answer: refused, timed out, dropped."""
-    # httpx messages carry no headers; still, name only the call.
+    # httpx messages carry no headers; still, name only the call (and where it went).
     certificate = certificate_error(call, exc)
     if certificate is not None:  # waiting does not change a certificate
         return Failure(certificate, False, None)
@@ -69,14 +69,26 @@ def transport_failure(call: str, exc: httpx.TransportError) -> Failure:
         return Failure(APIConnectionError(f"{call}: unsupported URL scheme"), False, None)
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         what = "connect timeout" if isinstance(exc, httpx.ConnectTimeout) else "pool timeout"
-        return Failure(APITimeoutError(f"{call}: {what}"), True, None)
+        return Failure(APITimeoutError(f"{call}: {what}{_to(exc)}"), True, None)
     if isinstance(exc, httpx.ConnectError):
-        return Failure(APIConnectionError(f"{call}: could not connect"), True, None)
+        return Failure(APIConnectionError(f"{call}: could not connect{_to(exc)}"), True, None)
     if isinstance(exc, httpx.TimeoutException):
         what = "write timeout" if isinstance(exc, httpx.WriteTimeout) else "read timeout"
         return Failure(APITimeoutError(f"{call}: {what}"), True, what)
     what = "connection dropped"
     return Failure(APIConnectionError(f"{call}: {what}"), True, what)
+
+
+def _to(exc: httpx.TransportError) -> str:
+    """`` to api.example.com:443``: the host and port a connection was refused by (a typo'd
+    --base-url shows at once); empty when httpx did not say which request it was."""
+    try:
+        url = exc.request.url
+    except RuntimeError:
+        return ""
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f" to {host}:{port}" if host and port else f" to {host}" if host else ""
 
 
 @dataclass(frozen=True, slots=True)

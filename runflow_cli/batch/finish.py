@@ -117,4 +117,4 @@ def run_report(
                 request_fingerprint=fingerprint(item, model),
             )
         )
-    return Report(manifest.source, result.summary(), rows)
+    return Report(manifest.source, result.summary(), rows, list(manifest.warnings))

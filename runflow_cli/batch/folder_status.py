@@ -7,7 +7,7 @@ Pure: reads a :class:`~runflow_cli.batch.journal.Journal` and builds a
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,12 @@ class StatusSummary:
     """Batches created and not seen terminal yet."""
     unknown: list[BatchStatus]
     """Batches whose create answer was lost: they may or may not exist."""
+    lost: list[BatchStatus] = field(default_factory=list)
+    """Batches of a ``--sandbox`` run that ended before them: the sandbox stopped with its
+    run, and they with it. Not in ``in_flight`` or ``unknown``: a rerun sends their rows
+    again (nothing is charged) and waits for none of them."""
+    lost_rows: int = 0
+    """Rows still recorded in a lost batch (0 once a later run has sent them again)."""
 
     @property
     def total_rows(self) -> int:
@@ -92,6 +98,7 @@ class StatusSummary:
             "batches": [asdict(b) for b in self.batches],
             "in_flight": [b.batch_id for b in self.in_flight],
             "unknown_batch_keys": [b.batch_key for b in self.unknown],
+            "lost_with_sandbox": [b.batch_id or b.batch_key for b in self.lost],
             "to_download": [asdict(r) for r in self.to_download],
             "failures": [asdict(r) for r in self.failures],
         }
@@ -107,11 +114,21 @@ def load_status(folder: OutputFolder) -> StatusSummary:
             "(the one holding .runflow/state.db).",
         )
     with journal:
-        return summarize(journal, folder)
+        return summarize(journal, folder, running=folder.in_use())
 
 
-def summarize(journal: Journal, folder: OutputFolder) -> StatusSummary:
-    """Build the summary from what ``journal`` holds."""
+def died_with_sandbox(endpoint: str) -> bool:
+    """True for a batch sent to a sandbox ``--sandbox`` started for its run alone: the
+    command's ``endpoint`` names it ``<url> (sandbox <id>)`` (see ``cli/endpoint.py``)."""
+    return "(sandbox " in endpoint
+
+
+def summarize(journal: Journal, folder: OutputFolder, *, running: bool = False) -> StatusSummary:
+    """Build the summary from what ``journal`` holds.
+
+    ``running``: a run holds OUT now; the batches of its own sandbox (the newest one's) may
+    still be alive, those of every earlier ``--sandbox`` run are lost all the same.
+    """
     batches, rows = journal.batches(), journal.rows()
     shown = [
         BatchStatus(
@@ -143,6 +160,15 @@ def summarize(journal: Journal, folder: OutputFolder) -> StatusSummary:
             r.error_message,
         )
 
+    waiting = (BatchState.SUBMITTED, BatchState.UNKNOWN)
+    sandboxes = [b.endpoint for b in shown if died_with_sandbox(b.endpoint)]
+    alive = sandboxes[-1] if running and sandboxes else None  # batches are journalled in order
+    lost = [
+        b
+        for b in shown
+        if b.status in waiting and died_with_sandbox(b.endpoint) and b.endpoint != alive
+    ]
+    gone = {b.batch_key for b in lost}
     return StatusSummary(
         out_dir=folder.root,
         batches=shown,
@@ -150,6 +176,10 @@ def summarize(journal: Journal, folder: OutputFolder) -> StatusSummary:
         to_download=[row(r) for r in ordered if r.status == Status.SUCCEEDED and r.size is None],
         failures=[row(r) for r in ordered if r.status in NOT_SUCCEEDED],
         cost=sum((money(b.cost) for b in batches), Decimal(0)),
-        in_flight=[b for b in shown if b.status == BatchState.SUBMITTED],
-        unknown=[b for b in shown if b.status == BatchState.UNKNOWN],
+        in_flight=[
+            b for b in shown if b.status == BatchState.SUBMITTED and b.batch_key not in gone
+        ],
+        unknown=[b for b in shown if b.status == BatchState.UNKNOWN and b.batch_key not in gone],
+        lost=lost,
+        lost_rows=sum(1 for r in ordered if r.batch_key in gone),
     )

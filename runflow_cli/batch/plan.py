@@ -85,19 +85,35 @@ class Plan:
         )
 
     def counts(self) -> dict[str, int]:
+        """Rows per part of the plan, keyed in snake_case (:data:`PLAN_LABELS` words them)."""
         elsewhere = sum(self.elsewhere.values())
         return {
-            "to process": len(self.process) - elsewhere,
-            "already done": len(self.done),
-            "to resume": sum(map(len, self.resume.values())),
-            "to download": len(self.download),
-            "unknown (not resent)": sum(map(len, self.unknown.values())),
-            "to resubmit": sum(map(len, self.resubmit.values())),
-            "failed before (not retried)": len(self.held),
-            "made by another service (processed again)": elsewhere,
-            "copied from another name": len(self.copy),
-            "repeated rows (sent once)": sum(map(len, self.follow.values())),
+            "to_process": len(self.process) - elsewhere,
+            "already_done": len(self.done),
+            "to_resume": sum(map(len, self.resume.values())),
+            "to_download": len(self.download),
+            "unknown_not_resent": sum(map(len, self.unknown.values())),
+            "to_resubmit": sum(map(len, self.resubmit.values())),
+            "failed_before_not_retried": len(self.held),
+            "made_by_another_service": elsewhere,
+            "copied_from_another_name": len(self.copy),
+            "repeated_rows": sum(map(len, self.follow.values())),
         }
+
+
+PLAN_LABELS = {
+    "to_process": "to process",
+    "already_done": "already done",
+    "to_resume": "to resume",
+    "to_download": "to download",
+    "unknown_not_resent": "unknown (not resent)",
+    "to_resubmit": "to resubmit",
+    "failed_before_not_retried": "failed before (not retried)",
+    "made_by_another_service": "made by another service (processed again)",
+    "copied_from_another_name": "copied from another name",
+    "repeated_rows": "repeated rows (sent once)",
+}
+"""How people read :meth:`Plan.counts`' keys: the plan line and the ``--dry-run`` table."""
 
 
 def make_plan(

@@ -8,6 +8,7 @@ which prints it (no traceback unless ``--debug``) and returns its
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import os
@@ -108,12 +109,39 @@ class LazyCommands(TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         return load_command(cmd_name) if cmd_name in COMMANDS else None
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """As click's, with "did you mean" for a mistyped command (click and typer suggest
+        from the commands already built, and these are built only when needed)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as exc:  # typer's own click: a usage error
+            close = difflib.get_close_matches(args[0], list(COMMANDS), n=2) if args else []
+            message = getattr(exc, "message", "")
+            if close and message.startswith("No such command") and "Did you mean" not in message:
+                exc.message = f"No such command {args[0]!r}. Did you mean {_either(close)}?"
+            raise
+
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         width = max(map(len, COMMANDS))
         limit = max(formatter.width - 6 - width, 20)
         rows = [(name, _shorten(short, limit)) for name, (_, _, short) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _either(names: list[str]) -> str:
+    return " or ".join(f"'{name}'" for name in names)
+
+
+def did_you_mean(exc: Exception) -> None:
+    """An unknown option with close ones: "Did you mean '--out'?" (typer's click lists
+    "Possible options" with the far ones among them)."""
+    name, possible = getattr(exc, "option_name", None), getattr(exc, "possibilities", None)
+    if isinstance(name, str) and possible:
+        close = difflib.get_close_matches(name, list(possible), n=1)
+        if close:
+            exc.possibilities = None  # type: ignore[attr-defined]
+            exc.message = f"No such option: {name}. Did you mean {_either(close)}?"  # type: ignore[attr-defined]
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -128,7 +156,10 @@ def load_command(name: str) -> Any:
     """Import a command's module and build its click command."""
     module_name, attribute, _ = COMMANDS[name]
     target = getattr(importlib.import_module(f"{__name__}.{module_name}"), attribute)
-    holder = typer.Typer(rich_markup_mode=None, context_settings=CONTEXT_SETTINGS)
+    # Completion is installed for the whole program: its options belong to `runflow` alone.
+    holder = typer.Typer(
+        rich_markup_mode=None, context_settings=CONTEXT_SETTINGS, add_completion=False
+    )
     if isinstance(target, typer.Typer):
         holder.add_typer(target, name=name)  # stays a group even with one command
     else:
@@ -223,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_error("interrupted", None)
         return ExitCode.INTERRUPTED
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        did_you_mean(exc)
         exc.show()  # type: ignore[attr-defined]
         return ExitCode.INVALID_INPUT
     # --debug adds the traceback to what is said; the exit code stays the same.

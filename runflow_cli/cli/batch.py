@@ -152,87 +152,96 @@ def batch_command(
         )
     on_github = github.github_actions()
     json_log = log_format == LogFormat.json
-    with gc_paused():
-        loaded = _load(
-            consoles, manifest, format, elements, aspect_ratio, prompt,
-            json_log=json_log, github_actions=on_github,
-        )  # fmt: skip
-        large = len(loaded.items) >= LARGE
-        if large:  # it lives as long as the command: out of the collector's way
-            gc.freeze()
-    if batch_size > 100:
-        consoles.warn(
-            f"--batch-size {batch_size} is above the API's default cap of 100; "
-            "the API will reject these batches unless your org's cap was raised."
+    consoles.json_warnings = json_log  # each warning is a json-log line too
+    # Under --quiet, warnings stay off stderr when OUT's report (and the json log) has them.
+    with consoles.holding_warnings() as recorded:
+        with gc_paused():
+            loaded = _load(
+                consoles, manifest, format, elements, aspect_ratio, prompt,
+                json_log=json_log, github_actions=on_github,
+            )  # fmt: skip
+            large = len(loaded.items) >= LARGE
+            if large:  # it lives as long as the command: out of the collector's way
+                gc.freeze()
+        if batch_size > 100:
+            too_large = (
+                f"--batch-size {batch_size} is above the API's default cap of 100; "
+                "the API will reject these batches unless your org's cap was raised."
+            )
+            consoles.warn(too_large)
+            loaded.warnings.append(too_large)  # the run's warnings go into its report
+        options = BatchOptions(
+            batch_size=batch_size,
+            max_in_flight=max_in_flight,
+            poll_interval=poll_interval,
+            max_poll_interval=max(max_poll_interval, poll_interval),
+            batch_timeout=batch_timeout,
+            download_workers=download_workers,
+            max_file_size=max_file_size * 1024 * 1024,
+            download_deadline=download_deadline,
+            allow_private_downloads=allow_private_downloads,
+            keep_intermediates=keep_intermediates,
+            callback_url=callback_url,
+            force=force,
+            verify=verify,
+            retry_failed=retry_failed,
+            resubmit_unknown=resubmit_unknown,
+            max_items=max_items,
+            max_failure_rate=max_failure_rate,
+            export=export_to,
+            max_cost=parse_amount("--max-cost", max_cost) if max_cost is not None else None,
+            prices=_prices(price),
         )
-    options = BatchOptions(
-        batch_size=batch_size,
-        max_in_flight=max_in_flight,
-        poll_interval=poll_interval,
-        max_poll_interval=max(max_poll_interval, poll_interval),
-        batch_timeout=batch_timeout,
-        download_workers=download_workers,
-        max_file_size=max_file_size * 1024 * 1024,
-        download_deadline=download_deadline,
-        allow_private_downloads=allow_private_downloads,
-        keep_intermediates=keep_intermediates,
-        callback_url=callback_url,
-        force=force,
-        verify=verify,
-        retry_failed=retry_failed,
-        resubmit_unknown=resubmit_unknown,
-        max_items=max_items,
-        max_failure_rate=max_failure_rate,
-        export=export_to,
-        max_cost=parse_amount("--max-cost", max_cost) if max_cost is not None else None,
-        prices=_prices(price),
-    )
-    command = " ".join(["runflow", "batch", manifest])
-    endpoint_name = "sandbox" if sandbox else base_url
-    service = service_for(base_url, api_key or "", sandbox=sandbox)
-    if loaded.invalid and not skip_invalid:
-        _stop_at_invalid(
-            consoles, loaded, out, endpoint_name, service, options, dry_run, command,
-            json_log=json_log, github_actions=on_github,
-        )  # fmt: skip
-    if loaded.invalid:
-        show_skipped_rows(consoles, loaded, json_log=json_log, github_actions=on_github)
-    if dry_run:
-        plan = plan_batch(loaded, out, endpoint_name, options, service=service)
-        show_dry_run(consoles, plan, json_lines=json_log, as_json=json_output)
-        return 0
-    if listen is not None:
-        hooks = _listen(
-            listen, listen_host, secret_env, callback_url, safety_poll, sandbox, base_url
+        command = " ".join(["runflow", "batch", manifest])
+        endpoint_name = "sandbox" if sandbox else base_url
+        service = service_for(base_url, api_key or "", sandbox=sandbox)
+        if loaded.invalid and not skip_invalid:
+            _stop_at_invalid(
+                consoles, loaded, out, endpoint_name, service, options, dry_run, command,
+                json_log=json_log, github_actions=on_github,
+            )  # fmt: skip
+        if loaded.invalid:
+            show_skipped_rows(consoles, loaded, json_log=json_log, github_actions=on_github)
+        if dry_run:
+            plan = plan_batch(loaded, out, endpoint_name, options, service=service)
+            show_dry_run(consoles, plan, json_lines=json_log, as_json=json_output)
+            return 0
+        if listen is not None:
+            hooks = _listen(
+                listen, listen_host, secret_env, callback_url, safety_poll, sandbox, base_url
+            )
+            options = replace(options, listen=hooks)
+        with (
+            endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as api,
+            BatchRenderer(
+                consoles, log_format.value, github=on_github, folder=str(out)
+            ) as renderer,
+            Interrupts().installed() as interrupts,
+        ):
+            result = run_batch(
+                loaded,
+                out,
+                api,
+                options,
+                on_event=renderer.handle,
+                interrupts=interrupts,
+                label=flag_label,
+                command=command,
+            )
+        if result.reports is not None:  # they carry the warnings: --quiet need not print them
+            recorded.update(loaded.warnings)
+        show_batch_result(
+            consoles,
+            result,
+            export=export_to,
+            sandbox=sandbox,
+            log_format=log_format.value,
+            json_output=json_output,
+            github_actions=on_github,
         )
-        options = replace(options, listen=hooks)
-    with (
-        endpoint(consoles, sandbox, api_key, base_url, sandbox_latency) as api,
-        BatchRenderer(consoles, log_format.value, github=on_github) as renderer,
-        Interrupts().installed() as interrupts,
-    ):
-        result = run_batch(
-            loaded,
-            out,
-            api,
-            options,
-            on_event=renderer.handle,
-            interrupts=interrupts,
-            label=flag_label,
-            command=command,
-        )
-    show_batch_result(
-        consoles,
-        result,
-        export=export_to,
-        sandbox=sandbox,
-        log_format=log_format.value,
-        json_output=json_output,
-        github_actions=on_github,
-    )
-    if large:
-        leave_for_exit(result, loaded)
-    return int(result.exit_code)
+        if large:
+            leave_for_exit(result, loaded)
+        return int(result.exit_code)
 
 
 def _prices(text: str | None) -> dict[int, Decimal]:

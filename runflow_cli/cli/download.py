@@ -10,6 +10,7 @@ import typer
 from runflow_cli.cli.endpoint import endpoint
 from runflow_cli.cli.options import (
     DEFAULT_BASE_URL,
+    DEFAULT_OUT,
     AllowPrivateDownloadsOpt,
     ApiKeyOpt,
     BaseUrlOpt,
@@ -28,9 +29,8 @@ def download_command(
         ),
     ],
     out: Annotated[
-        Path,
-        typer.Option("--out", "-o", help="Folder for OUT/<sku>/<name>.webp.", show_default=False),
-    ],
+        Path, typer.Option("--out", "-o", help="Folder for OUT/<sku>/<name>.webp.")
+    ] = DEFAULT_OUT,
     keep_intermediates: Annotated[
         bool,
         typer.Option(
@@ -50,7 +50,9 @@ def download_command(
     each item goes to OUT/<client_ref>/<image stem>.webp: its client_ref is the
     SKU folder (item-<sequence_index> when it has none) and the stem of its
     image URL the file name, made unique per folder in sequence order (front,
-    front-2). A run goes where `runflow run` puts it. Every path component is
+    front-2). A run goes where `runflow run` put it when it ran with the same
+    --out (its --sku and --name are recorded there), else where `runflow run`
+    would put it by default. Every path component is
     sanitized and nothing is written through a symbolic link inside OUT, so
     nothing is written outside OUT; files already there are replaced. Failed
     and cancelled items are listed.
@@ -60,6 +62,8 @@ def download_command(
     wait and run the same command again); 2 when no batch or run has that id;
     5 when OUT cannot hold the finals (a file, read-only, the disk full, a
     symbolic link inside it).
+
+    OUT defaults to runflow-output, as for `runflow batch` and `runflow run`.
 
     Example: runflow download 01984c44-7c2b-7f3e-8b4d-1a2b3c4d5e6f --out photos/
     """

@@ -92,6 +92,15 @@ def run_command(
     max_poll_interval: Annotated[
         float, typer.Option("--max-poll-interval", min=0.0, help="Longest wait between two polls.")
     ] = 10.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            min=0.0,
+            help="Seconds to wait for the run; past them the command exits 1 with the run "
+            "still going (fetch its final later with runflow download). 0: no limit.",
+        ),
+    ] = 0.0,
     api_key: ApiKeyOpt = None,
     base_url: BaseUrlOpt = DEFAULT_BASE_URL,
     sandbox: Annotated[
@@ -112,12 +121,14 @@ def run_command(
     the SKU (sent as client_ref) and the name default to the image URL's file
     stem. While it waits, a spinner shows the run's status (plain lines when
     not in a terminal); the run id is printed first, so an interrupted wait can
-    be picked up with `runflow download RUN_ID`.
+    be picked up with `runflow download RUN_ID` (which, with the same --out,
+    saves it where this command would have, --sku and --name included).
 
     Exits 0 when the final is saved, 1 when the run failed or was cancelled
     (its error kind and message are shown) or the final could not be saved, 5
     when OUT cannot hold it (a file, read-only, the disk full, a symbolic link;
     OUT being a file, or OUT/<sku> a link, is found before the run is sent).
+    Past --timeout it exits 1 and the run goes on: fetch its final later.
     --no-wait prints the run id and exits 0.
 
     Example: runflow run https://cdn.example.com/shirt.jpg --elements 'tag_removal;background_removal' --out photos/
@@ -129,6 +140,7 @@ def run_command(
     from runflow_cli.errors import UsageError
     from runflow_cli.files.download import Downloader
     from runflow_cli.files.folder import OutputFolder
+    from runflow_cli.files.run_names import remember_run
     from runflow_cli.files.runs import Polling, execute_run, submit_run
     from runflow_cli.manifest.run_args import prepare_run
 
@@ -156,6 +168,7 @@ def run_command(
     ):
         if no_wait:
             created = submit_run(client, item.api_input(), metadata=pairs, callback_url=callback)
+            remember_run(OutputFolder(out), str(created.id), item.sku, item.name)
             status = created.item.status or None
             print_run_id(consoles, str(created.id), status, out, as_json=json_output)
             return 0
@@ -173,12 +186,14 @@ def run_command(
                 name=item.name,
                 keep_intermediates=keep_intermediates,
                 on_status=display.update,
-                polling=Polling(poll_interval, max(max_poll_interval, poll_interval)),
+                polling=Polling(
+                    poll_interval, max(max_poll_interval, poll_interval), timeout=timeout or None
+                ),
                 metadata=pairs,
                 callback_url=callback,
             )
     if json_output:
         consoles.json(finals.to_json())
     else:
-        print_run(consoles, finals, out)
+        print_run(consoles, finals, out, timeout=timeout, sandbox=sandbox)
     return int(finals.exit_code)

@@ -20,6 +20,7 @@ from runflow_cli.api.client import RunflowClient
 from runflow_cli.errors import ExitCode, LocalIOError, RunflowError
 from runflow_cli.files.download import Downloader, ExpiredURLError
 from runflow_cli.files.folder import OutputFolder, OutsideOutputError
+from runflow_cli.files.run_names import remembered_run
 from runflow_cli.files.save import failure_message, save_final
 from runflow_cli.names import name_key, sanitize_component, unique_name, url_stem
 from runflow_cli.row_status import Status
@@ -128,16 +129,23 @@ def fetch_finals(
 ) -> Finals:
     """Save the finals of a finished batch or run into ``folder``.
 
+    A run goes where ``runflow run`` put it when OUT recorded that
+    (:func:`~runflow_cli.files.run_names.remembered_run`), else to
+    ``OUT/<client_ref or image stem>/<image stem>.webp``.
+
     A batch's items go to ``OUT/<client_ref>/<image stem>.webp`` (``item-<n>``
     for an item with no client_ref), names made unique per folder in sequence
     order. A batch still processing gives ``finished=False`` and saves nothing.
     """
     folder.check()  # OUT a file: said before anything is fetched (nothing made until saved)
     view = resolve(client, target_id)
+    known = remembered_run(folder, target_id) if isinstance(view, RunView) else None
     if isinstance(view, RunView):
         stem = sanitize_component(url_stem(view.item.image_url))
         ref = view.item.client_ref
         sku = sanitize_component(ref, stem) if ref else stem
+        if known is not None:  # `runflow run` recorded where it put this run (run --name)
+            sku, stem = sanitize_component(known[0], sku), sanitize_component(known[1], stem)
         return save_run(
             client,
             downloader,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runflow_cli.errors import LocalIOError, local_io
 from runflow_cli.files.confined import OutsideOutputError, Place, link_message, walk, write_whole
-from runflow_cli.files.lock import RunLock
+from runflow_cli.files.lock import RunLock, lock_held
 
 __all__ = ["OutputFolder", "OutsideOutputError", "SavedFile", "file_matches", "write_atomically"]
 
@@ -286,6 +286,10 @@ class OutputFolder:
             f"writes through one: {shown}. Nothing was sent.",
             path=links[0],
         )
+
+    def in_use(self) -> bool:
+        """True while a run holds OUT's lock (``runflow status`` asks; nothing is taken)."""
+        return lock_held(self.state_path(LOCK_FILE))
 
     def lock(self, command: str) -> RunLock:
         """Take OUT for one run (released by ``with``); ``RunLockedError`` if another has it,

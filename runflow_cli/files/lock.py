@@ -69,6 +69,28 @@ class RunLock:
         self.release()
 
 
+def lock_held(path: Path) -> bool:
+    """True while a run holds the lock at ``path`` (``OUT/.runflow/lock``); takes nothing.
+
+    Works on a read-only OUT. False when there is no lock file or it cannot be read.
+    """
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a shared lock taken here
+    return False
+
+
 def _read_holder(fd: int) -> str:
     try:
         data: dict[str, Any] = json.loads(os.pread(fd, 4096, 0) or b"{}")

@@ -116,6 +116,9 @@ class Report:
     manifest: str
     summary: dict[str, Any]
     rows: list[ReportRow]
+    warnings: list[str] = field(default_factory=list)
+    """What the run warned about (unknown columns, repeated rows, settings): kept here
+    whatever ``--quiet`` kept off stderr."""
 
 
 def write_reports(folder: OutputFolder, report: Report) -> tuple[Path, Path]:
@@ -128,6 +131,7 @@ def write_reports(folder: OutputFolder, report: Report) -> tuple[Path, Path]:
         "runflow_cli": __version__,
         "manifest": report.manifest,
         "summary": report.summary,
+        "warnings": list(report.warnings),
         "items": [row.to_json() for row in report.rows],
     }
     return _write(folder, document)
@@ -138,10 +142,12 @@ def read_report(folder: OutputFolder) -> Report:
     document = _read(folder)
     rows = [ReportRow.from_json(r) for r in document["items"] if isinstance(r, Mapping)]
     summary = document.get("summary")
+    warnings = document.get("warnings")
     return Report(
         manifest=str(document.get("manifest") or ""),
         summary=summary if isinstance(summary, dict) else {},
         rows=rows,
+        warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
     )
 
 

@@ -27,10 +27,13 @@ if TYPE_CHECKING:
 class BatchRenderer:
     """Turns a batch job's events into output: the plan, webhooks, the progress display."""
 
-    def __init__(self, consoles: Consoles, log_format: str, *, github: bool) -> None:
+    def __init__(
+        self, consoles: Consoles, log_format: str, *, github: bool, folder: str = "OUT"
+    ) -> None:
         self._consoles = consoles
         self._log_format = log_format
         self._github = github
+        self._folder = folder
         self._display: Display | None = None
 
     def __enter__(self) -> BatchRenderer:
@@ -58,6 +61,7 @@ class BatchRenderer:
                 f"Processing {event.source}",
                 self._log_format,
                 github=self._github,
+                folder=self._folder,
             )
             self._display.__enter__()
         elif isinstance(event, ProcessingEnded):

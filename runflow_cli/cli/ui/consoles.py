@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +23,10 @@ class Consoles:
     out: Console
     err: Console
     quiet: bool = False
+    json_warnings: bool = False
+    """``--log-format json``: each warning is also a ``warning`` line on stdout."""
+    held: list[str] | None = field(default=None, repr=False)
+    """Warnings kept off stderr under ``--quiet`` (see :meth:`holding_warnings`)."""
 
     @classmethod
     def create(cls, *, no_color: bool = False, quiet: bool = False) -> Consoles:
@@ -55,7 +60,35 @@ class Consoles:
         self.err.print(f"[dim]{escape(message)}[/]")
 
     def warn(self, message: str) -> None:
+        if self.json_warnings:
+            from runflow_cli.cli.ui.json_log import print_warning_line
+
+            print_warning_line(self, message)
+        if self.held is not None:
+            self.held.append(message)
+            return
         self.err.print(f"[yellow]Warning:[/] {escape(message)}")
+
+    @contextmanager
+    def holding_warnings(self) -> Iterator[set[str]]:
+        """Under ``--quiet``, keep warnings off stderr for the block; yields the set a caller
+        fills with the warnings it recorded elsewhere (OUT's report). At the end, those not
+        recorded are printed after all: a warning is moved, never dropped."""
+        recorded: set[str] = set()
+        if not self.quiet:
+            yield recorded
+            return
+        self.held = []
+        try:
+            yield recorded
+        finally:
+            held, self.held = self.held, None
+            self._release(held, recorded)
+
+    def _release(self, held: Iterable[str], recorded: Collection[str]) -> None:
+        for message in held:
+            if message not in recorded:
+                self.err.print(f"[yellow]Warning:[/] {escape(message)}")
 
     def info(self, message: str) -> None:
         if not self.quiet:

@@ -15,8 +15,15 @@ if TYPE_CHECKING:
     from runflow_cli.files.by_id import Finals
 
 
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+"""A run's last status: said once, by :func:`print_run` (with its time and its file)."""
+
+
 class RunStatusDisplay:
-    """While a run is waited for: a spinner in a terminal, else a line per change (stderr)."""
+    """While a run is waited for: a spinner in a terminal, else a line per change (stderr).
+
+    The final status is left to :func:`print_run`, which says it once with what came of it.
+    """
 
     def __init__(self, consoles: Consoles) -> None:
         self._consoles = consoles
@@ -39,6 +46,8 @@ class RunStatusDisplay:
         if status == self._last:
             return
         self._last = status
+        if status in FINAL_STATUSES:
+            return
         if self._status is not None:
             self._status.update(f"Run {run_id}: {status}…")
         else:
@@ -56,8 +65,19 @@ def print_run_id(
     consoles.hint(f"Fetch its final once done: runflow download {run_id} --out {out}")
 
 
-def print_run(consoles: Consoles, finals: Finals, out: Path) -> None:
+def print_run(
+    consoles: Consoles, finals: Finals, out: Path, *, timeout: float = 0, sandbox: bool = False
+) -> None:
     """``runflow run``: the run's status and where its final went."""
+    if not finals.finished:  # --timeout: the wait ended, the run goes on
+        consoles.error(
+            f"run {finals.id} is still {finals.status} after --timeout {timeout:g} s: "
+            "nothing was saved",
+            "The sandbox stopped with this command, and the run with it."
+            if sandbox
+            else f"It goes on: fetch its final once done: runflow download {finals.id} --out {out}",
+        )
+        return
     item = finals.items[0]
     took = f" in {finals.duration_ms / 1000:.1f} s" if finals.duration_ms is not None else ""
     print_ = consoles.out.print

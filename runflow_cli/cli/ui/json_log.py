@@ -136,16 +136,29 @@ class JsonDisplay:
     """``--log-format json``: one JSON object per line on stdout for each event; a poll's
     and a batch's lines also say where the whole run stands (``progress``)."""
 
-    def __init__(self, consoles: Consoles, *, clock: Any = time.time, total: int = 0) -> None:
+    def __init__(
+        self, consoles: Consoles, *, clock: Any = time.time, total: int = 0, folder: str = "OUT"
+    ) -> None:
         self._file = consoles.out.file
         self._clock = clock
         self._tally = Tally(total, clock)
+        self._folder = folder
 
     def __enter__(self) -> JsonDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        for settled in self._tally.unconfirmed():
+            self.write(self._saved(*settled))
+
+    def _saved(self, batch_id: str, saved: int, failed: int) -> dict[str, Any]:
+        return {
+            "type": "batch_saved",
+            "batch_id": batch_id,
+            "saved": saved,
+            "not_saved": failed,
+            "folder": self._folder,
+        }
 
     def write(self, record: dict[str, Any]) -> None:
         line = {"type": record["type"], "time": _utc_stamp(self._clock)}
@@ -160,6 +173,9 @@ class JsonDisplay:
             if isinstance(event, BatchProgress | BatchFinished):
                 record["progress"] = progress_record(self._tally)
             self.write(record)
+        settled = self._tally.batch_saved(event)
+        if settled is not None:
+            self.write(self._saved(*settled))
 
 
 def print_run_summary_line(
@@ -170,10 +186,16 @@ def print_run_summary_line(
     JsonDisplay(consoles, clock=clock).write(record)
 
 
+PLAN_SCHEMA_VERSION = 2
+"""Version 2 (0.x, issue 16): the ``plan`` counts are keyed in snake_case (``to_process``);
+version 1 had the table's words (``"to process"``) and no ``schema_version``."""
+
+
 def plan_json(plan: Plan) -> dict[str, object]:
     """The plan as ``--dry-run --json`` and the json log carry it."""
     cost = plan.projected_cost
     return {
+        "schema_version": PLAN_SCHEMA_VERSION,
         "plan": plan.counts(),
         "unknown_batch_keys": sorted(plan.unknown),
         "projected_cost": None if cost is None else f"{cost:.6f}",
@@ -198,6 +220,11 @@ def print_problem_lines(consoles: Consoles, problems: Iterable[Problem], level: 
     display = JsonDisplay(consoles)
     for problem in problems:
         display.write(problem_record(problem, level))
+
+
+def print_warning_line(consoles: Consoles, message: str) -> None:
+    """A warning (the manifest's, a setting's) as a ``warning`` line."""
+    JsonDisplay(consoles).write({"type": "warning", "message": message})
 
 
 def print_plan_line(consoles: Consoles, plan: Plan) -> None:

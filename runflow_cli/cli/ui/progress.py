@@ -36,6 +36,7 @@ from runflow_cli.cli.ui.tally import (
     money,
     retries_text,
     retry_wave_line,
+    saved_text,
 )
 
 
@@ -132,11 +133,18 @@ class LogDisplay:
     line per wave of retries."""
 
     def __init__(
-        self, consoles: Consoles, total: int, title: str, *, clock: Any = time.time
+        self,
+        consoles: Consoles,
+        total: int,
+        title: str,
+        *,
+        clock: Any = time.time,
+        folder: str = "OUT",
     ) -> None:
         self._tally = Tally(total, clock)
         self._err = consoles.err
         self._clock = clock
+        self._folder = folder
         self._last_progress: float | None = None
         self._log(f"{title}: {total} items")
 
@@ -144,7 +152,8 @@ class LogDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        for batch_id, saved, failed in self._tally.unconfirmed():
+            self._log(saved_text(batch_id, saved, failed, self._folder))
 
     def _log(self, message: str) -> None:
         stamp = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -190,6 +199,9 @@ class LogDisplay:
                 self._progress()
             case _:
                 pass
+        settled = t.batch_saved(event)
+        if settled is not None:  # a cron log says files were saved, not only processed
+            self._log(saved_text(*settled, self._folder))
 
     def _progress(self) -> None:
         """Where the run stands, as polls and downloads move it (not more often than
@@ -221,21 +233,28 @@ class NullDisplay:
 
 
 def make_display(
-    consoles: Consoles, total: int, title: str, log_format: str = "auto", *, github: bool = False
+    consoles: Consoles,
+    total: int,
+    title: str,
+    log_format: str = "auto",
+    *,
+    github: bool = False,
+    folder: str = "OUT",
 ) -> Display:
     """``log_format``: auto (live in a terminal, plain lines otherwise), plain, or json.
 
-    ``github`` adds ``::error`` annotations for failed items (GitHub Actions).
+    ``github`` adds ``::error`` annotations for failed items (GitHub Actions). ``folder``:
+    where finals are saved, as the logs name it when they confirm a batch's.
     """
     display: Display
     if log_format == "json":  # asked for by name: it streams even with --quiet
-        display = JsonDisplay(consoles, total=total)
+        display = JsonDisplay(consoles, total=total, folder=folder)
     elif consoles.quiet:
         display = NullDisplay()
     elif log_format == "auto" and consoles.interactive:
         display = LiveDisplay(consoles, total, title)
     else:
-        display = LogDisplay(consoles, total, title)
+        display = LogDisplay(consoles, total, title, folder=folder)
     if github:
         # Workflow commands are read from stdout and stderr alike; with json, stdout
         # carries JSON lines only.

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from runflow_cli.batch.outcome import RunResult
-from runflow_cli.batch.plan import Plan
+from runflow_cli.batch.plan import PLAN_LABELS, Plan
 from runflow_cli.cli.ui.consoles import Consoles
 from runflow_cli.cli.ui.failures import MAX_FAILURES_LISTED, by_cause, cause_line, outcome_lines
 from runflow_cli.cli.ui.json_log import plan_json, print_plan_line
@@ -28,7 +29,9 @@ def print_plan(
     if as_json:
         consoles.json(plan_json(plan))
         return
-    shown = ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "nothing to do"
+    shown = (
+        ", ".join(f"{n} {PLAN_LABELS[what]}" for what, n in counts.items() if n) or "nothing to do"
+    )
     if not dry_run:
         consoles.info(f"Plan: {shown}.")
         for note in elsewhere_notes(plan):
@@ -38,7 +41,7 @@ def print_plan(
     table.add_column("rows")
     table.add_column("count", justify="right")
     for what, n in counts.items():
-        table.add_row(what, str(n))
+        table.add_row(PLAN_LABELS[what], str(n))
     consoles.out.print(table)
     for note in elsewhere_notes(plan):
         consoles.out.print(escape(note))
@@ -120,26 +123,34 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
     out = consoles.out
     if summary.batches:
         endpoints = sorted({b.endpoint for b in summary.batches})
-        table = Table(title=f"Batches in {summary.out_dir}", header_style="bold")
-        # Ids and keys fold rather than end in "…": they are there to be copied.
-        table.add_column("batch id / key", overflow="fold")
+        table = Table(
+            title=f"Batches in {summary.out_dir}",
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        # Ids and keys are there to be copied: never wrapped nor cut; the other columns
+        # fold first (a pipe's 80 columns too).
+        table.add_column("batch id / key", no_wrap=True, min_width=38)
         if len(endpoints) > 1:
             table.add_column("endpoint", overflow="fold")
-        table.add_column("journal", no_wrap=True)
-        table.add_column("API status", no_wrap=True)
-        table.add_column("items", justify="right", no_wrap=True)
-        table.add_column("cost", justify="right", no_wrap=True)
-        table.add_column("created (UTC)", overflow="fold")
+        table.add_column("journal / API", overflow="fold")
+        table.add_column("items", justify="right", overflow="fold")
+        table.add_column("cost", justify="right", overflow="fold")
+        table.add_column("created (UTC)", overflow="fold", min_width=10)
+        gone = {b.batch_key for b in summary.lost}
         for b in summary.batches:
             cells = [f"{escape(b.batch_id or '-')}\n[dim]{escape(b.batch_key)}[/]"]
             if len(endpoints) > 1:
                 cells.append(escape(b.endpoint))
+            api = "lost with its sandbox" if b.batch_key in gone else b.status_code or "-"
             cells += [
-                b.status,
-                b.status_code or "-",
+                f"{b.status}\n[dim]{escape(api)}[/]",
                 str(b.size),
                 b.cost or "-",
-                b.created_at[:19].replace("T", " "),
+                b.created_at[:19].replace("T", "\n"),
             ]
             table.add_row(*cells)
         out.print(table)
@@ -159,6 +170,13 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
     if summary.in_flight:
         ids = ", ".join(b.batch_id or b.batch_key for b in summary.in_flight)
         out.print(f"In flight ({len(summary.in_flight)}): {escape(ids)}")
+    if summary.lost_rows:  # once a rerun has sent their rows again, they are history
+        ids = ", ".join(b.batch_id or b.batch_key for b in summary.lost)
+        out.print(
+            f"Lost with their sandbox ({len(summary.lost)}): {escape(ids)}. A --sandbox run's "
+            f"batches stop with it; running it again sends their {summary.lost_rows} rows "
+            "again (nothing is charged) and waits for none of them."
+        )
     if summary.to_download:
         out.print(f"[bold]Processed, not downloaded yet ({len(summary.to_download)}):[/]")
         _status_rows(consoles, summary.to_download)
@@ -171,7 +189,7 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
             "check the dashboard for metadata runflow_cli_key, then "
             "--resubmit-unknown to resend it with the same key."
         )
-    if summary.in_flight or summary.to_download or summary.unknown:
+    if summary.in_flight or summary.to_download or summary.unknown or summary.lost_rows:
         out.print("Run the same `runflow batch` command again to resume.", markup=False)
 
 

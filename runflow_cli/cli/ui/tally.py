@@ -45,6 +45,14 @@ class _Batch:
 
 
 @dataclass
+class _Saves:
+    expected: int | None = None
+    """Finals the API made (from the batch's terminal answer); None: not seen finish here."""
+    saved: int = 0
+    failed: int = 0
+
+
+@dataclass
 class Tally:
     total: int
     clock: Callable[[], float]
@@ -68,6 +76,8 @@ class Tally:
     """Finals this run saved."""
     first_submit: float | None = None
     first_finish: float | None = None
+    saves: dict[str, _Saves] = field(default_factory=dict)
+    """Batch id -> its finals saved (or not) so far, until the logs have confirmed them."""
 
     # --- counts ---------------------------------------------------------------------
 
@@ -112,6 +122,7 @@ class Tally:
                 self.cost += _decimal(cost)
                 if self.first_finish is None:
                     self.first_finish = now
+                self.saves.setdefault(batch_id, _Saves()).expected = s
             case BatchNotCreated(kind=kind, rows=rows) if kind != "rejected":
                 self.not_sent += rows
             case RowsSkipped(status="succeeded", count=count):
@@ -122,12 +133,41 @@ class Tally:
                 self.failed += 1
                 if outcome.status == Status.DOWNLOAD_FAILED:
                     self.downloads -= 1
-            case FileSaved():
+                    if outcome.batch_id:
+                        self.saves.setdefault(outcome.batch_id, _Saves()).failed += 1
+            case FileSaved(outcome=outcome):
                 self.succeeded += 1
                 self.saved_now += 1
                 self.downloads = max(self.downloads - 1, 0)
+                if outcome.batch_id:
+                    self.saves.setdefault(outcome.batch_id, _Saves()).saved += 1
             case RetryWave(api_retries=api, download_retries=downloads):
                 self.api_retries, self.download_retries = api, downloads
+
+    def batch_saved(self, event: Event) -> tuple[str, int, int] | None:
+        """``(batch id, finals saved, not saved)`` once ``event`` (just applied) settled the
+        last final of a finished batch: what the logs confirm, once per batch."""
+        match event:
+            case FileSaved(outcome=o) | ItemFailed(outcome=o):
+                batch_id = o.batch_id
+            case BatchFinished(batch_id=batch_id):
+                pass
+            case _:
+                return None
+        saves = self.saves.get(batch_id or "")
+        if saves is None or saves.expected is None or saves.saved + saves.failed < saves.expected:
+            return None
+        del self.saves[batch_id or ""]
+        if not saves.saved and not saves.failed:
+            return None  # nothing to save: the batch's own line said so
+        return batch_id or "", saves.saved, saves.failed
+
+    def unconfirmed(self) -> list[tuple[str, int, int]]:
+        """At the end: the batches with finals saved (or not) that no line confirmed yet
+        (resumed from an earlier run, or cut short)."""
+        left = [(b, s.saved, s.failed) for b, s in self.saves.items() if s.saved or s.failed]
+        self.saves.clear()
+        return left
 
     # --- time -----------------------------------------------------------------------
 
@@ -191,6 +231,12 @@ def clock_text(seconds: float | None) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def saved_text(batch_id: str, saved: int, failed: int, folder: str) -> str:
+    """``batch 0198…: 5 finals saved to photos/`` (and how many were not)."""
+    line = f"batch {batch_id}: {plural(saved, 'final')} saved to {folder}"
+    return f"{line}, {failed} not saved" if failed else line
 
 
 def retries_text(api: int, downloads: int) -> str:
