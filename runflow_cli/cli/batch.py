@@ -150,6 +150,11 @@ def batch_command(
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
     export_to = export_spec(preset, export, background, max_size, quality)  # before any send
+    if review_sources:  # libvips or Pillow makes the previews: said before anything is sent
+        from runflow_cli.outputs.sources import NEEDED_BY, SOURCE_SIZE
+        from runflow_cli.outputs.thumbnails import find_thumbnailer
+
+        find_thumbnailer(SOURCE_SIZE, NEEDED_BY)
     if log_format == LogFormat.json and json_output:
         raise UsageError(
             "--json and --log-format json both write to stdout; use one "
