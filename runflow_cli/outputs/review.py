@@ -1,8 +1,11 @@
 """``OUT/review.html``: one page to judge a run's finals at a glance.
 
-Built from ``OUT/runflow-report.json`` alone: a card per manifest row with a
-"before" beside the final on a checkerboard (so transparency shows), problems
-first, counts, and a filter. Nothing on the page loads from the network.
+Built from ``OUT/runflow-report.json`` alone: a card per manifest row with the
+final on a checkerboard (so transparency shows), problems first, counts, and a
+filter; on demand, each card's source beside the final or under a slider, its
+stages, and a reject button that collects ``rejected.txt`` for ``--only`` (see
+:mod:`runflow_cli.outputs.review_cards`). Nothing loads from the network until a
+source is asked for.
 
 By default the page makes no thumbnails: its pictures are the files under OUT,
 linked relatively, which the browser loads lazily (only the cards on screen) and
@@ -14,8 +17,9 @@ thumbnails inside it instead (see :mod:`runflow_cli.outputs.thumbnails`), so it
 works as one file on its own, such as a CI artifact. docs/performance.md has the
 measurements behind the choice.
 
-The source photo is never downloaded by ``batch``; the "before" is the first
-stage image when ``--keep-intermediates`` saved one, else a link to the source.
+The source photo is downloaded only with ``--review-sources``, into a bounded
+preview cache (:mod:`runflow_cli.outputs.sources`); else the page loads it from its
+URL when asked.
 
 When OUT refuses writes (a read-only share of finals), :func:`write_review_somewhere`
 writes the same page to a folder of the user's cache instead, its images linking into OUT.
