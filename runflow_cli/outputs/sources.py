@@ -28,13 +28,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from runflow_cli.errors import LocalIOError
-from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.pixel_size import pixel_size
 from runflow_cli.outputs.thumbnails import MAX_PIXELS, Thumbnailer, find_thumbnailer
+
+if TYPE_CHECKING:  # httpx loads only when sources are fetched: the page alone needs none
+    from runflow_cli.files.download import Downloader
 
 SOURCES = "sources"
 """Previews live in ``OUT/.runflow/sources/``."""
@@ -211,6 +214,8 @@ class SourcePreviews:
 
 
 def _downloader(settings: SourceSettings) -> Downloader:
+    from runflow_cli.files.download import Downloader
+
     return Downloader(
         max_connections=settings.workers,
         max_file_size=settings.max_file_size,
