@@ -142,3 +142,19 @@ def test_a_line_that_matches_no_row_stops_the_run_before_anything_is_sent(
     assert f"{rejected}:2: 'SKU-TSHIRT-001/frnt' matches no row" in result.err
     assert _sent(sb) == []
     assert cli("batch", str(manifest), "--only", str(tmp_path / "absent.txt")).code == 2
+
+
+def test_a_row_forced_by_only_is_sent_even_when_a_done_row_asks_the_same() -> None:
+    from dataclasses import replace
+
+    from test_plan import plan_for, record
+
+    front, copy = make_items(2)
+    copy = replace(copy, sku=front.sku, image_url=front.image_url)  # same request, other name
+    done = [record(front, "succeeded"), record(copy, "succeeded")]
+
+    plan = plan_for([front, copy], done, [], force=True, only={f"s0/{copy.name}"})
+
+    assert plan.process == [copy]  # sent again, not handed the other row's final
+    assert [known.item for known in plan.done] == [front]
+    assert not plan.follow and not plan.copy

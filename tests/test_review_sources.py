@@ -233,3 +233,19 @@ def test_write_review_with_sources_prunes_previews_no_card_uses(tmp_path: Path) 
     (out / "runflow-report.json").write_text('{"manifest": "m.csv", "items": []}')
     write_review(OutputFolder(out), sources=SourcePreviews(OutputFolder(out)))
     assert not stale.exists()
+
+
+def test_review_sources_without_libvips_or_pillow_stops_before_anything_is_sent(
+    sb: Any, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    monkeypatch.setitem(sys.modules, "pyvips", None)
+    manifest = _manifest(tmp_path, "https://cdn.example.com")
+
+    result = run_batch(cli, sb, manifest, tmp_path / "out", "--review-sources")
+
+    assert result.code == 2
+    assert "--review-sources" in result.err and "runflow-cli[review]" in result.err
+    assert sb.batches() == []
