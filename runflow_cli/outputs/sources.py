@@ -24,7 +24,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,9 @@ from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.pixel_size import pixel_size
 from runflow_cli.outputs.thumbnails import MAX_PIXELS, Thumbnailer, find_thumbnailer
 
-if TYPE_CHECKING:  # httpx loads only when sources are fetched: the page alone needs none
+if TYPE_CHECKING:  # loaded only when sources are fetched: the page alone needs neither
+    from concurrent.futures import Future
+
     from runflow_cli.files.download import Downloader
 
 SOURCES = "sources"
@@ -149,6 +150,8 @@ class SourcePreviews:
             total += found.stat().st_size
         if not missing:
             return summary
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
         deadline = self._clock() + self.settings.budget
         with self._downloader(self.settings) as downloader:
             pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="source")
