@@ -86,7 +86,7 @@ def browse(url: str, tmp: Path, *, timeout: float = 300) -> Browsed:
         seconds = time.perf_counter() - started
         counts = cdp.evaluate(
             "[document.querySelectorAll('img[data-loaded=\"1\"]').length,"
-            " document.querySelectorAll('img').length]",
+            " document.querySelectorAll('img[src]').length]",  # not the sources, unasked
             sid,
         )
         cdp.send("Browser.close")

@@ -176,13 +176,16 @@ def test_each_card_shows_elements_error_and_the_first_stage_as_before(out: Path)
     assert "tag removal" in page and "background removal" in page
     assert "upstream_failed" in page and "http_404" in page
     # tag_remover runs before bg_remover, whatever the file names sort to
-    assert "first stage (tag remover)" in page
-    assert 'href="https://cdn.example.com/side.jpg"' in page  # no local source: a link
-    assert 'href="SKU%203/back.webp"' in page  # the thumbnail links to the full final
+    assert page.index("SKU-1 / front, tag remover") < page.index("SKU-1 / front, bg remover")
+    # no preview made: the source at its URL, loaded only when asked (data-src)
+    assert '<img class="src" data-src="https://cdn.example.com/side.jpg"' in page
+    assert 'href="SKU%203/back.webp"' in page  # the picture links to the full final
+    assert 'data-key="SKU 3/back"' in page  # what rejected.txt lists
 
 
 def _sources(page: str) -> list[str]:
-    return re.findall(r'<img src="([^"]+)"', page)
+    """The finals' pictures and the stages' (loaded when asked), not the sources'."""
+    return re.findall(r'<img (?:class="stage" data-)?src="([^"]+)"', page)
 
 
 def _embedded(page: str) -> list[bytes]:
@@ -194,12 +197,13 @@ def test_the_page_points_at_the_files_with_their_sizes_and_makes_no_thumbnails(o
 
     assert not (out / ".runflow").exists()  # nothing decoded, nothing cached
     assert _sources(page) == [
-        "SKU-1/front.stages/tag_remover_00001_.webp",  # the first stage, as the "before"
         "SKU-1/front.webp",
+        "SKU-1/front.stages/tag_remover_00001_.webp",  # the stages, shown when asked
+        "SKU-1/front.stages/bg_remover_00001_.webp",
         "SKU%203/back.webp",
     ]
-    assert page.count('width="400" height="300" loading="lazy" decoding="async"') == 3
-    assert not re.search(r'src="(https?:)?//', page)  # nothing loads from the network
+    assert page.count('width="400" height="300" loading="lazy" decoding="async"') == 2
+    assert not re.search(r'\ssrc="(https?:)?//', page)  # nothing loads from the network
 
 
 @pytest.mark.parametrize("maker", [_vips, _pillow], ids=["libvips", "Pillow"])
@@ -215,7 +219,7 @@ def test_single_file_embeds_small_thumbnails_made_once(out: Path, maker: Any) ->
     text = page.read_text(encoding="utf-8")
     assert all(s.startswith("data:image/webp;base64,") for s in _sources(text))
     pictures = _embedded(text)
-    assert len(pictures) == 3  # two finals and one first stage
+    assert len(pictures) == 4  # two finals and two stages
     modes = []
     for data in pictures:
         with Image.open(io.BytesIO(data)) as im:
@@ -223,7 +227,7 @@ def test_single_file_embeds_small_thumbnails_made_once(out: Path, maker: Any) ->
             modes.append(im.mode)
     assert "RGBA" in modes  # the transparent final keeps its alpha for the checkerboard
     cached = {t.name: t.stat().st_mtime_ns for t in (out / ".runflow" / THUMBS).iterdir()}
-    assert len(cached) == 3
+    assert len(cached) == 4
 
     again = write_review(OutputFolder(out), single_file=True, thumbnailer=thumbnailer)
 
@@ -240,7 +244,7 @@ def test_a_changed_final_gets_a_new_thumbnail_and_the_old_one_goes(out: Path) ->
     write_review(OutputFolder(out), single_file=True)
 
     after = {t.name for t in (out / ".runflow" / THUMBS).iterdir()}
-    assert len(after) == 3
+    assert len(after) == 4
     assert len(after - before) == 1
 
 
@@ -271,7 +275,7 @@ def test_an_unreadable_image_keeps_its_link(out: Path) -> None:
     page = write_review(OutputFolder(out), single_file=True).read_text(encoding="utf-8")
     sources = _sources(page)
     assert "SKU%203/back.webp" in sources  # not embedded: the page links to it instead
-    assert sum(s.startswith("data:") for s in sources) == 2
+    assert sum(s.startswith("data:") for s in sources) == 3
 
 
 @pytest.mark.parametrize(
@@ -315,7 +319,7 @@ def test_an_image_too_large_by_its_header_is_linked_not_decoded(out: Path) -> No
 
     page = write_review(OutputFolder(out), single_file=True, thumbnailer=Thumbnailer("t", decode))
 
-    assert (out / "SKU 3" / "back.webp") not in decoded and len(decoded) == 2
+    assert (out / "SKU 3" / "back.webp") not in decoded and len(decoded) == 3
     assert "SKU%203/back.webp" in _sources(page.read_text(encoding="utf-8"))
     assert 'width="10000" height="10000"' in page.read_text(encoding="utf-8")
 
@@ -485,7 +489,7 @@ class _Pictures(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
-        if tag == "img":
+        if tag == "img" and found.get("src"):  # loaded on opening (sources, stages: asked)
             self.images.append(found)
         if found.get("id") == "missing":
             self.missing_note_shown = "hidden" not in found
@@ -507,9 +511,9 @@ def test_the_page_works_from_a_copy_of_out_and_single_file_works_alone(
     shutil.rmtree(made)
 
     shown = _Pictures(_chromium(tmp_path, "--dump-dom", (out / REVIEW_HTML).as_uri()))
-    assert len(shown.images) == 2 * 3  # a first stage and a final per row
+    assert len(shown.images) == 3  # a final per row; its source and stages when asked
     assert not any(str(i["src"]).startswith(("data:", "file:", "/")) for i in shown.images)
-    assert [i.get("data-loaded") for i in shown.images] == ["1"] * 6
+    assert [i.get("data-loaded") for i in shown.images] == ["1"] * 3
     assert all(i.get("width") and i.get("height") for i in shown.images)
     assert not shown.missing_note_shown
 
@@ -518,7 +522,7 @@ def test_the_page_works_from_a_copy_of_out_and_single_file_works_alone(
     alone.mkdir()
     shutil.copy(out / REVIEW_HTML, alone / REVIEW_HTML)
     shown = _Pictures(_chromium(tmp_path, "--dump-dom", (alone / REVIEW_HTML).as_uri()))
-    assert [i.get("data-loaded") for i in shown.images] == ["0"] * 6
+    assert [i.get("data-loaded") for i in shown.images] == ["0"] * 3
     assert shown.missing_note_shown
 
     # --single-file: the one file, copied alone, shows every picture.
@@ -526,7 +530,7 @@ def test_the_page_works_from_a_copy_of_out_and_single_file_works_alone(
     assert result.code == 0, result.err
     shutil.copy(out / REVIEW_HTML, alone / REVIEW_HTML)
     shown = _Pictures(_chromium(tmp_path, "--dump-dom", (alone / REVIEW_HTML).as_uri()))
-    assert len(shown.images) == 6
+    assert len(shown.images) == 3
     assert all(str(i["src"]).startswith("data:image/webp;base64,") for i in shown.images)
-    assert [i.get("data-loaded") for i in shown.images] == ["1"] * 6
+    assert [i.get("data-loaded") for i in shown.images] == ["1"] * 3
     assert not shown.missing_note_shown

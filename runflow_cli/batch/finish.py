@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runflow_cli.batch.identity import fingerprint
+from runflow_cli.batch.interrupts import Terminated
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult
 from runflow_cli.batch.plan import Plan
@@ -21,6 +22,13 @@ from runflow_cli.manifest import Manifest
 from runflow_cli.outputs.export import ExportSpec, ExportSummary, export_all
 from runflow_cli.outputs.report import REPORT_CSV, REPORT_JSON, Report, ReportRow, write_reports
 from runflow_cli.outputs.review import REVIEW_HTML, write_review
+from runflow_cli.outputs.sources import (
+    MAX_SOURCE_FILE,
+    SOURCE_DEADLINE,
+    SourcePreviews,
+    SourceSettings,
+    SourceSummary,
+)
 from runflow_cli.row_status import Status
 
 
@@ -34,6 +42,8 @@ class BatchResult(RunResult):
     review_error: str | None = None
     """Why the review sheet could not be written (it never fails the run)."""
     exports: ExportSummary | None = None
+    review_sources: SourceSummary | None = None
+    """What ``review_sources`` did: previews made, cached, failed, skipped."""
     elapsed: float = 0.0
 
 
@@ -64,13 +74,33 @@ def write_run_reports(
         result.local_io(fault)
     if options.review and result.reports is not None:
         try:
-            result.review = write_review(folder)
+            result.review = _review(result, folder, options)
         except LocalIOError as exc:
             result.review_error = exc.message
         except Exception as exc:  # the review sheet never fails a run
             result.review_error = f"could not write {folder.path(REVIEW_HTML)}: {exc}"
     if stamp is not None and result.reports is not None and (result.review or not options.review):
         stamp.record(folder, names)
+
+
+def _review(result: BatchResult, folder: OutputFolder, options: BatchOptions) -> Path:
+    """The review sheet; with ``review_sources``, the source previews fetched first (an
+    interrupt stops them, and the page uses the ones made)."""
+    if not options.review_sources:
+        return write_review(folder)
+    settings = SourceSettings(
+        max_file_size=min(options.max_file_size, MAX_SOURCE_FILE),
+        deadline=min(options.download_deadline, SOURCE_DEADLINE),
+        allow_private=options.allow_private_downloads,
+    )
+    previews = SourcePreviews(folder, settings)
+    try:
+        return write_review(folder, sources=previews)
+    except KeyboardInterrupt as interrupt:
+        result.interrupted = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+        return write_review(folder)
+    finally:
+        result.review_sources = previews.summary
 
 
 def export_finals(result: RunResult, spec: ExportSpec, folder: OutputFolder) -> ExportSummary:

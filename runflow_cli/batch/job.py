@@ -196,7 +196,7 @@ def report_invalid_manifest(
     with lock or nullcontext():
         # Done is done, whatever --force would have sent again.
         plan = plan_batch(
-            manifest, folder, endpoint, replace(options, force=False), service=service
+            manifest, folder, endpoint, replace(options, force=False, only=None), service=service
         )
         batch_ids = {}
         with suppress(JournalDamagedError), Journal.existing(folder) or nullcontext() as journal:
@@ -253,7 +253,8 @@ def _plan(
     service: str,
     changed: set[str] | None = None,
 ) -> Plan:
-    return make_plan(
+    only = options.only
+    plan = make_plan(
         manifest.items,
         records,
         batches,
@@ -266,7 +267,10 @@ def _plan(
         resubmit_unknown=options.resubmit_unknown,
         verify=options.verify,
         changed=changed,
+        only=only.keys(manifest.items) if only is not None else None,
     )
+    plan.only_from = only.source if only is not None else None
+    return plan
 
 
 def _settle(

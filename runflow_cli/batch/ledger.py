@@ -98,6 +98,8 @@ class Ledger:
             )
         if plan.held:
             self._emit(RowsSkipped("failed", len(plan.held), "failed before, not retried"))
+        if plan.left:
+            self._left_alone(plan, batch_ids)
         for key, rows in plan.unknown.items():
             message = unknown_message(key, self._label)
             unusable = [k for k in rows if k.record.error_kind == BAD_ANSWER]
@@ -115,6 +117,23 @@ class Ledger:
             if unusable:
                 unread = "their batch's answer could not be used; not sent again"
                 self._emit(RowsSkipped("unknown", len(unusable), unread))
+
+    def _left_alone(self, plan: Plan, batch_ids: dict[str, str | None]) -> None:
+        """Rows outside ``--only``: a failure stays one, anything else is deferred."""
+        why = f"not in {self._label('only', plan.only_from or '')}"
+        for item, record in plan.left:
+            if record is None:
+                self[item].mark(Status.DEFERRED, "not_selected", f"{why}; left for another run")
+                continue
+            outcome = self.known(Known(item, record), batch_ids)
+            if record.status in (Status.FAILED, Status.CANCELLED):
+                message = f"{record.error_message or record.status} (not retried: {why})"
+                outcome.mark(Status(record.status), record.error_kind, message)
+            else:
+                last = Status(record.status).reported.value.replace("_", " ")
+                message = f"{why}; left as it was (last: {last})"
+                outcome.mark(Status.DEFERRED, "not_selected", message)
+        self._emit(RowsSkipped("deferred", len(plan.left), why))
 
     def within_max_items(self, items: list[Item]) -> list[Item]:
         """The rows to send this run; the rest are deferred to the next."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from runflow_cli.api.client import DEFAULT_MODEL
+from runflow_cli.batch.selection import Selection
 from runflow_cli.files.download import DEFAULT_DOWNLOAD_DEADLINE, DEFAULT_MAX_FILE_SIZE
 from runflow_cli.outputs.export import ExportSpec
 
@@ -63,7 +64,10 @@ class BatchOptions:
     """Sent with every create: where the service POSTs the terminal batch."""
     listen: Listen | None = None
     force: bool = False
-    """Process every row again, even those already done."""
+    """Process every row again, even those already done (with ``only``: every row of it)."""
+    only: Selection | None = None
+    """Limit the run to these rows (``--only FILE``): the others are neither sent nor
+    downloaded, and keep what earlier runs left (see :mod:`runflow_cli.batch.selection`)."""
     verify: bool = False
     """Hash every done final to check it, instead of trusting one whose size and
     modification time are those recorded when it was saved."""
@@ -84,3 +88,6 @@ class BatchOptions:
     """Also write a marketplace export beside each final."""
     review: bool = True
     """Write ``OUT/review.html`` at the end."""
+    review_sources: bool = False
+    """Also download each row's source photo once, into a small preview cache under
+    ``OUT/.runflow/sources/``, so the review sheet's before/after works offline."""

@@ -66,6 +66,11 @@ class Plan:
     """Service -> rows whose final another service made: in ``process``, made again here."""
     projected_cost: Decimal | None = None
     """What ``process`` would cost at known prices (None: no price known yet)."""
+    left: list[tuple[Item, RowRecord | None]] = field(default_factory=list)
+    """Not among the rows a run is limited to (``only``), and not done: not sent, polled
+    or downloaded; each keeps what the journal says of it (if anything)."""
+    only_from: str | None = None
+    """Where the rows a run is limited to were read from (the ``--only`` file)."""
     restamp: dict[str, int] = field(default_factory=dict)
     """Row key -> the modification time of a final found whole by its hash, where the
     journal records another time (or none): recorded, the next run need not read it."""
@@ -98,6 +103,7 @@ class Plan:
             "made_by_another_service": elsewhere,
             "copied_from_another_name": len(self.copy),
             "repeated_rows": sum(map(len, self.follow.values())),
+            "not_in_only": len(self.left),
         }
 
 
@@ -112,6 +118,7 @@ PLAN_LABELS = {
     "made_by_another_service": "made by another service (processed again)",
     "copied_from_another_name": "copied from another name",
     "repeated_rows": "repeated rows (sent once)",
+    "not_in_only": "not in --only (left as they are)",
 }
 """How people read :meth:`Plan.counts`' keys: the plan line and the ``--dry-run`` table."""
 
@@ -131,6 +138,7 @@ def make_plan(
     verify: bool = False,
     file_ok: Callable[[Path, int | None, str | None], bool] | None = None,
     changed: Collection[str] | None = None,
+    only: Collection[str] | None = None,
 ) -> Plan:
     """Sort every manifest row into exactly one of the plan's lists.
 
@@ -145,6 +153,9 @@ def make_plan(
     ``changed``: the row keys whose final is not the recorded size and time, from a
     check made beforehand (:mod:`runflow_cli.batch.finals_check`); the others are done
     without a look at their file.
+
+    ``only``: the row keys a run is limited to (``--only``); ``force`` then applies to
+    them alone. Every other row is done if its final is, else ``left`` as it is.
     """
     plan = Plan()
     found = folder.final_found
@@ -158,6 +169,13 @@ def make_plan(
         if mtime is not None and mtime != record.mtime_ns:
             plan.restamp[record.row_key] = mtime
         return mtime is not None
+
+    def done_now(key: str, record: RowRecord) -> bool:
+        """``check``, taking the check made beforehand (``changed``) into account."""
+        unchanged = changed is not None and key not in changed and not verify
+        if unchanged and file_ok is None and record.mtime_ns is not None and record.output_path:
+            return True  # as recorded, seen by the check made beforehand
+        return check(record)
 
     batch_by_key = {b.batch_key: b for b in batches}
     first_by_file: dict[str, Item] = {}
@@ -176,6 +194,19 @@ def make_plan(
             continue
         fp = fingerprint(item, model)
         record = records.get(key)
+        if only is not None and key not in only:  # not asked for: done, or left as it is
+            # Its request may differ now (a --prompt meant for the rows asked for): the
+            # final it has is still its final.
+            if (
+                record is not None
+                and record.status == succeeded
+                and record.service == service
+                and done_now(key, record)
+            ):
+                plan.done.append(Known(item, record))
+            else:
+                plan.left.append((item, record))
+            continue
         if force or record is None or record.fingerprint != fp:
             candidates.append((item, fp))
             continue
@@ -221,7 +252,7 @@ def make_plan(
             candidates.append((item, fp))
             continue
 
-    if candidates:  # the rows already known lead the rows asking for what they asked
+    if candidates and not force:  # the rows already known lead the rows asking for what they asked
         known_rows = [*plan.done, *plan.download, *plan.held]
         for groups in (plan.resume, plan.unknown, plan.resubmit):
             known_rows.extend(k for rows in groups.values() for k in rows)

@@ -52,6 +52,8 @@ class Stamp:
         loaded from text, a journal keeping no count, exports (made again each run)."""
         if manifest.digest is None or journal_state is None or options.export is not None:
             return None
+        if options.review_sources:  # previews not fetched yet are tried again each run
+            return None
         given = (
             __version__, manifest.source, manifest.digest, len(manifest.items),
             len(manifest.invalid), str(folder.root), options.model, service, options.review,

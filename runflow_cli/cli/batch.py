@@ -27,12 +27,14 @@ from runflow_cli.cli.batch_options import (
     MaxInFlightOpt,
     MaxItemsOpt,
     MaxPollIntervalOpt,
+    OnlyOpt,
     OutOpt,
     PollIntervalOpt,
     PriceOpt,
     QuietOpt,
     ResubmitUnknownOpt,
     RetryFailedOpt,
+    ReviewSourcesOpt,
     SafetyPollOpt,
     SandboxOpt,
     SkipInvalidOpt,
@@ -62,6 +64,7 @@ from runflow_cli.cli.options import (
 
 if TYPE_CHECKING:
     from runflow_cli import BatchOptions, Listen
+    from runflow_cli.batch.selection import Selection
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.manifest import Manifest
 
@@ -96,6 +99,7 @@ def batch_command(
     preset: PresetOpt = None,
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
+    only: OnlyOpt = None,
     verify: VerifyOpt = False,
     retry_failed: RetryFailedOpt = True,
     resubmit_unknown: ResubmitUnknownOpt = False,
@@ -107,6 +111,7 @@ def batch_command(
     max_file_size: MaxFileSizeOpt = 200,
     download_deadline: DownloadDeadlineOpt = 300.0,
     allow_private_downloads: AllowPrivateDownloadsOpt = False,
+    review_sources: ReviewSourcesOpt = False,
     quiet: QuietOpt = False,
     json_output: JsonOutputOpt = False,
     no_color: NoColorOpt = False,
@@ -145,6 +150,11 @@ def batch_command(
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
     export_to = export_spec(preset, export, background, max_size, quality)  # before any send
+    if review_sources:  # libvips or Pillow makes the previews: said before anything is sent
+        from runflow_cli.outputs.sources import NEEDED_BY, SOURCE_SIZE
+        from runflow_cli.outputs.thumbnails import find_thumbnailer
+
+        find_thumbnailer(SOURCE_SIZE, NEEDED_BY)
     if log_format == LogFormat.json and json_output:
         raise UsageError(
             "--json and --log-format json both write to stdout; use one "
@@ -183,6 +193,7 @@ def batch_command(
             keep_intermediates=keep_intermediates,
             callback_url=callback_url,
             force=force,
+            only=_selection(only),
             verify=verify,
             retry_failed=retry_failed,
             resubmit_unknown=resubmit_unknown,
@@ -191,6 +202,7 @@ def batch_command(
             export=export_to,
             max_cost=parse_amount("--max-cost", max_cost) if max_cost is not None else None,
             prices=_prices(price),
+            review_sources=review_sources,
         )
         command = " ".join(["runflow", "batch", manifest])
         endpoint_name = "sandbox" if sandbox else base_url
@@ -242,6 +254,13 @@ def batch_command(
         if large:
             leave_for_exit(result, loaded)
         return int(result.exit_code)
+
+
+def _selection(path: Path | None) -> Selection | None:
+    """``--only FILE``, read before anything is sent (matched to the rows by the run)."""
+    from runflow_cli.batch.selection import Selection
+
+    return Selection.read(path) if path is not None else None
 
 
 def _prices(text: str | None) -> dict[int, Decimal]:

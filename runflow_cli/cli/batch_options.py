@@ -113,7 +113,34 @@ DryRunOpt = Annotated[
     ),
 ]
 ForceOpt = Annotated[
-    bool, typer.Option("--force", help="Process every row again, even those already done.")
+    bool,
+    typer.Option(
+        "--force",
+        help="Process every row again, even those already done (with --only: the rows it lists).",
+    ),
+]
+OnlyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--only",
+        help="Limit the run to the rows listed in FILE, one SKU/name per line (the final's "
+        "path without .webp; a SKU alone means all its rows), such as the rejected.txt the "
+        "review sheet offers. The other rows are neither sent nor downloaded and keep "
+        "what earlier runs left. With --force the rows listed are processed again; "
+        "without it, only if not done. A line that matches no row stops the run (exit 2).",
+        metavar="FILE",
+        show_default=False,
+    ),
+]
+ReviewSourcesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--review-sources",
+        help="Download each row's source photo once into a small preview cache "
+        "(OUT/.runflow/sources/, 512 px, at most 256 MB) so the review sheet's before/after "
+        "works offline. Without it the page shows the source from its URL when asked "
+        "(online only). Needs libvips or Pillow.",
+    ),
 ]
 VerifyOpt = Annotated[
     bool,
@@ -227,6 +254,7 @@ FLAGS = {
     "skip_invalid": "--skip-invalid",
     "listen": "--listen {}",
     "batch_timeout": "--batch-timeout {}",
+    "only": "--only {}",
 }
 """How messages of the batch job name its settings: by the flags that set them."""
 

@@ -24,6 +24,16 @@ def review_command(
             "'runflow-cli[review]') or Pillow (the images extra).",
         ),
     ] = False,
+    review_sources: Annotated[
+        bool,
+        typer.Option(
+            "--review-sources",
+            help="Download each row's source photo once into a small preview cache "
+            "(OUT/.runflow/sources/, 512 px, at most 256 MB) so the before/after works "
+            "offline; with --single-file the previews go inside the page. Needs libvips or "
+            "Pillow.",
+        ),
+    ] = False,
     open_: Annotated[
         bool, typer.Option("--open", help="Open the page in the default web browser.")
     ] = False,
@@ -31,11 +41,17 @@ def review_command(
 ) -> int:
     """Rebuild OUT/review.html from OUT/runflow-report.json and print its path.
 
-    One page (nothing loads from the network): a card per row with a "before"
-    beside the final on a checkerboard, SKU, name, elements and status; rows
-    that did not succeed come first with their error; counts and a filter (SKU
-    text, status) at the top. `runflow batch` writes the page at the end of
-    every run; this command rebuilds it.
+    One page: a card per row with the final on a checkerboard, SKU, name,
+    elements and status; rows that did not succeed come first with their error;
+    counts and a filter (SKU text, status) at the top. `runflow batch` writes
+    the page at the end of every run; this command rebuilds it.
+
+    On demand (nothing loads until asked), each card shows its source photo
+    beside the final or under a slider, and its stage images. The source comes
+    from its URL (online), or from the preview cache that --review-sources
+    fills (offline). A "reject" button per card collects rows into a
+    rejected.txt to download, for `runflow batch MANIFEST --only rejected.txt
+    --force`.
 
     The page shows the files in OUT through relative links, and the browser
     scales them: writing it costs next to nothing whatever the size of the
@@ -53,15 +69,22 @@ def review_command(
 
     Example: runflow review photos/ --single-file
     """
+    from runflow_cli.cli.ui.batch_run import show_source_previews
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.files.folder import OutputFolder
     from runflow_cli.outputs.review import elsewhere_for, write_review_somewhere
+    from runflow_cli.outputs.sources import SourcePreviews
 
     consoles = Consoles.create(no_color=no_color)
     folder = OutputFolder(out)
-    page = write_review_somewhere(folder, elsewhere_for(folder), single_file=single_file)
+    sources = SourcePreviews(folder) if review_sources else None  # libvips or Pillow: exit 2
+    page = write_review_somewhere(
+        folder, elsewhere_for(folder), single_file=single_file, sources=sources
+    )
     if page.refused is not None:
         consoles.warn(f"{page.refused.message}: the page is in your cache instead.")
+    if sources is not None and sources.summary is not None:
+        show_source_previews(consoles, sources.summary)
     path = page.path
     consoles.line(str(path))
     if open_:

@@ -1,8 +1,11 @@
 """``OUT/review.html``: one page to judge a run's finals at a glance.
 
-Built from ``OUT/runflow-report.json`` alone: a card per manifest row with a
-"before" beside the final on a checkerboard (so transparency shows), problems
-first, counts, and a filter. Nothing on the page loads from the network.
+Built from ``OUT/runflow-report.json`` alone: a card per manifest row with the
+final on a checkerboard (so transparency shows), problems first, counts, and a
+filter; on demand, each card's source beside the final or under a slider, its
+stages, and a reject button that collects ``rejected.txt`` for ``--only`` (see
+:mod:`runflow_cli.outputs.review_cards`). Nothing loads from the network until a
+source is asked for.
 
 By default the page makes no thumbnails: its pictures are the files under OUT,
 linked relatively, which the browser loads lazily (only the cards on screen) and
@@ -14,8 +17,9 @@ thumbnails inside it instead (see :mod:`runflow_cli.outputs.thumbnails`), so it
 works as one file on its own, such as a CI artifact. docs/performance.md has the
 measurements behind the choice.
 
-The source photo is never downloaded by ``batch``; the "before" is the first
-stage image when ``--keep-intermediates`` saved one, else a link to the source.
+The source photo is downloaded only with ``--review-sources``, into a bounded
+preview cache (:mod:`runflow_cli.outputs.sources`); else the page loads it from its
+URL when asked.
 
 When OUT refuses writes (a read-only share of finals), :func:`write_review_somewhere`
 writes the same page to a folder of the user's cache instead, its images linking into OUT.
@@ -28,20 +32,28 @@ import html
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
+from shlex import quote as shell_quote
 from string import Template
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from runflow_cli.errors import LocalIOError
 from runflow_cli.files.folder import OutputFolder
-from runflow_cli.files.save import stages_dir
 from runflow_cli.outputs.pixel_size import pixel_size
 from runflow_cli.outputs.report import Report, read_report
-from runflow_cli.outputs.thumbnails import ThumbnailCache, Thumbnailer, find_thumbnailer
+from runflow_cli.outputs.review_cards import Card, Picture, Source, card_html, stages_of
+from runflow_cli.outputs.sources import (
+    SOURCE_SUFFIX,
+    SOURCES,
+    SourcePreviews,
+    existing_preview,
+    is_web_url,
+)
+from runflow_cli.outputs.thumbnails import ThumbnailCache, Thumbnailer, embedded, find_thumbnailer
 from runflow_cli.row_status import REPORTED, Status
 from runflow_cli.version import __version__
 
@@ -49,37 +61,6 @@ REVIEW_HTML = "review.html"
 
 SETTLED = frozenset(s.value for s in Status if s.settled)
 """Statuses that are not a problem to look at; every other one is listed first."""
-STAGE_PREFIXES = ("model_remover", "tag_remover", "product_isolator", "bg_remover")
-"""Stage image name prefixes in the order the API runs the stages."""
-
-
-@dataclass(frozen=True, slots=True)
-class Picture:
-    href: str
-    """Relative to ``review.html`` (or a ``file:`` URI outside OUT): what the image links to."""
-    src: str
-    """The file itself (as ``href``), or its thumbnail as a ``data:`` URI."""
-    size: tuple[int, int] | None = None
-    """The file's width and height, when its header says."""
-
-
-@dataclass(slots=True)
-class Card:
-    sku: str
-    name: str
-    status: str
-    line: int | None
-    image_url: str
-    elements: list[str] = field(default_factory=list)
-    error_kind: str | None = None
-    error_message: str | None = None
-    final: Path | None = None
-    before: Path | None = None
-
-    @property
-    def problem(self) -> bool:
-        """Not succeeded, and not merely waiting: listed first."""
-        return self.status not in SETTLED
 
 
 def write_review(
@@ -88,8 +69,13 @@ def write_review(
     site: OutputFolder | None = None,
     single_file: bool = False,
     thumbnailer: Thumbnailer | None = None,
+    sources: SourcePreviews | None = None,
 ) -> Path:
     """Build ``OUT/review.html`` from ``OUT/runflow-report.json``.
+
+    ``sources``: first download the source photos missing from the preview cache (see
+    :mod:`runflow_cli.outputs.sources`; its ``summary`` says how that went), and delete
+    the previews no card uses. Without it, previews already made are used, if any.
 
     ``site``: where the page goes instead of OUT; its links to the files in OUT are
     then ``file:`` URIs. ``single_file``: thumbnails inside the page (``data:`` URIs),
@@ -104,12 +90,47 @@ def write_review(
     thumbs: ThumbnailCache | None = None
     if single_file:
         thumbs = ThumbnailCache(folder, site, thumbnailer or find_thumbnailer())
-    chunks = render(cards, _pictures(site, thumbs), report, single_file=single_file)
+    if sources is not None:
+        sources.site = site  # the previews go where the page goes
+        sources.summary = sources.fetch(c.image_url for c in cards)
+    used: set[str] = set()
+    source = _sources(site, used, single_file, look=sources is not None)
+    redo = " ".join(
+        shell_quote(part)
+        for part in ("runflow", "batch", report.manifest or "MANIFEST", "--out", str(folder.root))
+    )
+    chunks = render(
+        cards, _pictures(site, thumbs), report, single_file=single_file, source=source, redo=redo
+    )
     page = site.path(REVIEW_HTML)
     site.write_stream(page, (chunk.encode() for chunk in chunks), durable=False)
     if thumbs is not None:
         thumbs.prune()
+    if sources is not None:
+        site.prune_state(SOURCES, used, SOURCE_SUFFIX)
     return page
+
+
+def _sources(
+    site: OutputFolder, used: set[str], single_file: bool, *, look: bool
+) -> Callable[[Card], Source | None]:
+    """A card's "before": its preview when one was made, else its URL (online only)."""
+    look = look or site.state_path(SOURCES).is_dir()  # a plain run: one look, no more
+
+    def source(card: Card) -> Source | None:
+        url = card.image_url if is_web_url(card.image_url) else None
+        preview = existing_preview(site, card.image_url) if look and url else None
+        if preview is not None:
+            used.add(preview.name)
+            src = _href(preview, site)
+            if single_file:
+                src = embedded(preview) or src
+            return Source(src, url or src, online=False, fallback=url)
+        if url is not None:
+            return Source(url, url, online=True)
+        return None
+
+    return source
 
 
 def _pictures(site: OutputFolder, thumbs: ThumbnailCache | None) -> Callable[[Path], Picture]:
@@ -131,18 +152,26 @@ class ReviewPage:
 
 
 def write_review_somewhere(
-    folder: OutputFolder, elsewhere: Path, *, single_file: bool = False
+    folder: OutputFolder,
+    elsewhere: Path,
+    *,
+    single_file: bool = False,
+    sources: SourcePreviews | None = None,
 ) -> ReviewPage:
     """``OUT/review.html``; or, when OUT refuses every write (read-only, full, not ours),
     the same page in ``elsewhere`` (see :func:`elsewhere_for`), its images linking into OUT."""
     thumbnailer = find_thumbnailer() if single_file else None  # before any write
     try:
-        return ReviewPage(write_review(folder, single_file=single_file, thumbnailer=thumbnailer))
+        return ReviewPage(
+            write_review(folder, single_file=single_file, thumbnailer=thumbnailer, sources=sources)
+        )
     except LocalIOError as exc:
         if not exc.stops_run:
             raise
         site = OutputFolder(elsewhere)
-        page = write_review(folder, site=site, single_file=single_file, thumbnailer=thumbnailer)
+        page = write_review(
+            folder, site=site, single_file=single_file, thumbnailer=thumbnailer, sources=sources
+        )
         return ReviewPage(page, exc)
 
 
@@ -164,6 +193,7 @@ def _cards(report: Report, folder: OutputFolder) -> list[Card]:
     cards = []
     for row in report.rows:
         final = _existing(folder, row.output_path)
+        stages = stages_of(final) if final else []
         cards.append(
             Card(
                 sku=row.sku,
@@ -175,7 +205,9 @@ def _cards(report: Report, folder: OutputFolder) -> list[Card]:
                 error_kind=row.error_kind,
                 error_message=row.error_message,
                 final=final,
-                before=first_stage(final) if final else None,
+                stages=stages,
+                before=stages[0] if stages else None,
+                settled=row.status in SETTLED,
             )
         )
     return cards
@@ -190,15 +222,7 @@ def _existing(folder: OutputFolder, output_path: str | None) -> Path | None:
 
 def first_stage(final: Path) -> Path | None:
     """The earliest stage image ``keep_intermediates`` saved beside ``final``, if any."""
-    folder = stages_dir(final)
-    if not folder.is_dir():
-        return None
-
-    def rank(path: Path) -> tuple[int, str]:
-        known = [i for i, p in enumerate(STAGE_PREFIXES) if path.name.startswith(p + "_")]
-        return (known[0] if known else len(STAGE_PREFIXES), path.name)
-
-    stages = sorted((p for p in folder.iterdir() if p.is_file()), key=rank)
+    stages = stages_of(final)
     return stages[0] if stages else None
 
 
@@ -226,6 +250,8 @@ def render(
     *,
     single_file: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    source: Callable[[Card], Source | None] = lambda card: None,
+    redo: str = "runflow batch MANIFEST --out OUT",
 ) -> Iterator[str]:
     """The page in pieces, a card at a time; every value from the report is HTML-escaped.
 
@@ -263,6 +289,8 @@ def render(
         "options": options,
         "note": note,
         "layout": "one-file" if single_file else "linked",
+        "redo": e(redo),
+        "store": e(f"{manifest}|{redo}"),
         "css": _template("review.css").template,
         "js": _template("review.js").template,
         "images_js": _template("review-images.js").template,
@@ -270,7 +298,7 @@ def render(
     top, bottom = _template("review.html").template.split("${cards}")
     yield Template(top).substitute(values)
     for card in cards:
-        yield _card(card, picture) + "\n"
+        yield card_html(card, picture, source) + "\n"
     yield Template(bottom).substitute(values)
 
 
@@ -278,56 +306,3 @@ def render(
 def _template(name: str) -> Template:
     """A file of the page's template (``review_page/`` in the package)."""
     return Template(files(__package__).joinpath("review_page", name).read_text(encoding="utf-8"))
-
-
-def _card(card: Card, picture: Callable[[Path], Picture]) -> str:
-    name = f"{card.sku} / {card.name}"
-    if card.before is not None:
-        label = card.before.name.split("_00", 1)[0].replace("_", " ")
-        before = _figure(picture(card.before), f"first stage ({label})", f"{name}, first stage")
-    else:
-        link = ""
-        if urlsplit(card.image_url).scheme in ("http", "https"):
-            link = (
-                f'<a href="{e(card.image_url)}" rel="noreferrer" target="_blank">open source ↗</a>'
-            )
-        before = (
-            '<figure class="pic"><div class="ph">source not downloaded'
-            f"{link}</div><figcaption>source</figcaption></figure>"
-        )
-    if card.final is not None:
-        final = _figure(picture(card.final), "final", f"{name}, final", checker=True)
-    else:
-        final = (
-            '<figure class="pic"><div class="ph none">no final</div>'
-            "<figcaption>final</figcaption></figure>"
-        )
-    error = ""
-    if card.problem and (card.error_kind or card.error_message):
-        error = (
-            f'<p class="error"><b>{e(str(card.error_kind or card.status))}</b> '
-            f"{e(str(card.error_message or ''))}</p>"
-        )
-    elements = "".join(f"<li>{e(x.replace('_', ' '))}</li>" for x in card.elements)
-    line = f"line {card.line}" if card.line is not None else ""
-    return (
-        f'<article class="card{" problem" if card.problem else ""}" data-sku="{e(card.sku)}" '
-        f'data-name="{e(card.name)}" data-status="{e(card.status)}" '
-        f'data-line="{card.line if card.line is not None else ""}" '
-        f'data-problem="{int(card.problem)}">'
-        f'<div class="pics">{before}{final}</div>'
-        f'<div class="meta"><div class="head"><span class="sku">{e(card.sku)}</span>'
-        f'<span class="badge st-{e(card.status)}">{e(card.status.replace("_", " "))}</span></div>'
-        f'<div class="name">{e(card.name)} <span class="line">{line}</span></div>'
-        f'<ul class="elements">{elements}</ul>{error}</div></article>'
-    )
-
-
-def _figure(picture: Picture, caption: str, alt: str, *, checker: bool = False) -> str:
-    size = f' width="{picture.size[0]}" height="{picture.size[1]}"' if picture.size else ""
-    return (
-        f'<figure class="pic"><a href="{e(picture.href)}" '
-        f'class="img{" checker" if checker else ""}">'
-        f'<img src="{e(picture.src)}" alt="{e(alt)}"{size} loading="lazy" decoding="async"></a>'
-        f"<figcaption>{e(caption)}</figcaption></figure>"
-    )

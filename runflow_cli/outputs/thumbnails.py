@@ -56,18 +56,21 @@ class Thumbnailer:
     decode: Decode
 
 
-def find_thumbnailer() -> Thumbnailer:
-    """libvips when pyvips imports (and finds its library), else Pillow, else an error."""
+def find_thumbnailer(
+    size: int = THUMB_SIZE, needed_by: str = "--single-file embeds thumbnails and"
+) -> Thumbnailer:
+    """libvips when pyvips imports (and finds its library), else Pillow, else an error.
+
+    ``size``: the longest side of what it makes; ``needed_by`` starts the error's message.
+    """
     for name, make in (("libvips", _vips), ("Pillow", _pillow)):
-        decode = make()
+        decode = make(size)
         if decode is not None:
             return Thumbnailer(name, decode)
-    raise NoThumbnailerError(
-        f"--single-file embeds thumbnails and needs libvips or Pillow: {REVIEW_HINT}"
-    )
+    raise NoThumbnailerError(f"{needed_by} needs libvips or Pillow: {REVIEW_HINT}")
 
 
-def _vips() -> Decode | None:
+def _vips(size: int = THUMB_SIZE) -> Decode | None:
     try:
         import pyvips
     except Exception:  # ImportError, or OSError when libvips itself is missing
@@ -78,13 +81,13 @@ def _vips() -> Decode | None:
         # From an open file, not a file name: libvips reads `name[options]` in names.
         with open(path, "rb") as f:
             source = pyvips.Source.new_from_descriptor(f.fileno())
-            image = pyvips.Image.thumbnail_source(source, THUMB_SIZE)
+            image = pyvips.Image.thumbnail_source(source, size)
             return bytes(image.webpsave_buffer(Q=75, strip=True))
 
     return decode
 
 
-def _pillow() -> Decode | None:
+def _pillow(size: int = THUMB_SIZE) -> Decode | None:
     try:
         from PIL import Image, ImageOps, features
     except ImportError:
@@ -94,7 +97,7 @@ def _pillow() -> Decode | None:
     def decode(path: Path) -> bytes:
         with Image.open(path) as opened:
             # In place on the file's own image: no full-size copy (JPEG decodes smaller).
-            opened.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS, reducing_gap=2)
+            opened.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2)
             picture: Any = ImageOps.exif_transpose(opened)  # a small copy now
             has_alpha = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
             picture = picture.convert("RGBA" if has_alpha else "RGB")
@@ -158,6 +161,15 @@ class ThumbnailCache:
     def prune(self) -> None:
         """Delete the thumbnails this page did not use (finals replaced or gone)."""
         self.site.prune_state(THUMBS, self.used, THUMB_SUFFIX)
+
+
+def embedded(path: Path) -> str | None:
+    """A small WebP or PNG file (a preview already made) as a ``data:`` URI."""
+    data = _read_small(path)
+    mime = _mime(data) if data else None
+    if data is None or mime is None:
+        return None
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _read_small(path: Path) -> bytes | None:

@@ -22,6 +22,7 @@ from runflow_cli.row_status import Status
 if TYPE_CHECKING:
     from runflow_cli.batch.job import BatchResult
     from runflow_cli.outputs.export import ExportSpec
+    from runflow_cli.outputs.sources import SourceSummary
 
 
 class BatchRenderer:
@@ -87,6 +88,8 @@ def show_batch_result(
         report_exports(consoles, result.exports, export)
     if result.review_error:
         consoles.warn(result.review_error)
+    if result.review_sources is not None:
+        show_source_previews(consoles, result.review_sources)
     if result.interrupted:
         explain_interrupt(consoles, result, sandbox=sandbox)
     review = result.review and str(result.review)
@@ -127,3 +130,16 @@ def explain_interrupt(consoles: Consoles, result: BatchResult, *, sandbox: bool)
         "Run the same command again to resume: it polls those batches instead of "
         "creating them again, and sends only what is left."
     )
+
+
+def show_source_previews(consoles: Consoles, summary: SourceSummary) -> None:
+    """``--review-sources``: a warning when a source could not be kept for offline review."""
+    if not summary.failed and not summary.skipped:
+        return
+    parts = []
+    if summary.failed:
+        url, why = summary.failed[0]
+        parts.append(f"{len(summary.failed)} could not be fetched (the first, {url}: {why})")
+    if summary.skipped:
+        parts.append(f"{summary.skipped} not fetched (the preview cache is full or took too long)")
+    consoles.warn(f"source previews: {'; '.join(parts)}; their cards show the source from its URL")

@@ -1,0 +1,115 @@
+"""A page session of headless Chromium for tests: navigate, run script, screenshot.
+
+``--dump-dom`` cannot click; this drives Chromium over the DevTools protocol on a pipe
+(``--remote-debugging-pipe``: no port), as ``bench/browser.py`` does. Every wait is
+bounded by the session's deadline; the browser's process group is killed at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+class Page:
+    def __init__(self, out: int, into: int, deadline: float) -> None:
+        self._out, self._into, self._deadline = out, into, deadline
+        self._buffer = b""
+        self._last = 0
+        self._sid = ""
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        self._last += 1
+        message: dict[str, Any] = {"id": self._last, "method": method, "params": params or {}}
+        if self._sid:
+            message["sessionId"] = self._sid
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buffer:
+                left = self._deadline - time.monotonic()
+                if left <= 0 or not select.select([self._into], [], [], left)[0]:
+                    raise TimeoutError(f"Chromium did not answer {method}")
+                chunk = os.read(self._into, 1 << 20)
+                if not chunk:
+                    raise EOFError("Chromium closed its pipe")
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            answer = json.loads(raw)
+            if answer.get("id") == self._last:
+                if "error" in answer:
+                    raise RuntimeError(f"{method}: {answer['error']}")
+                return answer["result"]
+
+    def attach(self) -> None:
+        targets = self.call("Target.getTargets")["targetInfos"]
+        page = next(t["targetId"] for t in targets if t["type"] == "page")
+        self._sid = self.call("Target.attachToTarget", {"targetId": page, "flatten": True})[
+            "sessionId"
+        ]
+
+    def evaluate(self, expression: str) -> Any:
+        found = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in found:
+            raise RuntimeError(f"{expression}: {found['exceptionDetails']}")
+        return found["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 20) -> Any:
+        """Until ``expression`` is truthy (asked every 50 ms), at most ``timeout`` seconds."""
+        until = min(time.monotonic() + timeout, self._deadline)
+        while time.monotonic() < until:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            select.select([], [], [], 0.05)
+        raise TimeoutError(f"still false after {timeout} s: {expression}")
+
+    def open(self, url: str) -> None:
+        self.call("Page.navigate", {"url": url})
+        self.wait_for("document.readyState === 'complete'")
+
+    def screenshot(self, path: Path) -> Path:
+        shot = self.call("Page.captureScreenshot", {"format": "png"})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+
+@contextmanager
+def page_session(profile: Path, *, timeout: float = 120) -> Iterator[Page]:
+    chrome_reads, we_write = os.pipe()
+    we_read, chrome_writes = os.pipe()
+
+    def pipes() -> None:  # the protocol's fds: 3 (commands in) and 4 (answers out)
+        os.dup2(chrome_reads, 3)
+        os.dup2(chrome_writes, 4)
+
+    proc = subprocess.Popen(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-quic", "--remote-debugging-pipe", f"--user-data-dir={profile}",
+         "--window-size=1280,900", "about:blank"],
+        pass_fds=(3, 4), preexec_fn=pipes, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    os.close(chrome_reads)
+    os.close(chrome_writes)
+    try:
+        page = Page(we_write, we_read, time.monotonic() + timeout)
+        page.attach()
+        yield page
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        os.close(we_write)
+        os.close(we_read)
