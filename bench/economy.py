@@ -27,7 +27,7 @@ def run(ctx: Context) -> list[Row]:
         shutil.rmtree(out, ignore_errors=True)
     note = (
         f"{items} items, {latency} s/stage, sandbox workers {in_flight * 100}; ours: "
-        f"{' '.join(flags)}, default polling (1 s first, x1.5 to 20 s, then learnt), wall "
+        f"{' '.join(flags)}, default polling (0.5 s first, x1.5 to 20 s, then learnt), wall "
         f"{walls['ours']:.1f} s; reference wall {walls['reference']:.1f} s. "
         "the --listen (webhooks) target, <= 0.02, is not measured yet"
     )
