@@ -31,7 +31,7 @@ from . import (
     table,
     weather,
 )
-from .harness import Context, Row, print_table, write_json
+from .harness import Context, Row, compile_bytecode, print_table, write_json
 
 SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "startup": startup.run,
@@ -69,6 +69,7 @@ def main() -> int:
     chosen = [name for name in SCENARIOS if not args.only or name in args.only]
     rows: list[Row] = []
     timings: dict[str, float] = {}
+    compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="runflow-bench-") as tmp:
         ctx = Context(quick=args.quick, tmp=Path(tmp))
         for name in chosen:
