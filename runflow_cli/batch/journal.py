@@ -302,11 +302,6 @@ class Journal:
                 ],
             )
 
-    def file_saved(
-        self, row_key: str, output_path: str, size: int, sha256: str, mtime_ns: int | None = None
-    ) -> None:
-        self.files_saved([(row_key, output_path, size, sha256, mtime_ns)])
-
     def files_saved(self, saved: Iterable[tuple[str, str, int, str, int | None]]) -> None:
         """Record finals saved (row key, output path, size, SHA-256, modification time):
         one transaction for a run's downloads that ended together."""
