@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import compileall
+import contextlib
 import json
 import os
 import signal
