@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from .end_to_end import _ours, _reference
+from .end_to_end import _reference, ours
 from .harness import Context, Row, Stats, at_most, judged, measure, write_manifest
 from .sandbox_util import api_requests, sandbox
 
@@ -19,7 +19,7 @@ def run(ctx: Context) -> list[Row]:
     flags = ["--max-in-flight", str(in_flight)]
     counts: dict[str, float] = {}
     walls: dict[str, float] = {}
-    for name, command in (("ours", _ours(flags)), ("reference", _reference)):
+    for name, command in (("ours", ours(flags)), ("reference", _reference)):
         out = ctx.tmp / f"economy-out-{name}"
         with sandbox(latency=latency, image_size=16, workers=in_flight * 100) as sb:
             walls[name] = measure(command(manifest, out, sb.base_url, sb.api_key)).seconds

@@ -5,9 +5,8 @@ dimensions (the sandbox's ``final_size``: 4,096 px a side, ~55 KB on disk).
 Each side of each shape gets its own fresh sandbox, the sides alternate, and
 every command's peak RSS is read exactly (``measure(rss=True)``).
 
-Sides: the plain script (the baseline), ``runflow batch`` with its defaults
-(review sheet included), and the same with the review sheet switched off
-(``bench.no_review``), which tells the review sheet's cost from the rest.
+Sides: the plain script (the baseline) and ``runflow batch`` with its defaults
+(review sheet included).
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ def _runflow(prefix: list[str], extra: list[str] | None = None) -> Command:
     return command
 
 
-def _ours(extra: list[str]) -> Command:
+def ours(extra: list[str]) -> Command:
     """``runflow batch`` with ``extra`` flags (also used by the economy scenario)."""
     return _runflow(RUNFLOW, extra)
 
@@ -86,13 +85,9 @@ class Side:
     note: str = ""
 
 
-NO_REVIEW = _runflow([PYTHON, "-m", "bench.no_review"])
-"""``runflow batch`` with the review sheet switched off (bench/no_review.py)."""
-
 SIDES = (
     Side("reference", _reference, "bench/reference_client.py: every batch at once, polls 0.5 s"),
-    Side("runflow batch", _ours([]), "defaults, review sheet included"),
-    Side("runflow batch, no review", NO_REVIEW, "defaults, review sheet off (bench/no_review.py)"),
+    Side("runflow batch", ours([]), "defaults, review sheet included"),
 )
 
 
