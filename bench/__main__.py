@@ -1,4 +1,12 @@
-"""``python -m bench [--quick] [--only NAME]``: run the scenarios, print one table, save JSON."""
+"""``python -m bench [--quick] [--only NAME] [--save-baseline]``: run the scenarios, print one
+table, save JSON (bench/results/latest.json, local; --save-baseline also updates the committed
+bench/results/baseline.json and the table in docs/performance.md).
+
+A scenario is a module with ``run(ctx) -> list[Row]`` registered in ``SCENARIOS`` below; the
+table and baseline.json pick up its rows by themselves. Scenarios that run ``runflow batch``
+against the sandbox on a production shape use ``sandbox_util.Shape`` / ``shape_sandbox`` and
+``end_to_end.run_shape`` / ``rows_for`` (wall time against the plain script, peak RSS).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from . import (
@@ -19,11 +28,11 @@ from . import (
     rerun_speed,
     review,
     startup,
+    table,
     weather,
 )
-from .harness import Context, Row, print_table, write_json
+from .harness import Context, Row, compile_bytecode, print_table, write_json
 
-# downloads runs before e2e: the ideal uses curl's measured rate.
 SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "startup": startup.run,
     "manifest": manifest_speed.run,
@@ -48,10 +57,19 @@ def main() -> int:
         metavar="NAME",
         help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}",
     )
+    parser.add_argument(
+        "--save-baseline",
+        action="store_true",
+        help="merge this run's rows into bench/results/baseline.json (committed) and rewrite "
+        "the table in docs/performance.md; not with --quick",
+    )
     args = parser.parse_args()
+    if args.save_baseline and args.quick:
+        parser.error("--save-baseline keeps full runs only: drop --quick")
     chosen = [name for name in SCENARIOS if not args.only or name in args.only]
     rows: list[Row] = []
     timings: dict[str, float] = {}
+    compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="runflow-bench-") as tmp:
         ctx = Context(quick=args.quick, tmp=Path(tmp))
         for name in chosen:
@@ -70,6 +88,14 @@ def main() -> int:
     }
     path = write_json(rows, meta)
     print(f"\n[bench] scenario seconds: {timings}; JSON: {path}")
+    latest = [asdict(r) for r in rows]
+    if args.save_baseline:
+        merged = table.save(meta, latest)
+        table.write_doc(table.load()[0], merged)
+        print(f"[bench] saved {table.BASELINE} and the table in {table.DOC}")
+    elif changes := table.compare(latest, table.load()[1]):
+        print("\n[bench] against bench/results/baseline.json:")
+        print("\n".join(changes))
     return 0 if all(r.met is not False for r in rows) else 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from .end_to_end import _ours, _reference
+from .end_to_end import _reference, ours
 from .harness import Context, Row, Stats, at_most, judged, measure, write_manifest
 from .sandbox_util import api_requests, sandbox
 
@@ -19,7 +19,7 @@ def run(ctx: Context) -> list[Row]:
     flags = ["--max-in-flight", str(in_flight)]
     counts: dict[str, float] = {}
     walls: dict[str, float] = {}
-    for name, command in (("ours", _ours(flags)), ("reference", _reference)):
+    for name, command in (("ours", ours(flags)), ("reference", _reference)):
         out = ctx.tmp / f"economy-out-{name}"
         with sandbox(latency=latency, image_size=16, workers=in_flight * 100) as sb:
             walls[name] = measure(command(manifest, out, sb.base_url, sb.api_key)).seconds
@@ -27,7 +27,7 @@ def run(ctx: Context) -> list[Row]:
         shutil.rmtree(out, ignore_errors=True)
     note = (
         f"{items} items, {latency} s/stage, sandbox workers {in_flight * 100}; ours: "
-        f"{' '.join(flags)}, default polling (1 s first, x1.5 to 20 s, then learnt), wall "
+        f"{' '.join(flags)}, default polling (0.5 s first, x1.5 to 20 s, then learnt), wall "
         f"{walls['ours']:.1f} s; reference wall {walls['reference']:.1f} s. "
         "the --listen (webhooks) target, <= 0.02, is not measured yet"
     )

@@ -1,7 +1,7 @@
 """The script a user would write: plain httpx, no journal, no UI.
 
 Submit every batch at once, poll each every 0.5 s, and download the finals of
-each finished batch with a 32-thread pool. The baseline for ``end_to_end``.
+each finished batch with a 16-thread pool. The baseline for ``end_to_end``.
 
     python -m bench.reference_client MANIFEST OUT --base-url URL --api-key KEY
 """
@@ -20,7 +20,7 @@ import httpx
 MODEL_PATH = "/v1/models/runflow/dyver-removal/batches"
 BATCH_SIZE = 100
 POLL_EVERY = 0.5
-DOWNLOAD_THREADS = 32
+DOWNLOAD_THREADS = 16
 DEADLINE = 1800.0
 
 

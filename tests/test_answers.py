@@ -124,10 +124,12 @@ def test_counts_or_a_terminal_status_finish_a_batch() -> None:
 
 
 def test_the_create_answer_gives_run_ids_by_sequence_index() -> None:
-    created = BatchView.parse(
-        {"id": "b1", "items": [{"sequence_index": 1, "run_id": "r1"}, {"sequence_index": True}]}
-    )
-    assert created.run_ids() == {1: "r1"}
+    answer = {
+        "id": "b1",
+        "items": [{"sequence_index": 1, "run_id": "r1"}, {"sequence_index": True}],
+    }
+    assert BatchView.parse(answer, created=True).run_ids() == {1: "r1"}
+    assert BatchView.parse(answer).run_ids() == {}  # a poll's items are not read
 
 
 def test_a_run_and_its_webhook_read_alike() -> None:

@@ -151,7 +151,8 @@ def test_a_create_answer_keeps_only_sound_run_ids() -> None:
                 {"sequence_index": 1, "run_id": ["r1"]},
                 "x",
             ],
-        }
+        },
+        created=True,
     )
     assert created.run_ids() == {0: "r0"}
 

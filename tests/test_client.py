@@ -330,6 +330,39 @@ def test_key_echoed_by_the_server_is_redacted(
     assert "[redacted]" in exc.message
 
 
+@pytest.mark.parametrize(
+    "echoed",
+    [KEY, "\\u0072" + KEY[1:]],  # as sent, and with its first letter escaped (\u0072 is r)
+    ids=["plain", "escaped"],
+)
+def test_a_key_in_a_sound_answer_is_redacted_however_it_is_written(
+    client: RunflowClient, mock: respx.MockRouter, echoed: str
+) -> None:
+    body = f'{{"id": "b1", "status_code": "running", "metadata": {{"note": "{echoed}"}}}}'
+    mock.get("/v1/batches/b1").mock(
+        return_value=httpx.Response(
+            200, content=body, headers={"Content-Type": "application/json", "X-Request-Id": KEY}
+        )
+    )
+    view = client.get_batch("b1")
+    assert view.raw["metadata"] == {"note": "[redacted]"}
+    assert KEY not in json.dumps(view.raw)
+
+
+def test_a_key_in_the_headers_of_an_error_is_redacted_when_the_body_has_none(
+    client: RunflowClient, mock: respx.MockRouter
+) -> None:
+    mock.get("/v1/batches/b1").mock(
+        return_value=httpx.Response(
+            404,
+            json={"error": {"code": "NOT_FOUND", "message": "no such batch"}},
+            headers={"X-Request-Id": f"req-{KEY}"},
+        )
+    )
+    exc = raises(NotFoundError, lambda: client.get_batch("b1"))
+    assert exc.request_id == "req-[redacted]"
+
+
 def test_non_json_200_is_a_server_error(
     make_client: Callable[..., RunflowClient], mock: respx.MockRouter
 ) -> None:

@@ -174,6 +174,29 @@ def test_synthetic_sources_are_deterministic(c: httpx.Client) -> None:
     assert result_bytes(SHIRT) != result_bytes("https://cdn.example.com/other.jpg")
 
 
+def test_final_size_hands_out_photo_sized_finals_small_on_disk(
+    sb: Sandbox, c: httpx.Client
+) -> None:
+    sb.settings.final_size = 1024
+    body = {
+        "input": [
+            item(SHIRT, "background_removal", config={"aspect_ratio": "4:5"}),
+            item("https://cdn.example.com/bag.jpg", "tag_removal"),
+        ]
+    }
+    batch = c.post(BATCHES, json=body).json()
+    done = poll(c, f"/v1/batches/{batch['id']}")
+    shapes = []
+    for entry in done["output"]["items"]:
+        urls = entry["output"]["image_urls"]
+        stage, final = (httpx.get(u, trust_env=False).content for u in urls)
+        assert max(Image.open(io.BytesIO(stage)).size) < 1024  # the stages stay small
+        image = Image.open(io.BytesIO(final))
+        shapes.append((image.size, image.mode))
+        assert len(final) < 40_000  # a megapixel in a few KB
+    assert shapes == [((819, 1024), "RGBA"), ((1024, 1024), "RGB")]
+
+
 def test_loopback_sources_are_fetched_and_bad_bytes_are_invalid_image(c: httpx.Client) -> None:
     run = c.post(RUNS, json={"input": item(SHIRT, "tag_removal")}).json()
     source = poll(c, f"/v1/runs/{run['id']}")["output"]["image_urls"][-1]

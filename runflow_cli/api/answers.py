@@ -160,7 +160,9 @@ class BatchView:
     """The body as received (the key redacted), for display only: read fields above."""
 
     @classmethod
-    def parse(cls, data: Any) -> BatchView:
+    def parse(cls, data: Any, *, created: bool = False) -> BatchView:
+        """The batch in ``data``; ``created``: a create answer, whose top-level ``items``
+        (each item's run id) are read too (a poll's are not: 100 entries per poll)."""
         if not isinstance(data, Mapping):
             return cls(None, "", problems=(f"the answer is {describe(data)}, not an object",))
         check = FieldCheck(data)
@@ -171,9 +173,9 @@ class BatchView:
             items = tuple(ItemView.parse(e) for e in entries)
         elif entries is not None:
             check.bad("output.items", entries, f"a list of at most {MAX_ENTRIES} entries")
-        created = data.get("items")
-        if not isinstance(created, list) or len(created) > MAX_ENTRIES:
-            created = []  # only the create answer's run ids are read from it, where sound
+        listed = data.get("items") if created else None
+        if not isinstance(listed, list) or len(listed) > MAX_ENTRIES:
+            listed = []  # only the create answer's run ids are read from it, where sound
         return cls(
             id=check.ident("id"),
             status=read_status(check, "status_code"),
@@ -183,7 +185,7 @@ class BatchView:
             cancelled=check.count("items_cancelled"),
             cost=check.cost("cost"),
             items=items,
-            created_items=tuple(ItemView.parse(e) for e in created),
+            created_items=tuple(ItemView.parse(e) for e in listed),
             event=check.text("event", 64),
             problems=tuple(check.problems),
             raw=data,

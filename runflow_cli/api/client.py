@@ -36,7 +36,7 @@ import httpx
 
 from runflow_cli.api.answers import BatchView, RunView
 from runflow_cli.api.proxies import ProxyRules, api_transport
-from runflow_cli.api.responses import read_capped, response_result, transport_failure
+from runflow_cli.api.responses import Redact, read_capped, response_result, transport_failure
 from runflow_cli.api.retry import Backoff, OnRetry, RetryNote, ignore_retry, transport_cause
 from runflow_cli.api.service import service_for
 from runflow_cli.api.trust import ssl_context
@@ -181,7 +181,7 @@ class RunflowClient:
     ) -> BatchView:
         """POST a batch of 1..100 items; never resent once it may have arrived."""
         answer = self._create("batches", inputs, metadata, callback_url, idempotency_key)
-        return BatchView.parse(answer)
+        return BatchView.parse(answer, created=True)
 
     def create_run(
         self,
@@ -309,7 +309,7 @@ class RunflowClient:
                 cause: BaseException = exc
                 why = transport_cause(exc)
             else:
-                result = response_result(call, response, self._redact, answer)
+                result = response_result(call, response, self._redactor(answer), answer)
                 if isinstance(result, dict):
                     return result
                 failure = result
@@ -328,6 +328,19 @@ class RunflowClient:
             self._on_retry(RetryNote("api", f"{method} {path}", why, wait, failure.retry_after))
             self._sleep(wait)
             attempt += 1
+
+    def _redactor(self, answer: object) -> Redact:
+        """How to redact an answer: walking its body only if the key can be in it. A body
+        whose bytes do not hold the key and escape nothing (``\\u0041``) cannot: its
+        headers alone are redacted (a poll's body holds a thousand strings)."""
+        key = self._api_key.encode()
+        if isinstance(answer, bytes) and key not in answer and b"\\" not in answer:
+            return self._redact_text
+        return self._redact
+
+    def _redact_text(self, value: Any) -> Any:
+        """Strip the key from a header's text; other values as they are."""
+        return value.replace(self._api_key, "[redacted]") if isinstance(value, str) else value
 
     def _redact(self, value: Any) -> Any:
         """Strip the key from anything the server echoes back to us."""

@@ -3,14 +3,17 @@
 A final counts as done only once it was renamed into place *and* its size and
 SHA-256 are in the journal. A URL the CDN answers 403/404/410 has probably
 expired: the batch is fetched again for fresh URLs, and the file tried again
-first in line; a file whose fresh link expired again is refreshed again, at
+first in line (behind at most one download per worker already handed to the
+pool); a file whose fresh link expired again is refreshed again, at
 most :data:`MAX_REFRESHES` times. A batch fetched for fresh links serves the
 other expired finals of that batch while its links are still good (their
 expiry, when the URLs say it; else :data:`FRESH_FOR` seconds).
 
-The pool holds as many downloads as it has workers; the rest wait here, so an
-interrupt drops them at once, and :meth:`Fetcher.interrupt` aborts the ones
-running (their temporary files removed) instead of waiting for the CDN.
+The pool holds :data:`BACKLOG` downloads per worker: a worker that finishes one
+starts the next at once, without waiting for the run's loop to hear of it (the
+loop also polls and creates batches). The rest wait here, so an interrupt drops
+them at once (queued ones are cancelled), and :meth:`Fetcher.interrupt` aborts
+the ones running (their temporary files removed) instead of waiting for the CDN.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ KEEP_MARGIN = 30.0
 many seconds, left: a link handed to a download must outlast the download."""
 MAX_REFRESHES = 3
 """Fresh links fetched for one file, at most, before it is ``download_failed``."""
+BACKLOG = 2
+"""Downloads handed to the pool per worker: one running, one waiting its turn."""
 ABORT_GRACE = 1.5
 """Seconds an interrupt waits for aborted downloads to remove their temporary files."""
 
@@ -132,7 +137,8 @@ class Fetcher:
 
     def _feed(self) -> None:
         """Start waiting downloads while a worker is free (never once interrupted)."""
-        while self._queue and len(self._tasks) < self._workers and not self._interrupted:
+        room = BACKLOG * self._workers
+        while self._queue and len(self._tasks) < room and not self._interrupted:
             task = self._queue.popleft()
             future = self._pool.submit(self._download, task)
             self._tasks[future] = task
@@ -152,13 +158,14 @@ class Fetcher:
     def harvest(self, timeout: float) -> None:
         """Record finished downloads, waiting up to ``timeout`` for the first."""
         done, _ = wait(list(self._tasks), timeout=timeout, return_when=FIRST_COMPLETED)
+        saved: list[tuple[Outcome, SavedFile]] = []
         for future in done:
             task = self._tasks.pop(future)
             if future.cancelled():
                 self._not_started(task)
                 continue
             try:
-                saved = future.result()
+                saved_final = future.result()
             except DownloadAborted:
                 task.outcome.mark(
                     Status.PENDING,
@@ -180,7 +187,9 @@ class Fetcher:
             except Exception as exc:  # one bad file must not end a run of thousands
                 self._failed(task.outcome, failure_message(exc))
             else:
-                self._saved(task.outcome, saved.final)
+                saved.append((task.outcome, saved_final.final))
+        if saved:
+            self._saved(saved)
         self._feed()
 
     def _not_started(self, task: _Task) -> None:
@@ -190,15 +199,19 @@ class Fetcher:
             "interrupted before its download; a rerun downloads it",
         )
 
-    def _saved(self, outcome: Outcome, final: SavedFile) -> None:
-        relative = self._folder.relative(final.path)
+    def _saved(self, saved: list[tuple[Outcome, SavedFile]]) -> None:
+        """Finals that ended together, recorded in one journal transaction."""
+        records = [
+            (row_key(o.item), self._folder.relative(f.path), f.size, f.sha256, f.mtime_ns)
+            for o, f in saved
+        ]
         with self._critical():
-            self._journal.file_saved(
-                row_key(outcome.item), relative, final.size, final.sha256, final.mtime_ns
-            )
-        outcome.mark(Status.SUCCEEDED, None, None)
-        outcome.output_path, outcome.size, outcome.sha256 = final.path, final.size, final.sha256
-        self._emit(FileSaved(outcome, final.path))
+            self._journal.files_saved(records)
+        for outcome, final in saved:
+            outcome.mark(Status.SUCCEEDED, None, None)
+            outcome.output_path, outcome.size = final.path, final.size
+            outcome.sha256 = final.sha256
+            self._emit(FileSaved(outcome, final.path))
 
     def _failed(self, outcome: Outcome, message: str, kind: str = "download_failed") -> None:
         outcome.mark(Status.DOWNLOAD_FAILED, kind, f"{message}; a rerun downloads it again")
@@ -242,7 +255,8 @@ class Fetcher:
             self._journal.final_url_refreshed(row_key(outcome.item), list(entry.urls), final)
         outcome.final_url = final
         self._emit(FileRetry(outcome))
-        # First in line: a fresh link must not expire again behind the whole queue.
+        # First in line: a fresh link must not expire again behind the whole queue
+        # (only the pool's backlog, one download per worker, is ahead of it).
         self._queue.appendleft(_Task(outcome, entry.urls, task.seq, task.refreshes + 1))
         return True
 

@@ -7,6 +7,7 @@ whose journal was lost take the final as done).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,29 +123,33 @@ def export_finals(result: RunResult, spec: ExportSpec, folder: OutputFolder) -> 
 def run_report(
     result: RunResult, manifest: Manifest, folder: OutputFolder, model: str, service: str
 ) -> Report:
-    rows = []
+    """The run's report; its rows are made one at a time as the report is written."""
+    rows = _report_rows(result, folder, model, service)
+    return Report(manifest.source, result.summary(), rows, list(manifest.warnings))
+
+
+def _report_rows(
+    result: RunResult, folder: OutputFolder, model: str, service: str
+) -> Iterator[ReportRow]:
     for o in result.outcomes:
         item = o.item
         made = o.status == Status.SUCCEEDED and o.output_path is not None
-        rows.append(
-            ReportRow(
-                sku=item.sku,
-                name=item.name,
-                image_url=item.image_url,
-                client_ref=item.client_ref,
-                status=o.status.value,
-                batch_id=o.batch_id,
-                run_id=o.run_id,
-                error_kind=o.error_kind,
-                error_message=o.error_message,
-                output_path=folder.relative(o.output_path) if o.output_path else None,
-                export_path=folder.relative(o.export_path) if o.export_path else None,
-                line=item.line,
-                size=o.size,
-                sha256=o.sha256,
-                elements=list(item.elements),
-                endpoint=service if made else None,
-                request_fingerprint=fingerprint(item, model),
-            )
+        yield ReportRow(
+            sku=item.sku,
+            name=item.name,
+            image_url=item.image_url,
+            client_ref=item.client_ref,
+            status=o.status.value,
+            batch_id=o.batch_id,
+            run_id=o.run_id,
+            error_kind=o.error_kind,
+            error_message=o.error_message,
+            output_path=folder.relative(o.output_path) if o.output_path else None,
+            export_path=folder.relative(o.export_path) if o.export_path else None,
+            line=item.line,
+            size=o.size,
+            sha256=o.sha256,
+            elements=list(item.elements),
+            endpoint=service if made else None,
+            request_fingerprint=fingerprint(item, model),
         )
-    return Report(manifest.source, result.summary(), rows, list(manifest.warnings))

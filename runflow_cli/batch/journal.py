@@ -302,14 +302,15 @@ class Journal:
                 ],
             )
 
-    def file_saved(
-        self, row_key: str, output_path: str, size: int, sha256: str, mtime_ns: int | None = None
-    ) -> None:
+    def files_saved(self, saved: Iterable[tuple[str, str, int, str, int | None]]) -> None:
+        """Record finals saved (row key, output path, size, SHA-256, modification time):
+        one transaction for a run's downloads that ended together."""
+        now = _now()
         with self._transaction() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE rows SET output_path=?, size=?, sha256=?, mtime_ns=?, updated_at=? "
                 "WHERE row_key=?",
-                (output_path, size, sha256, mtime_ns, _now(), row_key),
+                [(path, size, sha256, mtime, now, key) for key, path, size, sha256, mtime in saved],
             )
 
     def files_checked(self, mtimes: dict[str, int]) -> None:

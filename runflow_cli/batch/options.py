@@ -36,7 +36,7 @@ class BatchOptions:
     batch_size: int = MAX_BATCH_SIZE
     max_in_flight: int = 20
     """Batches created and not yet finished, at most."""
-    poll_interval: float = 1.0
+    poll_interval: float = 0.5
     """First wait before a batch is polled (until a batch of this run has finished, then
     about as long as batches took); grows x1.5 while nothing changes."""
     max_poll_interval: float = 20.0

@@ -66,6 +66,8 @@ class _OutputPath:
 
 @dataclass
 class Outcome:
+    """What became of one manifest row (one per row, held for the whole run: slotted)."""
+
     item: Item
     status: Status = Status.PENDING
     batch_id: str | None = None

@@ -53,6 +53,9 @@ from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
 
+GATHER = 0.02
+"""Seconds the loop lets finished downloads gather before it records them."""
+
 
 class Pipeline:
     """Runs one plan through the batch API and saves each final. Use once."""
@@ -220,8 +223,11 @@ class Pipeline:
             # Nothing to poll: send at once, or wait for a download (which wakes us).
             timeout = 0.0 if self._pending else 1.0
         if self._inbox is not None or self._fetcher.busy:
-            # Woken early by a finished download or an arriving webhook.
-            self._wake.wait(timeout)
+            # Woken early by a finished download or an arriving webhook. Downloads end
+            # hundreds of times a second: let a few more end before recording them,
+            # together (the pool holds a backlog, so no worker waits for this).
+            if self._wake.wait(timeout) and timeout > 0:
+                self._sleep(min(GATHER, timeout))
             self._wake.clear()
         elif timeout > 0:
             self._sleep(timeout)

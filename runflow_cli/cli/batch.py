@@ -78,7 +78,7 @@ def batch_command(
     prompt: PromptOpt = None,
     batch_size: BatchSizeOpt = 100,
     max_in_flight: MaxInFlightOpt = 20,
-    poll_interval: PollIntervalOpt = 1.0,
+    poll_interval: PollIntervalOpt = 0.5,
     max_poll_interval: MaxPollIntervalOpt = 20.0,
     batch_timeout: BatchTimeoutOpt = 6 * 3600.0,
     download_workers: DownloadWorkersOpt = 16,

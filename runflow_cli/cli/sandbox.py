@@ -97,6 +97,17 @@ def sandbox_command(
         int,
         typer.Option("--image-size", min=16, help="Side in pixels of the synthetic source photos."),
     ] = 384,
+    final_size: Annotated[
+        int | None,
+        typer.Option(
+            "--final-size",
+            min=16,
+            max=8192,
+            help="Hand out finals of real photo dimensions: this many pixels on their "
+            "longer side (4096: a product photo), small on disk (low-quality WebP).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed for every random choice (repeatable runs).")
     ] = 0,
@@ -171,6 +182,7 @@ def sandbox_command(
         webhook_max_attempts=webhook_max_attempts,
         webhook_backoff=webhook_backoff,
         image_size=image_size,
+        final_size=final_size,
         seed=seed,
         file_url_ttl=file_url_ttl,
         file_base_url=file_base_url,

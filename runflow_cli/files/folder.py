@@ -67,6 +67,12 @@ class OutputFolder:
 
     def relative(self, path: Path) -> str:
         """How reports and the journal record ``path``: relative to OUT, else as given."""
+        # A final (OUT/<sku>/<name>) the quick way: once per final and per report row,
+        # where relative_to costs more than the rest, and str(path) would stay cached in
+        # every outcome's path for the whole run.
+        parent = path.parent
+        if parent.parent == self.root:
+            return f"{parent.name}/{path.name}"
         if path.is_relative_to(self.root):
             return path.relative_to(self.root).as_posix()
         return str(path)

@@ -10,9 +10,9 @@ needs.
 from __future__ import annotations
 
 import csv
-import io
 import json
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,10 @@ CSV_COLUMNS = (
     "output_path",
     "export_path",
 )
+CHUNK_CHARS = 64 * 1024
+"""Reports are written in pieces of about this many characters."""
+SPOOL_BYTES = 1024 * 1024
+"""The CSV report waits in memory up to this size, then in a temporary file."""
 JSON_ONLY = ("line", "size", "sha256", "elements", "endpoint", "request_fingerprint")
 """Columns of the JSON report beyond the CSV's."""
 
@@ -113,28 +117,30 @@ class ReportRow:
 
 @dataclass
 class Report:
+    """A run's report. Written, ``rows`` may be any iterable (a generator over a run's
+    outcomes: the rows are never all in memory at once); read, it is a list."""
+
     manifest: str
     summary: dict[str, Any]
-    rows: list[ReportRow]
+    rows: Iterable[ReportRow]
     warnings: list[str] = field(default_factory=list)
     """What the run warned about (unknown columns, repeated rows, settings): kept here
     whatever ``--quiet`` kept off stderr."""
 
 
 def write_reports(folder: OutputFolder, report: Report) -> tuple[Path, Path]:
-    """Write both reports atomically; returns their paths.
+    """Write both reports atomically, streaming the rows; returns their paths.
 
     A disk that refuses them (full, read-only) raises :class:`~runflow_cli.errors.LocalIOError`
     naming the report; each is whole or absent, never cut short."""
     folder.ensure()
-    document = {
+    head = {
         "runflow_cli": __version__,
         "manifest": report.manifest,
         "summary": report.summary,
         "warnings": list(report.warnings),
-        "items": [row.to_json() for row in report.rows],
     }
-    return _write(folder, document)
+    return _write(folder, head, (row.to_json() for row in report.rows))
 
 
 def read_report(folder: OutputFolder) -> Report:
@@ -155,14 +161,15 @@ def record_exports(folder: OutputFolder, exports: Mapping[str, str]) -> tuple[Pa
     """Fill ``export_path`` in both reports: ``exports`` maps a row's ``output_path`` to its
     export's path (both relative to OUT). Everything else in the report is kept as it is."""
     document = _read(folder)
-    for row in document["items"]:
+    items = document.pop("items")
+    for row in items:
         if isinstance(row, dict):
             export = exports.get(row.get("output_path") or "")
             if export is not None:
                 row["export_path"] = export
             else:
                 row.setdefault("export_path", None)
-    return _write(folder, document)
+    return _write(folder, document, (row for row in items if isinstance(row, dict)))
 
 
 def _read(folder: OutputFolder) -> dict[str, Any]:
@@ -182,16 +189,52 @@ def _read(folder: OutputFolder) -> dict[str, Any]:
     return document
 
 
-def _write(folder: OutputFolder, document: dict[str, Any]) -> tuple[Path, Path]:
-    rows: Iterable[Any] = document["items"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore"
-    )
-    writer.writeheader()
-    for row in rows:
-        if isinstance(row, dict):
+def _write(
+    folder: OutputFolder, head: dict[str, Any], rows: Iterable[dict[str, Any]]
+) -> tuple[Path, Path]:
+    """Stream ``rows`` into the JSON report and, in the same pass, the CSV report.
+
+    The JSON report is ``head`` (indented) plus ``items``, one row per line. The CSV
+    lines wait in a spooled temporary file (memory up to :data:`SPOOL_BYTES`, then the
+    system's temporary folder, outside OUT) and are written once the JSON is whole.
+    """
+    with tempfile.SpooledTemporaryFile(
+        SPOOL_BYTES, mode="w+", encoding="utf-8", newline=""
+    ) as spool:
+        writer = csv.DictWriter(
+            spool, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore"
+        )
+        writer.writeheader()
+
+        def to_csv(row: dict[str, Any]) -> dict[str, Any]:
             writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS})
-    csv_path = folder.write_text(REPORT_CSV, buffer.getvalue())
-    json_path = folder.write_text(REPORT_JSON, json.dumps(document, indent=2) + "\n")
-    return csv_path, json_path
+            return row
+
+        json_path = folder.write_stream(
+            folder.path(REPORT_JSON), _json_chunks(head, map(to_csv, rows)), durable=False
+        )
+        spool.seek(0)
+        csv_chunks = (text.encode() for text in iter(lambda: spool.read(CHUNK_CHARS), ""))
+        csv_path = folder.write_stream(folder.path(REPORT_CSV), csv_chunks, durable=False)
+    return csv_path.path, json_path.path
+
+
+def _json_chunks(head: dict[str, Any], rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """``{**head, "items": [...rows]}`` as JSON, a chunk at a time: the head indented as
+    ``json.dumps(indent=2)`` has it, then each row on a line of its own (the C encoder:
+    fast, and the rows are never all in memory)."""
+    opening, closing = json.dumps({**head, "items": [None]}, indent=2).rsplit("null", 1)
+    pieces, size, first = [opening], len(opening), True
+    for row in rows:
+        text = json.dumps(row) if first else ",\n    " + json.dumps(row)
+        first = False
+        pieces.append(text)
+        size += len(text)
+        if size >= CHUNK_CHARS:
+            yield "".join(pieces).encode()
+            pieces, size = [], 0
+    if first:  # no rows: "items": []
+        pieces = [json.dumps({**head, "items": []}, indent=2)]
+        closing = ""
+    pieces.append(closing + "\n")
+    yield "".join(pieces).encode()

@@ -11,13 +11,17 @@ painted-out pixels, a real crop, a real alpha channel.
 from __future__ import annotations
 
 import colorsys
+import functools
 import hashlib
 import io
 import math
 import random
+from fractions import Fraction
 from urllib.parse import urlsplit
 
 from PIL import Image, ImageChops, ImageDraw
+
+from .settings import ELEMENTS, STAGE_PREFIXES
 
 TAG_MARKER = (255, 0, 200)
 FIGURE_MARKER = (226, 170, 110)
@@ -27,6 +31,11 @@ SYNTHETIC_HOST = "cdn.example.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_SOURCE_SIDE = 2048
 MAX_CANVAS_SIDE = 8192
+PHOTO_QUALITY = 10
+"""WebP quality of photo-sized finals: low, so 4,096 px finals stay ~50-75 KB on disk."""
+PHOTO_ASPECT_DENOMINATOR = 16
+"""A photo-sized final's shape is the nearest ratio with at most this denominator (1:1,
+4:5, 9:16 exactly), so only a few dozen distinct shapes are ever encoded."""
 
 RGB = tuple[int, int, int]
 
@@ -40,10 +49,15 @@ class ItemError(Exception):
         self.message = message
 
 
+def is_synthetic(url: str) -> bool:
+    """True for a source the sandbox draws itself (``https://cdn.example.com/<path>``)."""
+    return (urlsplit(url).hostname or "").lower() == SYNTHETIC_HOST
+
+
 def load_source(url: str, size: int) -> Image.Image:
     """The RGB source image behind ``url``, or ``ItemError`` saying why there is none."""
     host = (urlsplit(url).hostname or "").lower()
-    if host == SYNTHETIC_HOST:
+    if is_synthetic(url):
         return synthesize(urlsplit(url).path, size)
     if host not in LOOPBACK_HOSTS:
         raise ItemError(
@@ -248,3 +262,75 @@ def encode_webp(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "WEBP", quality=80, method=0)
     return buffer.getvalue()
+
+
+def photo_dimensions(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` scaled so its longer side is ``side``, its shape rounded to the nearest
+    ratio with a denominator of at most ``PHOTO_ASPECT_DENOMINATOR``."""
+    w, h = size
+    shape = Fraction(min(w, h), max(w, h)).limit_denominator(PHOTO_ASPECT_DENOMINATOR)
+    other = max(1, round(side * shape))
+    return (side, other) if w >= h else (other, side)
+
+
+def encode_photo(image: Image.Image, side: int) -> bytes:
+    """A photo-sized final standing in for ``image``: same mode and shape, ``side`` px on
+    its longer side, lightly textured so it stays small on disk.
+
+    Encoding 16 megapixels takes about a second, so the pixels depend only on the mode
+    and the dimensions and each shape is encoded once (cached): what a client does with
+    a final (download, decode, scale) depends on its size, not on what it shows.
+    """
+    return _photo(image.mode if image.mode == "RGBA" else "RGB", photo_dimensions(image.size, side))
+
+
+@functools.lru_cache(maxsize=16)
+def _photo(mode: str, size: tuple[int, int]) -> bytes:
+    w, h = size
+    gradient = Image.linear_gradient("L").resize(size)
+    image = Image.composite(
+        Image.new("RGB", size, (232, 231, 228)), Image.new("RGB", size, (248, 247, 245)), gradient
+    )
+    product = (w * 0.3, h * 0.25, w * 0.7, h * 0.8)
+    ImageDraw.Draw(image).rectangle(product, fill=(118, 64, 92))
+    if mode == "RGBA":
+        alpha = Image.new("L", size, 0)
+        ImageDraw.Draw(alpha).rectangle(product, fill=255)
+        image.putalpha(alpha)
+    buffer = io.BytesIO()
+    image.save(buffer, "WEBP", quality=PHOTO_QUALITY, method=0)
+    return buffer.getvalue()
+
+
+Rendered = tuple[tuple[str, bytes], ...]
+"""An item's output files, in order: (file name, WebP bytes); the final is last."""
+
+
+def render(
+    image: Image.Image, elements: tuple[str, ...], aspect_ratio: str | None, final_size: int | None
+) -> Rendered:
+    """Run the stages in their fixed order on ``image``; every stage's file, then the final."""
+    files = []
+    for element in ELEMENTS:
+        if element in elements:
+            image = STAGES[element](image)
+            files.append((f"{STAGE_PREFIXES[element]}_00001_.webp", encode_webp(image)))
+    if aspect_ratio:
+        image = pad_to_ratio(image, aspect_ratio)
+    final = encode_webp(image) if final_size is None else encode_photo(image, final_size)
+    files.append(("result_00001_.webp", final))
+    return tuple(files)
+
+
+@functools.lru_cache(maxsize=256)
+def render_synthetic(
+    path: str,
+    elements: tuple[str, ...],
+    aspect_ratio: str | None,
+    size: int,
+    final_size: int | None,
+) -> Rendered:
+    """:func:`render` of the synthetic source at ``path``: the same arguments give the same
+    bytes, so a catalog that shows one photo under many URLs (``?v=1``, ``?v=2``) costs the
+    sandbox's CPU once, however many items it has."""
+    return render(synthesize(path, size), elements, aspect_ratio, final_size)

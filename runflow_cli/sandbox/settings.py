@@ -53,6 +53,11 @@ class SandboxSettings:
     requests, e.g. ``{"429": 0.3, "503": 0.1, "drop": 0.05}`` (kinds: ``429`` with
     ``Retry-After: 1``, ``500``, ``503``, ``502_html``, ``drop``); the API rates above
     never touch ``/files``.
+    ``image_size`` is the side of the synthetic sources the stages work on.
+    ``final_size``: finals (``result_*``) come out with real photo dimensions, this many
+    pixels on their longer side (4096: a product photo), in the item's mode and shape,
+    lightly textured and encoded at low quality so they stay small on disk (~50-75 KB at
+    4096 px); None: the final is the last stage's output, ``image_size`` or so.
     """
 
     api_key: str | None = None
@@ -72,6 +77,7 @@ class SandboxSettings:
     webhook_max_attempts: int = 5
     webhook_backoff: float = 0.5
     image_size: int = 384
+    final_size: int | None = None
     seed: int = 0
     file_url_ttl: float | None = None
     file_base_url: str | None = None
