@@ -135,6 +135,48 @@ def test_a_signal_during_a_trickle_ends_the_run_within_two_seconds(
     assert {r["error_kind"] for r in rows} == {"interrupted"}, (rows, stderr_of(out))
 
 
+@pytest.mark.parametrize("nth", [1, 3])
+def test_a_signal_as_a_download_starts_still_marks_and_aborts_it(
+    sb: Sandbox, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nth: int
+) -> None:
+    """A Ctrl-C that lands just after the ``nth`` download was handed to a worker, before
+    the run wrote it down: that row is ``interrupted`` too, and its download aborted (else
+    the exit would wait for the trickle). The in-process CLI, the signal raised in place."""
+    import runflow_cli.batch.downloads as downloads
+
+    pools: list[Any] = []
+
+    class SignalAfterSubmit(downloads.ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            future = super().submit(*args, **kwargs)
+            pools.append(self)
+            SignalAfterSubmit.submitted += 1
+            handler = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+            if SignalAfterSubmit.submitted == nth and handler.__class__.__name__ == "Interrupts":
+                signal.raise_signal(signal.SIGINT)  # the CLI's handler runs here, at once
+            return future
+
+    monkeypatch.setattr(downloads, "ThreadPoolExecutor", SignalAfterSubmit)
+    manifest, out = write_manifest(tmp_path / "m.csv", 3), tmp_path / "out"
+    with hostile_cdn(mode="trickle", interval=2.0) as cdn:
+        sb.settings.file_base_url = cdn.url
+        result = run_batch(cli, sb, manifest, out)
+        workers = [t for pool in pools for t in pool._threads]
+        for worker in workers:
+            worker.join(WAIT)  # the CDN would trickle for days: only an abort ends them
+        alive = [t.name for t in workers if t.is_alive()]
+
+    assert SignalAfterSubmit.submitted >= nth  # the signal was raised
+    assert result.code == 130, result.err
+    assert not alive, f"downloads still running after the run ended: {alive}"
+    rows = report_rows(out)
+    assert {r["status"] for r in rows} == {"pending"}
+    assert {r["error_kind"] for r in rows} == {"interrupted"}, rows
+    assert not list(out.rglob("*.part"))
+
+
 # --- a gzip bomb ----------------------------------------------------------------------
 
 
