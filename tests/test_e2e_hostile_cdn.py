@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -109,6 +110,40 @@ def test_a_trickle_becomes_download_failed_at_the_deadline_and_a_rerun_saves_it(
     assert len(list(out.rglob("*.webp"))) == 2
 
 
+def _runqueue_wait(pid: int) -> float | None:
+    """Seconds the main thread of ``pid`` has waited for a CPU (Linux schedstat), or None."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _exit_after(proc: subprocess.Popen[bytes], signum: int, timeout: float) -> tuple[float, str]:
+    """Send ``signum`` and wait for the exit: the seconds it took, less the time the CLI's
+    main thread waited for a CPU (on a busy machine, not the CLI's doing; any time it was
+    blocked, on the CDN, a grace period or a join, still counts), and how that was told."""
+    waiting = _runqueue_wait(proc.pid)
+    exited = os.pidfd_open(proc.pid) if hasattr(os, "pidfd_open") else None
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    if exited is None:
+        proc.wait(timeout)
+        return time.monotonic() - sent, "wall clock"
+    try:  # readable at the exit; the process is kept (a zombie) to read its schedstat
+        if not select.select([exited], [], [], timeout)[0]:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        took = time.monotonic() - sent
+    finally:
+        os.close(exited)
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    waited = _runqueue_wait(proc.pid)
+    proc.wait()
+    if waiting is None or waited is None:
+        return took, "wall clock"
+    starved = waited - waiting
+    return took - starved, f"{took:.2f} s wall, {starved:.2f} s of it waiting for a CPU"
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_during_a_trickle_ends_the_run_within_two_seconds(
     sb: Sandbox, tmp_path: Path, signum: int, code: int
@@ -119,20 +154,59 @@ def test_a_signal_during_a_trickle_ends_the_run_within_two_seconds(
         with cli_process(sb, manifest, out) as proc:
             if not cdn.wait_trickles(3, WAIT):
                 pytest.fail(f"the downloads did not start within {WAIT} s:\n{stderr_of(out)}")
-            sent = time.monotonic()
-            proc.send_signal(signum)
             try:
-                returncode = proc.wait(timeout=10)
+                took, clock = _exit_after(proc, signum, timeout=10)
             except subprocess.TimeoutExpired:
                 pytest.fail(f"still running 10 s after {signal.Signals(signum).name}")
-            took = time.monotonic() - sent
 
-    assert returncode == code, stderr_of(out)
-    assert took < 2.0, f"exited {took:.2f} s after the signal"
+    assert proc.returncode == code, stderr_of(out)
+    assert took < 2.0, f"exited {took:.2f} s after the signal ({clock})"
     assert not list(out.rglob("*.part"))  # the files in flight were removed
     rows = report_rows(out)  # the reports were written on the way out
     assert {r["status"] for r in rows} == {"pending"}
     assert {r["error_kind"] for r in rows} == {"interrupted"}, (rows, stderr_of(out))
+
+
+@pytest.mark.parametrize("nth", [1, 3])
+def test_a_signal_as_a_download_starts_still_marks_and_aborts_it(
+    sb: Sandbox, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nth: int
+) -> None:
+    """A Ctrl-C that lands just after the ``nth`` download was handed to a worker, before
+    the run wrote it down: that row is ``interrupted`` too, and its download aborted (else
+    the exit would wait for the trickle). The in-process CLI, the signal raised in place."""
+    import runflow_cli.batch.downloads as downloads
+
+    pools: list[Any] = []
+
+    class SignalAfterSubmit(downloads.ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            future = super().submit(*args, **kwargs)
+            pools.append(self)
+            SignalAfterSubmit.submitted += 1
+            handler = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+            if SignalAfterSubmit.submitted == nth and handler.__class__.__name__ == "Interrupts":
+                signal.raise_signal(signal.SIGINT)  # the CLI's handler runs here, at once
+            return future
+
+    monkeypatch.setattr(downloads, "ThreadPoolExecutor", SignalAfterSubmit)
+    manifest, out = write_manifest(tmp_path / "m.csv", 3), tmp_path / "out"
+    with hostile_cdn(mode="trickle", interval=2.0) as cdn:
+        sb.settings.file_base_url = cdn.url
+        result = run_batch(cli, sb, manifest, out)
+        workers = [t for pool in pools for t in pool._threads]
+        for worker in workers:
+            worker.join(WAIT)  # the CDN would trickle for days: only an abort ends them
+        alive = [t.name for t in workers if t.is_alive()]
+
+    assert SignalAfterSubmit.submitted >= nth  # the signal was raised
+    assert result.code == 130, result.err
+    assert not alive, f"downloads still running after the run ended: {alive}"
+    rows = report_rows(out)
+    assert {r["status"] for r in rows} == {"pending"}
+    assert {r["error_kind"] for r in rows} == {"interrupted"}, rows
+    assert not list(out.rglob("*.part"))
 
 
 # --- a gzip bomb ----------------------------------------------------------------------

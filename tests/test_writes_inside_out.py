@@ -196,7 +196,15 @@ def test_links_met_at_write_time_fail_only_their_rows_and_exit_5(
         assert report[sku]["status"] == "download_failed"
         assert report[sku]["error_kind"] == "local_io"
         assert f"{out / link} is a symbolic link" in report[sku]["error_message"]
-    assert f"{out / 'A' / 'front.webp'} is a symbolic link" in result.err  # the one message
+    # The one message is the first refusal's. Which row's comes first is the downloads'
+    # race (A's final, or B's stage after B's final): the log says, in order.
+    events = [json.loads(line) for line in result.out.splitlines() if line.startswith("{")]
+    failed = [e["sku"] for e in events if e["type"] == "item_failed"]
+    assert sorted(failed) == ["A", "B"]
+    links = {"A": out / "A" / "front.webp", "B": out / "B" / "back.stages"}
+    first, second = failed
+    assert f"{links[first]} is a symbolic link" in result.err
+    assert f"{links[second]} is a symbolic link" not in result.err
     assert (out / "A" / "front.webp").is_symlink()  # refused, not replaced
     assert sb.count("POST", "/v1/models/") == 1  # one batch: nothing stopped buying
 

@@ -139,9 +139,12 @@ class Fetcher:
         """Start waiting downloads while a worker is free (never once interrupted)."""
         room = BACKLOG * self._workers
         while self._queue and len(self._tasks) < room and not self._interrupted:
-            task = self._queue.popleft()
-            future = self._pool.submit(self._download, task)
-            self._tasks[future] = task
+            # A signal between the start and the record would lose the row (no reason in
+            # the report) and its download (never aborted): it lands after both.
+            with self._critical():
+                task = self._queue.popleft()
+                future = self._pool.submit(self._download, task)
+                self._tasks[future] = task
             future.add_done_callback(lambda _: self._wake.set())
 
     def _download(self, task: _Task) -> SavedFinal:
@@ -158,39 +161,62 @@ class Fetcher:
     def harvest(self, timeout: float) -> None:
         """Record finished downloads, waiting up to ``timeout`` for the first."""
         done, _ = wait(list(self._tasks), timeout=timeout, return_when=FIRST_COMPLETED)
-        saved: list[tuple[Outcome, SavedFile]] = []
-        for future in done:
-            task = self._tasks.pop(future)
-            if future.cancelled():
-                self._not_started(task)
-                continue
+        expired: list[tuple[_Task, ExpiredURLError]] = []
+        # A signal lands once these are recorded, never between taking one and that.
+        with self._critical():
+            saved: list[tuple[Outcome, SavedFile]] = []
+            for future in [f for f in self._tasks if f in done]:  # in the order they started
+                task = self._tasks.pop(future)
+                found = self._record(future, task)
+                if isinstance(found, ExpiredURLError):
+                    expired.append((task, found))
+                elif found is not None:
+                    saved.append((task.outcome, found))
+            if saved:
+                self._saved(saved)
+        for n, (task, exc) in enumerate(expired):  # an API call each: not held up
             try:
-                saved_final = future.result()
-            except DownloadAborted:
-                task.outcome.mark(
-                    Status.PENDING,
-                    "interrupted",
-                    "interrupted during its download; a rerun downloads it",
-                )
-            except ExpiredURLError as exc:
-                if task.refreshes < MAX_REFRESHES and not self._interrupted and self._refresh(task):
-                    continue
-                self._failed(task.outcome, exc.message)
-            except LocalIOError as exc:
-                # The disk refuses every final (exit 5, stop buying more), or a link in OUT
-                # refuses this one (exit 5; the ledger buys on).
-                if exc.stops_run or isinstance(exc, OutsideOutputError):
-                    self._failed(task.outcome, exc.message, kind="local_io")
-                    self._on_local_fault(exc)
-                else:
-                    self._failed(task.outcome, exc.message)
-            except Exception as exc:  # one bad file must not end a run of thousands
-                self._failed(task.outcome, failure_message(exc))
-            else:
-                saved.append((task.outcome, saved_final.final))
-        if saved:
-            self._saved(saved)
+                self._refresh_or_fail(task, exc)
+            except KeyboardInterrupt:
+                for left, _ in expired[n:]:  # queued again or not: a rerun downloads them
+                    self._not_started(left)
+                raise
         self._feed()
+
+    def _record(
+        self, future: Future[SavedFinal], task: _Task
+    ) -> SavedFile | ExpiredURLError | None:
+        """A finished download: its final to record as saved, an expired link to refresh,
+        or None (its row marked here)."""
+        if future.cancelled():
+            self._not_started(task)
+            return None
+        try:
+            return future.result().final
+        except DownloadAborted:
+            task.outcome.mark(
+                Status.PENDING,
+                "interrupted",
+                "interrupted during its download; a rerun downloads it",
+            )
+        except ExpiredURLError as exc:
+            return exc
+        except LocalIOError as exc:
+            # The disk refuses every final (exit 5, stop buying more), or a link in OUT
+            # refuses this one (exit 5; the ledger buys on).
+            if exc.stops_run or isinstance(exc, OutsideOutputError):
+                self._failed(task.outcome, exc.message, kind="local_io")
+                self._on_local_fault(exc)
+            else:
+                self._failed(task.outcome, exc.message)
+        except Exception as exc:  # one bad file must not end a run of thousands
+            self._failed(task.outcome, failure_message(exc))
+        return None
+
+    def _refresh_or_fail(self, task: _Task, expired: ExpiredURLError) -> None:
+        if task.refreshes < MAX_REFRESHES and not self._interrupted and self._refresh(task):
+            return
+        self._failed(task.outcome, expired.message)
 
     def _not_started(self, task: _Task) -> None:
         task.outcome.mark(
@@ -253,11 +279,11 @@ class Fetcher:
             return False
         with self._critical():
             self._journal.final_url_refreshed(row_key(outcome.item), list(entry.urls), final)
-        outcome.final_url = final
+            outcome.final_url = final
+            # First in line: a fresh link must not expire again behind the whole queue
+            # (only the pool's backlog, one download per worker, is ahead of it).
+            self._queue.appendleft(_Task(outcome, entry.urls, task.seq, task.refreshes + 1))
         self._emit(FileRetry(outcome))
-        # First in line: a fresh link must not expire again behind the whole queue
-        # (only the pool's backlog, one download per worker, is ahead of it).
-        self._queue.appendleft(_Task(outcome, entry.urls, task.seq, task.refreshes + 1))
         return True
 
     def interrupt(self) -> None:

@@ -358,34 +358,35 @@ class Pipeline:
             item.index: RowResult.unknown(item, BAD_ANSWER, unusable(flight, why, self._label))
             for item, why in matching.unreadable.values()
         }
+        # A signal lands once every row is settled or handed to a download, not between.
         with self._critical():
             self._journal.batch_terminal(
                 flight.batch_id, batch.status, batch.cost, results + list(unreadable.values())
             )
-        del self._in_flight[flight.batch_id]
-        # With webhooks, the other batches' own events are coming: no polls brought forward.
-        wave = [f.timing for f in self._in_flight.values()] if self._inbox is None else []
-        self._schedule.finished(flight.timing, wave)
-        ledger = self._ledger
-        succeeded = {r.row_key for r in results if r.status == Status.SUCCEEDED}
-        counts = [len(i.elements) for i in flight.rows.values() if row_key(i) in succeeded]
-        cost, stop = self._spending.bill(flight.batch_id, batch.cost, counts)
-        ledger.spent(cost)
-        if stop is not None:
-            ledger.stop(stop, notice=True)
-        sent_at = {item.index: seq for seq, item in flight.rows.items()}
-        seen = set(unreadable)
-        for (item, _), result in zip(matching.found, results, strict=True):
-            seen.add(item.index)
-            if ledger.settle(item, result):
-                self._fetcher.fetch(ledger[item], result.output_urls, sent_at.get(item.index))
-        for item in flight.rows.values():
-            if item.index in unreadable:
-                why = unreadable[item.index].error_message
-                ledger.failed(item, Status.UNKNOWN, BAD_ANSWER, why)
-            elif item.index not in seen:
-                missing = f"batch {flight.batch_id} finished without this item in its output"
-                ledger.failed(item, Status.UNKNOWN, "missing_from_output", missing)
+            del self._in_flight[flight.batch_id]
+            # With webhooks, the other batches' own events are coming: no polls brought forward.
+            wave = [f.timing for f in self._in_flight.values()] if self._inbox is None else []
+            self._schedule.finished(flight.timing, wave)
+            ledger = self._ledger
+            succeeded = {r.row_key for r in results if r.status == Status.SUCCEEDED}
+            counts = [len(i.elements) for i in flight.rows.values() if row_key(i) in succeeded]
+            cost, stop = self._spending.bill(flight.batch_id, batch.cost, counts)
+            ledger.spent(cost)
+            if stop is not None:
+                ledger.stop(stop, notice=True)
+            sent_at = {item.index: seq for seq, item in flight.rows.items()}
+            seen = set(unreadable)
+            for (item, _), result in zip(matching.found, results, strict=True):
+                seen.add(item.index)
+                if ledger.settle(item, result):
+                    self._fetcher.fetch(ledger[item], result.output_urls, sent_at.get(item.index))
+            for item in flight.rows.values():
+                if item.index in unreadable:
+                    why = unreadable[item.index].error_message
+                    ledger.failed(item, Status.UNKNOWN, BAD_ANSWER, why)
+                elif item.index not in seen:
+                    missing = f"batch {flight.batch_id} finished without this item in its output"
+                    ledger.failed(item, Status.UNKNOWN, "missing_from_output", missing)
         self._emit(
             BatchFinished(
                 flight.batch_id,

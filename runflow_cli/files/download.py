@@ -223,6 +223,8 @@ class Downloader:
                 last: Exception = exc
                 cause, retry_after = str(exc), exc.retry_after
             except httpx.TransportError as exc:
+                if self.aborted:  # our own abort shut the socket: no retry to announce
+                    raise DownloadAborted(f"{name}: interrupted") from exc
                 certificate = certificate_error(f"could not download {name}", exc)
                 if certificate is not None:  # waiting does not change a certificate
                     raise DownloadError(str(certificate), hint=certificate.hint) from exc
