@@ -67,7 +67,7 @@ def browse(url: str, tmp: Path, *, timeout: float = 300) -> Browsed:
     done = threading.Event()
     sampler = threading.Thread(target=_sample, args=(proc.pid, peak, done), daemon=True)
     sampler.start()
-    cdp = _Pipe(we_write, we_read, time.monotonic() + timeout)
+    cdp = DevToolsPipe(we_write, we_read, time.monotonic() + timeout)
     try:
         targets = cdp.call("Target.getTargets")["targetInfos"]
         page = next(t["targetId"] for t in targets if t["type"] == "page")
@@ -103,8 +103,10 @@ def browse(url: str, tmp: Path, *, timeout: float = 300) -> Browsed:
     return Browsed(seconds, peak[0], counts[0], counts[1])
 
 
-class _Pipe:
-    """DevTools protocol messages: JSON, each ended by a NUL byte."""
+class DevToolsPipe:
+    """Chromium's DevTools protocol on a pipe (``--remote-debugging-pipe``: fds 3 and 4):
+    JSON messages, each ended by a NUL byte; every wait bounded by ``deadline``. The
+    tests' page session (tests/page_session.py) drives the browser through it too."""
 
     def __init__(self, out: int, into: int, deadline: float) -> None:
         self.out, self.into, self.deadline = out, into, deadline

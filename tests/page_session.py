@@ -8,7 +8,6 @@ bounded by the session's deadline; the browser's process group is killed at the 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import select
 import signal
@@ -19,37 +18,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.browser import DevToolsPipe
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 class Page:
     def __init__(self, out: int, into: int, deadline: float) -> None:
-        self._out, self._into, self._deadline = out, into, deadline
-        self._buffer = b""
-        self._last = 0
+        self._pipe = DevToolsPipe(out, into, deadline)
+        self._deadline = deadline
         self._sid = ""
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        self._last += 1
-        message: dict[str, Any] = {"id": self._last, "method": method, "params": params or {}}
-        if self._sid:
-            message["sessionId"] = self._sid
-        os.write(self._out, json.dumps(message).encode() + b"\0")
-        while True:
-            while b"\0" not in self._buffer:
-                left = self._deadline - time.monotonic()
-                if left <= 0 or not select.select([self._into], [], [], left)[0]:
-                    raise TimeoutError(f"Chromium did not answer {method}")
-                chunk = os.read(self._into, 1 << 20)
-                if not chunk:
-                    raise EOFError("Chromium closed its pipe")
-                self._buffer += chunk
-            raw, self._buffer = self._buffer.split(b"\0", 1)
-            answer = json.loads(raw)
-            if answer.get("id") == self._last:
-                if "error" in answer:
-                    raise RuntimeError(f"{method}: {answer['error']}")
-                return answer["result"]
+        return self._pipe.call(method, params, self._sid)
 
     def attach(self) -> None:
         targets = self.call("Target.getTargets")["targetInfos"]
