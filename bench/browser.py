@@ -15,10 +15,13 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,61 +47,76 @@ def available() -> bool:
     return CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)
 
 
-def browse(url: str, tmp: Path, *, timeout: float = 300) -> Browsed:
-    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
+@contextmanager
+def chromium(
+    profile: Path, *, timeout: float, window: tuple[int, int] = WINDOW
+) -> Iterator[tuple[subprocess.Popen[bytes], DevToolsPipe]]:
+    """Headless Chromium on a blank page, driven over a pipe (the protocol's fds: 3 for
+    commands, 4 for answers); every answer awaited at most until ``timeout`` from now.
+    On exit its whole process group is killed (the wrapper script and the browser)."""
     chrome_reads, we_write = os.pipe()
     we_read, chrome_writes = os.pipe()
 
-    def pipes() -> None:  # the protocol's fds: 3 (commands in) and 4 (answers out)
+    def pipes() -> None:
         os.dup2(chrome_reads, 3)
         os.dup2(chrome_writes, 4)
 
     proc = subprocess.Popen(
         [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--remote-debugging-pipe", f"--user-data-dir={profile}",
-         f"--window-size={WINDOW[0]},{WINDOW[1]}", "about:blank"],
+         "--disable-quic", "--remote-debugging-pipe", f"--user-data-dir={profile}",
+         f"--window-size={window[0]},{window[1]}", "about:blank"],
         pass_fds=(3, 4), preexec_fn=pipes, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     os.close(chrome_reads)
     os.close(chrome_writes)
-    peak = [0.0]
-    done = threading.Event()
-    sampler = threading.Thread(target=_sample, args=(proc.pid, peak, done), daemon=True)
-    sampler.start()
-    cdp = DevToolsPipe(we_write, we_read, time.monotonic() + timeout)
     try:
-        targets = cdp.call("Target.getTargets")["targetInfos"]
-        page = next(t["targetId"] for t in targets if t["type"] == "page")
-        session = cdp.call("Target.attachToTarget", {"targetId": page, "flatten": True})
-        sid = session["sessionId"]
-        started = time.perf_counter()
-        cdp.call("Page.navigate", {"url": url}, sid)
-        for _ in range(MAX_SCREENS):
-            time.sleep(PAUSE)
-            moved = cdp.evaluate(
-                "(function(){var y=scrollY; scrollBy(0, innerHeight); return scrollY>y})()", sid
-            )
-            if not moved:
-                break
-        time.sleep(1)  # the last screen's pictures
-        seconds = time.perf_counter() - started
-        counts = cdp.evaluate(
-            "[document.querySelectorAll('img[data-loaded=\"1\"]').length,"
-            " document.querySelectorAll('img[src]').length]",  # not the sources, unasked
-            sid,
-        )
-        cdp.send("Browser.close")
-        proc.wait(timeout=30)
+        yield proc, DevToolsPipe(we_write, we_read, time.monotonic() + timeout)
     finally:
-        done.set()
         if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
         os.close(we_write)
         os.close(we_read)
-        sampler.join(timeout=5)
+
+
+def browse(url: str, tmp: Path, *, timeout: float = 300) -> Browsed:
+    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp))
+    peak = [0.0]
+    done = threading.Event()
+    try:
+        with chromium(profile, timeout=timeout) as (proc, cdp):
+            sampler = threading.Thread(target=_sample, args=(proc.pid, peak, done), daemon=True)
+            sampler.start()
+            try:
+                targets = cdp.call("Target.getTargets")["targetInfos"]
+                page = next(t["targetId"] for t in targets if t["type"] == "page")
+                session = cdp.call("Target.attachToTarget", {"targetId": page, "flatten": True})
+                sid = session["sessionId"]
+                started = time.perf_counter()
+                cdp.call("Page.navigate", {"url": url}, sid)
+                for _ in range(MAX_SCREENS):
+                    time.sleep(PAUSE)
+                    moved = cdp.evaluate(
+                        "(function(){var y=scrollY; scrollBy(0, innerHeight); return scrollY>y})()",
+                        sid,
+                    )
+                    if not moved:
+                        break
+                time.sleep(1)  # the last screen's pictures
+                seconds = time.perf_counter() - started
+                counts = cdp.evaluate(
+                    "[document.querySelectorAll('img[data-loaded=\"1\"]').length,"
+                    " document.querySelectorAll('img[src]').length]",  # not the sources, unasked
+                    sid,
+                )
+                cdp.send("Browser.close")
+                proc.wait(timeout=30)
+            finally:
+                done.set()
+                sampler.join(timeout=5)
+    finally:
         shutil.rmtree(profile, ignore_errors=True)
     return Browsed(seconds, peak[0], counts[0], counts[1])
 

@@ -8,25 +8,20 @@ bounded by the session's deadline; the browser's process group is killed at the 
 from __future__ import annotations
 
 import base64
-import os
 import select
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.browser import DevToolsPipe
-
-CHROMIUM = Path("/usr/bin/chromium")
+from bench.browser import DevToolsPipe, chromium
 
 
 class Page:
-    def __init__(self, out: int, into: int, deadline: float) -> None:
-        self._pipe = DevToolsPipe(out, into, deadline)
-        self._deadline = deadline
+    def __init__(self, pipe: DevToolsPipe) -> None:
+        self._pipe = pipe
+        self._deadline = pipe.deadline
         self._sid = ""
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
@@ -68,29 +63,7 @@ class Page:
 
 @contextmanager
 def page_session(profile: Path, *, timeout: float = 120) -> Iterator[Page]:
-    chrome_reads, we_write = os.pipe()
-    we_read, chrome_writes = os.pipe()
-
-    def pipes() -> None:  # the protocol's fds: 3 (commands in) and 4 (answers out)
-        os.dup2(chrome_reads, 3)
-        os.dup2(chrome_writes, 4)
-
-    proc = subprocess.Popen(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-quic", "--remote-debugging-pipe", f"--user-data-dir={profile}",
-         "--window-size=1280,900", "about:blank"],
-        pass_fds=(3, 4), preexec_fn=pipes, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    os.close(chrome_reads)
-    os.close(chrome_writes)
-    try:
-        page = Page(we_write, we_read, time.monotonic() + timeout)
+    with chromium(profile, timeout=timeout) as (_, pipe):
+        page = Page(pipe)
         page.attach()
         yield page
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        os.close(we_write)
-        os.close(we_read)

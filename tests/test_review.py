@@ -24,6 +24,7 @@ from urllib.parse import quote
 import pytest
 from helpers import run_batch
 
+from bench.browser import CHROMIUM
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.pixel_size import pixel_size
 from runflow_cli.outputs.report import NoReportError
@@ -39,7 +40,6 @@ from runflow_cli.outputs.thumbnails import (
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_manifests"
-CHROMIUM = Path("/usr/bin/chromium")
 EVIL_SKU = "<script>alert(1)</script>"
 
 

@@ -19,8 +19,9 @@ from urllib.parse import unquote
 import pytest
 from cdn import hostile_cdn
 from helpers import run_batch
-from page_session import CHROMIUM, page_session
+from page_session import page_session
 
+from bench.browser import CHROMIUM
 from runflow_cli.batch.selection import Selection
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.review import REVIEW_HTML, write_review
