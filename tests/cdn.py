@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from helpers import serving
+
 WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(28)
 """A few bytes that look like a WebP: what the CDN serves when it behaves."""
 
@@ -126,12 +128,8 @@ def hostile_cdn(**settings: Any) -> Iterator[HostileCDN]:
     server = _QuietServer(("127.0.0.1", 0), _handler(cdn))
     server.daemon_threads = True
     cdn.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield cdn
-    finally:
-        cdn.stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(server):
+        try:
+            yield cdn
+        finally:
+            cdn.stop.set()  # trickles end before the server is shut down

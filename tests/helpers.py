@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +46,17 @@ def make_items(n: int) -> list[Item]:
         )
         for i in range(n)
     ]
+
+
+@contextmanager
+def serving(server: HTTPServer) -> Iterator[HTTPServer]:
+    """``server`` (bound on loopback) answering in a thread until the block ends; then
+    shut down, closed and its thread joined."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import serving
 
 from runflow_cli.api.client import RunflowClient
 from runflow_cli.api.retry import MAX_RETRY_AFTER, Backoff, RetryNote
@@ -71,14 +72,8 @@ def scripted_cdn(*script: str, after: str = "200") -> Iterator[ScriptedCDN]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     cdn.url = f"http://127.0.0.1:{server.server_address[1]}/b1/result_1.webp"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(server):
         yield cdn
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 class FakeTime:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import serving
 from test_sandbox import BATCHES, RUNS, client, item, poll, wait_until
 
 from runflow_cli.sandbox import Sandbox, SandboxSettings
@@ -76,12 +77,8 @@ def c(sb: Sandbox) -> Iterator[httpx.Client]:
 @pytest.fixture
 def rx() -> Iterator[Receiver]:
     receiver = Receiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
-    thread.join(timeout=5)
+    with serving(receiver.server):
+        yield receiver
 
 
 def verifies(headers: dict[str, str], body: bytes, secret: str) -> bool:
