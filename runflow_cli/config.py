@@ -13,6 +13,7 @@ The file is TOML, at ``$RUNFLOW_CONFIG`` if set, else
     batch_size = 100
     out = "photos"
     skip_invalid = true                 # batch: leave invalid rows out, send the rest
+    check_sources = true                # batch: process again a photo replaced at its URL
 
 Precedence is flag > environment variable > profile > built-in default; the CLI
 gets it by handing a profile's values to click as its ``default_map``. This
@@ -49,6 +50,7 @@ PROFILE_KEYS = (
     "out",
     "price",
     "skip_invalid",
+    "check_sources",
 )
 """What a ``[profiles.NAME]`` table may hold."""
 TOP_LEVEL_KEYS = ("default_profile", "profiles")
@@ -124,6 +126,8 @@ class Profile:
     price: str | None = None
     """What an item costs (``--price``): one amount, or amounts by element count."""
     skip_invalid: bool | None = None
+    check_sources: bool | None = None
+    """``--check-sources``: a nightly job turns it on here once."""
 
     def defaults_for(self, params: Collection[str] | None = None) -> dict[str, object]:
         """Click-style defaults (parameter name -> value) for a command taking ``params``.
@@ -139,6 +143,7 @@ class Profile:
             "out": self.out,
             "price": self.price,
             "skip_invalid": self.skip_invalid,
+            "check_sources": self.check_sources,
         }
         return {
             name: value
@@ -312,6 +317,11 @@ def _profile(
     skip_invalid = table.get("skip_invalid")
     if skip_invalid is not None and not isinstance(skip_invalid, bool):
         problems.append(f"{where}.skip_invalid: expected true or false, got {_kind(skip_invalid)}")
+    check_sources = table.get("check_sources")
+    if check_sources is not None and not isinstance(check_sources, bool):
+        problems.append(
+            f"{where}.check_sources: expected true or false, got {_kind(check_sources)}"
+        )
     if len(problems) > before:
         return None
     return Profile(
@@ -325,6 +335,7 @@ def _profile(
         out=str(Path(out).expanduser()) if out else None,
         price=price,
         skip_invalid=skip_invalid,
+        check_sources=check_sources,
     )
 
 

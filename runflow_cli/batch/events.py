@@ -130,6 +130,14 @@ class RetryWave:
 
 
 @dataclass(frozen=True, slots=True)
+class SourcesChecking:
+    """``check_sources``: ``done`` of ``total`` sources asked so far (before the plan)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     message: str
 
@@ -149,4 +157,5 @@ Event = (
     | RowsSkipped
     | RetryWave
     | Notice
+    | SourcesChecking
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runflow_cli.batch.identity import fingerprint
 from runflow_cli.batch.interrupts import Terminated
@@ -46,6 +47,13 @@ class BatchResult(RunResult):
     review_sources: SourceSummary | None = None
     """What ``review_sources`` did: previews made, cached, failed, skipped."""
     elapsed: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """:meth:`RunResult.summary`, with what checking the sources found (if they were)."""
+        summary = super().summary()
+        if self.plan is not None and self.plan.sources is not None:
+            summary["sources"] = self.plan.sources.summary()
+        return summary
 
 
 def write_run_reports(
@@ -124,12 +132,18 @@ def run_report(
     result: RunResult, manifest: Manifest, folder: OutputFolder, model: str, service: str
 ) -> Report:
     """The run's report; its rows are made one at a time as the report is written."""
-    rows = _report_rows(result, folder, model, service)
+    plan = result.plan if isinstance(result, BatchResult) else None
+    changed = frozenset(plan.source_changed) if plan is not None else frozenset()
+    rows = _report_rows(result, folder, model, service, changed)
     return Report(manifest.source, result.summary(), rows, list(manifest.warnings))
 
 
 def _report_rows(
-    result: RunResult, folder: OutputFolder, model: str, service: str
+    result: RunResult,
+    folder: OutputFolder,
+    model: str,
+    service: str,
+    source_changed: frozenset[int] = frozenset(),
 ) -> Iterator[ReportRow]:
     for o in result.outcomes:
         item = o.item
@@ -152,4 +166,5 @@ def _report_rows(
             elements=list(item.elements),
             endpoint=service if made else None,
             request_fingerprint=fingerprint(item, model),
+            source_changed=True if item.index in source_changed else None,
         )

@@ -41,6 +41,7 @@ from runflow_cli.batch.records import BatchRecord, RowRecord
 from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
 from runflow_cli.batch.retries import RetryWatch
 from runflow_cli.batch.reuse import Reuse
+from runflow_cli.batch.sources_check import SourceChecker, record_sources
 from runflow_cli.batch.spend import PriceBook
 from runflow_cli.bulk import KeptFromGC, gc_paused
 from runflow_cli.errors import ExitCode
@@ -63,6 +64,7 @@ def plan_batch(
     options: BatchOptions = BatchOptions(),
     *,
     service: str | None = None,
+    on_event: Callable[[Event], None] = lambda event: None,
 ) -> Plan:
     """What :func:`run_batch` would do against ``endpoint`` (an :attr:`Endpoint.identity`)
     of ``service`` (an :attr:`Endpoint.service`; default: read from ``endpoint``), with
@@ -83,7 +85,8 @@ def plan_batch(
         else:
             manifest = keep_names(manifest, journal, options.model)
             rows, batches = journal.rows(), journal.batches()
-            plan = _plan(manifest, rows, batches, folder, options, endpoint, service)
+            check = SourceChecker.of(journal, options, on_event, every_row=False)
+            plan = _plan(manifest, rows, batches, folder, options, endpoint, service, None, check)
             prices = PriceBook(journal.prices(service), options.prices)
     plan.projected_cost = prices.cost(len(item.elements) for item in plan.process)
     return plan
@@ -128,7 +131,7 @@ def run_batch(
                     changed = check.changed() if check is not None else None
                 plan = _plan(
                     manifest, rows, batches, folder, options, endpoint.identity, endpoint.service,
-                    changed,
+                    changed, SourceChecker.of(journal, options, on_event),
                 )  # fmt: skip
                 del rows  # what the plan needs it holds: the rest goes before the run
                 kept.freeze()  # items, plan: kept for the whole run, and no cycles among them
@@ -149,6 +152,7 @@ def run_batch(
             else:
                 run = _run(manifest, plan, journal, folder, endpoint, options, reuse, on_event,
                            interrupts, label)  # fmt: skip
+            record_sources(journal, plan, run)  # the validators of the finals made or seen
         run.outcomes = with_invalid(run.outcomes, manifest.invalid)
         result = BatchResult(**vars(run), plan=plan)
         if options.export is not None and not result.interrupted:
@@ -195,9 +199,8 @@ def report_invalid_manifest(
             lock = folder.lock(command)
     with lock or nullcontext():
         # Done is done, whatever --force would have sent again.
-        plan = plan_batch(
-            manifest, folder, endpoint, replace(options, force=False, only=None), service=service
-        )
+        settled = replace(options, force=False, only=None, check_sources=False)  # nothing asked
+        plan = plan_batch(manifest, folder, endpoint, settled, service=service)
         batch_ids = {}
         with suppress(JournalDamagedError), Journal.existing(folder) or nullcontext() as journal:
             batch_ids = {b.batch_key: b.batch_id for b in journal.batches()} if journal else {}
@@ -252,6 +255,7 @@ def _plan(
     endpoint: str,
     service: str,
     changed: set[str] | None = None,
+    sources: SourceChecker | None = None,
 ) -> Plan:
     only = options.only
     plan = make_plan(
@@ -270,6 +274,8 @@ def _plan(
         only=only.keys(manifest.items) if only is not None else None,
     )
     plan.only_from = only.source if only is not None else None
+    if sources is not None:  # done rows whose photo was replaced at its URL: made again
+        sources.check(plan, manifest)
     return plan
 
 

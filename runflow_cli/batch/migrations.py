@@ -145,11 +145,29 @@ def _v4_final_mtimes_and_changes(db: sqlite3.Connection) -> None:
     )
 
 
+def _v5_source_validators(db: sqlite3.Connection) -> None:
+    """Each row's source photo as last seen by ``--check-sources``: its validators, so a
+    photo replaced at the same URL is noticed (see :mod:`runflow_cli.batch.sources_check`).
+    A table of its own, filled only when sources are checked: a run without the option
+    reads and writes nothing here. Rows of earlier journals have none (the first check
+    records them)."""
+    db.execute("""
+    CREATE TABLE IF NOT EXISTS sources (
+        row_key        TEXT PRIMARY KEY,       -- the row whose final was made from it
+        image_url      TEXT NOT NULL,          -- the URL they were seen at
+        etag           TEXT,
+        last_modified  TEXT,
+        content_length INTEGER,
+        checked_at     TEXT NOT NULL
+    )""")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_events_and_one_vocabulary,
     _v3_services_requests_and_prices,
     _v4_final_mtimes_and_changes,
+    _v5_source_validators,
 ]
 """Migration ``n`` (1-based) brings a journal from version ``n - 1`` to ``n``. Append only."""
 SCHEMA_VERSION = len(MIGRATIONS)

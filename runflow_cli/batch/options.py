@@ -71,6 +71,10 @@ class BatchOptions:
     verify: bool = False
     """Hash every done final to check it, instead of trusting one whose size and
     modification time are those recorded when it was saved."""
+    check_sources: bool = False
+    """Ask each row's source photo for its validators (one cheap request per source) and
+    process a done row again when its photo was replaced at the same URL (see
+    :mod:`runflow_cli.batch.sources_check`)."""
     retry_failed: bool = True
     """Send rows that failed or were cancelled in an earlier run again."""
     resubmit_unknown: bool = False

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from runflow_cli.batch.identity import fingerprint, row_key
 from runflow_cli.batch.journal import BatchRecord, RowRecord
@@ -22,6 +22,9 @@ from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.names import name_key
 from runflow_cli.row_status import Status
+
+if TYPE_CHECKING:
+    from runflow_cli.batch.sources_check import SourcesChecked
 
 
 class Known(NamedTuple):
@@ -74,6 +77,11 @@ class Plan:
     restamp: dict[str, int] = field(default_factory=dict)
     """Row key -> the modification time of a final found whole by its hash, where the
     journal records another time (or none): recorded, the next run need not read it."""
+    source_changed: list[int] = field(default_factory=list)
+    """Indexes of the rows in ``process`` because their source changed since their final
+    was made (``check_sources``): done before, made again from the new photo."""
+    sources: SourcesChecked | None = None
+    """What checking the sources found (``check_sources``); None when they were not."""
 
     @property
     def idle(self) -> bool:
@@ -92,8 +100,9 @@ class Plan:
     def counts(self) -> dict[str, int]:
         """Rows per part of the plan, keyed in snake_case (:data:`PLAN_LABELS` words them)."""
         elsewhere = sum(self.elsewhere.values())
+        changed = len(self.source_changed)
         return {
-            "to_process": len(self.process) - elsewhere,
+            "to_process": len(self.process) - elsewhere - changed,
             "already_done": len(self.done),
             "to_resume": sum(map(len, self.resume.values())),
             "to_download": len(self.download),
@@ -104,6 +113,7 @@ class Plan:
             "copied_from_another_name": len(self.copy),
             "repeated_rows": sum(map(len, self.follow.values())),
             "not_in_only": len(self.left),
+            "sources_changed": changed,
         }
 
 
@@ -119,6 +129,7 @@ PLAN_LABELS = {
     "copied_from_another_name": "copied from another name",
     "repeated_rows": "repeated rows (sent once)",
     "not_in_only": "not in --only (left as they are)",
+    "sources_changed": "sources changed since their finals were made (processed again)",
 }
 """How people read :meth:`Plan.counts`' keys: the plan line and the ``--dry-run`` table."""
 

@@ -220,8 +220,8 @@ def _root(
             "--profile",
             envvar="RUNFLOW_PROFILE",
             show_default=False,
-            help="Take defaults (base URL, key, elements, batch size, out, skip_invalid) "
-            "from this profile "
+            help="Take defaults (base URL, key, elements, batch size, out, skip_invalid, "
+            "check_sources) from this profile "
             "of the config file (runflow config path); flags and environment variables win.",
         ),
     ] = None,

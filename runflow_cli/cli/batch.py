@@ -11,6 +11,7 @@ from runflow_cli.cli.batch_options import (
     BatchSizeOpt,
     BatchTimeoutOpt,
     CallbackUrlOpt,
+    CheckSourcesOpt,
     DownloadDeadlineOpt,
     DownloadWorkersOpt,
     DryRunOpt,
@@ -101,6 +102,7 @@ def batch_command(
     force: ForceOpt = False,
     only: OnlyOpt = None,
     verify: VerifyOpt = False,
+    check_sources: CheckSourcesOpt = False,
     retry_failed: RetryFailedOpt = True,
     resubmit_unknown: ResubmitUnknownOpt = False,
     skip_invalid: SkipInvalidOpt = False,
@@ -195,6 +197,7 @@ def batch_command(
             force=force,
             only=_selection(only),
             verify=verify,
+            check_sources=check_sources,
             retry_failed=retry_failed,
             resubmit_unknown=resubmit_unknown,
             max_items=max_items,
@@ -215,7 +218,10 @@ def batch_command(
         if loaded.invalid:
             show_skipped_rows(consoles, loaded, json_log=json_log, github_actions=on_github)
         if dry_run:
-            plan = plan_batch(loaded, out, endpoint_name, options, service=service)
+            sources = BatchRenderer(consoles, "plain", github=False).sources  # --check-sources
+            plan = plan_batch(
+                loaded, out, endpoint_name, options, service=service, on_event=sources
+            )
             show_dry_run(consoles, plan, json_lines=json_log, as_json=json_output)
             return 0
         if listen is not None:

@@ -151,6 +151,18 @@ VerifyOpt = Annotated[
         "as it is (as rsync does), and only the others are hashed.",
     ),
 ]
+CheckSourcesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--check-sources/--no-check-sources",
+        help="Ask each row's source photo whether it changed (one HEAD, or a one-byte GET "
+        "where HEAD is refused) and process a done row again when its photo was replaced "
+        "at the same URL (paid again: it is a new photo). The first run with it records "
+        "what each source says and reprocesses nothing; a source that cannot be checked "
+        "is a warning and its row is left as it is. Off by default (a request per row); "
+        "a config profile can turn it on (check_sources = true).",
+    ),
+]
 RetryFailedOpt = Annotated[
     bool,
     typer.Option(

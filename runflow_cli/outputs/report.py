@@ -77,9 +77,15 @@ class ReportRow:
     request_fingerprint: str | None = None
     """What was asked (model, URL, processing): with size and SHA-256, what lets a run
     whose journal was lost take this final as done."""
+    source_changed: bool | None = None
+    """True for a row done before whose source photo changed at its URL, so this run
+    processed it again (``--check-sources``); absent otherwise."""
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in (*CSV_COLUMNS, *JSON_ONLY)}
+        row = {name: getattr(self, name) for name in (*CSV_COLUMNS, *JSON_ONLY)}
+        if self.source_changed:  # only where it happened: most rows never carry it
+            row["source_changed"] = True
+        return row
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any]) -> ReportRow:
@@ -112,6 +118,7 @@ class ReportRow:
             elements=[str(e) for e in elements] if isinstance(elements, list) else [],
             endpoint=text("endpoint"),
             request_fingerprint=text("request_fingerprint"),
+            source_changed=row.get("source_changed") is True or None,
         )
 
 

@@ -11,6 +11,7 @@ from runflow_cli.batch.events import (
     Planned,
     ProcessingEnded,
     ProcessingStarted,
+    SourcesChecking,
 )
 from runflow_cli.cli.ui import github
 from runflow_cli.cli.ui.consoles import Consoles
@@ -48,8 +49,18 @@ class BatchRenderer:
         if display is not None:
             display.__exit__(None, None, None)
 
+    def sources(self, event: Event) -> None:
+        """The source check's events (``--check-sources``), a dry run's too: its progress as
+        ``checking sources: n/N`` lines, and its warning."""
+        if isinstance(event, SourcesChecking):
+            self._consoles.info(f"checking sources: {event.done}/{event.total}")
+        elif isinstance(event, Notice):
+            self._consoles.warn(event.message)
+
     def handle(self, event: Event) -> None:
-        if isinstance(event, Planned):
+        if isinstance(event, SourcesChecking):
+            self.sources(event)
+        elif isinstance(event, Planned):
             print_plan(self._consoles, event.plan)
         elif isinstance(event, Listening):
             self._consoles.info(
@@ -101,6 +112,8 @@ def show_batch_result(
         consoles.json({**summary, "reports": [str(p) for p in reports], "review": review})
     elif not consoles.quiet:
         print_summary(consoles, result, result.reports, result.elapsed)
+        if result.plan is not None and result.plan.sources is not None:
+            consoles.line(sources_line(result.plan.sources.summary()))
         if result.review:
             consoles.line(f"Review sheet: {result.review}")
     if github_actions and (step_summary := github.step_summary_path()):
@@ -109,6 +122,19 @@ def show_batch_result(
         github.append_step_summary(step_summary, github.step_summary(summary, paths, failed))
     if result.local_fault is not None:  # exit 5: the one message, after the summary
         consoles.error(result.local_fault.message, result.local_fault.hint)
+
+
+def sources_line(counts: dict[str, int]) -> str:
+    """``--check-sources`` in the run's summary: what was asked and what changed."""
+    line = (
+        f"Sources checked: {counts['checked']}, changed since their finals were made: "
+        f"{counts['changed']} (processed again)"
+    )
+    if counts["first_seen"]:
+        line += f", seen for the first time: {counts['first_seen']} (recorded)"
+    if counts["not_checked"]:
+        line += f", could not be checked: {counts['not_checked']} (left as they are)"
+    return line
 
 
 def explain_interrupt(consoles: Consoles, result: BatchResult, *, sandbox: bool) -> None:

@@ -200,6 +200,7 @@ def plan_json(plan: Plan) -> dict[str, object]:
         "unknown_batch_keys": sorted(plan.unknown),
         "projected_cost": None if cost is None else f"{cost:.6f}",
         "made_by_another_service": dict(plan.elsewhere),
+        **({"sources": plan.sources.summary()} if plan.sources is not None else {}),
     }
 
 
