@@ -157,7 +157,8 @@ def report_rows(out: Path) -> dict[str, dict[str, Any]]:
 def recorded(out: Path) -> dict[str, tuple[str | None, int | None]]:
     db = sqlite3.connect(f"file:{out / '.runflow' / 'state.db'}?mode=ro", uri=True)
     try:
-        return {k: (e, n) for k, e, n in db.execute("SELECT row_key, etag, content_length FROM sources")}
+        found = db.execute("SELECT row_key, etag, content_length FROM sources")
+        return {key: (etag, size) for key, etag, size in found}
     finally:
         db.close()
 
@@ -220,9 +221,10 @@ def test_head_refused_asks_with_a_one_byte_get_and_rows_done_before_are_only_rec
     assert {rng for _, _, rng in ranged} == {"bytes=0-0"}
     assert photos.fetches() == [] and sent_urls(sb) == []  # recorded, not processed again
     assert all(etag is None and size for etag, size in recorded(out).values())
-    assert json.loads((out / "runflow-report.json").read_text())["summary"]["sources"][
-        "first_seen"
-    ] == ROWS
+    assert (
+        json.loads((out / "runflow-report.json").read_text())["summary"]["sources"]["first_seen"]
+        == ROWS
+    )
 
     photos.replace("/p2.png")  # no ETag: Last-Modified and the length tell
     photos.forget()
