@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -91,10 +91,8 @@ class Journal:
 
     def is_new(self) -> bool:
         """True if no run ever recorded anything here (a new or emptied journal)."""
-        row = self._db.execute(
-            "SELECT (SELECT count(*) FROM rows) + (SELECT count(*) FROM batches)"
-        ).fetchone()
-        return int(row[0]) == 0
+        count = "SELECT (SELECT count(*) FROM rows) + (SELECT count(*) FROM batches)"
+        return int(self.select(count).fetchone()[0]) == 0
 
     def close(self) -> None:
         self._db.close()
@@ -268,12 +266,11 @@ class Journal:
     def rows_invalid(self, batch_key: str, rejected: dict[str, str]) -> None:
         """Rows a 422 named (row key -> server message); the batch was not created."""
         now = _now()
-        with self._transaction() as db:
-            db.executemany(
-                "UPDATE rows SET status='invalid', error_kind='rejected', error_message=?, "
-                "updated_at=? WHERE row_key=? AND batch_key=?",
-                [(msg, now, key, batch_key) for key, msg in rejected.items()],
-            )
+        self.write_many(
+            "UPDATE rows SET status='invalid', error_kind='rejected', error_message=?, "
+            "updated_at=? WHERE row_key=? AND batch_key=?",
+            [(msg, now, key, batch_key) for key, msg in rejected.items()],
+        )
 
     def batch_terminal(
         self, batch_id: str, status_code: str, cost: str | None, results: Iterable[RowResult]
@@ -306,12 +303,11 @@ class Journal:
         """Record finals saved (row key, output path, size, SHA-256, modification time):
         one transaction for a run's downloads that ended together."""
         now = _now()
-        with self._transaction() as db:
-            db.executemany(
-                "UPDATE rows SET output_path=?, size=?, sha256=?, mtime_ns=?, updated_at=? "
-                "WHERE row_key=?",
-                [(path, size, sha256, mtime, now, key) for key, path, size, sha256, mtime in saved],
-            )
+        self.write_many(
+            "UPDATE rows SET output_path=?, size=?, sha256=?, mtime_ns=?, updated_at=? "
+            "WHERE row_key=?",
+            [(path, size, sha256, mtime, now, key) for key, path, size, sha256, mtime in saved],
+        )
 
     def files_checked(self, mtimes: dict[str, int]) -> None:
         """Finals found whole (hashed) whose modification time was not the one recorded:
@@ -355,20 +351,28 @@ class Journal:
 
     def set_prices(self, service: str | None, prices: dict[int, Decimal]) -> None:
         now = _now()
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO prices(service, elements, price, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(service, elements) DO UPDATE SET price=excluded.price, "
-                "updated_at=excluded.updated_at",
-                [(service or "", k, str(v), now) for k, v in prices.items()],
-            )
+        self.write_many(
+            "INSERT INTO prices(service, elements, price, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(service, elements) DO UPDATE SET price=excluded.price, "
+            "updated_at=excluded.updated_at",
+            [(service or "", k, str(v), now) for k, v in prices.items()],
+        )
+
+    def select(self, sql: str) -> sqlite3.Cursor:
+        """Read a table another module keeps here (``sources``: see ``sources_check``)."""
+        return self._db.execute(sql)
+
+    def write_many(self, sql: str, rows: Iterable[Sequence[Any]], *, counted: bool = True) -> int:
+        """``sql`` for each row, in one transaction; the rows it changed. ``counted=False``
+        when the reports say nothing of what it writes (see :meth:`state`)."""
+        with self._transaction(counted=counted) as db:
+            return db.executemany(sql, rows).rowcount
 
     def final_url_refreshed(self, row_key: str, output_urls: list[str], final_url: str) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE rows SET output_urls=?, final_url=?, updated_at=? WHERE row_key=?",
-                (json.dumps(output_urls), final_url, _now(), row_key),
-            )
+        self.write_many(
+            "UPDATE rows SET output_urls=?, final_url=?, updated_at=? WHERE row_key=?",
+            [(json.dumps(output_urls), final_url, _now(), row_key)],
+        )
 
     def record_event(
         self,
@@ -388,10 +392,9 @@ class Journal:
         """
         if not event_key or not event:
             raise ValueError("an event needs an event name and an event key")
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO events(delivery_id, event_key, event, batch_id, run_id, "
-                "body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (delivery_id or None, event_key, event, batch_id, run_id, bytes(body), _now()),
-            )
-            return cursor.rowcount == 1
+        added = self.write_many(
+            "INSERT OR IGNORE INTO events(delivery_id, event_key, event, batch_id, run_id, "
+            "body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(delivery_id or None, event_key, event, batch_id, run_id, bytes(body), _now())],
+        )
+        return added == 1

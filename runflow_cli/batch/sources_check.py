@@ -254,9 +254,7 @@ def _apply(plan: Plan, found: SourcesChecked, only: frozenset[str] | None) -> No
 
 def stored_sources(journal: Journal) -> dict[str, Stored]:
     """Row key -> its source as last recorded."""
-    # The journal's own connection (the journal is used from one thread): the ``sources``
-    # table is this module's alone.
-    cursor = journal._db.execute(
+    cursor = journal.select(
         "SELECT row_key, image_url, etag, last_modified, content_length FROM sources"
     )
     return {key: (url, Validators(*validators)) for key, url, *validators in cursor}
@@ -302,12 +300,12 @@ def record_sources(journal: Journal, plan: Plan, result: RunResult) -> None:
 
 def _save(journal: Journal, rows: Iterable[tuple[object, ...]]) -> None:
     # Not counted as a change: the reports say nothing of validators (see Journal.state).
-    with journal._transaction(counted=False) as db:
-        db.executemany(
-            "INSERT INTO sources(row_key, image_url, etag, last_modified, content_length, "
-            "checked_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(row_key) DO UPDATE SET "
-            "image_url=excluded.image_url, etag=excluded.etag, "
-            "last_modified=excluded.last_modified, content_length=excluded.content_length, "
-            "checked_at=excluded.checked_at",
-            rows,
-        )
+    journal.write_many(
+        "INSERT INTO sources(row_key, image_url, etag, last_modified, content_length, "
+        "checked_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(row_key) DO UPDATE SET "
+        "image_url=excluded.image_url, etag=excluded.etag, "
+        "last_modified=excluded.last_modified, content_length=excluded.content_length, "
+        "checked_at=excluded.checked_at",
+        rows,
+        counted=False,
+    )
