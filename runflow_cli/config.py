@@ -13,6 +13,9 @@ The file is TOML, at ``$RUNFLOW_CONFIG`` if set, else
     batch_size = 100
     out = "photos"
     skip_invalid = true                 # batch: leave invalid rows out, send the rest
+    [profiles.prod.columns]             # where each manifest field is (--column)
+    sku = "Variant SKU"
+    image_url = "Image Src"
 
 Precedence is flag > environment variable > profile > built-in default; the CLI
 gets it by handing a profile's values to click as its ``default_map``. This
@@ -49,6 +52,7 @@ PROFILE_KEYS = (
     "out",
     "price",
     "skip_invalid",
+    "columns",
 )
 """What a ``[profiles.NAME]`` table may hold."""
 TOP_LEVEL_KEYS = ("default_profile", "profiles")
@@ -124,6 +128,8 @@ class Profile:
     price: str | None = None
     """What an item costs (``--price``): one amount, or amounts by element count."""
     skip_invalid: bool | None = None
+    columns: dict[str, str] | None = None
+    """Manifest field -> the header holding it (``--column``), from ``[profiles.NAME.columns]``."""
 
     def defaults_for(self, params: Collection[str] | None = None) -> dict[str, object]:
         """Click-style defaults (parameter name -> value) for a command taking ``params``.
@@ -139,6 +145,7 @@ class Profile:
             "out": self.out,
             "price": self.price,
             "skip_invalid": self.skip_invalid,
+            "column": [f"{f}={h}" for f, h in self.columns.items()] if self.columns else None,
         }
         return {
             name: value
@@ -312,6 +319,7 @@ def _profile(
     skip_invalid = table.get("skip_invalid")
     if skip_invalid is not None and not isinstance(skip_invalid, bool):
         problems.append(f"{where}.skip_invalid: expected true or false, got {_kind(skip_invalid)}")
+    columns = _columns(table, where, problems)
     if len(problems) > before:
         return None
     return Profile(
@@ -325,7 +333,37 @@ def _profile(
         out=str(Path(out).expanduser()) if out else None,
         price=price,
         skip_invalid=skip_invalid,
+        columns=columns,
     )
+
+
+def _columns(table: dict[str, Any], where: str, problems: list[str]) -> dict[str, str] | None:
+    """``[profiles.NAME.columns]``: manifest field = header, checked as ``--column`` is."""
+    from runflow_cli.manifest.columns import field_problem
+    from runflow_cli.manifest.types import normalize_key
+
+    value = table.get("columns")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        problems.append(
+            f'{where}.columns: expected a table [{where}.columns] of field = "header", '
+            f"got {_kind(value)}"
+        )
+        return None
+    columns: dict[str, str] = {}
+    for name, header in value.items():
+        problem = field_problem(name)
+        if problem is not None:
+            problems.append(f"{where}.columns.{name}: {problem}")
+        elif not isinstance(header, str) or not header.strip():
+            problems.append(
+                f"{where}.columns.{name}: expected the header as a non-empty string, "
+                f"got {_kind(header)}"
+            )
+        else:
+            columns[normalize_key(name)] = header.strip()
+    return columns or None
 
 
 def _string(table: dict[str, Any], key: str, where: str, problems: list[str]) -> str | None:
