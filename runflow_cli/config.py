@@ -319,7 +319,11 @@ def _profile(
     skip_invalid = table.get("skip_invalid")
     if skip_invalid is not None and not isinstance(skip_invalid, bool):
         problems.append(f"{where}.skip_invalid: expected true or false, got {_kind(skip_invalid)}")
-    columns = _columns(table, where, problems)
+    columns = None
+    if "columns" in table:
+        from runflow_cli.manifest.columns import profile_columns
+
+        columns = profile_columns(table["columns"], f"{where}.columns", problems)
     if len(problems) > before:
         return None
     return Profile(
@@ -335,35 +339,6 @@ def _profile(
         skip_invalid=skip_invalid,
         columns=columns,
     )
-
-
-def _columns(table: dict[str, Any], where: str, problems: list[str]) -> dict[str, str] | None:
-    """``[profiles.NAME.columns]``: manifest field = header, checked as ``--column`` is."""
-    from runflow_cli.manifest.columns import field_problem
-    from runflow_cli.manifest.types import normalize_key
-
-    value = table.get("columns")
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        problems.append(
-            f'{where}.columns: expected a table [{where}.columns] of field = "header", '
-            f"got {_kind(value)}"
-        )
-        return None
-    columns: dict[str, str] = {}
-    for name, header in value.items():
-        problem = field_problem(name)
-        if problem is not None:
-            problems.append(f"{where}.columns.{name}: {problem}")
-        elif not isinstance(header, str) or not header.strip():
-            problems.append(
-                f"{where}.columns.{name}: expected the header as a non-empty string, "
-                f"got {_kind(header)}"
-            )
-        else:
-            columns[normalize_key(name)] = header.strip()
-    return columns or None
 
 
 def _string(table: dict[str, Any], key: str, where: str, problems: list[str]) -> str | None:

@@ -220,7 +220,8 @@ def _root(
             "--profile",
             envvar="RUNFLOW_PROFILE",
             show_default=False,
-            help="Take defaults (base URL, key, elements, batch size, out, skip_invalid) "
+            help="Take defaults (base URL, key, elements, batch size, out, skip_invalid, "
+            "columns) "
             "from this profile "
             "of the config file (runflow config path); flags and environment variables win.",
         ),

@@ -49,6 +49,24 @@ def parse_columns(specs: Iterable[str], *, flag: str = "--column") -> dict[str, 
     return columns
 
 
+def profile_columns(value: object, where: str, problems: list[str]) -> dict[str, str] | None:
+    """A config profile's ``columns`` table (field = "header"), checked as ``--column`` is;
+    each problem, named by ``where``, is added to ``problems``."""
+    if not isinstance(value, dict):
+        problems.append(f'{where}: expected a table [{where}] of field = "header"')
+        return None
+    columns: dict[str, str] = {}
+    for name, header in value.items():
+        problem = field_problem(name)
+        if problem is not None:
+            problems.append(f"{where}.{name}: {problem}")
+        elif not isinstance(header, str) or not header.strip():
+            problems.append(f"{where}.{name}: expected the header as a non-empty string")
+        else:
+            columns[normalize_key(name)] = header.strip()
+    return columns or None
+
+
 def _listed(header: Iterable[str]) -> str:
     return ", ".join(f"'{c.strip()}'" for c in header if c.strip()) or "nothing"
 

@@ -22,6 +22,7 @@ from runflow_cli.manifest.types import (
     Item,
     ManifestError,
     Problem,
+    element_kind,
     parse_elements,
 )
 from runflow_cli.manifest.values import (
@@ -37,13 +38,6 @@ for the catalog where every row has its own."""
 
 
 _ASPECT_KIND = ("aspect_ratio", "bad_aspect_ratio")
-
-
-def element_kind(error: str) -> tuple[str, str]:
-    """The field and code of a :func:`parse_elements` error message."""
-    return "elements", "unknown_element" if error.startswith("unknown") else "repeated_element"
-
-
 _NO_ELEMENTS = (
     "no elements: add an elements column (e.g. tag_removal;background_removal) "
     "or pass --elements for every row"

@@ -184,6 +184,11 @@ def parse_elements(value: str | list[str] | tuple[str, ...]) -> tuple[list[str],
     return found, errors
 
 
+def element_kind(error: str) -> tuple[str, str]:
+    """The field and code of a :func:`parse_elements` error message."""
+    return "elements", "unknown_element" if error.startswith("unknown") else "repeated_element"
+
+
 def _split_all(values: Iterable[str]) -> Iterator[str]:
     for value in values:
         yield from _ELEMENT_SPLIT.split(value)
