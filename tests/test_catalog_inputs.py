@@ -400,3 +400,14 @@ def test_batch_reads_a_workbook_sheet(sb: Any, tmp_path: Path, cli: Any) -> None
     assert (out / "OLD-1" / "1.webp").is_file()
     bad = run_batch(cli, sb, path, out, "--sheet", "Gone", "--elements", "background_removal")
     assert bad.code == 2 and "its sheets are: 'Products', 'Old'" in bad.err
+
+
+def test_config_show_names_the_columns(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[profiles.shop.columns]\nsku = "Variant SKU"\n', encoding="utf-8")
+    monkeypatch.setenv("RUNFLOW_CONFIG", str(config))
+    shown = cli("config", "show", "--profile", "shop", "--json")
+    assert json.loads(shown.out)["settings"]["columns"] == {"sku": "Variant SKU"}
+    assert "sku='Variant SKU'" in cli("config", "show", "--profile", "shop").out

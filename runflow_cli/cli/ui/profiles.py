@@ -48,6 +48,7 @@ def print_profile(
         "batch_size": profile.batch_size,
         "out": profile.out,
         "skip_invalid": profile.skip_invalid,
+        "columns": profile.columns,
     }
     if as_json:
         consoles.json(
@@ -69,6 +70,8 @@ def print_profile(
         key = f"{key} (from {profile.key_source})"
     rows = [("base_url", settings["base_url"]), ("api_key", key)]
     rows += [(name, settings[name]) for name in ("elements", "batch_size", "out", "skip_invalid")]
+    if profile.columns:
+        rows.append(("columns", ", ".join(f"{f}={h!r}" for f, h in profile.columns.items())))
     for name, value in rows:
         shown = "(not set: the command's default)" if value is None else value
         if isinstance(value, bool):
