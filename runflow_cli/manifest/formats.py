@@ -151,8 +151,11 @@ def _line_of(data: bytes, offset: int) -> int:
 def sniff_delimiter(text: str) -> str:
     """The delimiter of the header line: of :data:`DELIMITERS`, the one it has most of
     outside quotes (a comma when it has none)."""
-    end = text.find("\n")
-    header = text if end < 0 else text[:end]
+    start = 0
+    while start < len(text) and text[start] in "\r\n":  # blank lines before the header
+        start += 1
+    end = text.find("\n", start)
+    header = text[start:] if end < 0 else text[start:end]
     counts = dict.fromkeys(DELIMITERS, 0)
     quoted = False
     for char in header:
