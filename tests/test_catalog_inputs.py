@@ -187,6 +187,27 @@ def test_xlsx_rows_are_spreadsheet_rows(tmp_path: Path) -> None:
     assert "'Products', 'Old'" in missing.message and "--sheet" in missing.message
 
 
+def test_a_broken_workbook_is_a_problem_not_a_crash(tmp_path: Path, cli: Any) -> None:
+    import zipfile
+
+    good = make_workbook(tmp_path / "good.xlsx")
+    truncated = tmp_path / "truncated.xlsx"
+    truncated.write_bytes(good.read_bytes()[:300])
+    broken = tmp_path / "broken.xlsx"  # a sheet's XML cut in half
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(broken, "w") as target:
+        for entry in source.infolist():
+            data = source.read(entry.filename)
+            target.writestr(
+                entry, data[: len(data) // 2] if "worksheets/" in entry.filename else data
+            )
+    for path in (truncated, broken):
+        mapped = ("--column", "sku=SKU", "--column", "image_url=Image")
+        result = cli("validate", str(path), "--elements", "background_removal", *mapped)
+        assert result.code == 2, result.err
+        assert "not an Excel workbook openpyxl can read" in result.err
+        assert "Traceback" not in result.err and "bug" not in result.err
+
+
 def test_xlsx_without_openpyxl_names_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

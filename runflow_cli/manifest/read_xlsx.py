@@ -16,6 +16,24 @@ from runflow_cli.manifest.formats import FormatProblem
 from runflow_cli.manifest.rows import ItemBuilder
 
 INSTALL_HINT = "pip install 'runflow-cli[xlsx]'"
+# What openpyxl raises for a file that is no workbook, or a broken one (ET.ParseError is a
+# SyntaxError; openpyxl's InvalidFileException is an Exception of its own).
+_UNREADABLE: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    KeyError,
+    ValueError,
+    SyntaxError,
+    OSError,
+    EOFError,
+)
+
+
+def _unreadable(exc: Exception) -> FormatProblem:
+    return FormatProblem(
+        f"this is not an Excel workbook openpyxl can read ({exc}); open it in Excel and "
+        "save it again as .xlsx, or as 'CSV UTF-8'",
+        code="bad_workbook",
+    )
 
 
 def read_xlsx(
@@ -38,12 +56,8 @@ def read_xlsx(
         book = openpyxl.load_workbook(
             io.BytesIO(data), read_only=True, data_only=True, keep_links=False
         )
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise FormatProblem(
-            f"this is not an Excel workbook openpyxl can read ({exc}); open it in Excel and "
-            "save it again as .xlsx, or as 'CSV UTF-8'",
-            code="bad_workbook",
-        ) from None
+    except _UNREADABLE as exc:
+        raise _unreadable(exc) from None
     try:
         names = book.sheetnames
         if sheet is None:
@@ -59,6 +73,8 @@ def read_xlsx(
             )
         chosen.reset_dimensions()  # a workbook's stored size may be wrong: read every row
         return _read_rows(chosen.iter_rows(values_only=True), builder, columns or {})
+    except _UNREADABLE as exc:  # a sheet's XML broken half-way
+        raise _unreadable(exc) from None
     finally:
         book.close()
 
