@@ -14,6 +14,9 @@ The file is TOML, at ``$RUNFLOW_CONFIG`` if set, else
     out = "photos"
     skip_invalid = true                 # batch: leave invalid rows out, send the rest
     check_sources = true                # batch: process again a photo replaced at its URL
+    [profiles.prod.columns]             # where each manifest field is (--column)
+    sku = "Variant SKU"
+    image_url = "Image Src"
 
 Precedence is flag > environment variable > profile > built-in default; the CLI
 gets it by handing a profile's values to click as its ``default_map``. This
@@ -51,6 +54,7 @@ PROFILE_KEYS = (
     "price",
     "skip_invalid",
     "check_sources",
+    "columns",
 )
 """What a ``[profiles.NAME]`` table may hold."""
 TOP_LEVEL_KEYS = ("default_profile", "profiles")
@@ -128,6 +132,8 @@ class Profile:
     skip_invalid: bool | None = None
     check_sources: bool | None = None
     """``--check-sources``: a nightly job turns it on here once."""
+    columns: dict[str, str] | None = None
+    """Manifest field -> the header holding it (``--column``), from ``[profiles.NAME.columns]``."""
 
     def defaults_for(self, params: Collection[str] | None = None) -> dict[str, object]:
         """Click-style defaults (parameter name -> value) for a command taking ``params``.
@@ -144,6 +150,7 @@ class Profile:
             "price": self.price,
             "skip_invalid": self.skip_invalid,
             "check_sources": self.check_sources,
+            "column": [f"{f}={h}" for f, h in self.columns.items()] if self.columns else None,
         }
         return {
             name: value
@@ -322,6 +329,11 @@ def _profile(
         problems.append(
             f"{where}.check_sources: expected true or false, got {_kind(check_sources)}"
         )
+    columns = None
+    if "columns" in table:
+        from runflow_cli.manifest.columns import profile_columns
+
+        columns = profile_columns(table["columns"], f"{where}.columns", problems)
     if len(problems) > before:
         return None
     return Profile(
@@ -336,6 +348,7 @@ def _profile(
         price=price,
         skip_invalid=skip_invalid,
         check_sources=check_sources,
+        columns=columns,
     )
 
 

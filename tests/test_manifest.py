@@ -22,6 +22,7 @@ from runflow_cli.manifest import (
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_manifests"
 HEADER = "sku,image_url,elements\n"
 ALL = ";".join(ELEMENTS)
+BG = Defaults(elements=("background_removal",))
 
 
 def write(tmp_path: Path, text: str, name: str = "m.csv") -> Path:
@@ -183,9 +184,13 @@ def test_missing_required_column_lists_found_columns(tmp_path: Path) -> None:
     assert "image_url" in problem.message and "'url'" in problem.message
 
 
-def test_semicolon_separated_file_gets_a_hint(tmp_path: Path) -> None:
+def test_semicolon_separated_file_is_read_and_a_forced_comma_gets_a_hint(tmp_path: Path) -> None:
     path = write(tmp_path, "sku;image_url\nS1;https://h.example/a.jpg\n")
-    assert "comma-separated" in only(problems_of(path)).message
+    assert [i.image_url for i in load_manifest(path, defaults=BG).items] == [
+        "https://h.example/a.jpg"
+    ]
+    message = only(problems_of(path, delimiter=",")).message
+    assert "separated by ';'" in message and "--delimiter ';'" in message
 
 
 def test_unquoted_comma_is_caught(tmp_path: Path) -> None:
@@ -649,7 +654,7 @@ def test_stdin_defaults_to_sys_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_format_override_and_unknown_extension(tmp_path: Path) -> None:
-    path = write(tmp_path, HEADER + "S1,https://h.example/a.jpg,tag_removal\n", "m.txt")
+    path = write(tmp_path, HEADER + "S1,https://h.example/a.jpg,tag_removal\n", "m.dat")
     assert "--format" in only(problems_of(path)).message
     assert len(load_manifest(path, fmt="csv").items) == 1
     assert "unknown format" in only(problems_of(path, fmt="xml")).message
@@ -671,9 +676,10 @@ def test_undecodable_bytes_name_the_line(tmp_path: Path) -> None:
     path.write_bytes(
         HEADER.encode() + b"S1,https://h.example/a.jpg,tag_removal\nCaf\xe9,https://h/b.jpg,x\n"
     )
-    problem = only(problems_of(path))
-    assert problem.line == 3
-    assert "UTF-8" in problem.message
+    path.write_bytes(path.read_bytes() + b"Caf\x81,https://h/c.jpg,tag_removal\n")
+    problem = only(problems_of(path))  # 0x81 is not cp1252 either
+    assert problem.line == 4
+    assert "neither UTF-8 nor cp1252" in problem.message and problem.code == "encoding"
 
 
 # --- scale ---------------------------------------------------------------------

@@ -221,7 +221,7 @@ def _root(
             envvar="RUNFLOW_PROFILE",
             show_default=False,
             help="Take defaults (base URL, key, elements, batch size, out, skip_invalid, "
-            "check_sources) from this profile "
+            "check_sources, columns) from this profile "
             "of the config file (runflow config path); flags and environment variables win.",
         ),
     ] = None,
@@ -307,6 +307,8 @@ def _print_error(message: str, hint: str | None, problems: list[object] | None =
     consoles = Consoles.create()
     consoles.error(message)
     if problems:
-        consoles.problems(str(p) for p in problems)
+        from runflow_cli.cli.ui.problems import print_problems
+
+        print_problems(consoles, problems)  # grouped: a systematic typo is a few lines
     if hint:
         consoles.hint(hint)

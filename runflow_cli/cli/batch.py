@@ -7,6 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+import typer
+
 from runflow_cli.cli.batch_options import (
     BatchSizeOpt,
     BatchTimeoutOpt,
@@ -51,14 +53,17 @@ from runflow_cli.cli.options import (
     ApiKeyOpt,
     AspectRatioOpt,
     BaseUrlOpt,
+    ColumnOpt,
+    DelimiterOpt,
     ElementsOpt,
     FormatOpt,
     KeepIntermediatesOpt,
     ManifestArg,
-    ManifestFormat,
     NoColorOpt,
     PromptOpt,
+    Reading,
     SandboxLatencyOpt,
+    SheetOpt,
     load,
     parse_amount,
 )
@@ -71,9 +76,13 @@ if TYPE_CHECKING:
 
 
 def batch_command(
+    ctx: typer.Context,
     manifest: ManifestArg,
     out: OutOpt = DEFAULT_OUT,
     format: FormatOpt = None,
+    column: ColumnOpt = None,
+    delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None,
     elements: ElementsOpt = None,
     aspect_ratio: AspectRatioOpt = None,
     prompt: PromptOpt = None,
@@ -151,6 +160,7 @@ def batch_command(
     from runflow_cli.errors import UsageError
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
+    reading = Reading.of(ctx, format, column, delimiter, sheet)
     export_to = export_spec(preset, export, background, max_size, quality)  # before any send
     if review_sources:  # libvips or Pillow makes the previews: said before anything is sent
         from runflow_cli.outputs.sources import NEEDED_BY, SOURCE_SIZE
@@ -169,7 +179,7 @@ def batch_command(
     with consoles.holding_warnings() as recorded:
         with gc_paused():
             loaded = _load(
-                consoles, manifest, format, elements, aspect_ratio, prompt,
+                consoles, manifest, reading, elements, aspect_ratio, prompt,
                 json_log=json_log, github_actions=on_github,
             )  # fmt: skip
             large = len(loaded.items) >= LARGE
@@ -282,7 +292,7 @@ def _prices(text: str | None) -> dict[int, Decimal]:
 def _load(
     consoles: Consoles,
     manifest: str,
-    fmt: ManifestFormat | None,
+    reading: Reading,
     elements: str | None,
     aspect_ratio: str | None,
     prompt: str | None,
@@ -298,7 +308,7 @@ def _load(
     from runflow_cli.manifest import ManifestError
 
     try:
-        return load(consoles, manifest, fmt, elements, aspect_ratio, prompt, keep_invalid=True)
+        return load(consoles, manifest, reading, elements, aspect_ratio, prompt, keep_invalid=True)
     except ManifestError as exc:
         nothing = BatchResult(
             outcomes=[], stopped_reason="the manifest is invalid: nothing was sent"

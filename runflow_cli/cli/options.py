@@ -16,13 +16,17 @@ if TYPE_CHECKING:
 
 class ManifestFormat(StrEnum):
     csv = "csv"
+    tsv = "tsv"
+    xlsx = "xlsx"
+    jsonl = "jsonl"
     yaml = "yaml"
 
 
 ManifestArg = Annotated[
     str,
     typer.Argument(
-        help="CSV or YAML manifest (by extension); '-' reads standard input (with --format).",
+        help="The manifest: .csv, .tsv, .xlsx, .jsonl or .yaml (told by extension); '-' reads "
+        "standard input (with --format).",
         metavar="MANIFEST",
         show_default=False,
     ),
@@ -30,6 +34,35 @@ ManifestArg = Annotated[
 FormatOpt = Annotated[
     ManifestFormat | None,
     typer.Option("--format", help="Manifest format when it can't be told from the extension."),
+]
+ColumnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--column",
+        metavar="FIELD=HEADER",
+        show_default=False,
+        help="Read a manifest field from a column named otherwise, e.g. --column "
+        "sku='Variant SKU' --column image_url='Image Src' (repeatable; fields: sku, "
+        "image_url, name, elements, aspect_ratio, product_isolation_prompt, client_ref). "
+        "For CSV, TSV, .xlsx and JSONL; also a profile's [columns] table (a flag wins "
+        "for its field).",
+    ),
+]
+DelimiterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--delimiter",
+        show_default=False,
+        help="The CSV delimiter: ',', ';', tab or '|' (default: sniffed from the header line).",
+    ),
+]
+SheetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sheet",
+        show_default=False,
+        help="The .xlsx workbook's sheet to read (default: the first).",
+    ),
 ]
 ElementsOpt = Annotated[
     str | None,
@@ -86,10 +119,49 @@ NoColorOpt = Annotated[
 ]
 
 
+class Reading:
+    """How to read the manifest: ``--format``, ``--column``, ``--delimiter``, ``--sheet``."""
+
+    def __init__(
+        self,
+        fmt: ManifestFormat | None = None,
+        columns: dict[str, str] | None = None,
+        delimiter: str | None = None,
+        sheet: str | None = None,
+    ) -> None:
+        self.fmt = fmt
+        self.columns = columns or {}
+        self.delimiter = delimiter
+        self.sheet = sheet
+
+    @classmethod
+    def of(
+        cls,
+        ctx: typer.Context,
+        fmt: ManifestFormat | None,
+        column: list[str] | None,
+        delimiter: str | None,
+        sheet: str | None,
+    ) -> Reading:
+        """The options as given: ``--column`` flags layered over the profile's ``columns``
+        (click hands the profile's over only when no flag is given: each flag wins for its
+        field, the profile keeps the others)."""
+        from runflow_cli.manifest import parse_columns
+
+        columns: dict[str, str] = {}
+        source = ctx.get_parameter_source("column")
+        if source is not None and source.name == "COMMANDLINE":
+            profile = ctx.lookup_default("column", call=False)
+            if isinstance(profile, list):
+                columns.update(parse_columns(profile, flag="the profile's columns:"))
+        columns.update(parse_columns(column or []))
+        return cls(fmt, columns, delimiter, sheet)
+
+
 def load(
     consoles: Consoles,
     manifest: str,
-    fmt: ManifestFormat | None,
+    reading: Reading | ManifestFormat | None,
     elements: str | None,
     aspect_ratio: str | None,
     prompt: str | None,
@@ -103,6 +175,10 @@ def load(
     """
     from runflow_cli.errors import UsageError
     from runflow_cli.manifest import Defaults, load_manifest, parse_elements
+
+    if not isinstance(reading, Reading):
+        reading = Reading(reading)
+    fmt = reading.fmt
 
     default_elements: tuple[str, ...] | None = None
     if elements:
@@ -119,6 +195,9 @@ def load(
             product_isolation_prompt=prompt,
         ),
         skip_invalid=keep_invalid,
+        columns=reading.columns,
+        delimiter=reading.delimiter,
+        sheet=reading.sheet,
     )
     if not loaded.invalid:
         for warning in loaded.warnings:

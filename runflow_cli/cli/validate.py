@@ -2,36 +2,64 @@
 
 from __future__ import annotations
 
+import typer
+
 from runflow_cli.cli.options import (
     AspectRatioOpt,
+    ColumnOpt,
+    DelimiterOpt,
     ElementsOpt,
     FormatOpt,
+    JsonOpt,
     ManifestArg,
     NoColorOpt,
     PromptOpt,
+    Reading,
+    SheetOpt,
     load,
 )
 
 
 def validate_command(
+    ctx: typer.Context,
     manifest: ManifestArg,
     format: FormatOpt = None,
+    column: ColumnOpt = None,
+    delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None,
     elements: ElementsOpt = None,
     aspect_ratio: AspectRatioOpt = None,
     prompt: PromptOpt = None,
+    json_output: JsonOpt = False,
     no_color: NoColorOpt = False,
 ) -> int:
     """Check a manifest and report every problem at once; nothing is sent.
 
     Exits 0 when the manifest is valid, 2 when it is not (each problem names
-    the file, line and SKU).
+    the file, line and SKU; many problems of one kind are shown as the first
+    few and a count). With --json, stdout gets one JSON document listing every
+    problem (file, line, sku, field, code, message; see docs/manifests.md).
 
     Example: runflow validate sample_manifests/catalog.csv
     """
     from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.cli.ui.problems import validation_json
+    from runflow_cli.errors import ExitCode
+    from runflow_cli.manifest import ManifestError
 
     consoles = Consoles.create(no_color=no_color)
-    loaded = load(consoles, manifest, format, elements, aspect_ratio, prompt)
+    reading = Reading.of(ctx, format, column, delimiter, sheet)
+    try:
+        loaded = load(consoles, manifest, reading, elements, aspect_ratio, prompt)
+    except ManifestError as exc:
+        if not json_output:
+            raise
+        consoles.json(validation_json(exc.source, None, exc.problems, []))
+        consoles.error(f"{exc} (every one is in the JSON on stdout)")
+        return ExitCode.INVALID_INPUT
+    if json_output:
+        consoles.json(validation_json(loaded.source, loaded, [], loaded.warnings))
+        return 0
     skus = len({item.sku for item in loaded.items})
     consoles.line(f"{loaded.source}: {len(loaded.items)} items in {skus} SKUs, valid.")
     return 0

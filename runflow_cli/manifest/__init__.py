@@ -1,6 +1,6 @@
-"""Load a CSV or YAML manifest into validated Items, or report every problem at once.
+"""Load a manifest (CSV, TSV, .xlsx, JSONL or YAML) into validated Items, or every problem.
 
-A manifest lists product photos: one row (CSV) or mapping (YAML) per photo,
+A manifest lists product photos: one row (CSV, TSV, a sheet) or mapping (JSONL, YAML) per photo,
 with its ``sku`` (the output folder), ``image_url`` and the processing
 ``elements``. Nothing is sent until the whole manifest is valid, so every
 problem carries the file, line and SKU it concerns; or, with ``skip_invalid``,
@@ -8,9 +8,11 @@ the invalid rows are set aside (``Manifest.invalid``) and the rest go ahead.
 
 This module finds and opens the manifest and is the one to import from. The
 work is split by job: ``types`` (the shared types), ``rows`` (checking rows
-and naming outputs), ``read_csv`` and ``read_yaml`` (the readers; the YAML
-one, and pyyaml with it, only loads for YAML files), and ``run_args`` (a
-one-off run's arguments, checked as a row).
+and naming outputs), ``formats`` (a file's format, encoding and delimiter, told
+once), ``columns`` (``--column`` mapping), the readers ``read_csv``,
+``read_xlsx``, ``read_jsonl`` and ``read_yaml`` (all but the CSV one load only
+for their files: pyyaml and openpyxl cost nothing otherwise), and ``run_args``
+(a one-off run's arguments, checked as a row).
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ import hashlib
 import io
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Mapping
 from typing import TextIO
 
 from runflow_cli.bulk import gc_paused
+from runflow_cli.manifest.columns import parse_columns
+from runflow_cli.manifest.formats import (
+    FORMATS,
+    FormatProblem,
+    decode,
+    delimiter_char,
+    detect_format,
+    sniff_delimiter,
+)
 from runflow_cli.manifest.read_csv import read_csv
 from runflow_cli.manifest.rows import ItemBuilder
 from runflow_cli.manifest.types import (
@@ -43,6 +54,7 @@ __all__ = [
     "CONFIG_FIELDS",
     "ELEMENTS",
     "FIELDS",
+    "FORMATS",
     "MAX_CLIENT_REF",
     "Defaults",
     "InvalidRow",
@@ -50,13 +62,27 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Problem",
+    "detect_format",
     "load_manifest",
+    "parse_columns",
     "parse_elements",
 ]
 
 _FILE_HINT = "Check the path and run the same command again; nothing was sent."
-_FORMATS = {"csv": "csv", "yaml": "yaml", "yml": "yaml"}
-"""Format names (``--format``) and file extensions (without the dot) -> reader."""
+_USAGE_HINT = "Run the command again with the fix above; nothing was sent."
+_ENCODING_HINT = (
+    "Save the file as UTF-8 (in Excel: Save As > 'CSV UTF-8 (Comma delimited)') and run the "
+    "same command again; nothing was sent."
+)
+_HINTS = {
+    "encoding": _ENCODING_HINT,
+    "needs_openpyxl": "Install the extra (pip install 'runflow-cli[xlsx]') and run the same "
+    "command again; nothing was sent.",
+    "bad_workbook": "Save the workbook again from Excel and run the same command again; "
+    "nothing was sent.",
+}
+_HEAD = 512
+"""Bytes :func:`detect_format` looks at."""
 
 
 def load_manifest(
@@ -66,12 +92,24 @@ def load_manifest(
     defaults: Defaults | None = None,
     stdin: TextIO | None = None,
     skip_invalid: bool = False,
+    columns: Mapping[str, str] | None = None,
+    delimiter: str | None = None,
+    sheet: str | None = None,
 ) -> Manifest:
     """Read and validate a manifest; raise ManifestError listing every problem.
 
-    ``path`` ``"-"`` reads standard input (``stdin`` if given) and needs ``fmt``
-    (``"csv"`` or ``"yaml"``); otherwise the format follows the extension.
-    Values in a row win over YAML ``defaults:``, which win over ``defaults``.
+    The format (``csv``, ``tsv``, ``xlsx``, ``jsonl``, ``yaml``) is ``fmt`` if
+    given, else told from the extension and the first bytes
+    (:func:`detect_format`); ``path`` ``"-"`` reads standard input (``stdin`` if
+    given) and needs ``fmt``. Text is UTF-8 (with or without BOM), UTF-16 with
+    a BOM, or else read as Windows-1252 with a warning. Values in a row win over
+    YAML ``defaults:``, which win over ``defaults``.
+
+    ``columns`` maps fields to the headers (or JSONL keys) holding them:
+    ``{"sku": "Variant SKU"}``; a YAML manifest names its fields by their own
+    keys and takes no mapping. ``delimiter`` forces a CSV's delimiter (else it
+    is sniffed from the header line); ``sheet`` picks a workbook's sheet (else
+    the first).
 
     ``skip_invalid`` sets the rows with problems aside instead: they are in
     ``Manifest.invalid`` (line, SKU, URL, problems) and ``items`` holds the
@@ -84,71 +122,108 @@ def load_manifest(
     from_stdin = raw == "-"
     source = "<stdin>" if from_stdin else raw
 
-    def fail(message: str, line: int | None = None, hint: str = _FILE_HINT) -> ManifestError:
-        return ManifestError(source, [Problem(source, line, None, message)], hint=hint)
+    def fail(
+        message: str, line: int | None = None, hint: str = _FILE_HINT, code: str = "unreadable"
+    ) -> ManifestError:
+        return ManifestError(source, [Problem(source, line, None, message, None, code)], hint=hint)
 
-    usage_hint = "Run the command again with the fix above; nothing was sent."
-    kind: str | None = None
-    if fmt is not None:
-        kind = _FORMATS.get(fmt.strip().lower())
-        if kind is None:
-            raise fail(
-                f"unknown format '{fmt}'; use --format csv or --format yaml", hint=usage_hint
+    try:
+        if fmt is not None:
+            detect_format(raw, b"", fmt)  # a bad --format is said before the file is read
+        elif from_stdin:
+            raise FormatProblem(
+                "reading a manifest from standard input needs its format; "
+                f"pass --format {'|'.join(FORMATS)}"
             )
-    elif from_stdin:
-        raise fail(
-            "reading a manifest from standard input needs its format; "
-            "pass --format csv or --format yaml",
-            hint=usage_hint,
-        )
+        if delimiter is not None:
+            delimiter = delimiter_char(delimiter)
+    except FormatProblem as exc:
+        raise fail(str(exc), hint=_USAGE_HINT, code=exc.code) from None
     if not from_stdin:
         if os.path.isdir(raw):
-            raise fail("this is a directory; give the path of a .csv or .yaml manifest file")
+            raise fail("this is a directory; give the path of a manifest file (.csv, .xlsx, ...)")
         if not os.path.exists(raw):
             raise fail("no such file; check the path")
-        if kind is None:
-            ext = os.path.splitext(raw)[1].lower()
-            kind = _FORMATS.get(ext[1:])  # splitext keeps the dot: ".csv"
-            if kind is None:
-                raise fail(
-                    f"cannot tell the format from the extension '{ext or '(none)'}'; "
-                    "name the file .csv, .yaml or .yml, or pass --format csv or --format yaml",
-                    hint=usage_hint,
-                )
-
-    builder = ItemBuilder(source, defaults, keep_invalid=skip_invalid)
     try:
-        with gc_paused():  # a row's objects form no cycles: 100,000 rows, nothing to collect
-            digest = hashlib.sha256(repr((kind, defaults, skip_invalid)).encode())
-            warnings = _read(kind, raw, stdin, builder, digest.update)
-            invalid = _take_invalid(builder) if skip_invalid else []
-            items = builder.finish()
-    except UnicodeDecodeError:
-        line = None if from_stdin else _undecodable_line(raw)
-        raise fail(
-            "the text is not UTF-8; save the file as UTF-8 (in Excel: 'CSV UTF-8')", line
-        ) from None
+        data = _read_bytes(raw, stdin)
     except OSError as exc:
         raise fail(f"cannot read the file: {exc.strerror or exc}") from None
+
+    mapping = dict(columns or {})
+    builder = ItemBuilder(source, defaults, keep_invalid=skip_invalid)
+    try:
+        kind = detect_format(raw, data[:_HEAD], fmt)
+        _check_options(kind, mapping, delimiter, sheet)
+        with gc_paused():  # a row's objects form no cycles: 100,000 rows, nothing to collect
+            key: tuple[object, ...] = (kind, defaults, skip_invalid)
+            if mapping or delimiter or sheet:  # only then: an OUT's stamp of a plain file holds
+                key += (sorted(mapping.items()), delimiter, sheet)
+            digest = hashlib.sha256(repr(key).encode())
+            digest.update(data)
+            warnings = _parse(kind, data, builder, mapping, delimiter, sheet)
+            invalid = _take_invalid(builder) if skip_invalid else []
+            items = builder.finish()
+    except FormatProblem as exc:
+        hint = _HINTS.get(exc.code, _USAGE_HINT)
+        raise fail(str(exc), exc.line, hint=hint, code=exc.code) from None
     manifest = Manifest(source, items, warnings + builder.warnings, invalid)
     manifest.digest = digest.hexdigest()
     return manifest
 
 
-def _read(
-    kind: str | None,
-    raw: str,
-    stdin: TextIO | None,
+def _read_bytes(raw: str, stdin: TextIO | None) -> bytes:
+    """The whole manifest (a few MB at 100,000 rows): hashed whole, then read."""
+    if raw != "-":
+        with open(raw, "rb") as f:
+            return f.read()
+    stream = stdin if stdin is not None else sys.stdin
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        return bytes(buffer.read())
+    return stream.read().encode("utf-8", "surrogatepass")  # a text stream (tests, libraries)
+
+
+def _check_options(
+    kind: str, columns: Mapping[str, str], delimiter: str | None, sheet: str | None
+) -> None:
+    if columns and kind == "yaml":
+        raise FormatProblem(
+            "a YAML manifest names each field by its own key (sku:, image_url:, ...) and "
+            "takes no column mapping; drop --column (or use a profile without columns)"
+        )
+    if delimiter is not None and kind not in ("csv", "tsv"):
+        raise FormatProblem(f"--delimiter is for CSV and TSV manifests, and this is {kind}")
+    if sheet is not None and kind != "xlsx":
+        raise FormatProblem(f"--sheet is for .xlsx workbooks, and this is {kind}")
+
+
+def _parse(
+    kind: str,
+    data: bytes,
     builder: ItemBuilder,
-    digest: Callable[[bytes], object],
+    columns: Mapping[str, str],
+    delimiter: str | None,
+    sheet: str | None,
 ) -> list[str]:
-    if raw == "-":
-        return _parse(kind, stdin if stdin is not None else sys.stdin, builder, digest)
-    with open(raw, "rb") as f:
-        data = f.read()  # a few MB at 100,000 rows: hashed whole, then read as text
-    digest(data)
-    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
-    return _parse(kind, stream, builder, None)
+    """The warnings: the text's encoding if it was guessed, then the reader's."""
+    if kind == "xlsx":
+        from runflow_cli.manifest.read_xlsx import read_xlsx  # lazily: openpyxl is optional
+
+        return read_xlsx(data, builder, sheet=sheet, columns=columns)
+    text, fallback = decode(data)  # once per file; the rows are read from the text
+    warnings = [f"{builder.source}: {fallback}"] if fallback else []
+    if kind == "yaml":
+        from runflow_cli.manifest.read_yaml import read_yaml  # lazily: pyyaml's import is slow
+
+        return warnings + read_yaml(text, builder)
+    if kind == "jsonl":
+        from runflow_cli.manifest.read_jsonl import read_jsonl
+
+        return warnings + read_jsonl(text, builder, columns=columns)
+    if delimiter is None:
+        delimiter = "\t" if kind == "tsv" else sniff_delimiter(text)
+    lines = io.StringIO(text, newline="")
+    return warnings + read_csv(lines, builder, delimiter=delimiter, columns=columns)
 
 
 def _take_invalid(builder: ItemBuilder) -> list[InvalidRow]:
@@ -159,39 +234,3 @@ def _take_invalid(builder: ItemBuilder) -> list[InvalidRow]:
         return []
     builder.problems.clear()
     return builder.invalid
-
-
-def _parse(
-    kind: str | None,
-    stream: TextIO,
-    builder: ItemBuilder,
-    digest: Callable[[bytes], object] | None,
-) -> list[str]:
-    """The warnings; ``digest`` (if given) is fed the text as it is read."""
-    if kind == "yaml":
-        from runflow_cli.manifest.read_yaml import read_yaml  # lazily: pyyaml's import is slow
-
-        text = stream.read()
-        if digest is not None:
-            digest(text.encode("utf-8", "surrogatepass"))
-        return read_yaml(text, builder)
-    return read_csv(stream if digest is None else _fed(stream, digest), builder)
-
-
-def _fed(lines: Iterable[str], digest: Callable[[bytes], object]) -> Iterator[str]:
-    for line in lines:
-        digest(line.encode("utf-8", "surrogatepass"))
-        yield line
-
-
-def _undecodable_line(path: str) -> int | None:
-    """The line of the first byte that is not UTF-8 (only on the error path)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return data.count(b"\n", 0, exc.start) + 1
-    except OSError:
-        return None
-    return None

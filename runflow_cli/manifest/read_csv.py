@@ -1,22 +1,34 @@
-"""Read a CSV manifest: a header row naming the columns, then one row per photo."""
+"""Read a CSV manifest: a header row naming the columns, then one row per photo.
+
+The delimiter (comma, semicolon, tab or bar) and the columns are worked out once,
+from the header; the loop over the rows stays the one a plain CSV has always had.
+"""
 
 from __future__ import annotations
 
 import csv
-import sys
 from collections.abc import Iterable
 
-from runflow_cli.manifest.rows import ItemBuilder, unknown_warning
-from runflow_cli.manifest.types import FIELDS, normalize_key
+from runflow_cli.manifest.columns import Columns, header_columns
+from runflow_cli.manifest.rows import ItemBuilder
+
+_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "bars ('|')"}
 
 
-def read_csv(lines: Iterable[str], builder: ItemBuilder) -> list[str]:
+def read_csv(
+    lines: Iterable[str],
+    builder: ItemBuilder,
+    *,
+    delimiter: str = ",",
+    columns: Columns | None = None,
+) -> list[str]:
     """Feed every row to ``builder``; return the warnings (unknown columns).
 
     Problems go to the builder with their line: the physical line a record
     starts on, so a quoted value spanning lines does not shift later ones.
+    ``columns`` maps fields to the headers holding them (``--column``).
     """
-    reader = csv.reader(lines, strict=True)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     header: list[str] | None = None
     width = 0
     # Each field's cell (a field the header lacks: the empty cell added past the end).
@@ -31,14 +43,13 @@ def read_csv(lines: Iterable[str], builder: ItemBuilder) -> list[str]:
             if header is None:
                 header = row
                 header[0] = header[0].lstrip("\ufeff")
-                found = _csv_columns(header, line, builder)
+                found = header_columns(header, columns or {}, line, builder, delimiter=delimiter)
                 if found is None:
                     return warnings
-                columns, unknown = found
-                warnings = unknown_warning("column", unknown)
+                indices, warnings = found
                 width = len(header)
                 i_sku, i_url, i_elements, i_aspect, i_prompt, i_ref, i_name = (
-                    min(i, width) for i in columns
+                    min(i, width) for i in indices
                 )
                 continue
             n = len(row)
@@ -60,58 +71,30 @@ def read_csv(lines: Iterable[str], builder: ItemBuilder) -> list[str]:
                     line,
                     sku,
                     f"this row has {n} cells but the header has {width} columns; "
-                    "put quotes around values that contain commas",
+                    f"put quotes around values that contain {_NAMES.get(delimiter, delimiter)}",
+                    None,
+                    "extra_cells",
                 )
             builder.add(line, sku, url, elements, aspect, prompt, ref, name)
     except csv.Error as exc:
         line = end + 1
         if "unexpected end of data" in str(exc):
+            code = "unclosed_quote"
             message = "a quoted value starting on this line is never closed; add the closing quote"
         else:
+            code = "bad_csv"
             message = (
-                f"this row is not valid CSV ({exc}); quote values that contain commas, "
-                "quotes or line breaks, and double any quote inside them"
+                f"this row is not valid CSV ({exc}); quote values that contain "
+                f"{_NAMES.get(delimiter, delimiter)}, quotes or line breaks, and double any "
+                "quote inside them"
             )
-        builder.problem(line, None, message)
+        builder.problem(line, None, message, None, code)
     if header is None:
         builder.problem(
-            None, None, "the file is empty: a CSV manifest needs a header row (sku,image_url,...)"
+            None,
+            None,
+            "the file is empty: a CSV manifest needs a header row (sku,image_url,...)",
+            None,
+            "empty_file",
         )
     return warnings
-
-
-def _csv_columns(
-    header: list[str], line: int, builder: ItemBuilder
-) -> tuple[list[int], list[str]] | None:
-    """Indices of FIELDS in the header (past the end when absent) and unknown names."""
-    positions: dict[str, int] = {}
-    unknown: list[str] = []
-    ok = True
-    for i, cell in enumerate(header):
-        key = normalize_key(cell)
-        if not key:
-            continue  # an unnamed trailing column, as spreadsheets like to add
-        if key not in FIELDS:
-            unknown.append(cell.strip())
-        elif key in positions:
-            builder.problem(
-                line,
-                None,
-                f"column '{key}' appears twice (columns {positions[key] + 1} and {i + 1}); "
-                "keep one",
-            )
-            ok = False
-        else:
-            positions[key] = i
-    missing = [f for f in ("sku", "image_url") if f not in positions]
-    if missing:
-        listed = ", ".join(f"'{c.strip()}'" for c in header) or "nothing"
-        message = f"missing required column {' and '.join(missing)}; the header has: {listed}"
-        if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
-            message += " (the file looks separated by ';' or tabs; save it comma-separated)"
-        builder.problem(line, None, message)
-        return None
-    if not ok:
-        return None
-    past_end = sys.maxsize
-    return [positions.get(f, past_end) for f in FIELDS], unknown

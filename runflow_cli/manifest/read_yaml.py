@@ -57,10 +57,11 @@ def read_yaml(text: str, builder: ItemBuilder) -> list[str]:
             mark.line + 1 if mark is not None else None,
             None,
             f"YAML syntax error: {detail}; check the indentation and quoting here",
+            code="yaml_syntax",
         )
         return []
     except yaml.YAMLError as exc:
-        builder.problem(None, None, f"YAML syntax error: {exc}")
+        builder.problem(None, None, f"YAML syntax error: {exc}", code="yaml_syntax")
         return []
     finally:
         loader.dispose()
@@ -90,6 +91,7 @@ def read_yaml(text: str, builder: ItemBuilder) -> list[str]:
                 None,
                 "no items: a YAML manifest is a list of items, or a mapping with "
                 "items: (and optionally defaults:)",
+                code="no_items",
             )
             return []
         data, items_node = top["items"]
@@ -100,6 +102,7 @@ def read_yaml(text: str, builder: ItemBuilder) -> list[str]:
             _line(items_node),
             None,
             f"the items are {_kind(data)}; write them as a list, one '- sku: ...' mapping each",
+            code="items_not_a_list",
         )
         return []
     for number, (value, node) in enumerate(zip(data, items_node.value, strict=True), 1):
@@ -128,7 +131,9 @@ def _yaml_flatten(
         if key == "config":
             config = item
         elif key in fields:
-            builder.problem(line, sku, f"'{key}' is given twice (as '{raw_key}'); keep one")
+            builder.problem(
+                line, sku, f"'{key}' is given twice (as '{raw_key}'); keep one", key, "given_twice"
+            )
         elif key in FIELDS:
             fields[key] = item
         else:
@@ -140,6 +145,7 @@ def _yaml_flatten(
             line,
             sku,
             f"config is {_kind(config)}; make it a mapping of {', '.join(CONFIG_FIELDS)}",
+            code="bad_config",
         )
         return fields
     for raw_key, item in config.items():
@@ -150,7 +156,11 @@ def _yaml_flatten(
             fields[key] = item
         elif fields[key] != item:
             builder.problem(
-                line, sku, f"{key} is given both as {key} and as config.{key}; keep one"
+                line,
+                sku,
+                f"{key} is given both as {key} and as config.{key}; keep one",
+                key,
+                "given_twice",
             )
     return fields
 
@@ -164,7 +174,7 @@ def _yaml_text(
         return None, True
     if isinstance(value, str):
         return value.strip() or None, True
-    builder.problem(line, sku, f"{key} is {_kind(value)}; it must be text")
+    builder.problem(line, sku, f"{key} is {_kind(value)}; it must be text", key, "not_text")
     return None, False
 
 
@@ -175,7 +185,13 @@ def _yaml_elements(
         return value, True
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value, True
-    builder.problem(line, sku, f"{label}elements must be a list of names or a ';'-separated text")
+    builder.problem(
+        line,
+        sku,
+        f"{label}elements must be a list of names or a ';'-separated text",
+        "elements",
+        "not_text",
+    )
     return None, False
 
 
@@ -213,7 +229,9 @@ def _yaml_defaults(value: Any, line: int, builder: ItemBuilder) -> None:
     if value is None:
         return
     if not isinstance(value, dict):
-        builder.problem(line, None, f"defaults: is {_kind(value)}; make it a mapping")
+        builder.problem(
+            line, None, f"defaults: is {_kind(value)}; make it a mapping", code="bad_defaults"
+        )
         return
     unknown: dict[str, None] = {}
     fields = _yaml_flatten(value, line, None, builder, unknown)
@@ -222,6 +240,7 @@ def _yaml_defaults(value: Any, line: int, builder: ItemBuilder) -> None:
             line,
             None,
             f"defaults: cannot set '{key}'; only {', '.join(CONFIG_FIELDS)} have defaults",
+            code="bad_defaults",
         )
     elements, _ = _yaml_elements(fields.get("elements"), line, None, builder, "defaults: ")
     aspect, _ = _yaml_text(fields, "aspect_ratio", line, None, builder)

@@ -22,6 +22,7 @@ from runflow_cli.manifest.types import (
     Item,
     ManifestError,
     Problem,
+    element_kind,
     parse_elements,
 )
 from runflow_cli.manifest.values import (
@@ -36,6 +37,7 @@ _MAX_CACHED = 10_000
 for the catalog where every row has its own."""
 
 
+_ASPECT_KIND = ("aspect_ratio", "bad_aspect_ratio")
 _NO_ELEMENTS = (
     "no elements: add an elements column (e.g. tag_removal;background_removal) "
     "or pass --elements for every row"
@@ -98,8 +100,15 @@ class ItemBuilder:
                 label="default",
             )
 
-    def problem(self, line: int | None, sku: str | None, message: str) -> None:
-        self.problems.append(Problem(self.source, line, sku, message))
+    def problem(
+        self,
+        line: int | None,
+        sku: str | None,
+        message: str,
+        field: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.problems.append(Problem(self.source, line, sku, message, field, code))
 
     def set_defaults(
         self,
@@ -114,7 +123,7 @@ class ItemBuilder:
         if elements is not None:
             parsed, errors = self._parse_elements(elements)
             for error in errors:
-                self.problem(line, None, f"{label} elements: {error}")
+                self.problem(line, None, f"{label} elements: {error}", *element_kind(error))
             if errors:
                 self._elements, self._elements_bad = None, True
             elif parsed:
@@ -122,7 +131,7 @@ class ItemBuilder:
         if aspect_ratio is not None and aspect_ratio.strip():
             self._aspect, aspect_error = aspect_problem(aspect_ratio.strip())
             if aspect_error is not None:
-                self.problem(line, None, f"{label} {aspect_error}")
+                self.problem(line, None, f"{label} {aspect_error}", *_ASPECT_KIND)
         if prompt is not None and prompt.strip():
             self._prompt = prompt.strip()
 
@@ -164,13 +173,21 @@ class ItemBuilder:
                 folder = self._folder_for(sku, line)
             elif "sku" not in reported:
                 self.problem(
-                    line, None, "missing sku: every row needs one (it names the output folder)"
+                    line,
+                    None,
+                    "missing sku: every row needs one (it names the output folder)",
+                    "sku",
+                    "missing_value",
                 )
 
         if image_url is None:
             if "image_url" not in reported:
                 self.problem(
-                    line, sku, "missing image_url: every row needs the http(s) URL of its photo"
+                    line,
+                    sku,
+                    "missing image_url: every row needs the http(s) URL of its photo",
+                    "image_url",
+                    "missing_value",
                 )
         elif not (
             # PlainOrigins.known, inlined: a call per row costs more than the check.
@@ -180,7 +197,7 @@ class ItemBuilder:
         ):
             url_error = self._origins.problem(image_url)
             if url_error is not None:
-                self.problem(line, sku, url_error)
+                self.problem(line, sku, url_error, "image_url", "bad_url")
 
         parsed = self._elements_cache.get(elements) if type(elements) is str else None
         if parsed is not None and parsed[0] and not parsed[1]:
@@ -196,11 +213,17 @@ class ItemBuilder:
                 cached = self._aspect_cache[aspect_ratio] = aspect_problem(aspect_ratio)
             aspect, aspect_error = cached
             if aspect_error is not None:
-                self.problem(line, sku, aspect_error)
+                self.problem(line, sku, aspect_error, *_ASPECT_KIND)
 
         ref = client_ref if client_ref is not None else sku or ""
         if len(ref) > MAX_CLIENT_REF:
-            self.problem(line, sku, client_ref_problem(len(ref), defaulted=client_ref is None))
+            self.problem(
+                line,
+                sku,
+                client_ref_problem(len(ref), defaulted=client_ref is None),
+                "client_ref",
+                "too_long",
+            )
 
         name_k = reason = None
         if name is not None:
@@ -228,7 +251,11 @@ class ItemBuilder:
                 name = self._safe_stems[stem] = sanitize_component(stem)
         elif reason is not None:
             self.problem(
-                line, sku, f"name '{name}' cannot be a file name: {reason}; choose another"
+                line,
+                sku,
+                f"name '{name}' cannot be a file name: {reason}; choose another",
+                "name",
+                "bad_name",
             )
         elif folder is not None and first == line and name_k is not None:
             earlier = folder.names.setdefault(name_k, line)
@@ -239,6 +266,8 @@ class ItemBuilder:
                     f"same output file as line {earlier}: SKU folder '{folder.sku}', "
                     f"name '{name}' (names are compared ignoring case); "
                     "give one of the rows a different name",
+                    "name",
+                    "same_output",
                 )
 
         if self.problems and (
@@ -278,20 +307,20 @@ class ItemBuilder:
         if elements is not None:
             chosen, errors = self._parse_elements(elements)
             for error in errors:
-                self.problem(line, sku, error)
+                self.problem(line, sku, error, *element_kind(error))
             # Only separators ("", ";") count as not given; errors are not papered over.
             use_default = not chosen and not errors
         if use_default:
             if self._elements is not None:
                 chosen = self._elements
             elif not self._elements_bad and "elements" not in reported:
-                self.problem(line, sku, _NO_ELEMENTS)
+                self.problem(line, sku, _NO_ELEMENTS, "elements", "no_elements")
         return chosen
 
-    def unusable(self, line: int, message: str) -> None:
+    def unusable(self, line: int, message: str, code: str = "not_a_mapping") -> None:
         """A row the reader can make nothing of (a YAML item that is not a mapping)."""
         self.count += 1
-        self.problem(line, None, message)
+        self.problem(line, None, message, None, code)
         if self._keep_invalid:
             self._set_aside(line, None, None)
 
@@ -317,7 +346,13 @@ class ItemBuilder:
             return folder
         reason = folder_name_problem(sku)
         if reason is not None:
-            self.problem(line, sku, f"SKU cannot be a folder name: {reason}; rename the SKU")
+            self.problem(
+                line,
+                sku,
+                f"SKU cannot be a folder name: {reason}; rename the SKU",
+                "sku",
+                "bad_sku",
+            )
             return None
         if folder is None:
             folder = self._folders[key] = self._spellings[sku] = _Folder(sku, line)
@@ -330,13 +365,17 @@ class ItemBuilder:
                 f"SKU '{sku}' differs from SKU '{folder.sku}' (line {folder.line}) only by "
                 "letter case; both would share one folder on macOS and Windows, "
                 "so spell them the same",
+                "sku",
+                "sku_case_clash",
             )
         return None
 
     def finish(self) -> list[Item]:
         """The Items with their final names, or ManifestError with every problem."""
         if self.count == 0 and not self.problems:
-            self.problem(None, None, "the manifest has no items; add one row per photo")
+            self.problem(
+                None, None, "the manifest has no items; add one row per photo", None, "no_items"
+            )
         if self.problems:
             self.problems.sort(key=lambda p: p.line or 0)
             raise ManifestError(self.source, self.problems)

@@ -88,8 +88,14 @@ class Problem:
 
     source: str
     line: int | None
+    """1-based line (a spreadsheet's row number for .xlsx); None for the whole file."""
     sku: str | None
     message: str
+    field: str | None = None
+    """The manifest field at fault (``image_url``), when one is."""
+    code: str | None = None
+    """The kind of problem (``bad_url``, ``unknown_element``): a stable name a program can
+    read (``runflow validate --json``) and the human output groups by."""
 
     def __str__(self) -> str:
         where = self.source if self.line is None else f"{self.source}:{self.line}"
@@ -176,6 +182,11 @@ def parse_elements(value: str | list[str] | tuple[str, ...]) -> tuple[list[str],
         else:
             found.append(element)
     return found, errors
+
+
+def element_kind(error: str) -> tuple[str, str]:
+    """The field and code of a :func:`parse_elements` error message."""
+    return "elements", "unknown_element" if error.startswith("unknown") else "repeated_element"
 
 
 def _split_all(values: Iterable[str]) -> Iterator[str]:

@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from runflow_cli.cli.ui import github
 from runflow_cli.cli.ui.consoles import Consoles
 from runflow_cli.cli.ui.json_log import print_problem_lines, print_run_summary_line
+from runflow_cli.cli.ui.problems import print_problems
 
 if TYPE_CHECKING:
     from runflow_cli.batch.job import BatchResult
@@ -36,8 +35,7 @@ def show_skipped_rows(
         f"{kept} valid {'row goes' if kept == 1 else 'rows go'} ahead:"
     )
     problems = manifest.problems()
-    for problem in problems:
-        consoles.err.print(f"  [yellow]![/] {escape(str(problem))}")
+    print_problems(consoles, problems, mark="[yellow]![/]")
     consoles.hint(
         "Fix these rows and run the same command again to send them too "
         "(rows done by then are not sent again)."

@@ -213,6 +213,8 @@ def problem_record(problem: Problem, level: str) -> dict[str, Any]:
         "file": problem.source,
         "line": problem.line,
         "sku": problem.sku,
+        "field": problem.field,
+        "code": problem.code,
         "message": problem.message,
     }
 
