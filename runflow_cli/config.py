@@ -14,6 +14,7 @@ The file is TOML, at ``$RUNFLOW_CONFIG`` if set, else
     out = "photos"
     skip_invalid = true                 # batch: leave invalid rows out, send the rest
     check_sources = true                # batch: process again a photo replaced at its URL
+    public_base_url = "https://cdn.shop.example/photos/"  # reports: each final's public URL
 
 Precedence is flag > environment variable > profile > built-in default; the CLI
 gets it by handing a profile's values to click as its ``default_map``. This
@@ -35,6 +36,7 @@ from typing import Any
 
 from runflow_cli.api.prices import PRICE_FORMAT, parse_prices
 from runflow_cli.errors import UsageError
+from runflow_cli.outputs.public_url import checked_base_url
 
 CONFIG_ENV = "RUNFLOW_CONFIG"
 """Environment variable naming the config file, overriding the default place."""
@@ -51,6 +53,7 @@ PROFILE_KEYS = (
     "price",
     "skip_invalid",
     "check_sources",
+    "public_base_url",
 )
 """What a ``[profiles.NAME]`` table may hold."""
 TOP_LEVEL_KEYS = ("default_profile", "profiles")
@@ -128,6 +131,7 @@ class Profile:
     skip_invalid: bool | None = None
     check_sources: bool | None = None
     """``--check-sources``: a nightly job turns it on here once."""
+    public_base_url: str | None = None  # batch, export-catalog: where OUT is published
 
     def defaults_for(self, params: Collection[str] | None = None) -> dict[str, object]:
         """Click-style defaults (parameter name -> value) for a command taking ``params``.
@@ -144,6 +148,7 @@ class Profile:
             "price": self.price,
             "skip_invalid": self.skip_invalid,
             "check_sources": self.check_sources,
+            "public_base_url": self.public_base_url,
         }
         return {
             name: value
@@ -314,14 +319,11 @@ def _profile(
             parse_prices(price)
         except ValueError:
             problems.append(f"{where}.price: expected {PRICE_FORMAT} as a string, got {price!r}")
-    skip_invalid = table.get("skip_invalid")
-    if skip_invalid is not None and not isinstance(skip_invalid, bool):
-        problems.append(f"{where}.skip_invalid: expected true or false, got {_kind(skip_invalid)}")
-    check_sources = table.get("check_sources")
-    if check_sources is not None and not isinstance(check_sources, bool):
-        problems.append(
-            f"{where}.check_sources: expected true or false, got {_kind(check_sources)}"
-        )
+    skip_invalid, check_sources = table.get("skip_invalid"), table.get("check_sources")
+    for flag, value in (("skip_invalid", skip_invalid), ("check_sources", check_sources)):
+        if value is not None and not isinstance(value, bool):
+            problems.append(f"{where}.{flag}: expected true or false, got {_kind(value)}")
+    public_base_url = checked_base_url(table.get("public_base_url"), where, problems)
     if len(problems) > before:
         return None
     return Profile(
@@ -336,6 +338,7 @@ def _profile(
         price=price,
         skip_invalid=skip_invalid,
         check_sources=check_sources,
+        public_base_url=public_base_url,
     )
 
 

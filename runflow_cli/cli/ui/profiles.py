@@ -49,6 +49,7 @@ def print_profile(
         "out": profile.out,
         "skip_invalid": profile.skip_invalid,
         "check_sources": profile.check_sources,
+        "public_base_url": profile.public_base_url,
     }
     if as_json:
         consoles.json(
@@ -72,6 +73,8 @@ def print_profile(
     rows += [(name, settings[name]) for name in ("elements", "batch_size", "out", "skip_invalid")]
     if profile.check_sources is not None:  # said only where set: few profiles set it
         rows.append(("check_sources", profile.check_sources))
+    if profile.public_base_url is not None:
+        rows.append(("public_base_url", profile.public_base_url))
     for name, value in rows:
         shown = "(not set: the command's default)" if value is None else value
         if isinstance(value, bool):
