@@ -109,14 +109,14 @@ def finals_of(rows: Iterable[ReportRow], base: str | None) -> list[Final]:
         )
         if base is None:
             raise PublicUrlsMissingError(
-                f"{len(missing)} finals have no public URL in {REPORT_JSON} ({example}): "
-                "shops fetch images by URL",
+                f"{_finals(len(missing))} no public URL in {REPORT_JSON} ({example}), and no "
+                f"{OPTION} was given: shops fetch images by URL",
                 hint=f"Publish OUT, then give its address: {OPTION} https://cdn.shop.example/"
                 "photos/ (here, or on `runflow batch`, or public_base_url in a config profile).",
             )
         raise PublicUrlsMissingError(
-            f"{len(missing)} finals are outside the output folder, so publishing it does not "
-            f"publish them ({example})"
+            f"{_finals(len(missing))} a path outside the output folder, so publishing it does "
+            f"not publish them ({example})"
         )
     if not finals:
         raise NoFinalsError(
@@ -124,6 +124,10 @@ def finals_of(rows: Iterable[ReportRow], base: str | None) -> list[Final]:
             hint="`runflow status OUT` shows what the runs did.",
         )
     return finals
+
+
+def _finals(count: int) -> str:
+    return "1 final has" if count == 1 else f"{count} finals have"
 
 
 def _position_key(final: Final) -> tuple[int, int]:
