@@ -14,6 +14,7 @@ The file is TOML, at ``$RUNFLOW_CONFIG`` if set, else
     out = "photos"
     skip_invalid = true                 # batch: leave invalid rows out, send the rest
     check_sources = true                # batch: process again a photo replaced at its URL
+    public_base_url = "https://cdn.shop.example/photos/"  # reports: each final's public URL
     [profiles.prod.columns]             # where each manifest field is (--column)
     sku = "Variant SKU"
     image_url = "Image Src"
@@ -37,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from runflow_cli.api.prices import PRICE_FORMAT, parse_prices
+from runflow_cli.config_values import elements_value, kind, string_value, unknown_key
 from runflow_cli.errors import UsageError
+from runflow_cli.outputs.public_url import checked_base_url
 
 CONFIG_ENV = "RUNFLOW_CONFIG"
 """Environment variable naming the config file, overriding the default place."""
@@ -55,6 +58,7 @@ PROFILE_KEYS = (
     "skip_invalid",
     "check_sources",
     "columns",
+    "public_base_url",
 )
 """What a ``[profiles.NAME]`` table may hold."""
 TOP_LEVEL_KEYS = ("default_profile", "profiles")
@@ -134,6 +138,7 @@ class Profile:
     """``--check-sources``: a nightly job turns it on here once."""
     columns: dict[str, str] | None = None
     """Manifest field -> the header holding it (``--column``), from ``[profiles.NAME.columns]``."""
+    public_base_url: str | None = None  # batch, export-catalog: where OUT is published
 
     def defaults_for(self, params: Collection[str] | None = None) -> dict[str, object]:
         """Click-style defaults (parameter name -> value) for a command taking ``params``.
@@ -151,6 +156,7 @@ class Profile:
             "skip_invalid": self.skip_invalid,
             "check_sources": self.check_sources,
             "column": [f"{f}={h}" for f, h in self.columns.items()] if self.columns else None,
+            "public_base_url": self.public_base_url,
         }
         return {
             name: value
@@ -257,16 +263,16 @@ def _check(path: Path, document: dict[str, Any], env: Mapping[str, str]) -> Conf
     problems: list[str] = []
     for unknown in document:
         if unknown not in TOP_LEVEL_KEYS:
-            problems.append(_unknown_key(unknown, TOP_LEVEL_KEYS, "at the top level"))
+            problems.append(unknown_key(unknown, TOP_LEVEL_KEYS, "at the top level"))
     raw_profiles = document.get("profiles", {})
     profiles: dict[str, Profile] = {}
     if not isinstance(raw_profiles, dict):
-        problems.append(f"profiles: expected tables [profiles.NAME], got {_kind(raw_profiles)}")
+        problems.append(f"profiles: expected tables [profiles.NAME], got {kind(raw_profiles)}")
         raw_profiles = {}
     for name, table in raw_profiles.items():
         if not isinstance(table, dict):
             problems.append(
-                f"profiles.{name}: expected a table [profiles.{name}], got {_kind(table)}"
+                f"profiles.{name}: expected a table [profiles.{name}], got {kind(table)}"
             )
             continue
         profile = _profile(name, table, env, problems)
@@ -275,7 +281,7 @@ def _check(path: Path, document: dict[str, Any], env: Mapping[str, str]) -> Conf
     default = document.get("default_profile")
     if default is not None:
         if not isinstance(default, str):
-            problems.append(f"default_profile: expected a profile name, got {_kind(default)}")
+            problems.append(f"default_profile: expected a profile name, got {kind(default)}")
             default = None
         elif default not in raw_profiles:
             problems.append(f"default_profile: no profile '{default}' ({_known(raw_profiles)})")
@@ -293,19 +299,17 @@ def _profile(
     before = len(problems)
     for unknown in table:
         if unknown not in PROFILE_KEYS:
-            problems.append(
-                _unknown_key(unknown, PROFILE_KEYS, f"in [{where}]", prefix=f"{where}.")
-            )
-    base_url = _string(table, "base_url", where, problems)
+            problems.append(unknown_key(unknown, PROFILE_KEYS, f"in [{where}]", prefix=f"{where}."))
+    base_url = string_value(table, "base_url", where, problems)
     if base_url is not None and not base_url.startswith(("https://", "http://")):
         problems.append(f"{where}.base_url: expected an http(s):// URL, got {base_url!r}")
-    key = _string(table, "key", where, problems)
-    key_env = _string(table, "key_env", where, problems)
+    key = string_value(table, "key", where, problems)
+    key_env = string_value(table, "key_env", where, problems)
     if key is not None and key_env is not None:
         problems.append(f"{where}: set key or key_env, not both (key_env is safer)")
     if key_env is not None and not _ENV_NAME.match(key_env):
         problems.append(f"{where}.key_env: expected an environment variable name, got {key_env!r}")
-    elements = _elements(table, where, problems)
+    elements = elements_value(table, where, problems)
     batch_size = table.get("batch_size")
     if batch_size is not None and (
         not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
@@ -314,21 +318,18 @@ def _profile(
             f"{where}.batch_size: expected a whole number of at least 1, got {batch_size!r}"
         )
         batch_size = None
-    out = _string(table, "out", where, problems)
-    price = _string(table, "price", where, problems)
+    out = string_value(table, "out", where, problems)
+    price = string_value(table, "price", where, problems)
     if price is not None:
         try:
             parse_prices(price)
         except ValueError:
             problems.append(f"{where}.price: expected {PRICE_FORMAT} as a string, got {price!r}")
-    skip_invalid = table.get("skip_invalid")
-    if skip_invalid is not None and not isinstance(skip_invalid, bool):
-        problems.append(f"{where}.skip_invalid: expected true or false, got {_kind(skip_invalid)}")
-    check_sources = table.get("check_sources")
-    if check_sources is not None and not isinstance(check_sources, bool):
-        problems.append(
-            f"{where}.check_sources: expected true or false, got {_kind(check_sources)}"
-        )
+    skip_invalid, check_sources = table.get("skip_invalid"), table.get("check_sources")
+    for flag, value in (("skip_invalid", skip_invalid), ("check_sources", check_sources)):
+        if value is not None and not isinstance(value, bool):
+            problems.append(f"{where}.{flag}: expected true or false, got {kind(value)}")
+    public_base_url = checked_base_url(table.get("public_base_url"), where, problems)
     columns = None
     if "columns" in table:
         from runflow_cli.manifest.columns import profile_columns
@@ -349,45 +350,8 @@ def _profile(
         skip_invalid=skip_invalid,
         check_sources=check_sources,
         columns=columns,
+        public_base_url=public_base_url,
     )
-
-
-def _string(table: dict[str, Any], key: str, where: str, problems: list[str]) -> str | None:
-    value = table.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        # Never echo a would-be key: it may be one, mistyped.
-        shown = "a value" if key == "key" else _kind(value)
-        problems.append(f"{where}.{key}: expected a non-empty string, got {shown}")
-        return None
-    return value.strip()
-
-
-def _elements(table: dict[str, Any], where: str, problems: list[str]) -> str | None:
-    from runflow_cli.manifest.types import parse_elements
-
-    value = table.get("elements")
-    if value is None:
-        return None
-    is_list = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    if not (isinstance(value, str) or is_list):
-        problems.append(
-            f"{where}.elements: expected a string like 'tag_removal;"
-            f"background_removal' or a list of names, got {_kind(value)}"
-        )
-        return None
-    found, errors = parse_elements(value)
-    problems.extend(f"{where}.elements: {error}" for error in errors)
-    if not found and not errors:
-        problems.append(f"{where}.elements: names no element")
-    return ";".join(found) if found and not errors else None
-
-
-def _unknown_key(key: str, allowed: tuple[str, ...], where: str, prefix: str = "") -> str:
-    message = f"{prefix}{key}: unknown key {where} (allowed: {', '.join(allowed)})"
-    suggestion = difflib.get_close_matches(key, allowed, n=1)
-    return f"{message}; did you mean '{suggestion[0]}'?" if suggestion else message
 
 
 def _known(profiles: Mapping[str, object]) -> str:
@@ -399,12 +363,3 @@ def _known(profiles: Mapping[str, object]) -> str:
 def _did_you_mean(name: str, profiles: Mapping[str, object]) -> str | None:
     match = difflib.get_close_matches(name, list(profiles), n=1)
     return f"Did you mean '{match[0]}'?" if match else None
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
-    return f"{kind.get(type(value), type(value).__name__)} ({value!r})"

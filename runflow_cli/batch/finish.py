@@ -22,6 +22,7 @@ from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Manifest
 from runflow_cli.outputs.export import ExportSpec, ExportSummary, export_all
+from runflow_cli.outputs.public_url import public_url
 from runflow_cli.outputs.report import REPORT_CSV, REPORT_JSON, Report, ReportRow, write_reports
 from runflow_cli.outputs.review import REVIEW_HTML, write_review
 from runflow_cli.outputs.sources import (
@@ -74,7 +75,7 @@ def write_run_reports(
         result.reports = (folder.path(REPORT_CSV), folder.path(REPORT_JSON))
         result.review = folder.path(REVIEW_HTML) if options.review else None
         return
-    report = run_report(result, manifest, folder, options.model, service)
+    report = run_report(result, manifest, folder, options.model, service, options.public_base_url)
     try:
         result.reports = write_reports(folder, report)
     except LocalIOError as fault:  # the journal has it all: a rerun writes them again
@@ -129,13 +130,21 @@ def export_finals(result: RunResult, spec: ExportSpec, folder: OutputFolder) -> 
 
 
 def run_report(
-    result: RunResult, manifest: Manifest, folder: OutputFolder, model: str, service: str
+    result: RunResult,
+    manifest: Manifest,
+    folder: OutputFolder,
+    model: str,
+    service: str,
+    public_base_url: str | None = None,
 ) -> Report:
-    """The run's report; its rows are made one at a time as the report is written."""
+    """The run's report; its rows are made one at a time as the report is written. With
+    ``public_base_url``, each final's public URL too."""
     plan = result.plan if isinstance(result, BatchResult) else None
     changed = frozenset(plan.source_changed) if plan is not None else frozenset()
-    rows = _report_rows(result, folder, model, service, changed)
-    return Report(manifest.source, result.summary(), rows, list(manifest.warnings))
+    rows = _report_rows(result, folder, model, service, changed, public_base_url)
+    report = Report(manifest.source, result.summary(), rows, list(manifest.warnings))
+    report.public_urls = public_base_url is not None
+    return report
 
 
 def _report_rows(
@@ -144,10 +153,12 @@ def _report_rows(
     model: str,
     service: str,
     source_changed: frozenset[int] = frozenset(),
+    public_base_url: str | None = None,
 ) -> Iterator[ReportRow]:
     for o in result.outcomes:
         item = o.item
         made = o.status == Status.SUCCEEDED and o.output_path is not None
+        output_path = folder.relative(o.output_path) if o.output_path else None
         yield ReportRow(
             sku=item.sku,
             name=item.name,
@@ -158,7 +169,7 @@ def _report_rows(
             run_id=o.run_id,
             error_kind=o.error_kind,
             error_message=o.error_message,
-            output_path=folder.relative(o.output_path) if o.output_path else None,
+            output_path=output_path,
             export_path=folder.relative(o.export_path) if o.export_path else None,
             line=item.line,
             size=o.size,
@@ -167,4 +178,7 @@ def _report_rows(
             endpoint=service if made else None,
             request_fingerprint=fingerprint(item, model),
             source_changed=True if item.index in source_changed else None,
+            public_url=public_url(public_base_url, output_path)
+            if made and public_base_url
+            else None,
         )

@@ -10,6 +10,7 @@ from runflow_cli.api.client import DEFAULT_MODEL
 from runflow_cli.batch.selection import Selection
 from runflow_cli.files.download import DEFAULT_DOWNLOAD_DEADLINE, DEFAULT_MAX_FILE_SIZE
 from runflow_cli.outputs.export import ExportSpec
+from runflow_cli.outputs.public_url import parse_public_base_url
 
 MAX_BATCH_SIZE = 100
 """The API's default cap on items per batch (an org may have it raised)."""
@@ -95,3 +96,10 @@ class BatchOptions:
     review_sources: bool = False
     """Also download each row's source photo once, into a small preview cache under
     ``OUT/.runflow/sources/``, so the review sheet's before/after works offline."""
+    public_base_url: str | None = None
+    """Where OUT is published (``https://cdn.shop.example/photos/``): the reports give each
+    final's public URL below it (see :mod:`runflow_cli.outputs.public_url`)."""
+
+    def __post_init__(self) -> None:
+        if self.public_base_url is not None:  # checked before anything is sent
+            parse_public_base_url(self.public_base_url)

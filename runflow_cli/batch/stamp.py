@@ -57,7 +57,7 @@ class Stamp:
         given = (
             __version__, manifest.source, manifest.digest, len(manifest.items),
             len(manifest.invalid), str(folder.root), options.model, service, options.review,
-            journal_state, result.summary(),
+            journal_state, result.summary(), options.public_base_url,
         )  # fmt: skip
         return cls(hashlib.sha256(repr(given).encode()).hexdigest())
 

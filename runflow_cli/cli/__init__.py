@@ -65,6 +65,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "export_command",
         "Export the finals of an earlier `runflow batch` run, for marketplaces.",
     ),
+    "export-catalog": (
+        "export_catalog",
+        "export_catalog_command",
+        "Write a shop's product import file for the finals of a `runflow batch` run.",
+    ),
     "run": (
         "run",
         "run_command",
@@ -221,7 +226,7 @@ def _root(
             envvar="RUNFLOW_PROFILE",
             show_default=False,
             help="Take defaults (base URL, key, elements, batch size, out, skip_invalid, "
-            "check_sources, columns) from this profile "
+            "check_sources, columns, public_base_url) from this profile "
             "of the config file (runflow config path); flags and environment variables win.",
         ),
     ] = None,

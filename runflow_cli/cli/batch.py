@@ -46,6 +46,7 @@ from runflow_cli.cli.batch_options import (
 )
 from runflow_cli.cli.endpoint import endpoint
 from runflow_cli.cli.export import BackgroundOpt, ExportOpt, MaxSizeOpt, PresetOpt, QualityOpt
+from runflow_cli.cli.export_catalog import PublicBaseUrlOpt, public_base
 from runflow_cli.cli.options import (
     DEFAULT_BASE_URL,
     DEFAULT_OUT,
@@ -123,6 +124,7 @@ def batch_command(
     download_deadline: DownloadDeadlineOpt = 300.0,
     allow_private_downloads: AllowPrivateDownloadsOpt = False,
     review_sources: ReviewSourcesOpt = False,
+    public_base_url: PublicBaseUrlOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOutputOpt = False,
     no_color: NoColorOpt = False,
@@ -162,6 +164,7 @@ def batch_command(
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
     reading = Reading.of(ctx, format, column, delimiter, sheet)
     export_to = export_spec(preset, export, background, max_size, quality)  # before any send
+    public_base_url = public_base(public_base_url)
     if review_sources:  # libvips or Pillow makes the previews: said before anything is sent
         from runflow_cli.outputs.sources import NEEDED_BY, SOURCE_SIZE
         from runflow_cli.outputs.thumbnails import find_thumbnailer
@@ -216,6 +219,7 @@ def batch_command(
             max_cost=parse_amount("--max-cost", max_cost) if max_cost is not None else None,
             prices=_prices(price),
             review_sources=review_sources,
+            public_base_url=public_base_url,
         )
         command = " ".join(["runflow", "batch", manifest])
         endpoint_name = "sandbox" if sandbox else base_url

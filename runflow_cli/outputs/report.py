@@ -40,6 +40,9 @@ CHUNK_CHARS = 64 * 1024
 """Reports are written in pieces of about this many characters."""
 SPOOL_BYTES = 1024 * 1024
 """The CSV report waits in memory up to this size, then in a temporary file."""
+PUBLIC_URL = "public_url"
+"""The column a run given a public base URL adds, last, to both reports (see
+:mod:`runflow_cli.outputs.public_url`); absent otherwise."""
 JSON_ONLY = ("line", "size", "sha256", "elements", "endpoint", "request_fingerprint")
 """Columns of the JSON report beyond the CSV's."""
 
@@ -80,11 +83,15 @@ class ReportRow:
     source_changed: bool | None = None
     """True for a row done before whose source photo changed at its URL, so this run
     processed it again (``--check-sources``); absent otherwise."""
+    public_url: str | None = None
+    """Where the final is served once OUT is published (``--public-base-url``)."""
 
     def to_json(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in (*CSV_COLUMNS, *JSON_ONLY)}
         if self.source_changed:  # only where it happened: most rows never carry it
             row["source_changed"] = True
+        if self.public_url:
+            row[PUBLIC_URL] = self.public_url
         return row
 
     @classmethod
@@ -119,6 +126,7 @@ class ReportRow:
             endpoint=text("endpoint"),
             request_fingerprint=text("request_fingerprint"),
             source_changed=row.get("source_changed") is True or None,
+            public_url=text(PUBLIC_URL),
         )
 
 
@@ -133,6 +141,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     """What the run warned about (unknown columns, repeated rows, settings): kept here
     whatever ``--quiet`` kept off stderr."""
+    public_urls: bool = False
+    """The rows carry public URLs: the CSV report has a ``public_url`` column."""
 
 
 def write_reports(folder: OutputFolder, report: Report) -> tuple[Path, Path]:
@@ -147,7 +157,8 @@ def write_reports(folder: OutputFolder, report: Report) -> tuple[Path, Path]:
         "summary": report.summary,
         "warnings": list(report.warnings),
     }
-    return _write(folder, head, (row.to_json() for row in report.rows))
+    columns = (*CSV_COLUMNS, PUBLIC_URL) if report.public_urls else CSV_COLUMNS
+    return _write(folder, head, (row.to_json() for row in report.rows), columns)
 
 
 def read_report(folder: OutputFolder) -> Report:
@@ -176,7 +187,9 @@ def record_exports(folder: OutputFolder, exports: Mapping[str, str]) -> tuple[Pa
                 row["export_path"] = export
             else:
                 row.setdefault("export_path", None)
-    return _write(folder, document, (row for row in items if isinstance(row, dict)))
+    rows = [row for row in items if isinstance(row, dict)]
+    public = any(row.get(PUBLIC_URL) for row in rows)
+    return _write(folder, document, rows, (*CSV_COLUMNS, PUBLIC_URL) if public else CSV_COLUMNS)
 
 
 def _read(folder: OutputFolder) -> dict[str, Any]:
@@ -197,7 +210,10 @@ def _read(folder: OutputFolder) -> dict[str, Any]:
 
 
 def _write(
-    folder: OutputFolder, head: dict[str, Any], rows: Iterable[dict[str, Any]]
+    folder: OutputFolder,
+    head: dict[str, Any],
+    rows: Iterable[dict[str, Any]],
+    columns: tuple[str, ...] = CSV_COLUMNS,
 ) -> tuple[Path, Path]:
     """Stream ``rows`` into the JSON report and, in the same pass, the CSV report.
 
@@ -209,12 +225,12 @@ def _write(
         SPOOL_BYTES, mode="w+", encoding="utf-8", newline=""
     ) as spool:
         writer = csv.DictWriter(
-            spool, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore"
+            spool, fieldnames=columns, lineterminator="\n", extrasaction="ignore"
         )
         writer.writeheader()
 
         def to_csv(row: dict[str, Any]) -> dict[str, Any]:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS})
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
             return row
 
         json_path = folder.write_stream(

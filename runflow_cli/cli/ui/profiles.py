@@ -50,6 +50,7 @@ def print_profile(
         "skip_invalid": profile.skip_invalid,
         "check_sources": profile.check_sources,
         "columns": profile.columns,
+        "public_base_url": profile.public_base_url,
     }
     if as_json:
         consoles.json(
@@ -75,6 +76,8 @@ def print_profile(
         rows.append(("check_sources", profile.check_sources))
     if profile.columns:
         rows.append(("columns", ", ".join(f"{f}={h!r}" for f, h in profile.columns.items())))
+    if profile.public_base_url is not None:
+        rows.append(("public_base_url", profile.public_base_url))
     for name, value in rows:
         shown = "(not set: the command's default)" if value is None else value
         if isinstance(value, bool):
