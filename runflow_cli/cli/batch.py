@@ -55,7 +55,9 @@ from runflow_cli.cli.options import (
     FormatOpt,
     KeepIntermediatesOpt,
     ManifestArg,
+    ManifestDeadlineOpt,
     ManifestFormat,
+    MaxManifestSizeOpt,
     NoColorOpt,
     PromptOpt,
     SandboxLatencyOpt,
@@ -113,6 +115,8 @@ def batch_command(
     max_file_size: MaxFileSizeOpt = 200,
     download_deadline: DownloadDeadlineOpt = 300.0,
     allow_private_downloads: AllowPrivateDownloadsOpt = False,
+    max_manifest_size: MaxManifestSizeOpt = 200,
+    manifest_deadline: ManifestDeadlineOpt = 300.0,
     review_sources: ReviewSourcesOpt = False,
     quiet: QuietOpt = False,
     json_output: JsonOutputOpt = False,
@@ -132,6 +136,9 @@ def batch_command(
     created, downloads finals not yet saved, and sends only what is left.
 
     In a terminal you get a live display; under cron or CI, plain log lines.
+
+    MANIFEST may be an http(s):// URL (a published Google Sheet, a PIM feed):
+    it is fetched without the API key, and reruns of the same URL resume.
 
     Example: runflow batch catalog.csv --out photos/
     (try it with no account: runflow batch sample_manifests/catalog.csv --sandbox)
@@ -171,6 +178,7 @@ def batch_command(
             loaded = _load(
                 consoles, manifest, format, elements, aspect_ratio, prompt,
                 json_log=json_log, github_actions=on_github,
+                remote=(max_manifest_size, manifest_deadline, allow_private_downloads),
             )  # fmt: skip
             large = len(loaded.items) >= LARGE
             if large:  # it lives as long as the command: out of the collector's way
@@ -289,21 +297,24 @@ def _load(
     *,
     json_log: bool,
     github_actions: bool,
+    remote: tuple[int, float, bool],
 ) -> Manifest:
     """The manifest with its invalid rows set aside; a problem with the whole of it
     (no rows to speak of) is also said on the json log and GitHub before it stops the run."""
     from runflow_cli.batch.job import BatchResult
     from runflow_cli.cli.ui.invalid_rows import show_invalid_manifest
-    from runflow_cli.errors import ExitCode
     from runflow_cli.manifest import ManifestError
+    from runflow_cli.manifest.remote import ManifestFetchFailed
 
     try:
-        return load(consoles, manifest, fmt, elements, aspect_ratio, prompt, keep_invalid=True)
+        return load(
+            consoles, manifest, fmt, elements, aspect_ratio, prompt, keep_invalid=True,
+            remote=remote,
+        )  # fmt: skip
     except ManifestError as exc:
-        nothing = BatchResult(
-            outcomes=[], stopped_reason="the manifest is invalid: nothing was sent"
-        )
-        nothing.add_severity(ExitCode.INVALID_INPUT)
+        why = "could not be fetched" if isinstance(exc, ManifestFetchFailed) else "is invalid"
+        nothing = BatchResult(outcomes=[], stopped_reason=f"the manifest {why}: nothing was sent")
+        nothing.add_severity(exc.exit_code)
         show_invalid_manifest(
             consoles, exc.problems, nothing, json_log=json_log, github_actions=github_actions
         )

@@ -24,6 +24,7 @@ from typing import TextIO
 
 from runflow_cli.bulk import gc_paused
 from runflow_cli.manifest.read_csv import read_csv
+from runflow_cli.manifest.remote import RemoteOptions, is_url, load_remote
 from runflow_cli.manifest.rows import ItemBuilder
 from runflow_cli.manifest.types import (
     CONFIG_FIELDS,
@@ -50,6 +51,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Problem",
+    "RemoteOptions",
     "load_manifest",
     "parse_elements",
 ]
@@ -66,6 +68,8 @@ def load_manifest(
     defaults: Defaults | None = None,
     stdin: TextIO | None = None,
     skip_invalid: bool = False,
+    display_name: str | None = None,
+    remote: RemoteOptions | None = None,
 ) -> Manifest:
     """Read and validate a manifest; raise ManifestError listing every problem.
 
@@ -78,11 +82,15 @@ def load_manifest(
     others. A problem that is not about one row (a missing column, a file that
     cannot be read or parsed, a bad default, no rows at all) still raises.
 
+    An ``http(s)://`` URL is fetched first (bounded by ``remote``, see
+    :mod:`runflow_cli.manifest.remote`) and read like a file named by its URL;
+    ``display_name`` is the name problems and the manifest carry instead of ``path``.
+
     Example: ``load_manifest("catalog.csv", defaults=Defaults(elements=("background_removal",)))``
     """
     raw = os.fspath(path)
     from_stdin = raw == "-"
-    source = "<stdin>" if from_stdin else raw
+    source = display_name or ("<stdin>" if from_stdin else raw)
 
     def fail(message: str, line: int | None = None, hint: str = _FILE_HINT) -> ManifestError:
         return ManifestError(source, [Problem(source, line, None, message)], hint=hint)
@@ -101,6 +109,11 @@ def load_manifest(
             "pass --format csv or --format yaml",
             hint=usage_hint,
         )
+    if not from_stdin and display_name is None and is_url(raw):
+        return load_remote(
+            raw, load_manifest, fmt=kind, defaults=defaults, skip_invalid=skip_invalid,
+            remote=remote,
+        )  # fmt: skip
     if not from_stdin:
         if os.path.isdir(raw):
             raise fail("this is a directory; give the path of a .csv or .yaml manifest file")
