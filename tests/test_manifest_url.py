@@ -277,3 +277,46 @@ def test_a_manifest_url_that_fails_sends_nothing(
     assert page.code == 2 and "HTML page" in page.err
     assert sb.requests == []
     assert "Traceback" not in missing.err + page.err
+
+
+def test_a_github_annotation_names_the_url_in_its_message() -> None:
+    from runflow_cli.cli.ui.github import problem_annotation
+    from runflow_cli.manifest import Problem
+
+    line = problem_annotation(Problem("https://pim.test/feed.csv", 4, "S-1", "bad url"))
+
+    assert "file=" not in line and "line=" not in line  # no file of the repository
+    assert line.endswith("::https://pim.test/feed.csv:4: S-1: bad url")
+
+
+def test_a_gzip_answer_is_decoded_within_the_limit(site: Site, cli: Any) -> None:
+    import gzip
+
+    small = site.serve(
+        "/feed.csv", gzip.compress(CSV.encode()), Content_Type="text/csv", Content_Encoding="gzip"
+    )
+    bomb = site.serve(
+        "/bomb.csv",
+        gzip.compress(b"sku,image_url\n" + bytes(3 * 1024 * 1024)),
+        Content_Type="text/csv",
+        Content_Encoding="gzip",
+    )
+
+    assert cli("validate", small).code == 0
+    result = cli("validate", bomb, "--max-manifest-size", "1")
+    assert result.code == 2
+    assert "larger than the limit of 1 MB (once decoded)" in result.err
+
+
+def test_the_format_follows_the_content_type_then_the_extension() -> None:
+    from runflow_cli.files.fetch_manifest import format_of
+
+    assert format_of("text/csv; charset=utf-8", "/export") == "csv"
+    assert format_of("text/tab-separated-values", "/x.csv") == "tsv"
+    assert format_of("application/x-ndjson", "/feed") == "jsonl"
+    assert format_of("application/jsonl", "/feed") == "jsonl"
+    assert format_of("text/yaml", "/feed") == "yaml"
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert format_of(xlsx, "/download") == "xlsx"
+    assert format_of("text/plain", "/catalog.YML") == "yaml"
+    assert format_of("application/octet-stream", "/export") is None
