@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import typer
 
+from runflow_cli.cli.batch_manifest import load_for_batch, stop_at_invalid
 from runflow_cli.cli.batch_options import (
     BatchSizeOpt,
     BatchTimeoutOpt,
@@ -60,20 +61,19 @@ from runflow_cli.cli.options import (
     FormatOpt,
     KeepIntermediatesOpt,
     ManifestArg,
+    ManifestDeadlineOpt,
+    MaxManifestSizeOpt,
     NoColorOpt,
     PromptOpt,
     Reading,
     SandboxLatencyOpt,
     SheetOpt,
-    load,
     parse_amount,
 )
 
 if TYPE_CHECKING:
-    from runflow_cli import BatchOptions, Listen
+    from runflow_cli import Listen
     from runflow_cli.batch.selection import Selection
-    from runflow_cli.cli.ui.consoles import Consoles
-    from runflow_cli.manifest import Manifest
 
 
 def batch_command(
@@ -123,6 +123,8 @@ def batch_command(
     max_file_size: MaxFileSizeOpt = 200,
     download_deadline: DownloadDeadlineOpt = 300.0,
     allow_private_downloads: AllowPrivateDownloadsOpt = False,
+    max_manifest_size: MaxManifestSizeOpt = 200,
+    manifest_deadline: ManifestDeadlineOpt = 300.0,
     review_sources: ReviewSourcesOpt = False,
     public_base_url: PublicBaseUrlOpt = None,
     quiet: QuietOpt = False,
@@ -143,6 +145,9 @@ def batch_command(
     created, downloads finals not yet saved, and sends only what is left.
 
     In a terminal you get a live display; under cron or CI, plain log lines.
+
+    MANIFEST may be an http(s):// URL (a published Google Sheet, a PIM feed):
+    it is fetched without the API key, and reruns of the same URL resume.
 
     Example: runflow batch catalog.csv --out photos/
     (try it with no account: runflow batch sample_manifests/catalog.csv --sandbox)
@@ -181,9 +186,10 @@ def batch_command(
     # Under --quiet, warnings stay off stderr when OUT's report (and the json log) has them.
     with consoles.holding_warnings() as recorded:
         with gc_paused():
-            loaded = _load(
+            loaded = load_for_batch(
                 consoles, manifest, reading, elements, aspect_ratio, prompt,
                 json_log=json_log, github_actions=on_github,
+                remote=(max_manifest_size, manifest_deadline, allow_private_downloads),
             )  # fmt: skip
             large = len(loaded.items) >= LARGE
             if large:  # it lives as long as the command: out of the collector's way
@@ -225,7 +231,7 @@ def batch_command(
         endpoint_name = "sandbox" if sandbox else base_url
         service = service_for(base_url, api_key or "", sandbox=sandbox)
         if loaded.invalid and not skip_invalid:
-            _stop_at_invalid(
+            stop_at_invalid(
                 consoles, loaded, out, endpoint_name, service, options, dry_run, command,
                 json_log=json_log, github_actions=on_github,
             )  # fmt: skip
@@ -291,79 +297,6 @@ def _prices(text: str | None) -> dict[int, Decimal]:
         return parse_prices(text) if text else {}
     except ValueError as exc:
         raise UsageError(f"--price: {exc}") from None
-
-
-def _load(
-    consoles: Consoles,
-    manifest: str,
-    reading: Reading,
-    elements: str | None,
-    aspect_ratio: str | None,
-    prompt: str | None,
-    *,
-    json_log: bool,
-    github_actions: bool,
-) -> Manifest:
-    """The manifest with its invalid rows set aside; a problem with the whole of it
-    (no rows to speak of) is also said on the json log and GitHub before it stops the run."""
-    from runflow_cli.batch.job import BatchResult
-    from runflow_cli.cli.ui.invalid_rows import show_invalid_manifest
-    from runflow_cli.errors import ExitCode
-    from runflow_cli.manifest import ManifestError
-
-    try:
-        return load(consoles, manifest, reading, elements, aspect_ratio, prompt, keep_invalid=True)
-    except ManifestError as exc:
-        nothing = BatchResult(
-            outcomes=[], stopped_reason="the manifest is invalid: nothing was sent"
-        )
-        nothing.add_severity(ExitCode.INVALID_INPUT)
-        show_invalid_manifest(
-            consoles, exc.problems, nothing, json_log=json_log, github_actions=github_actions
-        )
-        raise
-
-
-def _stop_at_invalid(
-    consoles: Consoles,
-    loaded: Manifest,
-    out: Path,
-    endpoint: str,
-    service: str,
-    options: BatchOptions,
-    dry_run: bool,
-    command: str,
-    *,
-    json_log: bool,
-    github_actions: bool,
-) -> NoReturn:
-    """Invalid rows without --skip-invalid: send nothing, say so in OUT's reports, exit 2."""
-    from runflow_cli.batch.job import BatchResult, report_invalid_manifest
-    from runflow_cli.cli.ui.invalid_rows import show_invalid_manifest
-    from runflow_cli.errors import ExitCode, RunflowError
-    from runflow_cli.manifest import ManifestError
-
-    hint = f"{ManifestError.hint} To send the valid rows without them, add --skip-invalid."
-    result = BatchResult(outcomes=[])
-    result.add_severity(ExitCode.INVALID_INPUT)
-    try:
-        result = report_invalid_manifest(
-            loaded, out, endpoint, options, label=flag_label, command=command,
-            write=not dry_run, service=service,
-        )  # fmt: skip
-    except (RunflowError, OSError) as exc:  # the problems themselves matter more
-        consoles.warn(f"could not rewrite the reports in {out}: {exc}")
-    if result.reports is not None:
-        counts = result.counts()
-        hint += (
-            f" The reports in {out} now say so: {counts['succeeded']} done before, "
-            f"{counts['invalid']} invalid, {counts['not_submitted']} not sent."
-        )
-    problems = loaded.problems()
-    show_invalid_manifest(
-        consoles, problems, result, json_log=json_log, github_actions=github_actions
-    )
-    raise ManifestError(loaded.source, problems, hint=hint)
 
 
 def _listen(

@@ -25,7 +25,8 @@ class ManifestFormat(StrEnum):
 ManifestArg = Annotated[
     str,
     typer.Argument(
-        help="The manifest: .csv, .tsv, .xlsx, .jsonl or .yaml (told by extension); '-' reads "
+        help="The manifest: .csv, .tsv, .xlsx, .jsonl or .yaml (told by extension), or an "
+        "http(s):// URL to fetch it from (a published Google Sheet, a PIM feed); '-' reads "
         "standard input (with --format).",
         metavar="MANIFEST",
         show_default=False,
@@ -33,7 +34,27 @@ ManifestArg = Annotated[
 ]
 FormatOpt = Annotated[
     ManifestFormat | None,
-    typer.Option("--format", help="Manifest format when it can't be told from the extension."),
+    typer.Option(
+        "--format",
+        help="Manifest format when it can't be told from the extension (or, for a URL, "
+        "from the server's content type).",
+    ),
+]
+MaxManifestSizeOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-manifest-size",
+        min=1,
+        help="With a manifest URL: the most it may be, in MB (as received and as decoded).",
+    ),
+]
+ManifestDeadlineOpt = Annotated[
+    float,
+    typer.Option(
+        "--manifest-deadline",
+        min=1.0,
+        help="With a manifest URL: seconds its whole download may take.",
+    ),
 ]
 ColumnOpt = Annotated[
     list[str] | None,
@@ -107,8 +128,9 @@ AllowPrivateDownloadsOpt = Annotated[
     bool,
     typer.Option(
         "--allow-private-downloads",
-        help="Let the service's file URLs point at private or link-local addresses and at "
-        "plain http:// (refused by default: results are fetched from public https:// only).",
+        help="Let the service's file URLs (and a manifest URL) point at private or link-local "
+        "addresses and at plain http:// (refused by default: they are fetched from public "
+        "https:// only).",
     ),
 ]
 SandboxLatencyOpt = Annotated[
@@ -167,14 +189,17 @@ def load(
     prompt: str | None,
     *,
     keep_invalid: bool = False,
+    remote: tuple[int, float, bool] = (200, 300.0, False),
 ) -> Manifest:
     """Load and validate a manifest with the command line's defaults; print its warnings.
 
     ``keep_invalid`` sets invalid rows aside (``Manifest.invalid``) instead of
     failing; the warnings are then the caller's to print, with those rows.
+    ``remote`` is how a manifest URL is fetched: ``--max-manifest-size`` (MB),
+    ``--manifest-deadline`` and ``--allow-private-downloads``.
     """
     from runflow_cli.errors import UsageError
-    from runflow_cli.manifest import Defaults, load_manifest, parse_elements
+    from runflow_cli.manifest import Defaults, RemoteOptions, load_manifest, parse_elements
 
     if not isinstance(reading, Reading):
         reading = Reading(reading)
@@ -198,6 +223,9 @@ def load(
         columns=reading.columns,
         delimiter=reading.delimiter,
         sheet=reading.sheet,
+        remote=RemoteOptions(
+            max_bytes=remote[0] * 1024 * 1024, deadline=remote[1], allow_private=remote[2]
+        ),
     )
     if not loaded.invalid:
         for warning in loaded.warnings:

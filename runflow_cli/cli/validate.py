@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from runflow_cli.cli.options import (
+    AllowPrivateDownloadsOpt,
     AspectRatioOpt,
     ColumnOpt,
     DelimiterOpt,
@@ -12,6 +13,8 @@ from runflow_cli.cli.options import (
     FormatOpt,
     JsonOpt,
     ManifestArg,
+    ManifestDeadlineOpt,
+    MaxManifestSizeOpt,
     NoColorOpt,
     PromptOpt,
     Reading,
@@ -31,6 +34,9 @@ def validate_command(
     aspect_ratio: AspectRatioOpt = None,
     prompt: PromptOpt = None,
     json_output: JsonOpt = False,
+    max_manifest_size: MaxManifestSizeOpt = 200,
+    manifest_deadline: ManifestDeadlineOpt = 300.0,
+    allow_private_downloads: AllowPrivateDownloadsOpt = False,
     no_color: NoColorOpt = False,
 ) -> int:
     """Check a manifest and report every problem at once; nothing is sent.
@@ -39,6 +45,9 @@ def validate_command(
     the file, line and SKU; many problems of one kind are shown as the first
     few and a count). With --json, stdout gets one JSON document listing every
     problem (file, line, sku, field, code, message; see docs/manifests.md).
+
+    The manifest may be an http(s):// URL (a published Google Sheet, a PIM
+    feed): it is fetched without the API key and checked the same way.
 
     Example: runflow validate sample_manifests/catalog.csv
     """
@@ -50,7 +59,10 @@ def validate_command(
     consoles = Consoles.create(no_color=no_color)
     reading = Reading.of(ctx, format, column, delimiter, sheet)
     try:
-        loaded = load(consoles, manifest, reading, elements, aspect_ratio, prompt)
+        loaded = load(
+            consoles, manifest, reading, elements, aspect_ratio, prompt,
+            remote=(max_manifest_size, manifest_deadline, allow_private_downloads),
+        )  # fmt: skip
     except ManifestError as exc:
         if not json_output:
             raise

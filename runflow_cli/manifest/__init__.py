@@ -35,6 +35,7 @@ from runflow_cli.manifest.formats import (
     sniff_delimiter,
 )
 from runflow_cli.manifest.read_csv import read_csv
+from runflow_cli.manifest.remote import RemoteOptions, is_url, load_remote
 from runflow_cli.manifest.rows import ItemBuilder
 from runflow_cli.manifest.types import (
     CONFIG_FIELDS,
@@ -62,6 +63,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Problem",
+    "RemoteOptions",
     "detect_format",
     "load_manifest",
     "parse_columns",
@@ -95,6 +97,8 @@ def load_manifest(
     columns: Mapping[str, str] | None = None,
     delimiter: str | None = None,
     sheet: str | None = None,
+    display_name: str | None = None,
+    remote: RemoteOptions | None = None,
 ) -> Manifest:
     """Read and validate a manifest; raise ManifestError listing every problem.
 
@@ -116,11 +120,15 @@ def load_manifest(
     others. A problem that is not about one row (a missing column, a file that
     cannot be read or parsed, a bad default, no rows at all) still raises.
 
+    An ``http(s)://`` URL is fetched first (bounded by ``remote``, see
+    :mod:`runflow_cli.manifest.remote`) and read like a file named by its URL;
+    ``display_name`` is the name problems and the manifest carry instead of ``path``.
+
     Example: ``load_manifest("catalog.csv", defaults=Defaults(elements=("background_removal",)))``
     """
     raw = os.fspath(path)
     from_stdin = raw == "-"
-    source = "<stdin>" if from_stdin else raw
+    source = display_name or ("<stdin>" if from_stdin else raw)
 
     def fail(
         message: str, line: int | None = None, hint: str = _FILE_HINT, code: str = "unreadable"
@@ -139,6 +147,11 @@ def load_manifest(
             delimiter = delimiter_char(delimiter)
     except FormatProblem as exc:
         raise fail(str(exc), hint=_USAGE_HINT, code=exc.code) from None
+    if not from_stdin and display_name is None and is_url(raw):
+        return load_remote(
+            raw, load_manifest, fmt=fmt, remote=remote, defaults=defaults,
+            skip_invalid=skip_invalid, columns=columns, delimiter=delimiter, sheet=sheet,
+        )  # fmt: skip
     if not from_stdin:
         if os.path.isdir(raw):
             raise fail("this is a directory; give the path of a manifest file (.csv, .xlsx, ...)")

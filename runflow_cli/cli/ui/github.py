@@ -66,11 +66,15 @@ def problem_annotation(problem: Problem, level: str = "error") -> str:
     ``level`` is ``error`` (nothing was sent) or ``warning`` (the row was skipped).
     """
     where: dict[str, str] = {}
-    if problem.source != "<stdin>":  # standard input is no file of the repository
+    # Standard input and a manifest URL are no files of the repository: said in the message.
+    remote = "://" in problem.source
+    if problem.source != "<stdin>" and not remote:
         where["file"] = problem.source
-    if problem.line is not None:
+    if problem.line is not None and not remote:
         where["line"] = str(problem.line)
     message = problem.message if problem.sku is None else f"{problem.sku}: {problem.message}"
+    if remote:
+        message = f"{problem.source}{'' if problem.line is None else f':{problem.line}'}: {message}"
     return workflow_command(level, message, **where)
 
 

@@ -1,0 +1,366 @@
+"""A manifest from an ``http(s)://`` URL, streamed into a temporary file: bounded and guarded.
+
+``runflow batch https://docs.google.com/…/pub?output=csv`` reads a published Google
+Sheet or a PIM's feed. The body is hostile until checked, as a download's is: it
+comes through the downloads' guarded stack (:mod:`runflow_cli.files.network`: public
+``https://`` only, ``http://`` to loopback, private addresses only when allowed; the
+proxy and CA bundle settings of :mod:`runflow_cli.api.proxies` and
+:mod:`runflow_cli.api.trust`), every redirect is checked before it is followed (a
+published Google Sheet answers with a 302 to another host), its size is bounded as
+received and as decoded, and the whole fetch has one time budget.
+
+The API key is never sent: this is a client of its own, with no Authorization header.
+
+The format comes from ``--format``, else the ``Content-Type``, else the URL path's
+extension; the temporary file is named with it, so the manifest loader reads it as
+it reads a local file (and removes nothing: :func:`fetched_manifest` deletes the
+file when its block ends, however it ends). An HTML page (a login or an error page
+where a CSV was expected) is refused, not parsed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+
+from runflow_cli.api.proxies import ProxyRules, RoutedTransport
+from runflow_cli.api.trust import certificate_error, ssl_context
+from runflow_cli.errors import ExitCode, RunflowError, local_io
+from runflow_cli.files.network import (
+    Connections,
+    GuardedBackend,
+    GuardedTransport,
+    ProxiedTransport,
+    Resolver,
+    URLRefused,
+    address_refusal,
+    check_url,
+    resolve_host,
+)
+from runflow_cli.version import __version__
+
+DEFAULT_MAX_MANIFEST_SIZE = 200 * 1024 * 1024
+DEFAULT_MANIFEST_DEADLINE = 300.0
+"""Seconds the whole fetch may take (connects, redirects, reads)."""
+MANIFEST_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+MAX_REDIRECTS = 5
+_CHUNK = 64 * 1024
+
+CONTENT_TYPES = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "text/comma-separated-values": "csv",
+    "text/tab-separated-values": "tsv",
+    "application/jsonl": "jsonl",
+    "application/json-lines": "jsonl",
+    "application/jsonlines": "jsonl",
+    "application/x-jsonlines": "jsonl",
+    "application/x-ndjson": "jsonl",
+    "application/ndjson": "jsonl",
+    "application/yaml": "yaml",
+    "application/x-yaml": "yaml",
+    "text/yaml": "yaml",
+    "text/x-yaml": "yaml",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+}
+"""Content types that say the format (anything else, e.g. ``text/plain``, leaves it to the
+URL's extension)."""
+EXTENSIONS = {
+    "csv": "csv",
+    "tsv": "tsv",
+    "tab": "tsv",
+    "yaml": "yaml",
+    "yml": "yaml",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+    "xlsx": "xlsx",
+}
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+ADDRESS_HINT = (
+    "Open the address in a private browser window: it should show the file itself, not a "
+    "page (a Google Sheet: File > Share > Publish to web, as CSV). Nothing was sent."
+)
+NETWORK_HINT = (
+    "Check the address and your network, then run the same command again; nothing was sent."
+)
+
+
+class ManifestFetchError(RunflowError):
+    """The URL gave no manifest: a wrong address, a page instead of a file, too large."""
+
+    exit_code = ExitCode.INVALID_INPUT
+    hint = ADDRESS_HINT
+
+
+class ManifestUnreachableError(ManifestFetchError):
+    """The manifest's host could not be reached, timed out or kept failing (5xx, 429)."""
+
+    exit_code = ExitCode.API_UNREACHABLE
+    hint = NETWORK_HINT
+
+
+def format_of(content_type: str, path: str) -> str | None:
+    """The manifest format a ``Content-Type`` says, else the URL path's extension; or None."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime in CONTENT_TYPES:
+        return CONTENT_TYPES[mime]
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    return EXTENSIONS.get(ext)
+
+
+@contextmanager
+def fetched_manifest(
+    url: str,
+    *,
+    fmt: str | None = None,
+    max_bytes: int = DEFAULT_MAX_MANIFEST_SIZE,
+    deadline: float = DEFAULT_MANIFEST_DEADLINE,
+    allow_private: bool = False,
+    resolver: Resolver = resolve_host,
+    clock: Callable[[], float] = time.monotonic,
+    transport: httpx.BaseTransport | None = None,
+) -> Iterator[Path]:
+    """``url``'s body in a temporary file named ``*.<format>``, deleted when the block ends.
+
+    ``fmt`` forces the format (the file's extension); otherwise it is taken from the
+    answer's content type or the URL. Raises :class:`ManifestFetchError` (exit 2) for
+    an address that gives no manifest, :class:`ManifestUnreachableError` (exit 4) when
+    its host could not be reached in time.
+    """
+    fetcher = _Fetcher(max_bytes, deadline, allow_private, resolver, clock, transport)
+    path: Path | None = None
+    try:
+        with fetcher:
+            path = fetcher.fetch(url, fmt)
+        yield path
+    finally:
+        if path is not None:
+            with suppress(OSError):
+                path.unlink()
+
+
+class _Fetcher:
+    def __init__(
+        self,
+        max_bytes: int,
+        deadline: float,
+        allow_private: bool,
+        resolver: Resolver,
+        clock: Callable[[], float],
+        transport: httpx.BaseTransport | None,
+    ) -> None:
+        self._max_bytes = max_bytes
+        self._budget = deadline
+        self._clock = clock
+        self._ends = clock() + deadline
+        self._allow_private = allow_private
+        self._resolver = resolver
+        self._proxies = ProxyRules.from_environment()
+        connections = Connections()
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        if transport is None:
+            context = ssl_context()
+            backend = GuardedBackend(
+                connections, allow_private=allow_private, resolver=resolver,
+                remaining=self._remaining,
+            )  # fmt: skip
+            to_proxy = GuardedBackend(connections, allow_private=True, remaining=self._remaining)
+            transport = RoutedTransport(
+                self._proxies,
+                GuardedTransport(backend, limits, context),
+                lambda proxy: ProxiedTransport(proxy, to_proxy, limits, context),
+            )
+        self._client = httpx.Client(
+            timeout=MANIFEST_TIMEOUT,
+            follow_redirects=False,  # each hop is checked here first
+            headers={"User-Agent": f"runflow-cli/{__version__}", "Accept-Encoding": "gzip"},
+            transport=transport,
+        )
+
+    def __enter__(self) -> _Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def _remaining(self) -> float:
+        return self._ends - self._clock()
+
+    def fetch(self, url: str, fmt: str | None) -> Path:
+        try:
+            return self._fetch(httpx.URL(url), fmt)
+        except URLRefused as exc:
+            raise ManifestFetchError(
+                exc.message,
+                hint="Manifests are fetched from public https:// addresses (http:// only on "
+                "this machine). For a server on your own network, add --allow-private-downloads.",
+            ) from None
+        except httpx.TimeoutException:
+            raise ManifestUnreachableError(
+                f"no complete answer within {self._budget:g} s (raise --manifest-deadline for "
+                "a slow server)"
+            ) from None
+        except httpx.TransportError as exc:
+            certificate = certificate_error("could not fetch the manifest", exc)
+            if certificate is not None:
+                raise ManifestUnreachableError(certificate.message, hint=certificate.hint) from None
+            what = "could not connect" if isinstance(exc, httpx.ConnectError) else "no answer"
+            raise ManifestUnreachableError(f"{what} ({exc or type(exc).__name__})") from None
+        except httpx.InvalidURL as exc:
+            raise ManifestFetchError(f"not a URL that can be fetched ({exc})") from None
+
+    def _fetch(self, url: httpx.URL, fmt: str | None) -> Path:
+        self._check(url)
+        target = url
+        for _ in range(MAX_REDIRECTS + 1):
+            if self._remaining() <= 0:
+                raise httpx.ReadTimeout("the manifest's deadline passed")
+            with self._client.stream("GET", target) as response:
+                if response.has_redirect_location and response.next_request is not None:
+                    next_url = response.next_request.url
+                    if next_url.scheme != target.scheme and next_url.scheme != "https":
+                        raise ManifestFetchError(
+                            f"refused to follow a redirect from {target.scheme}:// to "
+                            f"{next_url.scheme}://"
+                        )
+                    self._check(next_url)
+                    target = next_url
+                    continue
+                _check_status(response.status_code, target)
+                kind = fmt or self._kind(response, url, target)
+                return self._save(response, kind)
+        raise ManifestFetchError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _check(self, url: httpx.URL) -> None:
+        """As a download is checked: the URL itself, and behind a proxy the name's addresses."""
+        check_url(url, allow_private=self._allow_private)
+        if url.host and self._proxies.proxy_for(url) is not None:
+            try:
+                addresses = self._resolver(url.host, url.port or 443)
+            except OSError:
+                return  # the proxy may know the name: it says so if it does not
+            for address in addresses:
+                refusal = address_refusal(address, allow_private=self._allow_private)
+                if refusal is not None:
+                    raise URLRefused(f"refused to fetch from {url.host}: {refusal}")
+
+    def _kind(self, response: httpx.Response, asked: httpx.URL, final: httpx.URL) -> str:
+        content_type = response.headers.get("content-type", "")
+        if content_type.split(";", 1)[0].strip().lower() in HTML_TYPES:
+            raise _html_page(final)
+        kind = format_of(content_type, final.path) or format_of("", asked.path)
+        if kind is None:
+            raise ManifestFetchError(
+                f"cannot tell the manifest's format: the server says "
+                f"'{content_type or 'no content type'}' and the address has no extension "
+                "(.csv, .tsv, .xlsx, .jsonl, .yaml)",
+                hint="Pass --format csv|tsv|xlsx|jsonl|yaml; nothing was sent.",
+            )
+        return kind
+
+    def _save(self, response: httpx.Response, kind: str) -> Path:
+        limit = self._max_bytes
+        length = response.headers.get("content-length", "").strip()
+        if length.isdigit() and int(length) > limit:
+            raise _too_large(limit, f"it declares {int(length):,} bytes")
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        inflate = None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header
+        elif encoding not in ("", "identity"):
+            raise ManifestFetchError(f"the server sent the manifest as {encoding!r}")
+        with local_io(tempfile.gettempdir()):
+            handle, name = tempfile.mkstemp(prefix="runflow-manifest-", suffix=f".{kind}")
+        path = Path(name)
+        try:
+            with local_io(path), os.fdopen(handle, "wb") as f:
+                self._copy(response, inflate, f, response.url)
+            return path
+        except BaseException:
+            with suppress(OSError):
+                path.unlink()
+            raise
+
+    def _copy(
+        self,
+        response: httpx.Response,
+        inflate: zlib._Decompress | None,
+        f: BinaryIO,
+        url: httpx.URL,
+    ) -> None:
+        limit = self._max_bytes
+        received = written = 0
+        head = b""
+        for raw in response.iter_raw(_CHUNK):
+            if self._remaining() <= 0:
+                raise httpx.ReadTimeout("the manifest's deadline passed")
+            received += len(raw)
+            if received > limit:
+                raise _too_large(limit)
+            for piece in [raw] if inflate is None else _inflated(inflate, raw):
+                written += len(piece)
+                if written > limit:
+                    raise _too_large(limit, "once decoded")
+                if len(head) < 64:
+                    head += piece[:64]
+                    if _looks_like_html(head):
+                        raise _html_page(url)
+                f.write(piece)
+        if inflate is not None and not inflate.eof:
+            raise ManifestUnreachableError("the compressed answer ends too early")
+
+
+def _check_status(status: int, url: httpx.URL) -> None:
+    if status == 200:
+        return
+    if status in (401, 403):
+        raise ManifestFetchError(
+            f"HTTP {status} from {url.host}: the address needs a login or is not shared"
+        )
+    if status in (404, 410):
+        raise ManifestFetchError(f"HTTP {status} from {url.host}: there is no file at this address")
+    if status == 429 or status >= 500:
+        raise ManifestUnreachableError(f"HTTP {status} from {url.host}: the server is failing")
+    raise ManifestFetchError(f"HTTP {status} from {url.host}: no manifest in this answer")
+
+
+def _looks_like_html(head: bytes) -> bool:
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return start.startswith((b"<!doctype html", b"<html"))
+
+
+def _html_page(url: httpx.URL) -> ManifestFetchError:
+    return ManifestFetchError(
+        f"{url.host} answered with an HTML page (a login or an error page?), not a manifest"
+    )
+
+
+def _too_large(limit: int, detail: str = "") -> ManifestFetchError:
+    return ManifestFetchError(
+        f"the manifest is larger than the limit of {limit / 1024 / 1024:g} MB"
+        + (f" ({detail})" if detail else ""),
+        hint="Raise --max-manifest-size (MB) or split the manifest; nothing was sent.",
+    )
+
+
+def _inflated(inflate: zlib._Decompress, data: bytes) -> Iterator[bytes]:
+    """Decode ``data`` one chunk at a time: a bomb never sits whole in memory."""
+    try:
+        while not inflate.eof:
+            piece = inflate.decompress(data, _CHUNK)
+            data = inflate.unconsumed_tail
+            if piece:
+                yield piece
+            if not data and len(piece) < _CHUNK:
+                break
+    except zlib.error as exc:
+        raise ManifestFetchError(f"the compressed answer is corrupt ({exc})") from None
