@@ -320,3 +320,32 @@ def test_the_format_follows_the_content_type_then_the_extension() -> None:
     assert format_of(xlsx, "/download") == "xlsx"
     assert format_of("text/plain", "/catalog.YML") == "yaml"
     assert format_of("application/octet-stream", "/export") is None
+
+
+def test_a_served_shop_export_is_read_with_its_columns_and_encoding(site: Site, cli: Any) -> None:
+    # A semicolon-separated cp1252 export with its own headers, served as text/csv with
+    # no charset: the reading options (columns) and the sniffing reach the fetched file.
+    body = (
+        "Artikel;Bild;Bezeichnung\nTASSE-1;https://cdn.example.com/tasse.jpg;Tasse \u00e9t\u00e9\n"
+    ).encode("cp1252")
+    url = site.serve("/export", body, Content_Type="text/csv")
+
+    result = cli(
+        "validate", url, "--column", "sku=Artikel", "--column", "image_url=Bild",
+        "--column", "name=Bezeichnung", "--elements", "background_removal",
+    )  # fmt: skip
+
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"{url}: 1 item"), result.out
+    assert "Windows-1252" in result.err, result.err
+    assert "runflow-manifest-" not in result.err + result.out
+
+
+def test_a_served_jsonl_feed_by_its_content_type(site: Site, cli: Any) -> None:
+    body = '{"sku": "MUG-1", "image_url": "https://cdn.example.com/m1.jpg"}\n'
+    url = site.serve("/feed", body, Content_Type="application/x-ndjson")
+
+    result = cli("validate", url, "--elements", "background_removal")
+
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"{url}: 1 item"), result.out
