@@ -34,6 +34,7 @@ from runflow_cli.manifest.formats import (
     detect_format,
     sniff_delimiter,
 )
+from runflow_cli.manifest.presets import PRESETS, check_base_url, preset_named, read_preset
 from runflow_cli.manifest.read_csv import read_csv
 from runflow_cli.manifest.remote import RemoteOptions, is_url, load_remote
 from runflow_cli.manifest.rows import ItemBuilder
@@ -57,6 +58,7 @@ __all__ = [
     "FIELDS",
     "FORMATS",
     "MAX_CLIENT_REF",
+    "PRESETS",
     "Defaults",
     "InvalidRow",
     "Item",
@@ -99,6 +101,8 @@ def load_manifest(
     sheet: str | None = None,
     display_name: str | None = None,
     remote: RemoteOptions | None = None,
+    preset: str | None = None,
+    image_base_url: str | None = None,
 ) -> Manifest:
     """Read and validate a manifest; raise ManifestError listing every problem.
 
@@ -114,6 +118,11 @@ def load_manifest(
     keys and takes no mapping. ``delimiter`` forces a CSV's delimiter (else it
     is sniffed from the header line); ``sheet`` picks a workbook's sheet (else
     the first).
+
+    ``preset`` (``shopify``, ``woocommerce``, ``magento``) reads a shop's product
+    export by its platform's rules (:mod:`runflow_cli.manifest.presets`), ``columns``
+    still winning for the fields they name; ``image_base_url`` is what relative image
+    paths (Magento's) are joined to.
 
     ``skip_invalid`` sets the rows with problems aside instead: they are in
     ``Manifest.invalid`` (line, SKU, URL, problems) and ``items`` holds the
@@ -145,12 +154,16 @@ def load_manifest(
             )
         if delimiter is not None:
             delimiter = delimiter_char(delimiter)
+        if preset is not None:
+            preset = preset_named(preset).name
+        check_base_url(preset, image_base_url)
     except FormatProblem as exc:
         raise fail(str(exc), hint=_USAGE_HINT, code=exc.code) from None
     if not from_stdin and display_name is None and is_url(raw):
         return load_remote(
             raw, load_manifest, fmt=fmt, remote=remote, defaults=defaults,
             skip_invalid=skip_invalid, columns=columns, delimiter=delimiter, sheet=sheet,
+            preset=preset, image_base_url=image_base_url,
         )  # fmt: skip
     if not from_stdin:
         if os.path.isdir(raw):
@@ -166,14 +179,17 @@ def load_manifest(
     builder = ItemBuilder(source, defaults, keep_invalid=skip_invalid)
     try:
         kind = detect_format(raw, data[:_HEAD], fmt)
-        _check_options(kind, mapping, delimiter, sheet)
+        _check_options(kind, mapping, delimiter, sheet, preset)
         with gc_paused():  # a row's objects form no cycles: 100,000 rows, nothing to collect
             key: tuple[object, ...] = (kind, defaults, skip_invalid)
             if mapping or delimiter or sheet:  # only then: an OUT's stamp of a plain file holds
                 key += (sorted(mapping.items()), delimiter, sheet)
+            if preset:
+                key += (preset, image_base_url)
             digest = hashlib.sha256(repr(key).encode())
             digest.update(data)
-            warnings = _parse(kind, data, builder, mapping, delimiter, sheet)
+            reading = (mapping, delimiter, sheet, preset, image_base_url)
+            warnings = _parse(kind, data, builder, *reading)
             invalid = _take_invalid(builder) if skip_invalid else []
             items = builder.finish()
     except FormatProblem as exc:
@@ -197,8 +213,16 @@ def _read_bytes(raw: str, stdin: TextIO | None) -> bytes:
 
 
 def _check_options(
-    kind: str, columns: Mapping[str, str], delimiter: str | None, sheet: str | None
+    kind: str,
+    columns: Mapping[str, str],
+    delimiter: str | None,
+    sheet: str | None,
+    preset: str | None,
 ) -> None:
+    if preset is not None and kind not in ("csv", "tsv"):
+        raise FormatProblem(
+            f"--from {preset} reads the platform's CSV product export, and this is {kind}"
+        )
     if columns and kind == "yaml":
         raise FormatProblem(
             "a YAML manifest names each field by its own key (sku:, image_url:, ...) and "
@@ -217,6 +241,8 @@ def _parse(
     columns: Mapping[str, str],
     delimiter: str | None,
     sheet: str | None,
+    preset: str | None = None,
+    image_base_url: str | None = None,
 ) -> list[str]:
     """The warnings: the text's encoding if it was guessed, then the reader's."""
     if kind == "xlsx":
@@ -235,6 +261,11 @@ def _parse(
         return warnings + read_jsonl(text, builder, columns=columns)
     if delimiter is None:
         delimiter = "\t" if kind == "tsv" else sniff_delimiter(text)
+    if preset is not None:
+        return warnings + read_preset(
+            text, builder, preset_named(preset), delimiter=delimiter, columns=columns,
+            image_base_url=image_base_url,
+        )  # fmt: skip
     lines = io.StringIO(text, newline="")
     return warnings + read_csv(lines, builder, delimiter=delimiter, columns=columns)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from runflow_cli.manifest.naming import name_outputs
 from runflow_cli.manifest.repeats import Asked, Requests, repeat_warnings
+from runflow_cli.manifest.several import add_images, positions, split_urls
 from runflow_cli.manifest.types import (
     ELEMENT_ORDER,
     FIELDS,
@@ -74,6 +75,7 @@ class ItemBuilder:
         self.warnings: list[str] = []
         self.items: list[Item] = []
         self.count = 0
+        self.part = ""  # which image of a cell holding several the problems are about
         self._requests = Requests(self.items)
         self._origins = PlainOrigins()
         self._names: dict[str, tuple[str | None, str]] = {}  # name -> (why it is no file name, key)
@@ -108,7 +110,7 @@ class ItemBuilder:
         field: str | None = None,
         code: str | None = None,
     ) -> None:
-        self.problems.append(Problem(self.source, line, sku, message, field, code))
+        self.problems.append(Problem(self.source, line, sku, self.part + message, field, code))
 
     def set_defaults(
         self,
@@ -165,30 +167,27 @@ class ItemBuilder:
 
         ``reported`` names fields whose problem the caller already reported
         (a YAML list where text belongs), so they are not also called missing.
+        A cell of several URLs is an item per URL (:mod:`~runflow_cli.manifest.several`).
         """
+        if image_url is not None and image_url.find("://", 9) > 0:  # else: one URL
+            urls = split_urls(image_url)
+            if urls is not None:
+                images = positions(urls, name)
+                args = (elements, aspect_ratio, prompt, client_ref)
+                return add_images(self, line, sku, images, *args, reported=reported)
         self.count += 1
         folder = self._spellings.get(sku) if sku is not None else None  # rows of a SKU come
         if folder is None:  # together: its folder is known and checked already
             if sku is not None:
                 folder = self._folder_for(sku, line)
             elif "sku" not in reported:
-                self.problem(
-                    line,
-                    None,
-                    "missing sku: every row needs one (it names the output folder)",
-                    "sku",
-                    "missing_value",
-                )
+                message = "missing sku: every row needs one (it names the output folder)"
+                self.problem(line, None, message, "sku", "missing_value")
 
         if image_url is None:
             if "image_url" not in reported:
-                self.problem(
-                    line,
-                    sku,
-                    "missing image_url: every row needs the http(s) URL of its photo",
-                    "image_url",
-                    "missing_value",
-                )
+                message = "missing image_url: every row needs the http(s) URL of its photo"
+                self.problem(line, sku, message, "image_url", "missing_value")
         elif not (
             # PlainOrigins.known, inlined: a call per row costs more than the check.
             image_url.startswith(self._origins.prefixes)
