@@ -15,6 +15,7 @@ The file is TOML, at ``$RUNFLOW_CONFIG`` if set, else
     skip_invalid = true                 # batch: leave invalid rows out, send the rest
     check_sources = true                # batch: process again a photo replaced at its URL
     public_base_url = "https://cdn.shop.example/photos/"  # reports: each final's public URL
+    from = "shopify"                    # the manifest is this shop's export (--from)
     [profiles.prod.columns]             # where each manifest field is (--column)
     sku = "Variant SKU"
     image_url = "Image Src"
@@ -38,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from runflow_cli.api.prices import PRICE_FORMAT, parse_prices
-from runflow_cli.config_values import elements_value, kind, string_value, unknown_key
+from runflow_cli.config_values import (
+    elements_value,
+    kind,
+    preset_values,
+    string_value,
+    unknown_key,
+)
 from runflow_cli.errors import UsageError
 from runflow_cli.outputs.public_url import checked_base_url
 
@@ -59,6 +66,8 @@ PROFILE_KEYS = (
     "check_sources",
     "columns",
     "public_base_url",
+    "from",
+    "image_base_url",
 )
 """What a ``[profiles.NAME]`` table may hold."""
 TOP_LEVEL_KEYS = ("default_profile", "profiles")
@@ -139,6 +148,8 @@ class Profile:
     columns: dict[str, str] | None = None
     """Manifest field -> the header holding it (``--column``), from ``[profiles.NAME.columns]``."""
     public_base_url: str | None = None  # batch, export-catalog: where OUT is published
+    preset: str | None = None  # ``from``: the shop whose export the manifest is (--from)
+    image_base_url: str | None = None
 
     def defaults_for(self, params: Collection[str] | None = None) -> dict[str, object]:
         """Click-style defaults (parameter name -> value) for a command taking ``params``.
@@ -157,6 +168,8 @@ class Profile:
             "check_sources": self.check_sources,
             "column": [f"{f}={h}" for f, h in self.columns.items()] if self.columns else None,
             "public_base_url": self.public_base_url,
+            "from_": self.preset,
+            "image_base_url": self.image_base_url,
         }
         return {
             name: value
@@ -330,6 +343,7 @@ def _profile(
         if value is not None and not isinstance(value, bool):
             problems.append(f"{where}.{flag}: expected true or false, got {kind(value)}")
     public_base_url = checked_base_url(table.get("public_base_url"), where, problems)
+    preset, image_base_url = preset_values(table, where, problems)
     columns = None
     if "columns" in table:
         from runflow_cli.manifest.columns import profile_columns
@@ -351,6 +365,8 @@ def _profile(
         check_sources=check_sources,
         columns=columns,
         public_base_url=public_base_url,
+        preset=preset,
+        image_base_url=image_base_url,
     )
 
 

@@ -52,3 +52,20 @@ def kind(value: object) -> str:
         return "a list"
     kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
     return f"{kind.get(type(value), type(value).__name__)} ({value!r})"
+
+
+def preset_values(
+    table: dict[str, Any], where: str, problems: list[str]
+) -> tuple[str | None, str | None]:
+    """``from`` (a shop's export: ``--from``) and ``image_base_url`` (``--image-base-url``)."""
+    from runflow_cli.manifest.presets import PRESETS
+
+    preset = string_value(table, "from", where, problems)
+    if preset is not None and preset.lower() not in PRESETS:
+        problems.append(f"{where}.from: expected one of {', '.join(PRESETS)}, got {preset!r}")
+        preset = None
+    base = string_value(table, "image_base_url", where, problems)
+    if base is not None and not base.lower().startswith(("https://", "http://")):
+        problems.append(f"{where}.image_base_url: expected an http(s):// URL, got {base!r}")
+        base = None
+    return (preset.lower() if preset else None), base

@@ -59,6 +59,8 @@ from runflow_cli.cli.options import (
     DelimiterOpt,
     ElementsOpt,
     FormatOpt,
+    FromOpt,
+    ImageBaseUrlOpt,
     KeepIntermediatesOpt,
     ManifestArg,
     ManifestDeadlineOpt,
@@ -84,6 +86,8 @@ def batch_command(
     column: ColumnOpt = None,
     delimiter: DelimiterOpt = None,
     sheet: SheetOpt = None,
+    from_: FromOpt = None,
+    image_base_url: ImageBaseUrlOpt = None,
     elements: ElementsOpt = None,
     aspect_ratio: AspectRatioOpt = None,
     prompt: PromptOpt = None,
@@ -167,7 +171,7 @@ def batch_command(
     from runflow_cli.errors import UsageError
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
-    reading = Reading.of(ctx, format, column, delimiter, sheet)
+    reading = Reading.of(ctx, format, column, delimiter, sheet, from_, image_base_url)
     export_to = export_spec(preset, export, background, max_size, quality)  # before any send
     public_base_url = public_base(public_base_url)
     if review_sources:  # libvips or Pillow makes the previews: said before anything is sent

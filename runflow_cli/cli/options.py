@@ -77,6 +77,33 @@ DelimiterOpt = Annotated[
         help="The CSV delimiter: ',', ';', tab or '|' (default: sniffed from the header line).",
     ),
 ]
+
+
+class ShopExport(StrEnum):
+    shopify = "shopify"
+    woocommerce = "woocommerce"
+    magento = "magento"
+
+
+FromOpt = Annotated[
+    ShopExport | None,
+    typer.Option(
+        "--from",
+        show_default=False,
+        help="Read a shop's product export by its platform's rules (folders, images, "
+        "names; see docs/shop.md); --column still wins for the field it names. Also "
+        'from = "shopify" in a config profile.',
+    ),
+]
+ImageBaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--image-base-url",
+        show_default=False,
+        help="With --from: the address relative image paths are joined to (Magento's "
+        "/m/b/mb01-blue-0.jpg), e.g. https://shop.example/media/catalog/product.",
+    ),
+]
 SheetOpt = Annotated[
     str | None,
     typer.Option(
@@ -142,7 +169,8 @@ NoColorOpt = Annotated[
 
 
 class Reading:
-    """How to read the manifest: ``--format``, ``--column``, ``--delimiter``, ``--sheet``."""
+    """How to read the manifest: ``--format``, ``--column``, ``--delimiter``, ``--sheet``,
+    ``--from`` and ``--image-base-url``."""
 
     def __init__(
         self,
@@ -150,11 +178,15 @@ class Reading:
         columns: dict[str, str] | None = None,
         delimiter: str | None = None,
         sheet: str | None = None,
+        preset: str | None = None,
+        image_base_url: str | None = None,
     ) -> None:
         self.fmt = fmt
         self.columns = columns or {}
         self.delimiter = delimiter
         self.sheet = sheet
+        self.preset = preset
+        self.image_base_url = image_base_url
 
     @classmethod
     def of(
@@ -164,6 +196,8 @@ class Reading:
         column: list[str] | None,
         delimiter: str | None,
         sheet: str | None,
+        preset: ShopExport | None = None,
+        image_base_url: str | None = None,
     ) -> Reading:
         """The options as given: ``--column`` flags layered over the profile's ``columns``
         (click hands the profile's over only when no flag is given: each flag wins for its
@@ -177,7 +211,8 @@ class Reading:
             if isinstance(profile, list):
                 columns.update(parse_columns(profile, flag="the profile's columns:"))
         columns.update(parse_columns(column or []))
-        return cls(fmt, columns, delimiter, sheet)
+        preset_name = preset.value if preset is not None else None
+        return cls(fmt, columns, delimiter, sheet, preset_name, image_base_url)
 
 
 def load(
@@ -223,6 +258,8 @@ def load(
         columns=reading.columns,
         delimiter=reading.delimiter,
         sheet=reading.sheet,
+        preset=reading.preset,
+        image_base_url=reading.image_base_url,
         remote=RemoteOptions(
             max_bytes=remote[0] * 1024 * 1024, deadline=remote[1], allow_private=remote[2]
         ),

@@ -11,6 +11,8 @@ from runflow_cli.cli.options import (
     DelimiterOpt,
     ElementsOpt,
     FormatOpt,
+    FromOpt,
+    ImageBaseUrlOpt,
     JsonOpt,
     ManifestArg,
     ManifestDeadlineOpt,
@@ -30,6 +32,8 @@ def validate_command(
     column: ColumnOpt = None,
     delimiter: DelimiterOpt = None,
     sheet: SheetOpt = None,
+    from_: FromOpt = None,
+    image_base_url: ImageBaseUrlOpt = None,
     elements: ElementsOpt = None,
     aspect_ratio: AspectRatioOpt = None,
     prompt: PromptOpt = None,
@@ -57,7 +61,7 @@ def validate_command(
     from runflow_cli.manifest import ManifestError
 
     consoles = Consoles.create(no_color=no_color)
-    reading = Reading.of(ctx, format, column, delimiter, sheet)
+    reading = Reading.of(ctx, format, column, delimiter, sheet, from_, image_base_url)
     try:
         loaded = load(
             consoles, manifest, reading, elements, aspect_ratio, prompt,

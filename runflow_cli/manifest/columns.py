@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 
 from runflow_cli.errors import UsageError
+from runflow_cli.manifest.presets import export_note
 from runflow_cli.manifest.rows import ItemBuilder, unknown_warning
 from runflow_cli.manifest.types import FIELDS, normalize_key
 
@@ -148,7 +149,7 @@ def header_columns(
             f"{_listed(header)}; if the file names it otherwise, say which with "
             + " ".join(f"--column {f}=HEADER" for f in missing)
         )
-        message += _delimiter_note(header, delimiter)
+        message += _delimiter_note(header, delimiter) + export_note(header)
         builder.problem(line, None, message, missing[0], "missing_column")
         return None
     if not ok:

@@ -78,6 +78,19 @@ def preset_named(name: str) -> Preset:
     return found
 
 
+def export_note(header: Iterable[str]) -> str:
+    """`` (this looks like a Shopify product export: pass --from shopify)`` when the header
+    has a preset's columns; else nothing. For the missing-column problem of a plain read."""
+    have = {cell.strip().casefold() for cell in header}
+    for preset in _PRESETS.values():
+        wanted = {preset.columns[role].casefold() for role in preset.required}
+        if preset.name != "magento" and wanted <= have:  # magento's: sku, base_image
+            return f" (this looks like {preset.label}: pass --from {preset.name})"
+    if {"sku", "base_image", "additional_images"} <= have:
+        return f" (this looks like {_PRESETS['magento'].label}: pass --from magento)"
+    return ""
+
+
 def check_base_url(preset: str | None, base: str | None) -> None:
     """A preset's need for ``--image-base-url``, and the URL's form; FormatProblem if not."""
     if base is not None:
