@@ -141,7 +141,9 @@ def test_shopify_import_has_one_row_per_final_with_positions_and_urls(
     path = out / "shopify-import.csv"
     assert result.out.strip() == str(path)
     header, rows = read_csv(path)
-    assert header == ["Handle", "Image Src", "Image Position", "Image Alt Text"]
+    assert header == ["Handle", "Title", "Image Src", "Image Position", "Image Alt Text"]
+    assert {r["Title"] for r in rows} == {""}  # a plain manifest has no titles: said
+    assert "3 of 3 products have no Title" in result.err and "--titles" in result.err
     finals = {i["public_url"]: i for i in report_json(out)}
     assert len(rows) == len(finals) == 6
     assert {r["Image Src"] for r in rows} == set(finals)  # one row per final, its URL
@@ -232,3 +234,21 @@ def test_a_config_profile_names_the_base_once(
     config.write_text('[profiles.shop]\npublic_base_url = "https://x.example/?a=1"\n')
     bad = cli("--profile", "shop", "export-catalog", str(out), "--to", "shopify")
     assert bad.code == 2 and "profiles.shop.public_base_url" in bad.err
+
+
+def test_shopify_titles_come_from_the_shops_export_given_with_titles(
+    cli: Any, done: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, out = done
+    export = tmp_path / "products_export.csv"  # as Excel saves it: semicolons, cp1252
+    export.write_bytes(
+        "Handle;Title;Image Src\nTS 01;T-Shirt Été;x\nTS 01;;y\nMUG#3;Mug « 3 »;z\n".encode(
+            "cp1252"
+        )
+    )
+    result = cli("export-catalog", str(out), "--to", "shopify", "--titles", str(export))
+    assert result.code == 0, result.err
+    _, rows = read_csv(out / "shopify-import.csv")
+    titles = [(r["Handle"], r["Image Position"], r["Title"]) for r in rows if r["Title"]]
+    assert titles == [("TS 01", "1", "T-Shirt Été"), ("MUG#3", "1", "Mug « 3 »")]
+    assert "1 of 3 products have no Title (Été-02)" in result.err

@@ -248,6 +248,11 @@ SHOPIFY_FILES = [
     "ceramic-mug/1", "ceramic-mug/2", "classic-tee/1", "classic-tee/2", "classic-tee/3",
     "classic-tee/4", "wool-scarf/1", "wool-scarf/wool-scarf-red",
 ]  # fmt: skip
+SHOPIFY_TITLES = {
+    "classic-tee": "Classic Tee",
+    "ceramic-mug": "Ceramic Mug",
+    "wool-scarf": "Wool Scarf",
+}
 
 
 def test_shopify_export_end_to_end_and_a_changed_position_is_renamed_for_free(
@@ -275,6 +280,12 @@ def test_shopify_export_end_to_end_and_a_changed_position_is_renamed_for_free(
         ("classic-tee", "1"), ("classic-tee", "2"), ("classic-tee", "3"), ("classic-tee", "4"),
     ]  # fmt: skip
     assert len(rows) == 8
+    assert {r["Image Src"] for r in rows} == {
+        "https://cdn.shop.example/photos/" + i["output_path"] for i in report(out)
+    }  # one row per final, its public URL
+    titled = [(r["Handle"], r["Title"]) for r in rows if r["Title"]]
+    assert titled == [(h, SHOPIFY_TITLES[h]) for h in dict.fromkeys(r["Handle"] for r in rows)]
+    assert "no Title" not in catalog.err  # taken from the run's manifest, the shop's export
 
     before = len(sb.requests)
     again = run_batch(cli, sb, export, out, "--from", "shopify", "--elements",

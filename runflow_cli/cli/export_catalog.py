@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from runflow_cli.cli.options import NoColorOpt
+
+if TYPE_CHECKING:
+    from runflow_cli.cli.ui.consoles import Consoles
 
 
 class Shop(StrEnum):
@@ -63,6 +66,16 @@ def export_catalog_command(
             show_default=False,
         ),
     ] = None,
+    titles: Annotated[
+        Path | None,
+        typer.Option(
+            "--titles",
+            metavar="FILE",
+            help="Shopify: the shop's product export to take each product's Title from "
+            "(default: the run's manifest, when it is one).",
+            show_default=False,
+        ),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print what was written as JSON on stdout.")
     ] = False,
@@ -74,9 +87,12 @@ def export_catalog_command(
     columns the shop's own product CSV importer takes, naming each final by its
     public URL (the shop downloads the images from there, so publish OUT first):
 
-    shopify: Handle, Image Src, Image Position, Image Alt Text; one row per
-    final, the SKU folder as the handle, positions 1..n per product (images
-    named 1, 2, ... in that order, others in manifest order).
+    shopify: Handle, Title, Image Src, Image Position, Image Alt Text; one row
+    per final, the SKU folder as the handle, positions 1..n per product (images
+    named 1, 2, ... in that order, others in manifest order). Shopify updates a
+    product only with its Title: it is taken from the shop's product export
+    (the run's manifest under --from shopify, or --titles FILE) and written on
+    the product's first row; a product without one is named in a warning.
 
     woocommerce: ID (empty: products are matched on SKU), SKU, Images; one
     row per product, its finals' URLs comma-separated, the first being the
@@ -97,8 +113,19 @@ def export_catalog_command(
 
     consoles = Consoles.create(no_color=no_color)
     written = export_catalog(
-        OutputFolder(out), Platform(to.value), public_base_url=public_base_url, output=output
+        OutputFolder(out),
+        Platform(to.value),
+        public_base_url=public_base_url,
+        output=output,
+        titles=lambda manifest: _titles(consoles, titles, manifest),
     )
+    if written.untitled:
+        shown = ", ".join(written.untitled[:5]) + (" ..." if len(written.untitled) > 5 else "")
+        consoles.warn(
+            f"{len(written.untitled)} of {written.products} products have no Title ({shown}): "
+            "Shopify's importer needs Handle and Title to update a product; pass "
+            "--titles with the shop's product export (products_export.csv)"
+        )
     if json_output:
         consoles.json(
             {
@@ -107,6 +134,7 @@ def export_catalog_command(
                 "products": written.products,
                 "finals": written.finals,
                 "rows": written.rows,
+                "untitled": written.untitled,
             }
         )
         return 0
@@ -117,3 +145,21 @@ def export_catalog_command(
     )
     consoles.line(str(written.path))
     return 0
+
+
+def _titles(consoles: Consoles, given: Path | None, manifest: str | None) -> dict[str, str]:
+    """The products' titles from ``given``, else from the run's manifest when it is a
+    local file; none (the caller warns) when neither can be read."""
+    from runflow_cli.manifest.formats import FormatProblem
+    from runflow_cli.manifest.presets import shopify_titles
+
+    path = given
+    if path is None and manifest and "://" not in manifest and manifest != "-":
+        path = Path(manifest)
+    if path is None or (given is None and not path.is_file()):
+        return {}
+    try:
+        return shopify_titles(path.read_bytes())
+    except (OSError, FormatProblem) as exc:
+        consoles.warn(f"could not read titles from {path}: {getattr(exc, 'strerror', None) or exc}")
+        return {}

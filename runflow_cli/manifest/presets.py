@@ -317,3 +317,31 @@ _PRESETS = {
         _magento,
     ),
 }
+
+
+def shopify_titles(data: bytes) -> dict[str, str]:
+    """Each product's title in a Shopify product export: ``Handle`` -> the first ``Title``
+    given for it (the export writes it on a product's first row only). Shopify's importer
+    needs the title beside the handle to update a product. Empty when the file has no
+    such columns; :class:`FormatProblem` when its text cannot be decoded."""
+    import io
+
+    from runflow_cli.manifest.formats import decode, sniff_delimiter
+
+    text, _ = decode(data)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    header = next(reader, None) or []
+    cells = {c.strip().lstrip("\ufeff").casefold(): i for i, c in reversed(list(enumerate(header)))}
+    handle_at, title_at = cells.get("handle"), cells.get("title")
+    titles: dict[str, str] = {}
+    if handle_at is None or title_at is None:
+        return titles
+    try:
+        for row in reader:
+            if max(handle_at, title_at) < len(row):
+                handle, title = row[handle_at].strip(), row[title_at].strip()
+                if handle and title:
+                    titles.setdefault(handle, title)
+    except csv.Error:
+        pass  # the titles read so far: the manifest's own checks say what is wrong
+    return titles

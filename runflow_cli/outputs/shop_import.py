@@ -5,8 +5,10 @@ and writes the file the platform's own product CSV importer takes, naming each f
 its public URL (shops fetch images by URL: OUT must be published first, and the run
 given ``--public-base-url``, or this call given one):
 
-- Shopify (``Handle``, ``Image Src``, ``Image Position``, ``Image Alt Text``): one row
-  per final, the handle repeated on each; positions 1..n per handle.
+- Shopify (``Handle``, ``Title``, ``Image Src``, ``Image Position``, ``Image Alt Text``):
+  one row per final, the handle repeated on each, the product's title on its first row
+  (Shopify's importer needs it to update a product: it comes from the shop's own export,
+  see ``titles``); positions 1..n per handle.
 - WooCommerce (``ID``, ``SKU``, ``Images``): one row per product, its finals' URLs
   comma-separated in order (the first is the product image, the rest its gallery).
 
@@ -21,8 +23,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -39,7 +41,7 @@ class Platform(StrEnum):
 
 
 COLUMNS: dict[Platform, tuple[str, ...]] = {
-    Platform.shopify: ("Handle", "Image Src", "Image Position", "Image Alt Text"),
+    Platform.shopify: ("Handle", "Title", "Image Src", "Image Position", "Image Alt Text"),
     Platform.woocommerce: ("ID", "SKU", "Images"),
 }
 """Each platform's columns, as its product CSV importer names them."""
@@ -76,6 +78,8 @@ class CatalogExport:
     products: int
     finals: int
     rows: int
+    untitled: list[str] = field(default_factory=list)
+    """Shopify: the handles no title was found for (their Title cell is empty)."""
 
 
 def default_name(platform: Platform) -> str:
@@ -154,30 +158,38 @@ def _numeric(name: str) -> bool:
     return name.isascii() and name.isdigit()
 
 
-def shopify_rows(products: dict[str, list[Final]]) -> Iterable[tuple[str, ...]]:
+def shopify_rows(
+    products: dict[str, list[Final]], titles: Mapping[str, str]
+) -> Iterable[tuple[str, ...]]:
     for handle, images in products.items():
         for position, final in enumerate(images, start=1):
-            yield (handle, final.url, str(position), _alt_text(final))
+            title = titles.get(handle, "") if position == 1 else ""
+            yield (handle, title, final.url, str(position), _alt_text(final))
 
 
-def woocommerce_rows(products: dict[str, list[Final]]) -> Iterable[tuple[str, ...]]:
+def woocommerce_rows(
+    products: dict[str, list[Final]], titles: Mapping[str, str]
+) -> Iterable[tuple[str, ...]]:
     for sku, images in products.items():
         yield ("", sku, ", ".join(final.url for final in images))
 
 
-ROWS: dict[Platform, Callable[[dict[str, list[Final]]], Iterable[tuple[str, ...]]]] = {
+Rows = Callable[[dict[str, list[Final]], Mapping[str, str]], Iterable[tuple[str, ...]]]
+ROWS: dict[Platform, Rows] = {
     Platform.shopify: shopify_rows,
     Platform.woocommerce: woocommerce_rows,
 }
 
 
-def catalog_csv(platform: Platform, products: dict[str, list[Final]]) -> tuple[str, int]:
+def catalog_csv(
+    platform: Platform, products: dict[str, list[Final]], titles: Mapping[str, str] | None = None
+) -> tuple[str, int]:
     """The import file's text and its number of rows (the header aside)."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(COLUMNS[platform])
     count = 0
-    for row in ROWS[platform](products):
+    for row in ROWS[platform](products, titles or {}):
         writer.writerow(row)
         count += 1
     return text.getvalue(), count
@@ -189,16 +201,23 @@ def export_catalog(
     *,
     public_base_url: str | None = None,
     output: Path | None = None,
+    titles: Callable[[str | None], Mapping[str, str]] | None = None,
 ) -> CatalogExport:
     """Write ``platform``'s import file for the finals of ``folder``'s report, atomically:
-    at ``output`` if given, else ``OUT/<platform>-import.csv``."""
+    at ``output`` if given, else ``OUT/<platform>-import.csv``. ``titles`` gives the
+    products' titles (Shopify), given the report's manifest (a path or URL, or None)."""
     base = parse_public_base_url(public_base_url) if public_base_url is not None else None
-    finals = finals_of(read_report(folder).rows, base)
+    report = read_report(folder)
+    finals = finals_of(report.rows, base)
     products = by_product(finals)
-    text, count = catalog_csv(platform, products)
+    known: Mapping[str, str] = {}
+    if platform is Platform.shopify and titles is not None:
+        known = titles(report.manifest)
+    text, count = catalog_csv(platform, products, known)
     data = [text.encode("utf-8")]
     if output is None:
         path = folder.write_stream(folder.path(default_name(platform)), data, durable=False).path
     else:
         path = write_atomically(output, data, durable=False).path
-    return CatalogExport(path, platform, len(products), len(finals), count)
+    untitled = [p for p in products if p not in known] if platform is Platform.shopify else []
+    return CatalogExport(path, platform, len(products), len(finals), count, untitled)
