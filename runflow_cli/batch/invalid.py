@@ -4,7 +4,7 @@ A row with a problem of its own is set aside by ``load_manifest(...,
 skip_invalid=True)`` (:class:`~runflow_cli.manifest.InvalidRow`). Under
 ``skip_invalid`` the run processes the others and reports these ``invalid``
 (kind ``invalid_row``, exit 1); without it nothing is sent, and
-:func:`~runflow_cli.batch.job.report_invalid_manifest` says so in OUT's reports.
+:func:`~runflow_cli.batch.invalid_manifest.report_invalid_manifest` says so in OUT's reports.
 """
 
 from __future__ import annotations

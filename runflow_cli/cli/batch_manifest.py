@@ -63,7 +63,8 @@ def stop_at_invalid(
     github_actions: bool,
 ) -> NoReturn:
     """Invalid rows without --skip-invalid: send nothing, say so in OUT's reports, exit 2."""
-    from runflow_cli.batch.job import BatchResult, report_invalid_manifest
+    from runflow_cli.batch.finish import BatchResult
+    from runflow_cli.batch.invalid_manifest import report_invalid_manifest
     from runflow_cli.cli.ui.invalid_rows import show_invalid_manifest
     from runflow_cli.errors import ExitCode, RunflowError
     from runflow_cli.manifest import ManifestError
