@@ -41,7 +41,6 @@ from pathlib import Path
 
 import httpx
 
-from runflow_cli.api.proxies import ProxyRules, RoutedTransport
 from runflow_cli.api.retry import (
     Backoff,
     OnRetry,
@@ -50,22 +49,16 @@ from runflow_cli.api.retry import (
     parse_retry_after,
     transport_cause,
 )
-from runflow_cli.api.trust import certificate_error, ssl_context
+from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import DownloadError
 from runflow_cli.files.folder import SavedFile, write_atomically
+from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client
 from runflow_cli.files.network import (
     Connections,
-    GuardedBackend,
-    GuardedTransport,
-    ProxiedTransport,
     Resolver,
-    URLRefused,
-    address_refusal,
-    check_url,
     resolve_host,
 )
 from runflow_cli.names import url_basename
-from runflow_cli.version import __version__
 
 DEFAULT_MAX_FILE_SIZE = 200 * 1024 * 1024
 DEFAULT_DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -76,7 +69,6 @@ MAX_ATTEMPTS = 1000
 """Tries of one file, at most: only a guard against a clock that stands still (the
 budget ends a real outage long before)."""
 RETRY_AFTER_STATUSES = (429, 503)
-MAX_REDIRECTS = 5
 FILES_PER_CONNECTION = 4
 """Files a caller may keep under way per connection: one transferring, the others
 waiting out a retry (a 429's Retry-After), which holds no transfer slot."""
@@ -134,17 +126,13 @@ class Downloader:
         self._transfers = threading.BoundedSemaphore(max_connections)
         self._local = threading.local()
         self._clock = clock
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        # Behind a proxy the proxy connects, not us: names are checked before asking it.
-        self._proxies = ProxyRules.from_environment()
-        if transport is None:
-            transport = self._transport(limits, allow_private, resolver)
-        self._client = httpx.Client(
+        self._guard = Guard(allow_private, resolver)
+        self._client = guarded_client(
+            self._guard,
+            self._connections,
+            remaining=self._remaining,
+            max_connections=max_connections,
             timeout=timeout,
-            follow_redirects=False,  # each hop is checked here first
-            headers={"User-Agent": f"runflow-cli/{__version__}", "Accept-Encoding": "identity"},
             transport=transport,
         )
         self._max_file_size = max_file_size
@@ -153,26 +141,6 @@ class Downloader:
         self._on_retry = on_retry
         self._sleep = sleep or (lambda seconds: self._connections.aborted.wait(seconds) and None)
         self._write = write
-        self._allow_private = allow_private
-        self._resolver = resolver
-
-    def _transport(
-        self, limits: httpx.Limits, allow_private: bool, resolver: Resolver
-    ) -> RoutedTransport:
-        """Guarded direct connections, or a proxy where ``*_PROXY``/``NO_PROXY`` say."""
-        context = ssl_context()
-        backend = GuardedBackend(
-            self._connections,
-            allow_private=allow_private,
-            resolver=resolver,
-            remaining=self._remaining,
-        )
-        to_proxy = GuardedBackend(self._connections, allow_private=True, remaining=self._remaining)
-        return RoutedTransport(
-            self._proxies,
-            GuardedTransport(backend, limits, context),
-            lambda proxy: ProxiedTransport(proxy, to_proxy, limits, context),
-        )
 
     def close(self) -> None:
         self._client.close()
@@ -268,16 +236,7 @@ class Downloader:
         return None if deadline is None else deadline - self._clock()
 
     def _check(self, url: httpx.URL) -> None:
-        check_url(url, allow_private=self._allow_private)
-        if url.host and self._proxies.proxy_for(url) is not None:
-            try:
-                addresses = self._resolver(url.host, url.port or 443)
-            except OSError:
-                return  # the proxy may know the name: it says so if it does not
-            for address in addresses:
-                refusal = address_refusal(address, allow_private=self._allow_private)
-                if refusal is not None:
-                    raise URLRefused(f"refused to download from {url.host}: {refusal}")
+        self._guard.check(url, "download from")
 
     def _fetch_once(self, url: str, dest: Path, deadline: float, write: Writer) -> SavedFile:
         name = url_basename(url)
@@ -285,7 +244,7 @@ class Downloader:
         for _ in range(MAX_REDIRECTS + 1):
             with self._client.stream("GET", target) as response:
                 if response.has_redirect_location and response.next_request is not None:
-                    target = self._redirect(target, response.next_request.url)
+                    target = self._guard.hop(target, response.next_request.url, "download from")
                     continue
                 status = response.status_code
                 if status >= 500 or status == 429:
@@ -308,14 +267,6 @@ class Downloader:
                     )
                 return write(dest, self._body(response, dest, url, deadline))
         raise DownloadError(f"could not download {name}: more than {MAX_REDIRECTS} redirects")
-
-    def _redirect(self, current: httpx.URL, target: httpx.URL) -> httpx.URL:
-        if target.scheme != current.scheme:
-            raise URLRefused(
-                f"refused to follow a redirect from {current.scheme}:// to {target.scheme}://"
-            )
-        self._check(target)
-        return target
 
     def _body(
         self, response: httpx.Response, dest: Path, url: str, deadline: float

@@ -31,27 +31,20 @@ from typing import BinaryIO
 
 import httpx
 
-from runflow_cli.api.proxies import ProxyRules, RoutedTransport
-from runflow_cli.api.trust import certificate_error, ssl_context
+from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import ExitCode, RunflowError, local_io
+from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client
 from runflow_cli.files.network import (
     Connections,
-    GuardedBackend,
-    GuardedTransport,
-    ProxiedTransport,
     Resolver,
     URLRefused,
-    address_refusal,
-    check_url,
     resolve_host,
 )
-from runflow_cli.version import __version__
 
 DEFAULT_MAX_MANIFEST_SIZE = 200 * 1024 * 1024
 DEFAULT_MANIFEST_DEADLINE = 300.0
 """Seconds the whole fetch may take (connects, redirects, reads)."""
 MANIFEST_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
 
 CONTENT_TYPES = {
@@ -162,27 +155,15 @@ class _Fetcher:
         self._budget = deadline
         self._clock = clock
         self._ends = clock() + deadline
-        self._allow_private = allow_private
-        self._resolver = resolver
-        self._proxies = ProxyRules.from_environment()
+        self._guard = Guard(allow_private, resolver)
         connections = Connections()
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        if transport is None:
-            context = ssl_context()
-            backend = GuardedBackend(
-                connections, allow_private=allow_private, resolver=resolver,
-                remaining=self._remaining,
-            )  # fmt: skip
-            to_proxy = GuardedBackend(connections, allow_private=True, remaining=self._remaining)
-            transport = RoutedTransport(
-                self._proxies,
-                GuardedTransport(backend, limits, context),
-                lambda proxy: ProxiedTransport(proxy, to_proxy, limits, context),
-            )
-        self._client = httpx.Client(
+        self._client = guarded_client(
+            self._guard,
+            connections,
+            remaining=self._remaining,
+            max_connections=1,
             timeout=MANIFEST_TIMEOUT,
-            follow_redirects=False,  # each hop is checked here first
-            headers={"User-Agent": f"runflow-cli/{__version__}", "Accept-Encoding": "gzip"},
+            accept_encoding="gzip",
             transport=transport,
         )
 
@@ -226,14 +207,8 @@ class _Fetcher:
                 raise httpx.ReadTimeout("the manifest's deadline passed")
             with self._client.stream("GET", target) as response:
                 if response.has_redirect_location and response.next_request is not None:
-                    next_url = response.next_request.url
-                    if next_url.scheme != target.scheme and next_url.scheme != "https":
-                        raise ManifestFetchError(
-                            f"refused to follow a redirect from {target.scheme}:// to "
-                            f"{next_url.scheme}://"
-                        )
-                    self._check(next_url)
-                    target = next_url
+                    hop = response.next_request.url
+                    target = self._guard.hop(target, hop, "fetch from", to_https=True)
                     continue
                 _check_status(response.status_code, target)
                 kind = fmt or self._kind(response, url, target)
@@ -241,17 +216,7 @@ class _Fetcher:
         raise ManifestFetchError(f"more than {MAX_REDIRECTS} redirects")
 
     def _check(self, url: httpx.URL) -> None:
-        """As a download is checked: the URL itself, and behind a proxy the name's addresses."""
-        check_url(url, allow_private=self._allow_private)
-        if url.host and self._proxies.proxy_for(url) is not None:
-            try:
-                addresses = self._resolver(url.host, url.port or 443)
-            except OSError:
-                return  # the proxy may know the name: it says so if it does not
-            for address in addresses:
-                refusal = address_refusal(address, allow_private=self._allow_private)
-                if refusal is not None:
-                    raise URLRefused(f"refused to fetch from {url.host}: {refusal}")
+        self._guard.check(url, "fetch from")
 
     def _kind(self, response: httpx.Response, asked: httpx.URL, final: httpx.URL) -> str:
         content_type = response.headers.get("content-type", "")

@@ -24,21 +24,14 @@ from dataclasses import dataclass
 
 import httpx
 
-from runflow_cli.api.proxies import ProxyRules, RoutedTransport
-from runflow_cli.api.trust import ssl_context
 from runflow_cli.errors import DownloadError
+from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client
 from runflow_cli.files.network import (
     Connections,
-    GuardedBackend,
-    GuardedTransport,
-    ProxiedTransport,
     Resolver,
     URLRefused,
-    address_refusal,
-    check_url,
     resolve_host,
 )
-from runflow_cli.version import __version__
 
 HEAD_REFUSED = (403, 405, 501)
 """Answers to a HEAD that mean "ask with GET": method not allowed or not implemented,
@@ -46,7 +39,6 @@ and the 403 of object stores whose signed URLs are signed for GET only."""
 PROBE_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 PROBE_DEADLINE = 20.0
 """Seconds one source's check may take in all (redirects and the GET after a HEAD)."""
-MAX_REDIRECTS = 5
 
 
 class SourceCheckError(DownloadError):
@@ -106,33 +98,14 @@ class SourceProbe:
         self._local = threading.local()
         self._clock = clock
         self._deadline = deadline
-        self._allow_private = allow_private
-        self._resolver = resolver
-        self._proxies = ProxyRules.from_environment()
+        self._guard = Guard(allow_private, resolver)
         self._head_refused: set[str] = set()
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        if transport is None:
-            context = ssl_context()
-            backend = GuardedBackend(
-                self._connections,
-                allow_private=allow_private,
-                resolver=resolver,
-                remaining=self._remaining,
-            )
-            to_proxy = GuardedBackend(
-                self._connections, allow_private=True, remaining=self._remaining
-            )
-            transport = RoutedTransport(
-                self._proxies,
-                GuardedTransport(backend, limits, context),
-                lambda proxy: ProxiedTransport(proxy, to_proxy, limits, context),
-            )
-        self._client = httpx.Client(
+        self._client = guarded_client(
+            self._guard,
+            self._connections,
+            remaining=self._remaining,
+            max_connections=max_connections,
             timeout=timeout,
-            follow_redirects=False,  # each hop is checked here first
-            headers={"User-Agent": f"runflow-cli/{__version__}", "Accept-Encoding": "identity"},
             transport=transport,
         )
 
@@ -195,14 +168,7 @@ class SourceProbe:
             # the socket buffers before the connection is dropped.
             with self._client.stream(method, target, headers=headers) as response:
                 if response.has_redirect_location and response.next_request is not None:
-                    next_url = response.next_request.url
-                    if next_url.scheme != target.scheme:
-                        raise SourceCheckError(
-                            f"refused to follow a redirect from {target.scheme}:// to "
-                            f"{next_url.scheme}://"
-                        )
-                    self._check(next_url)
-                    target = next_url
+                    target = self._guard.hop(target, response.next_request.url, "check")
                     continue
                 return response.status_code, _read_validators(response)
         raise SourceCheckError(f"more than {MAX_REDIRECTS} redirects")
@@ -212,17 +178,7 @@ class SourceProbe:
         return None if deadline is None else deadline - self._clock()
 
     def _check(self, url: httpx.URL) -> None:
-        """As a download is checked: the URL itself, and behind a proxy the name's addresses."""
-        check_url(url, allow_private=self._allow_private)
-        if url.host and self._proxies.proxy_for(url) is not None:
-            try:
-                addresses = self._resolver(url.host, url.port or 443)
-            except OSError:
-                return  # the proxy may know the name: it says so if it does not
-            for address in addresses:
-                refusal = address_refusal(address, allow_private=self._allow_private)
-                if refusal is not None:
-                    raise URLRefused(f"refused to check {url.host}: {refusal}")
+        self._guard.check(url, "check")
 
 
 def _read_validators(response: httpx.Response) -> Validators:

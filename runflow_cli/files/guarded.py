@@ -1,0 +1,104 @@
+"""The guarded HTTP client for hosts other than the API: finals and stages (downloads),
+sources (``--check-sources``) and manifests given by URL.
+
+Each is fetched by a client of its own, never carrying the API key, whose connections
+go through :class:`~runflow_cli.files.network.GuardedBackend` (the address rules, at
+connect time) or a proxy where ``*_PROXY``/``NO_PROXY`` say. Redirects are not
+followed by httpx: each hop is checked first by :meth:`Guard.hop`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from runflow_cli.api.proxies import ProxyRules, RoutedTransport
+from runflow_cli.api.trust import ssl_context
+from runflow_cli.files.network import (
+    Connections,
+    GuardedBackend,
+    GuardedTransport,
+    ProxiedTransport,
+    Resolver,
+    URLRefused,
+    address_refusal,
+    check_url,
+    resolve_host,
+)
+from runflow_cli.version import __version__
+
+MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Which URLs may be asked: the address rules, and behind a proxy (which connects,
+    not us) the addresses the name resolves to, checked before asking it."""
+
+    allow_private: bool = False
+    resolver: Resolver = resolve_host
+    proxies: ProxyRules = field(default_factory=ProxyRules.from_environment)
+
+    def check(self, url: httpx.URL, verb: str) -> None:
+        """:class:`URLRefused` (``refused to <verb> <host>: …``) for a URL not to ask."""
+        check_url(url, allow_private=self.allow_private)
+        if url.host and self.proxies.proxy_for(url) is not None:
+            try:
+                addresses = self.resolver(url.host, url.port or 443)
+            except OSError:
+                return  # the proxy may know the name: it says so if it does not
+            for address in addresses:
+                refusal = address_refusal(address, allow_private=self.allow_private)
+                if refusal is not None:
+                    raise URLRefused(f"refused to {verb} {url.host}: {refusal}")
+
+    def hop(
+        self, current: httpx.URL, target: httpx.URL, verb: str, *, to_https: bool = False
+    ) -> httpx.URL:
+        """``target`` of a redirect from ``current``, checked: never to another scheme
+        (``to_https``: except up to https)."""
+        if target.scheme != current.scheme and not (to_https and target.scheme == "https"):
+            raise URLRefused(
+                f"refused to follow a redirect from {current.scheme}:// to {target.scheme}://"
+            )
+        self.check(target, verb)
+        return target
+
+
+def guarded_client(
+    guard: Guard,
+    connections: Connections,
+    *,
+    remaining: Callable[[], float | None],
+    max_connections: int,
+    timeout: httpx.Timeout | float,
+    accept_encoding: str = "identity",
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """A client whose connections are guarded (or ``transport``, as tests give one);
+    ``remaining`` bounds every socket wait (the file's, source's or manifest's budget)."""
+    if transport is None:
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        context = ssl_context()
+        backend = GuardedBackend(
+            connections,
+            allow_private=guard.allow_private,
+            resolver=guard.resolver,
+            remaining=remaining,
+        )
+        to_proxy = GuardedBackend(connections, allow_private=True, remaining=remaining)
+        transport = RoutedTransport(
+            guard.proxies,
+            GuardedTransport(backend, limits, context),
+            lambda proxy: ProxiedTransport(proxy, to_proxy, limits, context),
+        )
+    return httpx.Client(
+        timeout=timeout,
+        follow_redirects=False,  # each hop is checked first: Guard.hop
+        headers={"User-Agent": f"runflow-cli/{__version__}", "Accept-Encoding": accept_encoding},
+        transport=transport,
+    )
