@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, features
 
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.report import read_report
-from runflow_cli.outputs.review import REVIEW_HTML, Picture, _cards, order_cards, render
+from runflow_cli.outputs.review import REVIEW_HTML, SETTLED, Picture, _card, render, tally
 
 THUMB_SIZE = 160
 WORKERS = min(8, os.cpu_count() or 2)
@@ -51,7 +51,9 @@ def _thumbnail(folder: OutputFolder, source: Path, image_format: str) -> Path | 
 def main(out: Path) -> None:
     folder = OutputFolder(out)
     report = read_report(folder)
-    cards = order_cards(_cards(report, folder))
+    counts, problems = tally(report.rows)
+    settled = [row for row in report.rows if row.status in SETTLED]
+    cards = [_card(row, folder) for row in (*problems, *settled)]
     paths = list(dict.fromkeys(p for c in cards for p in (c.before, c.final) if p is not None))
     image_format = "WEBP" if features.check("webp") else "PNG"
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
@@ -64,7 +66,7 @@ def main(out: Path) -> None:
         thumb = thumbs.get(path)
         return Picture(href, quote(folder.relative(thumb)) if thumb else href)
 
-    page = "".join(render(cards, picture, report))
+    page = "".join(render(cards, picture, report, counts))
     folder.write_text(REVIEW_HTML, page)
 
 

@@ -161,10 +161,24 @@ def write_reports(folder: OutputFolder, report: Report) -> tuple[Path, Path]:
     return _write(folder, head, (row.to_json() for row in report.rows), columns)
 
 
-def read_report(folder: OutputFolder) -> Report:
-    """The report of ``folder``'s last run."""
+def read_report(folder: OutputFolder, *, stream: bool = False) -> Report:
+    """The report of ``folder``'s last run.
+
+    ``stream``: its ``rows`` are read from the file as they are iterated, a row at a
+    time (each iteration reads the file again), so 100,000 rows never sit in memory.
+    The reports this module writes have a row per line, which is what makes that
+    cheap; a report laid out otherwise (an earlier release's) is read whole instead.
+    """
+    if stream:
+        streamed = _StreamedRows.open(folder)
+        if streamed is not None:
+            return _report(streamed.head, streamed)
     document = _read(folder)
     rows = [ReportRow.from_json(r) for r in document["items"] if isinstance(r, Mapping)]
+    return _report(document, rows)
+
+
+def _report(document: Mapping[str, Any], rows: Iterable[ReportRow]) -> Report:
     summary = document.get("summary")
     warnings = document.get("warnings")
     return Report(
@@ -173,6 +187,55 @@ def read_report(folder: OutputFolder) -> Report:
         rows=rows,
         warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
     )
+
+
+_ITEMS_OPEN = '"items": ['
+
+
+class _StreamedRows:
+    """A report's rows, read from its file a line at a time on each iteration: the layout
+    :func:`_json_chunks` writes (the head, then ``"items": [`` ending a line, then one
+    row per line, then ``]`` and ``}``)."""
+
+    def __init__(self, path: Path, head: dict[str, Any]) -> None:
+        self.path, self.head = path, head
+
+    @classmethod
+    def open(cls, folder: OutputFolder) -> _StreamedRows | None:
+        """The rows of ``folder``'s report if it has that layout; else None (read it whole)."""
+        path = folder.path(REPORT_JSON)
+        lines: list[str] = []
+        try:
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    lines.append(line)
+                    if line.rstrip().endswith(_ITEMS_OPEN):
+                        first = f.readline().strip().rstrip(",")
+                        break
+                else:
+                    return None
+            head = json.loads("".join(lines).rstrip()[: -len(_ITEMS_OPEN)] + '"items": []}')
+            if first != "]":
+                json.loads(first)  # one row on its line: the layout holds
+        except (OSError, ValueError):
+            return None  # missing or another layout: read whole, which says what is wrong
+        return cls(path, head) if isinstance(head, dict) else None
+
+    def __iter__(self) -> Iterator[ReportRow]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    if line.rstrip().endswith(_ITEMS_OPEN):
+                        break
+                for line in f:
+                    text = line.strip().rstrip(",")
+                    if text == "]":
+                        return
+                    row = json.loads(text)
+                    if isinstance(row, Mapping):
+                        yield ReportRow.from_json(row)
+        except (OSError, ValueError) as exc:
+            raise ReportUnreadableError(f"cannot read {self.path}: {exc}") from None
 
 
 def record_exports(folder: OutputFolder, exports: Mapping[str, str]) -> tuple[Path, Path]:

@@ -44,7 +44,7 @@ from urllib.parse import quote
 from runflow_cli.errors import LocalIOError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.pixel_size import pixel_size
-from runflow_cli.outputs.report import Report, read_report
+from runflow_cli.outputs.report import Report, ReportRow, read_report
 from runflow_cli.outputs.review_cards import Card, Picture, Source, card_html, stages_of
 from runflow_cli.outputs.sources import (
     SOURCE_SUFFIX,
@@ -85,14 +85,15 @@ def write_review(
     card at a time, so its size never sits in memory.
     """
     site = site or folder
-    report = read_report(folder)
-    cards = order_cards(_cards(report, folder))
+    report = read_report(folder, stream=True)  # rows read as they are needed: twice
+    counts, problems = tally(report.rows)
+    cards = (_card(row, folder) for group in (problems, _settled(report)) for row in group)
     thumbs: ThumbnailCache | None = None
     if single_file:
         thumbs = ThumbnailCache(folder, site, thumbnailer or find_thumbnailer())
     if sources is not None:
         sources.site = site  # the previews go where the page goes
-        sources.summary = sources.fetch(c.image_url for c in cards)
+        sources.summary = sources.fetch(row.image_url for row in report.rows)
     used: set[str] = set()
     source = _sources(site, used, single_file, look=sources is not None)
     redo = " ".join(
@@ -100,7 +101,13 @@ def write_review(
         for part in ("runflow", "batch", report.manifest or "MANIFEST", "--out", str(folder.root))
     )
     chunks = render(
-        cards, _pictures(site, thumbs), report, single_file=single_file, source=source, redo=redo
+        cards,
+        _pictures(site, thumbs),
+        report,
+        counts,
+        single_file=single_file,
+        source=source,
+        redo=redo,
     )
     page = site.path(REVIEW_HTML)
     site.write_stream(page, (chunk.encode() for chunk in chunks), durable=False)
@@ -189,28 +196,38 @@ def elsewhere_for(folder: OutputFolder, env: Mapping[str, str] = os.environ) -> 
     return base / "runflow" / "review" / f"{folder.real_root.name or 'out'}-{tag}"
 
 
-def _cards(report: Report, folder: OutputFolder) -> list[Card]:
-    cards = []
-    for row in report.rows:
-        final = _existing(folder, row.output_path)
-        stages = stages_of(final) if final else []
-        cards.append(
-            Card(
-                sku=row.sku,
-                name=row.name,
-                status=row.status,
-                line=row.line,
-                image_url=row.image_url,
-                elements=row.elements,
-                error_kind=row.error_kind,
-                error_message=row.error_message,
-                final=final,
-                stages=stages,
-                before=stages[0] if stages else None,
-                settled=row.status in SETTLED,
-            )
-        )
-    return cards
+def tally(rows: Iterable[ReportRow]) -> tuple[Counter[str], list[ReportRow]]:
+    """Each status's count, and the rows that are a problem to look at (listed first)."""
+    counts: Counter[str] = Counter()
+    problems = []
+    for row in rows:
+        counts[row.status] += 1
+        if row.status not in SETTLED:
+            problems.append(row)
+    return counts, problems
+
+
+def _settled(report: Report) -> Iterator[ReportRow]:
+    return (row for row in report.rows if row.status in SETTLED)
+
+
+def _card(row: ReportRow, folder: OutputFolder) -> Card:
+    final = _existing(folder, row.output_path)
+    stages = stages_of(final) if final else []
+    return Card(
+        sku=row.sku,
+        name=row.name,
+        status=row.status,
+        line=row.line,
+        image_url=row.image_url,
+        elements=row.elements,
+        error_kind=row.error_kind,
+        error_message=row.error_message,
+        final=final,
+        stages=stages,
+        before=stages[0] if stages else None,
+        settled=row.status in SETTLED,
+    )
 
 
 def _existing(folder: OutputFolder, output_path: str | None) -> Path | None:
@@ -226,11 +243,6 @@ def first_stage(final: Path) -> Path | None:
     return stages[0] if stages else None
 
 
-def order_cards(cards: Iterable[Card]) -> list[Card]:
-    """Problems first, then the rest; each group in manifest order (stable)."""
-    return sorted(cards, key=lambda c: not c.problem)
-
-
 def _href(path: Path, folder: OutputFolder) -> str:
     try:
         return quote(path.relative_to(folder.root).as_posix())
@@ -244,9 +256,10 @@ e = html.escape
 
 
 def render(
-    cards: list[Card],
+    cards: Iterable[Card],
     picture: Callable[[Path], Picture],
     report: Report,
+    counts: Counter[str],
     *,
     single_file: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -255,10 +268,11 @@ def render(
 ) -> Iterator[str]:
     """The page in pieces, a card at a time; every value from the report is HTML-escaped.
 
-    ``picture`` is asked for each file as its card is made (thumbnails, one at a time).
+    ``cards`` come problems first (see :func:`tally`); ``counts`` is how many rows have
+    each status. ``picture`` is asked for each file as its card is made (thumbnails, one
+    at a time).
     """
-    counts = Counter(c.status for c in cards)
-    problems = sum(1 for c in cards if c.problem)
+    problems = sum(n for status, n in counts.items() if status not in SETTLED)
     known = [s.value for s in REPORTED]
     statuses = known + sorted(set(counts) - set(known))
     chips = "".join(
@@ -282,7 +296,7 @@ def render(
         "manifest": e(manifest),
         "generated": e(now().strftime("%Y-%m-%d %H:%M UTC")),
         "version": e(__version__),
-        "total": len(cards),
+        "total": sum(counts.values()),
         "succeeded": counts[Status.SUCCEEDED.value],
         "problems": problems,
         "chips": chips,
