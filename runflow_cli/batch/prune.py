@@ -3,8 +3,9 @@
 A shop's folder (or bucket) behind its CDN must not keep photos of products it
 no longer sells. Only what the journal records is touched: a row's final (if it
 is still the file the run saved: same size and SHA-256), its stages
-(``<name>.stages/``, a name only runflow writes) and its export (as the last
-report recorded it). Then the row is forgotten. Nothing outside OUT is ever
+(``<name>.stages/``, a name only runflow writes) and its exports (as the last
+report recorded them, else by name beside the final, ``front.jpg``, ``front.png`` or
+``front.export.webp``, and only one written after the final: an export is made from it). Then the row is forgotten. Nothing outside OUT is ever
 deleted; with shards, each shard prunes its own journal's rows, of its own SKUs.
 Deleting goes through :meth:`OutputFolder.remove`, so a folder in object storage
 does the same in its bucket.
@@ -13,6 +14,7 @@ does the same in its bucket.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from runflow_cli.errors import LocalIOError
 from runflow_cli.files.folder import OutputFolder, OutsideOutputError
 from runflow_cli.files.save import stages_dir
 from runflow_cli.manifest import Manifest
+from runflow_cli.outputs.export import FORMATS, ExportSpec, export_path_for
 from runflow_cli.outputs.report import NoReportError, ReportUnreadableError, read_report
 
 
@@ -104,16 +107,32 @@ def _prune_files(record: RowRecord, folder: OutputFolder, export: str | None, do
     except OutsideOutputError:
         done.kept.append(relative)
         return
+    made = _mtime(final)
     if folder.final_found(relative, record.size, record.sha256, record.mtime_ns) is not None:
         done.finals += folder.remove(final)
     elif os.path.lexists(final):
         done.kept.append(relative)
+        made = None
     stages = stages_dir(final)
     if stages.is_dir() and not stages.is_symlink():
         for name in sorted(os.listdir(stages)):
             done.stages += _remove(folder, stages / name)
     if export and export != relative:
         done.exports += _remove(folder, folder.path(export))
+    elif made is not None:  # by name, and written after its final: exports beside it
+        for fmt in FORMATS:
+            path = export_path_for(final, ExportSpec(fmt))
+            seen = _mtime(path)
+            if seen is not None and seen >= made:
+                done.exports += _remove(folder, path)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        seen = os.lstat(path)
+    except OSError:
+        return None
+    return seen.st_mtime_ns if stat.S_ISREG(seen.st_mode) else None
 
 
 def _remove(folder: OutputFolder, path: Path) -> bool:
