@@ -6,7 +6,8 @@ is still the file the run saved: same size and SHA-256), its stages
 (``<name>.stages/``, a name only runflow writes) and its exports (as the last
 report recorded them; else by name beside the final, ``front.jpg``, ``front.png``
 or ``front.export.webp``, and only if written after the final: an export is made
-from it). Then the row is forgotten. Nothing outside OUT is ever deleted; with shards, each shard prunes its own journal's rows, of its own SKUs.
+from it). Then the row is forgotten. Nothing outside OUT is ever deleted; with
+shards, each shard prunes its own journal's rows, of its own SKUs.
 Deleting goes through :meth:`OutputFolder.remove`, so a folder in object storage
 does the same in its bucket.
 """
