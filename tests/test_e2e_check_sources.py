@@ -280,7 +280,7 @@ def test_the_dry_run_plan_counts_the_changed_sources_and_records_nothing(
         dry = run_batch(cli, sb, manifest, out, "--check-sources", "--dry-run", "--json")
         assert dry.code == 0, dry.err
         plan = json.loads(dry.out)
-        assert plan["schema_version"] == 2
+        assert plan["schema_version"] == 3
         assert plan["plan"]["sources_changed"] == 1
         assert plan["plan"]["to_process"] == 0 and plan["plan"]["already_done"] == ROWS - 1
         assert plan["sources"]["changed"] == 1

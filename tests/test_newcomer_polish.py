@@ -250,7 +250,7 @@ def test_dry_run_json_is_versioned_with_snake_case_keys(tmp_path: Path, cli: Any
 
     assert result.code == 0, result.err
     document = json.loads(result.out)
-    assert document["schema_version"] == 2
+    assert document["schema_version"] == 3
     assert all(re.fullmatch(r"[a-z_]+", key) for key in document["plan"]), document["plan"]
     assert document["plan"]["to_process"] == 2 and document["plan"]["repeated_rows"] == 1
 

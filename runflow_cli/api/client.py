@@ -82,9 +82,10 @@ class Endpoint:
         return RunflowClient(self.key, self.url, **options)
 
 
-def new_idempotency_key() -> str:
-    """A fresh Idempotency-Key for one create; journal it before sending."""
-    return "rfcli_" + uuid.uuid4().hex
+def new_idempotency_key(tag: str | None = None) -> str:
+    """A fresh Idempotency-Key for one create; journal it before sending. ``tag``: a
+    shard's id (``2-of-4``), so keys of shards never meet even by their prefix."""
+    return "rfcli_" + (f"{tag}_" if tag else "") + uuid.uuid4().hex
 
 
 def _quote_id(kind: str, value: str) -> str:

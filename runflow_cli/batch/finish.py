@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runflow_cli.batch.identity import fingerprint
 from runflow_cli.batch.interrupts import Terminated
@@ -18,6 +18,10 @@ from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult
 from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.stamp import Stamp
+
+if TYPE_CHECKING:
+    from runflow_cli.batch.merge_reports import MergedReport
+    from runflow_cli.batch.prune import Pruned
 from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Manifest
@@ -48,12 +52,20 @@ class BatchResult(RunResult):
     review_sources: SourceSummary | None = None
     """What ``review_sources`` did: previews made, cached, failed, skipped."""
     elapsed: float = 0.0
+    pruned: Pruned | None = None
+    """What ``--prune`` deleted (None: it did not run, or had nothing to delete)."""
+    merged: MergedReport | None = None
+    """A shard's run: the merged report it wrote at OUT's root (:mod:`.merge_reports`)."""
 
     def summary(self) -> dict[str, Any]:
         """:meth:`RunResult.summary`, with what checking the sources found (if they were)."""
         summary = super().summary()
         if self.plan is not None and self.plan.sources is not None:
             summary["sources"] = self.plan.sources.summary()
+        if self.plan is not None and self.plan.shard is not None:
+            summary["shard"] = self.plan.shard
+        if self.pruned is not None:
+            summary["pruned"] = self.pruned.to_json()
         return summary
 
 
@@ -64,11 +76,20 @@ def write_run_reports(
     options: BatchOptions,
     service: str,
     journal_state: str | None = None,
+    at: OutputFolder | None = None,
 ) -> None:
-    """Write the reports and the review sheet. ``journal_state``: the journal's
-    (:meth:`~runflow_cli.batch.journal.Journal.state`) when the run had nothing to send;
+    """Write the reports and the review sheet (``at``: a shard's reports, in its own
+    folder; no review sheet there, the merged one is at OUT's root). ``journal_state``: the
+    journal's (:meth:`~runflow_cli.batch.journal.Journal.state`) when the run had nothing to send;
     if the reports were written from that same state, manifest and settings, and are as
     written then, they are left as they are (see :mod:`runflow_cli.batch.stamp`)."""
+    if at is not None:
+        report = run_report(result, manifest, folder, options.model, service)
+        try:
+            result.reports = write_reports(at, report)
+        except LocalIOError as fault:
+            result.local_io(fault)
+        return
     stamp = Stamp.of(result, manifest, folder, options, service, journal_state)
     names = (REPORT_CSV, REPORT_JSON, *((REVIEW_HTML,) if options.review else ()))
     if stamp is not None and stamp.holds(folder, names):

@@ -33,6 +33,7 @@ from runflow_cli.batch.interrupts import Interrupts, Terminated
 from runflow_cli.batch.invalid import with_invalid
 from runflow_cli.batch.journal import Journal, JournalDamagedError
 from runflow_cli.batch.ledger import Ledger
+from runflow_cli.batch.merge_reports import merge_after_shard
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
 from runflow_cli.batch.pipeline import Inbox, Pipeline
@@ -41,6 +42,8 @@ from runflow_cli.batch.records import BatchRecord, RowRecord
 from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
 from runflow_cli.batch.retries import RetryWatch
 from runflow_cli.batch.reuse import Reuse
+from runflow_cli.batch.shard_run import ShardSteps, report_place, sharded
+from runflow_cli.batch.shard_state import deferred_outcomes
 from runflow_cli.batch.sources_check import SourceChecker, record_sources
 from runflow_cli.batch.spend import PriceBook
 from runflow_cli.bulk import KeptFromGC, gc_paused
@@ -67,7 +70,9 @@ def plan_batch(
     of ``service`` (an :attr:`Endpoint.service`; default: read from ``endpoint``), with
     its projected cost where prices are known. Nothing is sent, and nothing is written
     but the migration of an older journal. A SKU folder that is a link is refused."""
-    folder = output_folder(out)
+    root = output_folder(out)
+    manifest, folder = sharded(manifest, root, options.shard)
+    steps = ShardSteps(root, options, on_event)
     refuse_linked_sku_folders(folder, (item.sku for item in manifest.items))
     service = service or legacy_service(endpoint)
     try:
@@ -77,14 +82,18 @@ def plan_batch(
     with journal or nullcontext():
         if journal is None or journal.is_new():  # a run would take these as done
             records = {r.row_key: r for r in reported_finals(folder, service)[0]}
+            manifest, records, _ = steps.other_layouts(manifest, records, None)
             plan = _plan(manifest, records, [], folder, options, endpoint, service)
             prices = PriceBook({}, options.prices)
         else:
             manifest = keep_names(manifest, journal, options.model)
             rows, batches = journal.rows(), journal.batches()
+            manifest, rows, _ = steps.other_layouts(manifest, rows, None)
             check = SourceChecker.of(journal, options, on_event, every_row=False)
             plan = _plan(manifest, rows, batches, folder, options, endpoint, service, None, check)
             prices = PriceBook(journal.prices(service), options.prices)
+            records = rows
+        steps.complete(plan, manifest, records)
     plan.projected_cost = prices.cost(len(item.elements) for item in plan.process)
     return plan
 
@@ -110,7 +119,9 @@ def run_batch(
     is recorded in the lock, so a second run can say who holds OUT.
     """
     started = clock()
-    folder = output_folder(out)
+    root = output_folder(out)
+    manifest, folder = sharded(manifest, root, options.shard)
+    steps = ShardSteps(root, options, on_event)
     with folder.lock(command), KeptFromGC() as kept:
         refuse_linked_sku_folders(folder, (item.sku for item in manifest.items))
         journal, notices = open_journal(folder, endpoint.service)
@@ -126,14 +137,17 @@ def run_batch(
                     rows, batches = journal.rows(), journal.batches()
                 finally:  # the child is waited for, whatever happens here
                     changed = check.changed() if check is not None else None
+                manifest, rows, changed = steps.other_layouts(manifest, rows, changed)
                 plan = _plan(
                     manifest, rows, batches, folder, options, endpoint.identity, endpoint.service,
                     changed, SourceChecker.of(journal, options, on_event),
                 )  # fmt: skip
+                steps.complete(plan, manifest, rows)
                 del rows  # what the plan needs it holds: the rest goes before the run
                 kept.freeze()  # items, plan: kept for the whole run, and no cycles among them
             if plan.restamp:  # finals found whole by their hash: by size and time next run
                 journal.files_checked(plan.restamp)
+            steps.adopt(journal, plan)
             on_event(Planned(plan))
             batch_ids = {b.batch_key: b.batch_id for b in batches}
             reuse = Reuse(
@@ -150,11 +164,17 @@ def run_batch(
                 run = _run(manifest, plan, journal, folder, endpoint, options, reuse, on_event,
                            interrupts, label)  # fmt: skip
             record_sources(journal, plan, run)  # the validators of the finals made or seen
-        run.outcomes = with_invalid(run.outcomes, manifest.invalid)
-        result = BatchResult(**vars(run), plan=plan)
+            pruned = None if run.interrupted else steps.prune(plan, folder, journal)
+        run.outcomes = deferred_outcomes(
+            with_invalid(run.outcomes, manifest.invalid), plan.deferred
+        )
+        result = BatchResult(**vars(run), plan=plan, pruned=pruned)
         if options.export is not None and not result.interrupted:
             result.exports = export_finals(result, options.export, folder)
-        write_run_reports(result, manifest, folder, options, endpoint.service, journal_state)
+        at = report_place(root, options.shard)
+        write_run_reports(result, manifest, folder, options, endpoint.service, journal_state, at)
+        if options.shard is not None:  # the merged report at OUT's root: every shard's rows
+            result.merged = merge_after_shard(root, options.shard, options.review)
     result.elapsed = clock() - started
     return result
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from runflow_cli.api.client import DEFAULT_MODEL
 from runflow_cli.batch.selection import Selection
+from runflow_cli.batch.shards import Shard
 from runflow_cli.files.download import DEFAULT_DOWNLOAD_DEADLINE, DEFAULT_MAX_FILE_SIZE
 from runflow_cli.outputs.export import ExportSpec
 from runflow_cli.outputs.public_url import parse_public_base_url
@@ -99,6 +100,12 @@ class BatchOptions:
     public_base_url: str | None = None
     """Where OUT is published (``https://cdn.shop.example/photos/``): the reports give each
     final's public URL below it (see :mod:`runflow_cli.outputs.public_url`)."""
+    shard: Shard | None = None
+    """Run only this shard's rows (``--shard 2/4``: :mod:`runflow_cli.batch.shards`), with
+    its own journal and lock; every row of the manifest is still validated."""
+    prune: bool = False
+    """Delete the finals, stages and exports of rows no longer in the manifest
+    (:mod:`runflow_cli.batch.prune`); never without it."""
 
     def __post_init__(self) -> None:
         if self.public_base_url is not None:  # checked before anything is sent

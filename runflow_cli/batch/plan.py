@@ -24,6 +24,7 @@ from runflow_cli.names import name_key
 from runflow_cli.row_status import Status
 
 if TYPE_CHECKING:
+    from runflow_cli.batch.shard_state import Deferred
     from runflow_cli.batch.sources_check import SourcesChecked
 
 
@@ -82,6 +83,12 @@ class Plan:
     was made (``check_sources``): done before, made again from the new photo."""
     sources: SourcesChecked | None = None
     """What checking the sources found (``check_sources``); None when they were not."""
+    shard: str | None = None
+    """The shard this plan is for (``2/4``); None for an unsharded run."""
+    deferred: list[Deferred] = field(default_factory=list)
+    """Rows another shard layout has in flight: left to it (:mod:`.shard_state`)."""
+    prune: list[RowRecord] = field(default_factory=list)
+    """Rows no longer in the manifest whose files ``--prune`` deletes (:mod:`.prune`)."""
 
     @property
     def idle(self) -> bool:
@@ -114,6 +121,8 @@ class Plan:
             "repeated_rows": sum(map(len, self.follow.values())),
             "not_in_only": len(self.left),
             "sources_changed": changed,
+            "in_flight_elsewhere": len(self.deferred),
+            "to_prune": len(self.prune),
         }
 
 
@@ -130,6 +139,8 @@ PLAN_LABELS = {
     "repeated_rows": "repeated rows (sent once)",
     "not_in_only": "not in --only (left as they are)",
     "sources_changed": "sources changed since their finals were made (processed again)",
+    "in_flight_elsewhere": "in flight under another shard layout (left to it)",
+    "to_prune": "no longer in the manifest (--prune deletes their files)",
 }
 """How people read :meth:`Plan.counts`' keys: the plan line and the ``--dry-run`` table."""
 

@@ -18,6 +18,7 @@ from typing import Any
 from runflow_cli.api.client import RunflowClient, new_idempotency_key
 from runflow_cli.batch.journal import Journal, fingerprint, row_key
 from runflow_cli.batch.outcome import SettingLabel
+from runflow_cli.batch.shards import shard_of_state
 from runflow_cli.errors import (
     APIConnectionError,
     APIError,
@@ -102,6 +103,8 @@ class Submitter:
         critical: Callable[[], AbstractContextManager[Any]],
         label: SettingLabel,
     ) -> None:
+        shard = shard_of_state(journal.path.parent)  # a shard's keys carry its id
+        self._key_tag = shard.id if shard is not None else None
         self._client = client
         self._journal = journal
         self._model = model
@@ -114,7 +117,7 @@ class Submitter:
     def submit(self, planned: Planned, created: Callable[[Created], None]) -> Submission:
         """Create ``planned``; ``created`` runs inside the critical section, so a held
         Ctrl-C lands only once the caller knows the batch is in flight."""
-        key = planned.key or new_idempotency_key()
+        key = planned.key or new_idempotency_key(self._key_tag)
         if planned.body is not None:
             inputs, metadata = planned.body["input"], planned.body.get("metadata")
         else:

@@ -55,6 +55,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "status_command",
         "Show what earlier runs into OUT did, from its journal; nothing is sent.",
     ),
+    "report": (
+        "report",
+        "report_command",
+        "Merge the reports of a sharded OUT into one, and name the shards missing or unfinished.",
+    ),
     "review": (
         "review",
         "review_command",

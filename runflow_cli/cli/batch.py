@@ -35,12 +35,14 @@ from runflow_cli.cli.batch_options import (
     OutOpt,
     PollIntervalOpt,
     PriceOpt,
+    PruneOpt,
     QuietOpt,
     ResubmitUnknownOpt,
     RetryFailedOpt,
     ReviewSourcesOpt,
     SafetyPollOpt,
     SandboxOpt,
+    ShardOpt,
     SkipInvalidOpt,
     VerifyOpt,
     flag_label,
@@ -76,6 +78,7 @@ from runflow_cli.cli.options import (
 if TYPE_CHECKING:
     from runflow_cli import Listen
     from runflow_cli.batch.selection import Selection
+    from runflow_cli.batch.shards import Shard
 
 
 def batch_command(
@@ -113,6 +116,8 @@ def batch_command(
     quality: QualityOpt = None,
     preset: PresetOpt = None,
     dry_run: DryRunOpt = False,
+    shard: ShardOpt = None,
+    prune: PruneOpt = False,
     force: ForceOpt = False,
     only: OnlyOpt = None,
     verify: VerifyOpt = False,
@@ -171,6 +176,7 @@ def batch_command(
     from runflow_cli.errors import UsageError
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
+    this_shard = _shard(shard)  # a bad --shard (or no index for auto/N) before anything
     reading = Reading.of(ctx, format, column, delimiter, sheet, from_, image_base_url)
     export_to = export_spec(preset, export, background, max_size, quality)  # before any send
     public_base_url = public_base(public_base_url)
@@ -230,6 +236,8 @@ def batch_command(
             prices=_prices(price),
             review_sources=review_sources,
             public_base_url=public_base_url,
+            shard=this_shard,
+            prune=prune,
         )
         command = " ".join(["runflow", "batch", manifest])
         endpoint_name = "sandbox" if sandbox else base_url
@@ -284,6 +292,12 @@ def batch_command(
         if large:
             leave_for_exit(result, loaded)
         return int(result.exit_code)
+
+
+def _shard(text: str | None) -> Shard | None:
+    from runflow_cli.batch.shards import parse_shard
+
+    return parse_shard(text) if text is not None else None
 
 
 def _selection(path: Path | None) -> Selection | None:

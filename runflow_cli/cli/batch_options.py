@@ -112,6 +112,27 @@ DryRunOpt = Annotated[
         "--dry-run", help="Show the plan (what would be sent, resumed, skipped) and stop."
     ),
 ]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        help="Run shard I of N (counted from 1: 1/4 ... 4/4): the rows whose SKU folder "
+        "hashes to I, a product never split. auto/N reads I from the engine: "
+        "JOB_COMPLETION_INDEX (Kubernetes, from 0), AWS_BATCH_JOB_ARRAY_INDEX (from 0) or "
+        "RUNFLOW_SHARD_INDEX (from 1). Every shard validates the whole manifest and keeps "
+        "its state in OUT/.runflow/shards/I-of-N/; --max-cost caps each shard.",
+    ),
+]
+PruneOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prune",
+        help="Delete the finals, stages and exports of rows no longer in the manifest "
+        "(only files the journal recorded, only inside OUT) and forget those rows. "
+        "--dry-run --prune lists them first.",
+    ),
+]
 ForceOpt = Annotated[
     bool,
     typer.Option(

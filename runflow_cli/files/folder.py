@@ -9,6 +9,7 @@ class, not a change in every room.
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import os
@@ -16,7 +17,7 @@ import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from runflow_cli.errors import LocalIOError, local_io
 from runflow_cli.files.confined import OutsideOutputError, Place, link_message, walk, write_whole
@@ -52,6 +53,20 @@ class OutputFolder:
         self.root = Path(root)
         self._real_root: Path | None = None
         self._joined: str | None = None
+        self._state: tuple[str, ...] = (STATE_DIR,)
+
+    def with_state_dir(self, relative: str) -> OutputFolder:
+        """The same OUT with its own state (journal, lock, runs, thumbnails) under
+        ``OUT/<relative>`` instead of ``OUT/.runflow`` (a shard's:
+        :func:`runflow_cli.batch.shards.state_location`)."""
+        other = copy.copy(self)
+        other._state = tuple(PurePosixPath(relative).parts)
+        return other
+
+    @property
+    def state_dir(self) -> Path:
+        """Where this folder's state lives: ``OUT/.runflow`` unless moved."""
+        return self.root.joinpath(*self._state)
 
     def __repr__(self) -> str:
         return f"OutputFolder({str(self.root)!r})"
@@ -101,7 +116,7 @@ class OutputFolder:
 
     def state_path(self, name: str) -> Path:
         """``OUT/.runflow/<name>``: where the journal, the lock and thumbnails live."""
-        return self.root / STATE_DIR / name
+        return self.state_dir / name
 
     def has_state(self, name: str) -> bool:
         return self.state_path(name).exists()
@@ -200,7 +215,7 @@ class OutputFolder:
             parts = self.parts(source)
             with (
                 walk(self.root, self.real_root, parts[:-1], create=False) as here,
-                walk(self.root, self.real_root, (STATE_DIR,), create=True) as state,
+                walk(self.root, self.real_root, self._state, create=True) as state,
             ):
                 here.refuse_link(parts[-1])
                 try:
@@ -241,13 +256,21 @@ class OutputFolder:
                 )
                 there.fsync()
 
+    def remove(self, path: Path) -> bool:
+        """Delete the file ``path`` inside OUT (``--prune``) and the folders it leaves empty
+        (not OUT); True if there was one. Never through a link (see :mod:`.removal`)."""
+        from runflow_cli.files.removal import remove_file
+
+        with local_io(path, "delete"):
+            return remove_file(self.root, self.real_root, self.parts(path))
+
     def prepare_state(self, *names: str) -> None:
         """Make ``OUT/.runflow`` (not a link) and refuse a link at any of ``names`` in it.
 
         The journal and the lock are opened by path after this. Raises ``OSError`` or
         :class:`OutsideOutputError`: the caller says what it was doing (``local_io``).
         """
-        with walk(self.root, self.real_root, (STATE_DIR,), create=True) as place:
+        with walk(self.root, self.real_root, self._state, create=True) as place:
             for name in names:
                 place.refuse_link(name)
 
@@ -255,7 +278,7 @@ class OutputFolder:
         """Delete the files ending in ``suffix`` of ``OUT/.runflow/<folder>`` not in ``keep``."""
         with (
             local_io(self.state_path(folder), "clean up"),
-            walk(self.root, self.real_root, (STATE_DIR, folder), create=True) as place,
+            walk(self.root, self.real_root, (*self._state, folder), create=True) as place,
         ):
             for name in place.listdir():
                 if name.endswith(suffix) and name not in keep:

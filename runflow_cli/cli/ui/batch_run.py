@@ -22,6 +22,7 @@ from runflow_cli.row_status import Status
 
 if TYPE_CHECKING:
     from runflow_cli.batch.job import BatchResult
+    from runflow_cli.batch.merge_reports import MergedReport
     from runflow_cli.outputs.export import ExportSpec
     from runflow_cli.outputs.sources import SourceSummary
 
@@ -116,12 +117,24 @@ def show_batch_result(
             consoles.line(sources_line(result.plan.sources.summary()))
         if result.review:
             consoles.line(f"Review sheet: {result.review}")
+        if result.merged is not None:
+            consoles.line(merged_line(result.merged))
     if github_actions and (step_summary := github.step_summary_path()):
         paths = [str(p) for p in (*reports, result.review) if p]
         failed = github.failures(result.outcomes)
         github.append_step_summary(step_summary, github.step_summary(summary, paths, failed))
     if result.local_fault is not None:  # exit 5: the one message, after the summary
         consoles.error(result.local_fault.message, result.local_fault.hint)
+
+
+def merged_line(merged: MergedReport) -> str:
+    """Where the shards' merged report is, and which shards it still lacks."""
+    where = merged.reports[1] if merged.reports else "not written"
+    text = f"Merged report of {merged.count} shards: {where}"
+    for state in ("missing", "running", "unfinished"):
+        if names := merged.named(state):
+            text += f"; {state}: {', '.join(names)}"
+    return text
 
 
 def sources_line(counts: dict[str, int]) -> str:

@@ -186,9 +186,11 @@ def print_run_summary_line(
     JsonDisplay(consoles, clock=clock).write(record)
 
 
-PLAN_SCHEMA_VERSION = 2
-"""Version 2 (0.x, issue 16): the ``plan`` counts are keyed in snake_case (``to_process``);
-version 1 had the table's words (``"to process"``) and no ``schema_version``."""
+PLAN_SCHEMA_VERSION = 3
+"""Version 3 (issue 15): ``shard`` (``"2/4"`` or null), the counts ``in_flight_elsewhere`` and
+``to_prune``, and ``prune`` (the files ``--prune`` would delete). Version 2 (0.x, issue 16):
+the ``plan`` counts are keyed in snake_case (``to_process``); version 1 had the table's words
+(``"to process"``) and no ``schema_version``."""
 
 
 def plan_json(plan: Plan) -> dict[str, object]:
@@ -196,7 +198,9 @@ def plan_json(plan: Plan) -> dict[str, object]:
     cost = plan.projected_cost
     return {
         "schema_version": PLAN_SCHEMA_VERSION,
+        "shard": plan.shard,
         "plan": plan.counts(),
+        "prune": [r.output_path or r.row_key for r in plan.prune],
         "unknown_batch_keys": sorted(plan.unknown),
         "projected_cost": None if cost is None else f"{cost:.6f}",
         "made_by_another_service": dict(plan.elsewhere),

@@ -33,11 +33,15 @@ def print_plan(
         ", ".join(f"{n} {PLAN_LABELS[what]}" for what, n in counts.items() if n) or "nothing to do"
     )
     if not dry_run:
-        consoles.info(f"Plan: {shown}.")
+        where = f" (shard {plan.shard})" if plan.shard else ""
+        consoles.info(f"Plan{where}: {shown}.")
         for note in elsewhere_notes(plan):
             consoles.info(note)
         return
-    table = Table(title="runflow batch --dry-run: the plan (nothing was sent)", header_style="bold")
+    title = "runflow batch --dry-run: the plan (nothing was sent)"
+    if plan.shard:
+        title = f"runflow batch --shard {plan.shard} --dry-run: the plan (nothing was sent)"
+    table = Table(title=title, header_style="bold")
     table.add_column("rows")
     table.add_column("count", justify="right")
     for what, n in counts.items():
@@ -51,6 +55,8 @@ def print_plan(
         consoles.out.print(
             "projected cost: not known yet (no price learned in this OUT; see --price)"
         )
+    for record in plan.prune:  # --prune: what the run would delete
+        consoles.out.print(escape(f"would prune: {record.output_path or record.row_key}"))
     for key in sorted(plan.unknown):
         consoles.out.print(
             f"Unknown batch (create answer lost), key {key}: "

@@ -1,0 +1,121 @@
+"""What other layouts of OUT know: changing the number of shards never pays twice.
+
+A row made under ``--shard 3/4`` that now belongs to ``--shard 1/2`` is found in
+shard 3-of-4's journal (or the unsharded ``OUT/.runflow/state.db``), opened
+read-only. Its record is taken as done (its final is checked on disk as any
+done row's is); a row whose batch is still in flight there, or processed but
+not downloaded yet, is left to that layout: deferred, with a message naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+from runflow_cli.batch.identity import row_key
+from runflow_cli.batch.journal import Journal, JournalDamagedError
+from runflow_cli.batch.outcome import Outcome
+from runflow_cli.batch.records import BatchState, RowRecord
+from runflow_cli.batch.shards import Shard, shard_folder, shards_in
+from runflow_cli.files.folder import OutputFolder
+from runflow_cli.manifest import Item, Manifest
+from runflow_cli.row_status import Status
+
+IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"
+"""The error kind of a row deferred because another shard layout has it in flight."""
+_WAITING = {BatchState.SUBMITTING.value, BatchState.SUBMITTED.value, BatchState.UNKNOWN.value}
+_SENT = {Status.SUBMITTING.value, Status.SUBMITTED.value, Status.UNKNOWN.value}
+
+
+class Deferred(NamedTuple):
+    item: Item
+    message: str
+
+
+def layout_name(shard: Shard | None) -> str:
+    return "the unsharded run" if shard is None else f"shard {shard.label}"
+
+
+@dataclass
+class Elsewhere:
+    """The records other layouts hold for this shard's rows."""
+
+    done: dict[str, RowRecord] = field(default_factory=dict)
+    """Row key -> a succeeded record with a final (checked on disk by the plan)."""
+    busy: dict[str, str] = field(default_factory=dict)
+    """Row key -> the message for a row another layout has in flight."""
+    notices: list[str] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, root: OutputFolder, shard: Shard, keys: set[str]) -> Elsewhere:
+        """Every other layout's journal in OUT (read-only), for the row keys ``keys``."""
+        found = cls()
+        others: list[Shard | None] = [None, *(s for s in shards_in(root) if s != shard)]
+        for other in others:
+            try:
+                journal = Journal.existing(shard_folder(root, other), read_only=True)
+            except (JournalDamagedError, OSError) as exc:
+                found.notices.append(f"could not read the journal of {layout_name(other)}: {exc}")
+                continue
+            if journal is None:
+                continue
+            with journal:
+                found._take(journal, keys, layout_name(other))
+        return found
+
+    def _take(self, journal: Journal, keys: set[str], name: str) -> None:
+        waiting = {b.batch_key for b in journal.batches() if b.status in _WAITING}
+        for key, record in journal.rows().items():
+            if key not in keys or key in self.done:
+                continue
+            if record.status == Status.SUCCEEDED and record.output_path:
+                self.done[key] = record
+                self.busy.pop(key, None)
+            elif record.status == Status.SUCCEEDED:  # paid for: that layout downloads it
+                self.busy[key] = f"processed under {name}, not downloaded yet; run that shard again"
+            elif record.status in _SENT and record.batch_key in waiting:
+                self.busy[key] = f"in flight under {name}; run that shard again or wait"
+
+    def apply(
+        self, manifest: Manifest, rows: dict[str, RowRecord], changed: set[str] | None
+    ) -> tuple[Manifest, dict[str, RowRecord], set[str] | None, list[Deferred]]:
+        """The manifest without the rows left to another layout (and those rows), the
+        journal's records with the other layouts' done rows among them, and the row keys
+        whose finals the plan must look at (the other layouts' finals were not checked)."""
+        taken: dict[str, RowRecord] = {}
+        for key, record in self.done.items():
+            own = rows.get(key)
+            if own is None or own.status not in (Status.SUCCEEDED, *_SENT):
+                taken[key] = record
+        deferred: list[Deferred] = []
+        kept: list[Item] = []
+        for item in manifest.items:
+            key = row_key(item)
+            own = rows.get(key)
+            if key in self.busy and (own is None or own.status not in (Status.SUCCEEDED, *_SENT)):
+                deferred.append(Deferred(item, self.busy[key]))
+            else:
+                kept.append(item)
+        if deferred:
+            items = [i if i.index == n else replace(i, index=n) for n, i in enumerate(kept)]
+            digest = manifest.digest
+            manifest = replace(manifest, items=items)
+            manifest.digest = digest
+        if taken:
+            rows = {**rows, **taken}
+            if changed is not None:
+                changed = changed | set(taken)
+        return manifest, rows, changed, deferred
+
+
+def deferred_outcomes(outcomes: list[Outcome], deferred: list[Deferred]) -> list[Outcome]:
+    """``outcomes`` with a ``deferred`` outcome for each row left to another layout."""
+    if not deferred:
+        return outcomes
+    extra = [
+        Outcome(
+            d.item, status=Status.DEFERRED, error_kind=IN_FLIGHT_ELSEWHERE, error_message=d.message
+        )
+        for d in deferred
+    ]
+    return sorted([*outcomes, *extra], key=lambda o: o.item.line)
