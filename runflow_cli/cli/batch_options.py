@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from runflow_cli.cli.options import local_out
+
 
 class LogFormat(StrEnum):
     auto = "auto"
@@ -21,7 +23,14 @@ class LogFormat(StrEnum):
 
 
 OutOpt = Annotated[
-    Path, typer.Option("--out", "-o", help="Folder for OUT/<sku>/<name>.webp and the reports.")
+    Path,
+    typer.Option(
+        "--out",
+        "-o",
+        parser=local_out,
+        metavar="<path>",
+        help="Folder for OUT/<sku>/<name>.webp and the reports.",
+    ),
 ]
 BatchSizeOpt = Annotated[
     int,

@@ -128,6 +128,20 @@ PromptOpt = Annotated[
     typer.Option("--prompt", help="Default product_isolation_prompt, e.g. 'the white sneaker'."),
 ]
 DEFAULT_OUT = Path("runflow-output")
+
+
+def local_out(value: str | Path) -> Path:
+    """Parse a command's OUT: a local folder. A URL (``s3://...``, ``gs://...``) is refused
+    with exit 2 before anything is created or sent, never taken as a folder named ``s3:``."""
+    from runflow_cli.errors import UsageError
+    from runflow_cli.files.location import parse_location
+
+    try:
+        return parse_location(str(value), stores=False).path
+    except UsageError as exc:
+        raise typer.BadParameter(exc.message + (f". {exc.hint}" if exc.hint else "")) from None
+
+
 DEFAULT_BASE_URL = "https://api.runflow.io"  # = client.DEFAULT_BASE_URL; httpx loads lazily
 
 ApiKeyOpt = Annotated[
