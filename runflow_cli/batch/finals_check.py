@@ -44,6 +44,7 @@ class FinalsCheck:
         (or could not be made safely)."""
         if (
             rows < MIN_FINALS
+            or not folder.local_files  # a bucket's finals: one listing does it
             or not sys.platform.startswith("linux")
             or threading.active_count() > 1  # a fork copies one thread: others may hold locks
         ):

@@ -43,6 +43,7 @@ from runflow_cli.batch.retries import RetryWatch
 from runflow_cli.batch.reuse import Reuse
 from runflow_cli.batch.sources_check import SourceChecker, record_sources
 from runflow_cli.batch.spend import PriceBook
+from runflow_cli.batch.state_sync import checkpointing, journal_before_creates
 from runflow_cli.bulk import KeptFromGC, gc_paused
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
@@ -111,6 +112,7 @@ def run_batch(
     """
     started = clock()
     folder = output_folder(out)
+    on_event = checkpointing(folder, on_event)  # a bucket's journal goes up after each batch
     with folder.lock(command), KeptFromGC() as kept:
         refuse_linked_sku_folders(folder, (item.sku for item in manifest.items))
         journal, notices = open_journal(folder, endpoint.service)
@@ -292,6 +294,7 @@ def _process(
         on_retry=retries.note,
     )
     with endpoint.client(model=options.model, on_retry=retries.note) as client, downloader:
+        journal_before_creates(client, folder)
         pipeline = Pipeline(
             client,
             downloader,

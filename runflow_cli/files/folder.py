@@ -48,6 +48,9 @@ class OutputFolder:
     a symbolic link, resolved once, but no link inside it is ever written through.
     """
 
+    local_files = True
+    """Finals are files on this machine (a bucket's OUT says False)."""
+
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self._real_root: Path | None = None
@@ -107,6 +110,13 @@ class OutputFolder:
         return self.state_path(name).exists()
 
     # --- reading ------------------------------------------------------------------
+
+    def is_file(self, path: Path) -> bool:
+        """True if ``path`` (below OUT) holds a file now."""
+        return path.is_file()
+
+    def checkpoint(self, *, now: bool = False) -> None:
+        """The journal changed (a bucket's OUT pushes it up: soon, or ``now`` and waits)."""
 
     def matches(self, path: Path, size: int | None, sha256: str | None) -> bool:
         """True if ``path`` is a file with exactly the recorded size and SHA-256."""
@@ -218,6 +228,10 @@ class OutputFolder:
                     pass  # no hard links here: a copy does the same, slower
         self.copy(source, staged)
         return staged
+
+    def remove(self, path: Path) -> None:
+        """Delete a file below OUT if it is there (a final renamed away, a staged copy)."""
+        path.unlink(missing_ok=True)
 
     def place(self, staged: Path, dest: Path) -> None:
         """Put a staged file at ``dest``, replacing what is there, in one rename."""
