@@ -2,6 +2,8 @@
 
 Every request it answers is counted (method, path), so a test can say "no GET of a final"
 or "no request at all". Skips with a reason where moto or obstore is not installed.
+One server per test module: its thread must not outlive the module (a run forks its
+finals check only where no other thread is running, and later tests check that).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class S3Server:
             return list(self.requests)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def s3_server() -> Iterator[S3Server]:
     pytest.importorskip("obstore", reason="the cloud extra (obstore) is not installed")
     pytest.importorskip("moto", reason="moto[server] (the test extra) is not installed")

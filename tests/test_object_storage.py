@@ -160,3 +160,18 @@ def test_a_renamed_row_keeps_its_final_by_a_server_side_copy(
     assert not [p for method, p in during if method == "GET" and p.endswith(".webp")]
     assert store.get("SKU-1/hero.webp") == paid
     assert store.head("SKU-1/front.webp") is None
+
+
+def test_a_dry_run_on_a_fresh_runner_plans_from_the_bucket_journal(
+    sb: Sandbox, s3: S3Server, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = manifest(tmp_path / "m.csv", 3)
+    assert batch(cli, sb, s3, m).code == 0
+    before = len(sb.requests)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh"))
+    result = batch(cli, sb, s3, m, "--dry-run", "--json")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)["plan"]
+    assert plan["already_done"] == 3 and plan["to_process"] == 0
+    assert list((tmp_path / "fresh").rglob("state.db"))  # planned from the journal itself
+    assert sb.requests[before:] == []
