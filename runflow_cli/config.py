@@ -359,7 +359,7 @@ def _profile(
         key_in_file=key is not None,
         elements=elements,
         batch_size=batch_size,
-        out=str(Path(out).expanduser()) if out else None,
+        out=(out if "://" in out else str(Path(out).expanduser())) if out else None,
         price=price,
         skip_invalid=skip_invalid,
         check_sources=check_sources,

@@ -14,7 +14,8 @@ import pytest
 
 from runflow_cli.batch.identity import fingerprint, request_fingerprint
 from runflow_cli.batch.journal import Journal
-from runflow_cli.files.folder import OutputFolder, final_found, same_time
+from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.matching import final_found, same_time
 from runflow_cli.manifest import Defaults, Item, load_manifest
 
 SHA_OF_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

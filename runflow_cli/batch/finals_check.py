@@ -24,7 +24,8 @@ import sys
 import threading
 from pathlib import Path
 
-from runflow_cli.files.folder import OutputFolder, same_time
+from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.matching import same_time
 
 MIN_FINALS = 20_000
 """Below this many rows a fork costs more than it saves."""
@@ -44,6 +45,7 @@ class FinalsCheck:
         (or could not be made safely)."""
         if (
             rows < MIN_FINALS
+            or not folder.local_files  # a bucket's finals: one listing does it
             or not sys.platform.startswith("linux")
             or threading.active_count() > 1  # a fork copies one thread: others may hold locks
         ):

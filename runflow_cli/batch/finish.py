@@ -139,7 +139,9 @@ def export_finals(result: RunResult, spec: ExportSpec, folder: OutputFolder) -> 
     finals = [
         o.output_path
         for o in result.outcomes
-        if o.status == Status.SUCCEEDED and o.output_path is not None and o.output_path.is_file()
+        if o.status == Status.SUCCEEDED
+        and o.output_path is not None
+        and folder.is_file(o.output_path)
     ]
     summary = export_all(finals, spec, folder=folder)
     for outcome in result.outcomes:

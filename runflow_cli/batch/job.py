@@ -46,6 +46,7 @@ from runflow_cli.batch.shard_run import ShardSteps, report_place, sharded
 from runflow_cli.batch.shard_state import deferred_outcomes
 from runflow_cli.batch.sources_check import SourceChecker, record_sources
 from runflow_cli.batch.spend import PriceBook
+from runflow_cli.batch.state_sync import checkpointing, journal_before_creates
 from runflow_cli.bulk import KeptFromGC, gc_paused
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
@@ -121,6 +122,7 @@ def run_batch(
     started = clock()
     root = output_folder(out)
     manifest, folder = sharded(manifest, root, options.shard)
+    on_event = checkpointing(folder, on_event)  # a bucket's journal goes up after each batch
     steps = ShardSteps(root, options, on_event)
     with folder.lock(command), KeptFromGC() as kept:
         refuse_linked_sku_folders(folder, (item.sku for item in manifest.items))
@@ -312,6 +314,7 @@ def _process(
         on_retry=retries.note,
     )
     with endpoint.client(model=options.model, on_retry=retries.note) as client, downloader:
+        journal_before_creates(client, folder)
         pipeline = Pipeline(
             client,
             downloader,

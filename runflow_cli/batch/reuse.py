@@ -71,7 +71,7 @@ class Reuse:
             saved = SavedFile(held, source.size or 0, source.sha256 or "")
             forget = [source.row_key] if copy.move else []
             if self._place(result, outcome, held, origin, saved, source, forget) and copy.move:
-                origin.unlink(missing_ok=True)
+                self._folder.remove(origin)
 
     def share_with_followers(self, plan: Plan, result: RunResult) -> None:
         """Give every following row its lead's outcome, and a copy of its final: after the run."""
@@ -119,7 +119,7 @@ class Reuse:
             )
             self._journal.put([record], forget=forget)
         except (OSError, LocalIOError) as exc:
-            held.unlink(missing_ok=True)
+            self._folder.remove(held)
             self._failed(result, outcome, origin, exc)
             return False
         outcome.mark(Status.SUCCEEDED, None, None)

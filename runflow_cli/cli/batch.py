@@ -11,8 +11,10 @@ import typer
 
 from runflow_cli.cli.batch_manifest import load_for_batch, stop_at_invalid
 from runflow_cli.cli.batch_options import (
+    DEFAULT_OUT_LOCATION,
     BatchSizeOpt,
     BatchTimeoutOpt,
+    BreakLeaseOpt,
     CallbackUrlOpt,
     CheckSourcesOpt,
     DownloadDeadlineOpt,
@@ -20,6 +22,8 @@ from runflow_cli.cli.batch_options import (
     DryRunOpt,
     ForceOpt,
     JsonOutputOpt,
+    LeaseTtlOpt,
+    LeaseWaitOpt,
     ListenHostOpt,
     ListenOpt,
     ListenSecretEnvOpt,
@@ -44,6 +48,8 @@ from runflow_cli.cli.batch_options import (
     SandboxOpt,
     ShardOpt,
     SkipInvalidOpt,
+    StateDirOpt,
+    StorageEndpointOpt,
     VerifyOpt,
     flag_label,
 )
@@ -52,7 +58,6 @@ from runflow_cli.cli.export import BackgroundOpt, ExportOpt, MaxSizeOpt, PresetO
 from runflow_cli.cli.export_catalog import PublicBaseUrlOpt, public_base
 from runflow_cli.cli.options import (
     DEFAULT_BASE_URL,
-    DEFAULT_OUT,
     AllowPrivateDownloadsOpt,
     ApiKeyOpt,
     AspectRatioOpt,
@@ -84,7 +89,7 @@ if TYPE_CHECKING:
 def batch_command(
     ctx: typer.Context,
     manifest: ManifestArg,
-    out: OutOpt = DEFAULT_OUT,
+    out: OutOpt = DEFAULT_OUT_LOCATION,
     format: FormatOpt = None,
     column: ColumnOpt = None,
     delimiter: DelimiterOpt = None,
@@ -136,6 +141,11 @@ def batch_command(
     manifest_deadline: ManifestDeadlineOpt = 300.0,
     review_sources: ReviewSourcesOpt = False,
     public_base_url: PublicBaseUrlOpt = None,
+    storage_endpoint: StorageEndpointOpt = None,
+    state_dir: StateDirOpt = None,
+    break_lease: BreakLeaseOpt = False,
+    lease_ttl: LeaseTtlOpt = 120.0,
+    lease_wait: LeaseWaitOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOutputOpt = False,
     no_color: NoColorOpt = False,
@@ -168,12 +178,14 @@ def batch_command(
     from runflow_cli.batch.interrupts import Interrupts
     from runflow_cli.bulk import LARGE, gc_paused, leave_for_exit
     from runflow_cli.cli.export import export_spec
+    from runflow_cli.cli.out_place import open_out, shown_as_urls
     from runflow_cli.cli.ui import github
     from runflow_cli.cli.ui.batch_run import BatchRenderer, show_batch_result
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.cli.ui.invalid_rows import show_skipped_rows
     from runflow_cli.cli.ui.summaries import show_dry_run
     from runflow_cli.errors import UsageError
+    from runflow_cli.files.s3_folder import StoreFolder
 
     consoles = Consoles.create(no_color=no_color, quiet=quiet)
     this_shard = _shard(shard)  # a bad --shard (or no index for auto/N) before anything
@@ -190,6 +202,11 @@ def batch_command(
             "--json and --log-format json both write to stdout; use one "
             "(the json log ends with a run_summary line carrying the same summary)"
         )
+    folder = open_out(
+        consoles, out, storage_endpoint, state_dir, (break_lease, lease_ttl, lease_wait),
+        export=export_to is not None, review_sources=review_sources,
+        shard=this_shard.id if this_shard is not None else "all",
+    )  # fmt: skip
     on_github = github.github_actions()
     json_log = log_format == LogFormat.json
     consoles.json_warnings = json_log  # each warning is a json-log line too
@@ -244,15 +261,17 @@ def batch_command(
         service = service_for(base_url, api_key or "", sandbox=sandbox)
         if loaded.invalid and not skip_invalid:
             stop_at_invalid(
-                consoles, loaded, out, endpoint_name, service, options, dry_run, command,
+                consoles, loaded, folder, endpoint_name, service, options, dry_run, command,
                 json_log=json_log, github_actions=on_github,
             )  # fmt: skip
         if loaded.invalid:
             show_skipped_rows(consoles, loaded, json_log=json_log, github_actions=on_github)
         if dry_run:
             sources = BatchRenderer(consoles, "plain", github=False).sources  # --check-sources
+            if isinstance(folder, StoreFolder):
+                folder.fetch_state()  # the journal a run would resume from
             plan = plan_batch(
-                loaded, out, endpoint_name, options, service=service, on_event=sources
+                loaded, folder, endpoint_name, options, service=service, on_event=sources
             )
             show_dry_run(consoles, plan, json_lines=json_log, as_json=json_output)
             return 0
@@ -270,7 +289,7 @@ def batch_command(
         ):
             result = run_batch(
                 loaded,
-                out,
+                folder,
                 api,
                 options,
                 on_event=renderer.handle,
@@ -278,6 +297,7 @@ def batch_command(
                 label=flag_label,
                 command=command,
             )
+        shown_as_urls(folder, result)  # a bucket's reports: printed as their URLs
         if result.reports is not None:  # they carry the warnings: --quiet need not print them
             recorded.update(loaded.warnings)
         show_batch_result(

@@ -12,6 +12,7 @@ from runflow_cli.cli.options import Reading, load
 if TYPE_CHECKING:
     from runflow_cli import BatchOptions
     from runflow_cli.cli.ui.consoles import Consoles
+    from runflow_cli.files.folder import OutputFolder
     from runflow_cli.manifest import Manifest
 
 
@@ -52,7 +53,7 @@ def load_for_batch(
 def stop_at_invalid(
     consoles: Consoles,
     loaded: Manifest,
-    out: Path,
+    out: OutputFolder | Path,
     endpoint: str,
     service: str,
     options: BatchOptions,

@@ -13,6 +13,9 @@ from typing import Annotated
 
 import typer
 
+from runflow_cli.cli.options import out_location
+from runflow_cli.files.location import Location
+
 
 class LogFormat(StrEnum):
     auto = "auto"
@@ -21,7 +24,66 @@ class LogFormat(StrEnum):
 
 
 OutOpt = Annotated[
-    Path, typer.Option("--out", "-o", help="Folder for OUT/<sku>/<name>.webp and the reports.")
+    Location,
+    typer.Option(
+        "--out",
+        "-o",
+        parser=out_location,
+        metavar="<path|s3://bucket/prefix>",
+        help="Folder for OUT/<sku>/<name>.webp and the reports, or an S3 bucket's prefix "
+        "(needs pip install 'runflow-cli[cloud]'; see docs/object-storage.md).",
+    ),
+]
+DEFAULT_OUT_LOCATION = Location("runflow-output")
+StorageEndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage-endpoint",
+        envvar="AWS_ENDPOINT_URL",
+        metavar="URL",
+        show_default=False,
+        help="With --out s3://...: the S3-compatible server to use (MinIO, R2, ...); "
+        "default: AWS_ENDPOINT_URL, else AWS S3.",
+    ),
+]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        metavar="DIR",
+        show_default=False,
+        help="With --out s3://...: the local folder for the run's journal and lock "
+        "(default: under ~/.cache/runflow/out/). The journal is fetched from and written "
+        "back to OUT/.runflow/ in the bucket.",
+    ),
+]
+BreakLeaseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--break-lease",
+        help="With --out s3://...: take the shard's lease even if another runner holds "
+        "it (only when that runner is really gone).",
+    ),
+]
+LeaseTtlOpt = Annotated[
+    float,
+    typer.Option(
+        "--lease-ttl",
+        min=1.0,
+        help="With --out s3://...: seconds a runner's lease lives after its last "
+        "heartbeat (it beats every third of that); a rerun after a kill waits about this "
+        "long.",
+    ),
+]
+LeaseWaitOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--lease-wait",
+        min=0.0,
+        show_default=False,
+        help="With --out s3://...: seconds to wait for a lease held by another runner to "
+        "expire before giving up with exit 2 (default: --lease-ttl plus 30).",
+    ),
 ]
 BatchSizeOpt = Annotated[
     int,

@@ -16,6 +16,7 @@ from runflow_cli.cli.options import (
     BaseUrlOpt,
     JsonOpt,
     NoColorOpt,
+    local_out,
 )
 
 
@@ -29,7 +30,13 @@ def download_command(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for OUT/<sku>/<name>.webp.")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            parser=local_out,
+            help="Folder for OUT/<sku>/<name>.webp.",
+        ),
     ] = DEFAULT_OUT,
     keep_intermediates: Annotated[
         bool,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from runflow_cli.cli.options import NoColorOpt
+from runflow_cli.cli.options import NoColorOpt, local_out
 
 if TYPE_CHECKING:
     from runflow_cli.cli.ui.consoles import Consoles
@@ -46,6 +46,7 @@ def export_catalog_command(
         Path,
         typer.Argument(
             metavar="OUT",
+            parser=local_out,
             help="The --out folder of a `runflow batch` run (it holds runflow-report.json).",
             show_default=False,
         ),

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from runflow_cli.cli.options import DEFAULT_OUT
+from runflow_cli.cli.options import DEFAULT_OUT, local_out
 from runflow_cli.cli.webhook import DEFAULT_SECRET_ENV, SecretEnvOpt, ToleranceOpt, secrets_from_env
 
 
@@ -23,7 +23,12 @@ def listen_command(
     ] = "127.0.0.1",
     out: Annotated[
         Path,
-        typer.Option("--out", "-o", help="The output folder whose journal records the events."),
+        typer.Option(
+            "--out",
+            "-o",
+            parser=local_out,
+            help="The output folder whose journal records the events.",
+        ),
     ] = DEFAULT_OUT,
     tolerance: ToleranceOpt = 300,
     max_body_size: Annotated[

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from runflow_cli.files.location import Location
+
 if TYPE_CHECKING:
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.manifest import Manifest
@@ -128,6 +130,32 @@ PromptOpt = Annotated[
     typer.Option("--prompt", help="Default product_isolation_prompt, e.g. 'the white sneaker'."),
 ]
 DEFAULT_OUT = Path("runflow-output")
+
+
+def out_location(value: object) -> Location:
+    """Parse ``runflow batch --out``: a local folder or ``s3://bucket/prefix``; any other
+    URL is refused with exit 2 before anything is created or sent."""
+    from runflow_cli.errors import UsageError
+    from runflow_cli.files.location import parse_location
+
+    try:
+        return parse_location(str(value))
+    except UsageError as exc:
+        raise typer.BadParameter(exc.message + (f". {exc.hint}" if exc.hint else "")) from None
+
+
+def local_out(value: str | Path) -> Path:
+    """Parse a command's OUT: a local folder. A URL (``s3://...``, ``gs://...``) is refused
+    with exit 2 before anything is created or sent, never taken as a folder named ``s3:``."""
+    from runflow_cli.errors import UsageError
+    from runflow_cli.files.location import parse_location
+
+    try:
+        return parse_location(str(value), stores=False).path
+    except UsageError as exc:
+        raise typer.BadParameter(exc.message + (f". {exc.hint}" if exc.hint else "")) from None
+
+
 DEFAULT_BASE_URL = "https://api.runflow.io"  # = client.DEFAULT_BASE_URL; httpx loads lazily
 
 ApiKeyOpt = Annotated[

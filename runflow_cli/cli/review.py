@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 
-from runflow_cli.cli.options import DEFAULT_OUT, NoColorOpt
+from runflow_cli.cli.options import DEFAULT_OUT, NoColorOpt, local_out
 
 
 def review_command(
     out: Annotated[
         Path,
-        typer.Argument(help="The output folder a `runflow batch --out` wrote to."),
+        typer.Argument(
+            parser=local_out,
+            help="The output folder a `runflow batch --out` wrote to.",
+        ),
     ] = DEFAULT_OUT,
     single_file: Annotated[
         bool,

@@ -18,6 +18,7 @@ from runflow_cli.cli.options import (
     KeepIntermediatesOpt,
     NoColorOpt,
     SandboxLatencyOpt,
+    local_out,
 )
 
 
@@ -47,7 +48,13 @@ def run_command(
         typer.Option("--prompt", help="product_isolation_prompt, e.g. 'the white sneaker'."),
     ] = None,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for OUT/<sku>/<name>.webp.")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            parser=local_out,
+            help="Folder for OUT/<sku>/<name>.webp.",
+        ),
     ] = DEFAULT_OUT,
     sku: Annotated[
         str | None,

@@ -7,13 +7,18 @@ from typing import Annotated
 
 import typer
 
-from runflow_cli.cli.options import DEFAULT_OUT, NoColorOpt
+from runflow_cli.cli.options import DEFAULT_OUT, NoColorOpt, local_out
 
 
 def status_command(
     out: Annotated[
         Path,
-        typer.Option("--out", "-o", help="The output folder a `runflow batch --out` wrote to."),
+        typer.Option(
+            "--out",
+            "-o",
+            parser=local_out,
+            help="The output folder a `runflow batch --out` wrote to.",
+        ),
     ] = DEFAULT_OUT,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON on stdout.")

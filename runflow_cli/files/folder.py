@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import copy
 import errno
-import hashlib
 import os
-import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from runflow_cli.errors import LocalIOError, local_io
 from runflow_cli.files.confined import OutsideOutputError, Place, link_message, walk, write_whole
 from runflow_cli.files.lock import RunLock, lock_held
+from runflow_cli.files.matching import file_matches, final_found
 
 __all__ = ["OutputFolder", "OutsideOutputError", "SavedFile", "file_matches", "write_atomically"]
 
@@ -48,6 +47,9 @@ class OutputFolder:
     Every write is confined to OUT (:mod:`runflow_cli.files.confined`): OUT itself may be
     a symbolic link, resolved once, but no link inside it is ever written through.
     """
+
+    local_files = True
+    """Finals are files on this machine (a bucket's OUT says False)."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -122,6 +124,13 @@ class OutputFolder:
         return self.state_path(name).exists()
 
     # --- reading ------------------------------------------------------------------
+
+    def is_file(self, path: Path) -> bool:
+        """True if ``path`` (below OUT) holds a file now."""
+        return path.is_file()
+
+    def checkpoint(self, *, now: bool = False) -> None:
+        """The journal changed (a bucket's OUT pushes it up: soon, or ``now`` and waits)."""
 
     def matches(self, path: Path, size: int | None, sha256: str | None) -> bool:
         """True if ``path`` is a file with exactly the recorded size and SHA-256."""
@@ -257,8 +266,9 @@ class OutputFolder:
                 there.fsync()
 
     def remove(self, path: Path) -> bool:
-        """Delete the file ``path`` inside OUT (``--prune``) and the folders it leaves empty
-        (not OUT); True if there was one. Never through a link (see :mod:`.removal`)."""
+        """Delete the file ``path`` inside OUT (a final renamed away, a staged copy, what
+        ``--prune`` removes) and the folders it leaves empty (not OUT); True if there was
+        one. Never through a link (see :mod:`.removal`)."""
         from runflow_cli.files.removal import remove_file
 
         with local_io(path, "delete"):
@@ -345,51 +355,3 @@ def write_atomically(dest: Path, chunks: Iterable[bytes], *, durable: bool = Tru
         place = Place(dest.parent, dest.parent, None)
         written = write_whole(place, dest.name, chunks, durable=durable)
     return SavedFile(dest, written.size, written.sha256, written.mtime_ns)
-
-
-def final_found(
-    path: str | Path, size: int | None, sha256: str | None, mtime_ns: int | None, verify: bool
-) -> int | None:
-    """:meth:`OutputFolder.final_found` for a path anywhere."""
-    if size is None or sha256 is None:
-        return None
-    try:
-        seen = os.stat(path)
-        if not stat.S_ISREG(seen.st_mode) or seen.st_size != size:
-            return None
-        if not verify and (seen.st_mtime_ns == mtime_ns or same_time(seen.st_mtime_ns, mtime_ns)):
-            return seen.st_mtime_ns
-        with open(path, "rb") as f:
-            opened = os.fstat(f.fileno())  # the time of what is read, not of what was seen
-            if opened.st_size != size:
-                return None
-            digest = hashlib.file_digest(f, "sha256")
-    except OSError:
-        return None
-    return opened.st_mtime_ns if digest.hexdigest() == sha256 else None
-
-
-def same_time(on_disk: int, recorded: int | None) -> bool:
-    """The recorded modification time, or that time cut to whole seconds (tar, zip and some
-    caches restore times to the second): a copy made that way is still the same file."""
-    if recorded is None:
-        return False
-    return on_disk == recorded or (
-        on_disk % 1_000_000_000 == 0 and on_disk // 1_000_000_000 == recorded // 1_000_000_000
-    )
-
-
-def file_matches(path: Path, size: int | None, sha256: str | None) -> bool:
-    """True if ``path`` is a file with exactly the recorded size and SHA-256."""
-    if size is None or sha256 is None:
-        return False
-    try:
-        if path.stat().st_size != size:
-            return False
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return False
-    return digest.hexdigest() == sha256

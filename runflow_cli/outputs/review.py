@@ -234,7 +234,7 @@ def _existing(folder: OutputFolder, output_path: str | None) -> Path | None:
     if not output_path:
         return None
     path = folder.path(output_path)  # an absolute output_path stays absolute
-    return path if path.is_file() else None
+    return path if folder.is_file(path) else None
 
 
 def first_stage(final: Path) -> Path | None:
