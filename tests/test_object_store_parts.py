@@ -132,3 +132,48 @@ def test_the_journal_goes_up_as_a_snapshot_and_comes_down_on_a_fresh_runner(
     assert other.fetch() is True
     assert sqlite3.connect(fresh).execute("SELECT k FROM rows").fetchall() == [("a",)]
     db.close()
+
+
+def test_a_runner_whose_clock_is_ahead_still_waits_a_whole_time_to_live(s3: S3Server) -> None:
+    store = store_for(s3, "skewed")
+    ours, theirs = Clock(), Clock()
+    theirs.now += 3600  # an hour ahead: the holder's written expiry is long past to it
+    holder = Lease(store, LeaseSettings(ttl=60, wait=0), clock=ours, monotonic=ours)
+    holder.acquire()
+    early = Lease(store, LeaseSettings(ttl=60, wait=30), clock=theirs, monotonic=theirs,
+                  sleep=theirs.sleep)  # fmt: skip
+    with pytest.raises(LeaseHeldError):
+        early.acquire()  # 30 s of its own clock: not long enough to call it dead
+    assert holder.beat() and not holder.lost
+
+
+def test_a_run_that_lost_its_lease_pushes_nothing_and_creates_nothing(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    from runflow_cli.files.lease import LeaseLostError
+    from runflow_cli.files.s3_folder import StoreFolder
+
+    store = store_for(s3, "lost")
+    journal = tmp_path / "state.db"
+    sqlite3.connect(journal).close()
+    lost = {"now": False}
+    sync = StateSync(store, journal, ".runflow/state.db", lambda: not lost["now"])
+    sync.push()
+    assert sync.pushes == 1
+    lost["now"] = True
+    sync.push()  # another runner's journal is there now: never overwritten
+    assert sync.pushes == 1
+
+    clock = Clock()
+    lease = Lease(store, LeaseSettings(ttl=60, wait=0), clock=clock, monotonic=clock)
+    lease.acquire()
+    folder = StoreFolder.__new__(StoreFolder)  # only what checkpoint() reads
+    folder.lease, folder.sync, folder.store = lease, None, store
+    folder.checkpoint(now=True)  # still ours: fine
+    other = Clock()
+    other.now += 5  # another runner: its lease object differs (S3's tag is its MD5)
+    Lease(store, LeaseSettings(ttl=60, take_over=True), clock=other, monotonic=other).acquire()
+    assert not lease.beat() and lease.lost
+    with pytest.raises(LeaseLostError, match="another runner took the lease") as taken:
+        folder.checkpoint(now=True)  # what runs before each create
+    assert taken.value.exit_code == 2

@@ -147,8 +147,9 @@ class RunResult:
         self.severities.add(code)
 
     def local_io(self, fault: LocalIOError) -> None:
-        """A local I/O fault: the run exits 5, and its one message is the first fault's."""
-        self.add_severity(ExitCode.LOCAL_IO)
+        """A local I/O fault: the run exits 5 (2 for a lease another runner took), and its
+        one message is the first fault's."""
+        self.add_severity(fault.exit_code)
         if self.local_fault is None:
             self.local_fault = fault
 

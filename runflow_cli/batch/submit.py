@@ -27,6 +27,7 @@ from runflow_cli.errors import (
     LocalIOError,
     RequestValidationError,
 )
+from runflow_cli.files.lease import LeaseLostError
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
 
@@ -140,6 +141,9 @@ class Submitter:
                     callback_url=self._callback_url,
                     idempotency_key=key,
                 )
+            except LeaseLostError as exc:  # another runner holds OUT now: nothing was sent
+                self._journal.batch_not_created(key, "lease_lost", exc.message)
+                raise
             except RequestValidationError as exc:
                 return self._rejected(planned, key, exc)
             except CreateOutcomeUnknownError as exc:

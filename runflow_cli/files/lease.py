@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.files.lock import RunLockedError
 from runflow_cli.files.store import Store
 
@@ -36,6 +37,13 @@ DEFAULT_TTL = 120.0
 
 class LeaseHeldError(RunLockedError):
     """Another runner holds this shard's lease (exit 2, as for a local lock)."""
+
+
+class LeaseLostError(LocalIOError):
+    """Another runner took this run's lease (it expired, or ``--break-lease``): this run
+    creates no more batches and writes nothing more of its journal to the bucket (exit 2)."""
+
+    exit_code = ExitCode.INVALID_INPUT
 
 
 def lease_key(shard: str = "all") -> str:
@@ -105,9 +113,10 @@ class Lease:
             now = self.monotonic()
             if seen is None or seen[0] != info.e_tag:
                 seen = (info.e_tag, now)
-            expires = holder.get("expires")
-            expired = not isinstance(expires, int | float) or expires < self.clock()
-            expired = expired or now - seen[1] >= self.ttl
+            # Expired only by our own clock: its tag unchanged for a whole time to live (the
+            # holder's written time says when to look, never enough on its own: the two
+            # machines' clocks may disagree by more than the time to live).
+            expired = now - seen[1] >= self.ttl
             if (expired or self.settings.take_over) and info.e_tag is not None:
                 tag = self.store.put_if_match(self.key, self._body(), info.e_tag)
                 if tag is not None:

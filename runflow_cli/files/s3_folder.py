@@ -22,7 +22,7 @@ from pathlib import Path, PosixPath
 
 from runflow_cli.errors import UsageError
 from runflow_cli.files.folder import LOCK_FILE, STATE_DIR, OutputFolder, SavedFile
-from runflow_cli.files.lease import Lease, LeaseSettings
+from runflow_cli.files.lease import Lease, LeaseLostError, LeaseSettings
 from runflow_cli.files.location import Location
 from runflow_cli.files.lock import RunLock
 from runflow_cli.files.state_sync import JOURNAL, StateSync
@@ -217,12 +217,24 @@ class StoreFolder(OutputFolder):
     def fetch_state(self) -> bool:
         """The journal brought down if the bucket's is newer than the local copy."""
         self.sync = self.sync or StateSync(
-            self.store, self.state_path(JOURNAL), self.state_key(JOURNAL)
+            self.store, self.state_path(JOURNAL), self.state_key(JOURNAL), self._ours
         )
         self.root.mkdir(parents=True, exist_ok=True)
         return self.sync.fetch()
 
+    def _ours(self) -> bool:
+        return self.lease is None or not self.lease.lost
+
     def checkpoint(self, *, now: bool = False) -> None:
+        """The journal up to the bucket, ``now`` (before a create) or soon. Before a create,
+        :class:`LeaseLostError` if another runner has taken the lease: nothing is sent."""
+        if now and not self._ours():
+            assert self.lease is not None
+            raise LeaseLostError(
+                f"another runner took the lease {self.store.where(self.lease.key)}: this run "
+                "creates no more batches and leaves the journal in the bucket to it",
+                hint="Let that runner finish; run again afterwards for what is left.",
+            )
         if self.sync is None:
             return
         if now:

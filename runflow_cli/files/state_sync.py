@@ -20,6 +20,7 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from runflow_cli.files.store import Store
@@ -34,10 +35,15 @@ TAG_SUFFIX = ".tag"
 class StateSync:
     """Syncs the local file ``local`` (a journal in the state folder) with ``key``."""
 
-    def __init__(self, store: Store, local: Path, key: str) -> None:
+    def __init__(
+        self, store: Store, local: Path, key: str, ours: Callable[[], bool] = lambda: True
+    ) -> None:
+        """``ours``: whether this run still holds the output (its lease); once not, nothing
+        more is pushed, so another runner's journal is never overwritten."""
         self.store = store
         self.local = local
         self.key = key
+        self.ours = ours
         self.pushes = 0
         self.error: Exception | None = None
         self._wanted = threading.Event()
@@ -80,7 +86,7 @@ class StateSync:
     def push(self) -> None:
         """Upload a consistent snapshot of the local journal (nothing if there is none)."""
         with self._lock:
-            if not self.local.exists():
+            if not self.local.exists() or not self.ours():
                 return
             snapshot = self.local.with_name(f"{self.local.name}.push-{uuid.uuid4().hex[:8]}")
             try:
