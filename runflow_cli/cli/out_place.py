@@ -24,6 +24,7 @@ def open_out(
     export: bool,
     review_sources: bool,
     shard: str = "all",
+    prune: bool = False,
 ) -> OutputFolder:
     """OUT: a local folder, or a bucket's prefix (its client made, nothing sent yet).
 
@@ -37,6 +38,14 @@ def open_out(
 
     if out.is_local:
         return OutputFolder(out.path)
+    if shard != "all" or prune:
+        # A shard's journal, reports and the merge are read from local paths for now.
+        raise UsageError(
+            f"{'--shard' if shard != 'all' else '--prune'} is not supported with OUT in a "
+            f"bucket ({out}) yet; nothing was sent",
+            hint="Run the shards (or the prune) on a local folder shared by the runners, or "
+            "one runner per bucket prefix without --shard.",
+        )
     if export or review_sources:
         raise UsageError(
             f"{'--export' if export else '--review-sources'} is not supported with OUT in a "

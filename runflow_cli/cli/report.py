@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
-from runflow_cli.cli.options import NoColorOpt
+from runflow_cli.cli.options import NoColorOpt, local_out
 
 
 def report_command(
-    out: Annotated[Path, typer.Argument(help="The output folder the shards wrote to.")],
+    out: Annotated[
+        Path,
+        typer.Argument(help="The output folder the shards wrote to.", parser=local_out),
+    ],
     shards: Annotated[
         int | None,
         typer.Option(
