@@ -432,3 +432,15 @@ def test_config_show_names_the_columns(
     shown = cli("config", "show", "--profile", "shop", "--json")
     assert json.loads(shown.out)["settings"]["columns"] == {"sku": "Variant SKU"}
     assert "sku='Variant SKU'" in cli("config", "show", "--profile", "shop").out
+
+
+def test_jsonl_lines_end_at_newlines_only(tmp_path: Path) -> None:
+    path = tmp_path / "feed.jsonl"  # U+2028 and U+0085 may stand unescaped in a JSON string
+    path.write_text(
+        '{"sku": "A", "image_url": "https://h.example/a.jpg", "name": "front\u2028side"}\r\n'
+        '{"sku": "B\u0085", "image_url": "https://h.example/b.jpg"}\n'
+        '{"sku": "C", "image_url": "not a url"}\n',
+        encoding="utf-8",
+    )
+    problems = problems_of(path, defaults=BG)
+    assert [(p.line, p.sku) for p in problems] == [(3, "C")]

@@ -221,6 +221,8 @@ def test_a_refused_connection_and_a_stalled_server_exit_4(site: Site, cli: Any) 
 
     assert refused.code == 4 and "could not connect" in refused.err
     assert stalled.code == 4 and "no complete answer within 1 s" in stalled.err
+    as_json = cli("validate", f"http://127.0.0.1:{port}/catalog.csv", "--json")
+    assert as_json.code == 4  # the same code for a program reading the JSON
     assert "--manifest-deadline" in stalled.err
     assert "Traceback" not in refused.err + stalled.err
 
@@ -349,3 +351,13 @@ def test_a_served_jsonl_feed_by_its_content_type(site: Site, cli: Any) -> None:
 
     assert result.code == 0, result.err
     assert result.out.startswith(f"{url}: 1 item"), result.out
+
+
+def test_a_token_in_the_urls_user_part_is_never_shown() -> None:
+    from runflow_cli.manifest.remote import shown_url
+
+    assert (
+        shown_url("https://ghp_SECRET@raw.example.com/a.csv") == "https://***@raw.example.com/a.csv"
+    )
+    assert shown_url("https://me:pw@h.example/a.csv?x=1") == "https://***@h.example/a.csv?x=1"
+    assert shown_url("https://h.example/a.csv") == "https://h.example/a.csv"

@@ -57,7 +57,6 @@ def validate_command(
     """
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.cli.ui.problems import validation_json
-    from runflow_cli.errors import ExitCode
     from runflow_cli.manifest import ManifestError
 
     consoles = Consoles.create(no_color=no_color)
@@ -72,7 +71,7 @@ def validate_command(
             raise
         consoles.json(validation_json(exc.source, None, exc.problems, []))
         consoles.error(f"{exc} (every one is in the JSON on stdout)")
-        return ExitCode.INVALID_INPUT
+        return exc.exit_code  # 2; 4 for a manifest URL whose host could not be reached
     if json_output:
         consoles.json(validation_json(loaded.source, loaded, [], loaded.warnings))
         return 0

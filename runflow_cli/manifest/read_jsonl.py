@@ -25,7 +25,9 @@ _TEXT_FIELDS = (
 def read_jsonl(text: str, builder: ItemBuilder, *, columns: Columns | None = None) -> list[str]:
     """Feed every object to ``builder``; return the warnings (keys ignored)."""
     keys = KeyFields(columns or {})
-    for line, raw in enumerate(text.splitlines(), 1):
+    # "\n" only: str.splitlines() also breaks at U+2028 and U+0085, which a JSON string
+    # may hold as they are.
+    for line, raw in enumerate(text.split("\n"), 1):
         if not raw.strip():
             continue
         try:

@@ -58,11 +58,12 @@ def is_url(text: str) -> bool:
 
 
 def shown_url(url: str) -> str:
-    """``url`` as messages and reports name it: a password in it masked."""
+    """``url`` as messages and reports name it: its user part masked whole
+    (``https://TOKEN@host/…`` carries a token as the user name, sent as Basic auth)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    netloc = "***@" + parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=netloc).geturl()
 
 
