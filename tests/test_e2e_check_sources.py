@@ -347,3 +347,48 @@ def test_validators_compare_by_etag_else_by_date_and_length(
     now: Validators, before: Validators, changed: bool | None
 ) -> None:
     assert now.changed_since(before) is changed
+
+
+def _known(item: Any) -> Any:
+    from runflow_cli.batch.identity import row_key
+    from runflow_cli.batch.plan import Known
+    from runflow_cli.batch.records import RowRecord
+
+    record = RowRecord(row_key(item), "fp", item.sku, item.name, item.line, item.image_url,
+                       "k", 0, "r", "succeeded", None, None, [], None, "x", 1, "h")  # fmt: skip
+    return Known(item, record)
+
+
+def test_a_paid_row_waiting_for_its_download_is_never_moved_and_a_row_made_is_recorded(
+    tmp_path: Path,
+) -> None:
+    """A row whose batch finished after its source changed (it waits for its download)
+    is not paid again; and every row made in a run gets the validators seen, resumed or
+    downloaded rows too, so the next run does not pay again for the same new photo."""
+    from helpers import make_items
+
+    from runflow_cli.batch.identity import row_key
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.outcome import Outcome, RunResult
+    from runflow_cli.batch.plan import Plan
+    from runflow_cli.batch.sources_check import SourcesChecked, _apply, record_sources
+    from runflow_cli.files.folder import OutputFolder
+    from runflow_cli.row_status import Status
+
+    done, waiting, resumed = make_items(3)
+    old, new = Validators('"v1"'), Validators('"v2"')
+    found = SourcesChecked(
+        observed={i.image_url: new for i in (done, waiting, resumed)},
+        stored={row_key(i): (i.image_url, old) for i in (done, waiting, resumed)},
+    )
+    plan = Plan(done=[_known(done)], download=[_known(waiting)], sources=found)
+    _apply(plan, found, None)
+    assert plan.process == [done] and plan.source_changed == [0]  # made again: a new photo
+    assert [k.item for k in plan.download] == [waiting]  # paid after the change: downloaded
+
+    result = RunResult(outcomes=[Outcome(i, Status.SUCCEEDED) for i in (done, waiting, resumed)])
+    plan.done = []  # every row was made or downloaded in this run
+    with Journal.open(OutputFolder(tmp_path / "out")) as journal:
+        record_sources(journal, plan, result)
+        stored = {key: etag for key, _, etag, *_ in journal.select("SELECT * FROM sources")}
+    assert stored == {row_key(i): '"v2"' for i in (done, waiting, resumed)}

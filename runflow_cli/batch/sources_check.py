@@ -216,8 +216,10 @@ class SourceChecker:
 
 
 def _apply(plan: Plan, found: SourcesChecked, only: frozenset[str] | None) -> None:
-    """Move the rows whose source changed from ``done``, ``download`` and ``copy`` to
-    ``process``; count the done rows seen for the first time."""
+    """Move the rows whose source changed from ``done`` and ``copy`` to ``process``; count
+    the done rows seen for the first time. A ``download`` row stays: its batch was paid
+    for after its validators were recorded (they are recorded only once a row is done),
+    so what it downloads was made from the photo as it is now."""
 
     def changed(key: str, url: str) -> bool:
         if only is not None and key not in only:
@@ -231,14 +233,13 @@ def _apply(plan: Plan, found: SourcesChecked, only: frozenset[str] | None) -> No
         return seen.changed_since(before[1]) is True
 
     moved: list[Item] = []
-    for name in ("done", "download"):
-        kept = []
-        for known in getattr(plan, name):
-            if changed(known.record.row_key, known.item.image_url):
-                moved.append(known.item)
-            else:
-                kept.append(known)
-        setattr(plan, name, kept)
+    kept = []
+    for known in plan.done:
+        if changed(known.record.row_key, known.item.image_url):
+            moved.append(known.item)
+        else:
+            kept.append(known)
+    plan.done = kept
     copies = []
     for copy in plan.copy:  # reused under another name: only if that final is still current
         if changed(copy.source.row_key, copy.item.image_url):
@@ -268,7 +269,7 @@ def record_sources(journal: Journal, plan: Plan, result: RunResult) -> None:
     found = plan.sources
     if found is None:
         return
-    changed = set(plan.source_changed)
+    settled = {known.item.index for known in plan.done}  # the rest was made here
     rows: list[tuple[str, str, str | None, str | None, int | None, str]] = []
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     for outcome in result.outcomes:
@@ -285,10 +286,10 @@ def record_sources(journal: Journal, plan: Plan, result: RunResult) -> None:
         if (
             before is not None
             and before[0] == item.image_url
-            and item.index not in changed
+            and item.index in settled
             and seen.changed_since(before[1]) is True
         ):
-            continue  # changed, but not made again here: the next run sees it too
+            continue  # changed, but its final is the old one: the next run sees it too
         rows.append((key, item.image_url, seen.etag, seen.last_modified, seen.content_length, now))
     if not rows:
         return
