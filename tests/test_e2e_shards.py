@@ -161,3 +161,22 @@ def test_a_bad_row_in_another_shard_stops_every_shard(
         result = batch(cli, sb, m, tmp_path / "out", "--shard", f"{i}/2")
         assert result.code == 2
     assert creates(sb) == 0
+
+
+def test_a_run_without_shard_takes_what_the_shards_did_and_leaves_their_batches(
+    sb: Sandbox, tmp_path: Path, cli: Any
+) -> None:
+    m, out = manifest(tmp_path / "m.csv", 8), tmp_path / "out"
+    assert batch(cli, sb, m, out, "--shard", "1/2").code == 0  # done under 1/2
+    sb.settings.complete_after_polls = 10_000  # 2/2 leaves its batches in flight
+    assert batch(cli, sb, m, out, "--shard", "2/2", "--batch-timeout", "0.3").code == 1
+    paid = creates(sb)
+
+    plain = batch(cli, sb, m, out, "--batch-timeout", "0.3")  # no --shard: shards read too
+
+    assert creates(sb) == paid  # nothing paid again, nothing sent twice
+    document = json.loads((out / "runflow-report.json").read_text())
+    by_status = {row["sku"]: row["status"] for row in document["items"]}
+    for sku, status in by_status.items():
+        assert status == ("succeeded" if Shard(1, 2).owns(sku) else "deferred"), sku
+    assert plain.code == 0, plain.err

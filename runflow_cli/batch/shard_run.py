@@ -16,7 +16,7 @@ from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.prune import Pruned, prune, to_prune
 from runflow_cli.batch.records import RowRecord
 from runflow_cli.batch.shard_state import Deferred, Elsewhere
-from runflow_cli.batch.shards import Shard, shard_folder, take_shard
+from runflow_cli.batch.shards import Shard, shard_folder, shards_in, take_shard
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Manifest
 
@@ -49,8 +49,9 @@ class ShardSteps:
     def other_layouts(
         self, manifest: Manifest, rows: dict[str, RowRecord], changed: set[str] | None
     ) -> tuple[Manifest, dict[str, RowRecord], set[str] | None]:
-        """Under ``--shard``: the rows other layouts did (done) or have in flight (deferred)."""
-        if self.shard is None:
+        """The rows other layouts did (done) or have in flight (deferred): the shards' for
+        a run without ``--shard`` too, once OUT has any."""
+        if self.shard is None and not shards_in(self.root):
             return manifest, rows, changed
         keys = {row_key(item) for item in manifest.items}
         elsewhere = Elsewhere.read(self.root, self.shard, keys)

@@ -47,10 +47,13 @@ class Elsewhere:
     notices: list[str] = field(default_factory=list)
 
     @classmethod
-    def read(cls, root: OutputFolder, shard: Shard, keys: set[str]) -> Elsewhere:
-        """Every other layout's journal in OUT (read-only), for the row keys ``keys``."""
+    def read(cls, root: OutputFolder, shard: Shard | None, keys: set[str]) -> Elsewhere:
+        """Every other layout's journal in OUT (read-only), for the row keys ``keys``: the
+        unsharded journal and every shard's but ``shard``'s (None: the unsharded run's)."""
         found = cls()
-        others: list[Shard | None] = [None, *(s for s in shards_in(root) if s != shard)]
+        others: list[Shard | None] = [s for s in shards_in(root) if s != shard]
+        if shard is not None:
+            others.insert(0, None)
         for other in others:
             try:
                 journal = Journal.existing(shard_folder(root, other), read_only=True)
