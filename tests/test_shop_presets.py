@@ -356,3 +356,16 @@ def test_several_urls_per_row_end_to_end_and_a_rerun_pays_nothing(
     before = len(sb.requests)
     again = run_batch(cli, sb, path, out)
     assert again.code == 0 and len(sb.requests) == before
+
+
+def test_a_comma_inside_an_image_url_does_not_split_it(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "ID,SKU,Images\n"
+        '7,CAP,"https://res.example/image/upload/w_500,h_500/cap.jpg, https://res.example/b.jpg"\n',
+    )
+    manifest = load_manifest(path, defaults=BG, preset="woocommerce")
+    assert [(i.name, i.image_url) for i in manifest.items] == [
+        ("1", "https://res.example/image/upload/w_500,h_500/cap.jpg"),
+        ("2", "https://res.example/b.jpg"),
+    ]

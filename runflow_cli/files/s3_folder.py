@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PosixPath
 
-from runflow_cli.errors import UsageError
 from runflow_cli.files.folder import LOCK_FILE, STATE_DIR, OutputFolder, SavedFile
 from runflow_cli.files.lease import Lease, LeaseLostError, LeaseSettings
 from runflow_cli.files.location import Location
@@ -291,13 +290,4 @@ def shown_as_urls(folder: StoreFolder, paths: Iterable[Path | None]) -> list[Pat
     return shown
 
 
-def refuse_in_bucket(folder: OutputFolder, what: str) -> None:
-    """:class:`UsageError` for what is not done in a bucket yet, before anything is sent."""
-    if isinstance(folder, StoreFolder):
-        raise UsageError(
-            f"{what} is not supported with OUT in a bucket ({folder}) yet; nothing was sent",
-            hint="Run without it, or write to a local folder and upload it.",
-        )
-
-
-__all__ += ["LOCK_FILE", "ObjectPath", "refuse_in_bucket", "shown_as_urls"]
+__all__ += ["LOCK_FILE", "ObjectPath", "shown_as_urls"]

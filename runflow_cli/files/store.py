@@ -194,14 +194,11 @@ class Store:
             raise self._fail(key, "upload", exc) from None
         return size, digest.hexdigest()
 
-    def _put(self, key: str, data: bytes, mode: Any = None) -> Any:
+    def _put(self, key: str, data: bytes) -> Any:
         try:
-            return self._ob.put(self._store, key, data, mode=mode, use_multipart=False)
+            return self._ob.put(self._store, key, data, use_multipart=False)
         except Exception as exc:
             raise self._fail(key, "write", exc) from None
-
-    def put(self, key: str, data: bytes) -> None:
-        self._put(key, data)
 
     def put_if_absent(self, key: str, data: bytes) -> str | None:
         """Create ``key`` only if no object has it (``If-None-Match: *``); its new tag, or

@@ -28,6 +28,7 @@ column becomes the prefix of positional names (``front-1``).
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -199,10 +200,17 @@ def _absolute(state: _State, path: str) -> str:
     return state.base + path.lstrip("/")
 
 
+_BEFORE_A_URL = re.compile(r"\s*,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+"""A comma that starts another URL: a comma inside one (``/w_500,h_500/``) stays."""
+
+
 def _listed_images(state: _State, cells: Iterable[str | None]) -> list[str]:
+    """The images a cell lists, comma-separated: absolute URLs split only where the next
+    one starts; relative paths (Magento's) at every comma."""
     urls: dict[str, None] = {}
     for cell in cells:
-        for part in (cell or "").split(","):
+        text = cell or ""
+        for part in _BEFORE_A_URL.split(text) if "://" in text else text.split(","):
             part = part.strip()
             if part and part != "no_selection":
                 urls.setdefault(_absolute(state, part))
