@@ -52,7 +52,7 @@ from runflow_cli.api.retry import (
 from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import DownloadError
 from runflow_cli.files.folder import SavedFile, write_atomically
-from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client
+from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client, inflated
 from runflow_cli.files.network import (
     Connections,
     Resolver,
@@ -283,36 +283,25 @@ class Downloader:
         if length.isdigit() and int(length) > limit:
             raise DownloadError(f"{dest.name}: {length} bytes, over the limit of {limit} bytes")
         received = decoded = 0
-        for raw in response.iter_raw():
-            self._within(url, deadline)
-            received += len(raw)
-            if received > limit:
-                raise DownloadError(f"{dest.name}: larger than the limit of {limit} bytes")
-            pieces = [raw] if inflate is None else _inflated(inflate, raw, dest)
-            for piece in pieces:
-                decoded += len(piece)
-                if decoded > limit:
-                    raise DownloadError(
-                        f"{dest.name}: larger than the limit of {limit} bytes once decoded "
-                        f"(sent as {encoding})"
-                    )
-                yield piece
+        try:
+            for raw in response.iter_raw():
+                self._within(url, deadline)
+                received += len(raw)
+                if received > limit:
+                    raise DownloadError(f"{dest.name}: larger than the limit of {limit} bytes")
+                pieces = [raw] if inflate is None else inflated(inflate, raw)
+                for piece in pieces:
+                    decoded += len(piece)
+                    if decoded > limit:
+                        raise DownloadError(
+                            f"{dest.name}: larger than the limit of {limit} bytes once decoded "
+                            f"(sent as {encoding})"
+                        )
+                    yield piece
+        except zlib.error as exc:
+            raise DownloadError(f"{dest.name}: the compressed body is corrupt ({exc})") from None
         if inflate is not None and not inflate.eof:
             raise DownloadError(f"{dest.name}: the {encoding} body ends too early")
-
-
-def _inflated(inflate: zlib._Decompress, data: bytes, dest: Path) -> Iterator[bytes]:
-    """Decode ``data`` at most one chunk at a time: a bomb never sits whole in memory."""
-    try:
-        while not inflate.eof:
-            piece = inflate.decompress(data, _CHUNK)
-            data = inflate.unconsumed_tail
-            if piece:
-                yield piece
-            if not data and len(piece) < _CHUNK:
-                break  # input used up and nothing held back: wait for the next bytes
-    except zlib.error as exc:
-        raise DownloadError(f"{dest.name}: the compressed body is corrupt ({exc})") from None
 
 
 def _describe(exc: Exception | None) -> str:

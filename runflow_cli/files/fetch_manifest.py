@@ -33,7 +33,7 @@ import httpx
 
 from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import ExitCode, RunflowError, local_io
-from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client
+from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client, inflated
 from runflow_cli.files.network import (
     Connections,
     Resolver,
@@ -265,21 +265,24 @@ class _Fetcher:
         limit = self._max_bytes
         received = written = 0
         head = b""
-        for raw in response.iter_raw(_CHUNK):
-            if self._remaining() <= 0:
-                raise httpx.ReadTimeout("the manifest's deadline passed")
-            received += len(raw)
-            if received > limit:
-                raise _too_large(limit)
-            for piece in [raw] if inflate is None else _inflated(inflate, raw):
-                written += len(piece)
-                if written > limit:
-                    raise _too_large(limit, "once decoded")
-                if len(head) < 64:
-                    head += piece[:64]
-                    if _looks_like_html(head):
-                        raise _html_page(url)
-                f.write(piece)
+        try:
+            for raw in response.iter_raw(_CHUNK):
+                if self._remaining() <= 0:
+                    raise httpx.ReadTimeout("the manifest's deadline passed")
+                received += len(raw)
+                if received > limit:
+                    raise _too_large(limit)
+                for piece in [raw] if inflate is None else inflated(inflate, raw):
+                    written += len(piece)
+                    if written > limit:
+                        raise _too_large(limit, "once decoded")
+                    if len(head) < 64:
+                        head += piece[:64]
+                        if _looks_like_html(head):
+                            raise _html_page(url)
+                    f.write(piece)
+        except zlib.error as exc:
+            raise ManifestFetchError(f"the compressed answer is corrupt ({exc})") from None
         if inflate is not None and not inflate.eof:
             raise ManifestUnreachableError("the compressed answer ends too early")
 
@@ -315,17 +318,3 @@ def _too_large(limit: int, detail: str = "") -> ManifestFetchError:
         + (f" ({detail})" if detail else ""),
         hint="Raise --max-manifest-size (MB) or split the manifest; nothing was sent.",
     )
-
-
-def _inflated(inflate: zlib._Decompress, data: bytes) -> Iterator[bytes]:
-    """Decode ``data`` one chunk at a time: a bomb never sits whole in memory."""
-    try:
-        while not inflate.eof:
-            piece = inflate.decompress(data, _CHUNK)
-            data = inflate.unconsumed_tail
-            if piece:
-                yield piece
-            if not data and len(piece) < _CHUNK:
-                break
-    except zlib.error as exc:
-        raise ManifestFetchError(f"the compressed answer is corrupt ({exc})") from None

@@ -9,7 +9,8 @@ followed by httpx: each hop is checked first by :meth:`Guard.hop`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -30,6 +31,7 @@ from runflow_cli.files.network import (
 from runflow_cli.version import __version__
 
 MAX_REDIRECTS = 5
+INFLATE_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -102,3 +104,15 @@ def guarded_client(
         headers={"User-Agent": f"runflow-cli/{__version__}", "Accept-Encoding": accept_encoding},
         transport=transport,
     )
+
+
+def inflated(inflate: zlib._Decompress, data: bytes) -> Iterator[bytes]:
+    """Decode ``data`` at most :data:`INFLATE_CHUNK` bytes at a time: a compression bomb
+    never sits whole in memory. ``zlib.error`` for a corrupt body (the caller says which)."""
+    while not inflate.eof:
+        piece = inflate.decompress(data, INFLATE_CHUNK)
+        data = inflate.unconsumed_tail
+        if piece:
+            yield piece
+        if not data and len(piece) < INFLATE_CHUNK:
+            break  # input used up and nothing held back: wait for the next bytes
