@@ -74,7 +74,6 @@ FILES_PER_CONNECTION = 4
 waiting out a retry (a 429's Retry-After), which holds no transfer slot."""
 SLOT_WAIT = 0.2
 """Seconds between two looks at the interrupt and the budget while waiting for a slot."""
-_CHUNK = 64 * 1024
 
 Writer = Callable[[Path, Iterable[bytes]], SavedFile]
 
