@@ -235,7 +235,8 @@ class Fetcher:
             self._journal.files_saved(records)
         for outcome, final in saved:
             outcome.mark(Status.SUCCEEDED, None, None)
-            outcome.output_path, outcome.size = final.path, final.size
+            outcome.output_path, outcome.size = str(final.path), final.size
+            outcome.final_url = None  # the journal has it: not kept for every row
             outcome.sha256 = final.sha256
             self._emit(FileSaved(outcome, final.path))
 

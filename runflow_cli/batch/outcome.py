@@ -43,7 +43,9 @@ PathLater = Callable[[], Path]
 
 
 class _OutputPath:
-    """:attr:`Outcome.output_path`: a Path, or a call that makes one when it is first read.
+    """:attr:`Outcome.output_path`: a Path, or a call that makes one when it is first read,
+    or the path as text (made a Path at each read, kept as text: a Path holds its parts
+    too, and a 100,000-row run keeps one per row).
 
     A rerun of 100,000 done rows reads none of them when its reports stand as written,
     and a Path costs more to make than the rest of an outcome.
@@ -56,11 +58,13 @@ class _OutputPath:
         if outcome is None:
             return None  # the field's default
         value = outcome.__dict__.get(self._name)
+        if isinstance(value, str):
+            return Path(value)
         if value is not None and not isinstance(value, Path):
             value = outcome.__dict__[self._name] = value()
         return value
 
-    def __set__(self, outcome: object, value: Path | PathLater | None) -> None:
+    def __set__(self, outcome: object, value: Path | PathLater | str | None) -> None:
         outcome.__dict__[self._name] = value
 
 
@@ -75,6 +79,8 @@ class Outcome:
     error_kind: str | None = None
     error_message: str | None = None
     final_url: str | None = None
+    """The final's link while it is downloaded (a signed link expires: the journal keeps
+    it); None once the final is saved."""
     output_path: _OutputPath = _OutputPath()
     """The final's path (set it to a Path, or to a call that makes one when read)."""
     size: int | None = None
