@@ -10,16 +10,16 @@ shards are missing (never ran: no journal, no report), running, or unfinished.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from runflow_cli.batch.journal import STATE_DB
-from runflow_cli.batch.shards import Shard, shard_folder, shards_in
+from runflow_cli.batch.shards import Shard, shard_folder, shards_in, state_location
 from runflow_cli.errors import ExitCode, LocalIOError, UsageError
-from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.folder import STATE_DIR, OutputFolder
+from runflow_cli.files.state_places import StateIndex, state_view
 from runflow_cli.outputs.report import (
     REPORT_JSON,
     NoReportError,
@@ -89,18 +89,18 @@ class MergedReport:
         }
 
 
-def current_count(root: OutputFolder) -> int:
+def current_count(root: OutputFolder, index: StateIndex | None = None) -> int:
     """The n of the shards that wrote last (their report or journal)."""
+    index = index or StateIndex(root)
     newest: dict[int, float] = {}
-    for shard in shards_in(root):
-        place = shard_folder(root, shard)
+    for shard in shards_in(root, index):
         for name in (REPORT_JSON, STATE_DB):
-            with contextlib.suppress(OSError):
-                seen = os.stat(place.state_path(name)).st_mtime
+            seen = index.modified(f"{state_location(shard)}/{name}")
+            if seen is not None:
                 newest[shard.count] = max(newest.get(shard.count, 0.0), seen)
     if not newest:
         raise NoShardsError(
-            f"no shard ever ran in {root} (no {root.path('.runflow/shards')})",
+            f"no shard ever ran in {root} (nothing in {root}/.runflow/shards)",
             hint="Run `runflow batch --shard i/n --out OUT` first; an unsharded OUT has "
             "its report at its root already.",
         )
@@ -112,23 +112,27 @@ def merge_reports(
 ) -> MergedReport:
     """Merge the reports of shards 1..``count`` (default :func:`current_count`) into OUT's
     root report and review sheet. ``LocalIOError`` if they cannot be written. ``own``: the
-    shard whose run merges (it holds its lock, and is not running any more)."""
-    count = count or current_count(root)
+    shard whose run merges (it holds its lock, and is not running any more).
+
+    A bucket's OUT: one LIST of ``<prefix>/.runflow/`` and a GET per shard's report (each
+    runner's cache holds only its own); the merged report and review sheet go to the bucket."""
+    held = StateIndex(root)
+    count = count or current_count(root, held)
     states: list[ShardState] = []
     rows: list[ReportRow] = []
     reports: list[Report] = []
     for index in range(1, count + 1):
         shard = Shard(index, count)
-        state, report = _shard_state(root, shard, shard == own)
+        state, report = _shard_state(root, shard, shard == own, held)
         states.append(state)
         if report is not None:
             reports.append(report)
             rows.extend(report.rows)
     rows.sort(key=lambda r: (r.line or 0, r.sku, r.name))
     merged = MergedReport(count, states, _summary(rows, reports, states))
-    seen = {s.count for s in shards_in(root)} - {count}
+    seen = {s.count for s in shards_in(root, held)} - {count}
     merged.other_layouts = [f"{n} shards" for n in sorted(seen)]
-    if root.has_state(STATE_DB):
+    if held.exists(f"{STATE_DIR}/{STATE_DB}"):
         merged.other_layouts.append("the unsharded run")
     report = Report(
         manifest=next((r.manifest for r in reports), ""),
@@ -155,15 +159,17 @@ def merge_after_shard(root: OutputFolder, shard: Shard, review: bool) -> MergedR
         return None
 
 
-def _shard_state(root: OutputFolder, shard: Shard, own: bool) -> tuple[ShardState, Report | None]:
+def _shard_state(
+    root: OutputFolder, shard: Shard, own: bool, index: StateIndex
+) -> tuple[ShardState, Report | None]:
     place = shard_folder(root, shard)
-    running = not own and place.in_use()
+    running = not own and (place.in_use() or index.lease_held(shard.id))
     try:
-        report = read_report(OutputFolder(place.state_dir))
+        report = read_report(state_view(root, state_location(shard)))
     except (NoReportError, ReportUnreadableError) as exc:
         if running:
             return ShardState(shard, RUNNING, detail="running, no report yet"), None
-        if place.has_state(STATE_DB):
+        if index.exists(f"{state_location(shard)}/{STATE_DB}"):
             return ShardState(shard, UNFINISHED, detail=f"journal but no report ({exc})"), None
         return ShardState(shard, MISSING, detail="no journal, no report: never ran"), None
     rows = report.rows

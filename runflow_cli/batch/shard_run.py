@@ -16,8 +16,9 @@ from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.prune import Pruned, prune, to_prune
 from runflow_cli.batch.records import RowRecord
 from runflow_cli.batch.shard_state import Deferred, Elsewhere
-from runflow_cli.batch.shards import Shard, shard_folder, shards_in, take_shard
+from runflow_cli.batch.shards import Shard, shard_folder, shards_in, state_location, take_shard
 from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.state_places import state_view
 from runflow_cli.manifest import Manifest
 
 
@@ -32,9 +33,10 @@ def sharded(
 
 def report_place(folder: OutputFolder, shard: Shard | None) -> OutputFolder | None:
     """Where a shard writes its own report: its state folder,
-    ``OUT/.runflow/shards/<i>-of-<n>/runflow-report.{json,csv}``; None (OUT itself) when
-    unsharded. The merged report at OUT's root is :mod:`.merge_reports`'."""
-    return None if shard is None else OutputFolder(shard_folder(folder, shard).state_dir)
+    ``OUT/.runflow/shards/<i>-of-<n>/runflow-report.{json,csv}`` (a bucket's: objects
+    there, where the other runners' merges read them); None (OUT itself) when unsharded.
+    The merged report at OUT's root is :mod:`.merge_reports`'."""
+    return None if shard is None else state_view(folder, state_location(shard))
 
 
 class ShardSteps:

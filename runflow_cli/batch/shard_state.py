@@ -13,11 +13,13 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from runflow_cli.batch.identity import row_key
-from runflow_cli.batch.journal import Journal, JournalDamagedError
+from runflow_cli.batch.journal import STATE_DB, Journal, JournalDamagedError
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.batch.records import BatchState, RowRecord
-from runflow_cli.batch.shards import Shard, shard_folder, shards_in
+from runflow_cli.batch.shards import Shard, shards_in, state_location
+from runflow_cli.errors import LocalIOError
 from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.state_places import StateIndex, journal_copy
 from runflow_cli.manifest import Item, Manifest
 from runflow_cli.row_status import Status
 
@@ -51,19 +53,23 @@ class Elsewhere:
         """Every other layout's journal in OUT (read-only), for the row keys ``keys``: the
         unsharded journal and every shard's but ``shard``'s (None: the unsharded run's)."""
         found = cls()
-        others: list[Shard | None] = [s for s in shards_in(root) if s != shard]
+        index = StateIndex(root)  # a bucket's: one LIST of its .runflow/, not the cache
+        others: list[Shard | None] = [s for s in shards_in(root, index) if s != shard]
         if shard is not None:
             others.insert(0, None)
         for other in others:
+            place = state_location(other)
+            if not index.exists(f"{place}/{STATE_DB}"):
+                continue
             try:
-                journal = Journal.existing(shard_folder(root, other), read_only=True)
-            except (JournalDamagedError, OSError) as exc:
+                with journal_copy(root, place) as copy:  # a bucket's: downloaded, read-only
+                    journal = Journal.existing(copy, read_only=True)
+                    if journal is None:
+                        continue
+                    with journal:
+                        found._take(journal, keys, layout_name(other))
+            except (JournalDamagedError, OSError, LocalIOError) as exc:
                 found.notices.append(f"could not read the journal of {layout_name(other)}: {exc}")
-                continue
-            if journal is None:
-                continue
-            with journal:
-                found._take(journal, keys, layout_name(other))
         return found
 
     def _take(self, journal: Journal, keys: set[str], name: str) -> None:

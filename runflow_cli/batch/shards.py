@@ -24,6 +24,7 @@ from pathlib import Path
 
 from runflow_cli.errors import UsageError
 from runflow_cli.files.folder import STATE_DIR, OutputFolder
+from runflow_cli.files.state_places import StateIndex
 from runflow_cli.manifest import Manifest
 from runflow_cli.names import name_key
 
@@ -145,12 +146,10 @@ def shard_folder(folder: OutputFolder, shard: Shard | None) -> OutputFolder:
     return folder if shard is None else folder.with_state_dir(state_location(shard))
 
 
-def shards_in(folder: OutputFolder) -> list[Shard]:
-    """Every shard that left state in OUT (any n), by n then i."""
-    try:
-        names = os.listdir(folder.path(f"{STATE_DIR}/{SHARDS_DIR}"))
-    except OSError:
-        return []
+def shards_in(folder: OutputFolder, index: StateIndex | None = None) -> list[Shard]:
+    """Every shard that left state in OUT (any n), by n then i (``index``: what OUT's state
+    holds, read once; a bucket's is listed there, not in the runner's cache)."""
+    names = (index or StateIndex(folder)).names(f"{STATE_DIR}/{SHARDS_DIR}")
     found = {s for s in map(Shard.from_id, names) if s is not None}
     return sorted(found, key=lambda s: (s.count, s.index))
 

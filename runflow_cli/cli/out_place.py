@@ -9,6 +9,7 @@ from runflow_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from runflow_cli.batch.finish import BatchResult
+    from runflow_cli.batch.merge_reports import MergedReport
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.files.folder import OutputFolder
     from runflow_cli.files.location import Location
@@ -38,13 +39,11 @@ def open_out(
 
     if out.is_local:
         return OutputFolder(out.path)
-    if shard != "all" or prune:
-        # A shard's journal, reports and the merge are read from local paths for now.
+    if prune:  # what to delete is not listed in the bucket yet
         raise UsageError(
-            f"{'--shard' if shard != 'all' else '--prune'} is not supported with OUT in a "
-            f"bucket ({out}) yet; nothing was sent",
-            hint="Run the shards (or the prune) on a local folder shared by the runners, or "
-            "one runner per bucket prefix without --shard.",
+            f"--prune is not supported with OUT in a bucket ({out}) yet; nothing was sent",
+            hint="Run the prune on a local folder, or delete the objects of the rows taken "
+            "out of the manifest yourself.",
         )
     if export or review_sources:
         raise UsageError(
@@ -72,3 +71,18 @@ def shown_as_urls(folder: OutputFolder, result: BatchResult) -> None:
         folder, (*(result.reports or (None, None)), result.review)
     )
     result.reports = (csv_path, json_path) if csv_path and json_path else None
+    if result.merged is not None:  # a shard's run: the merged report at the bucket's root
+        shown_merged(folder, result.merged)
+
+
+def shown_merged(folder: OutputFolder, merged: MergedReport) -> None:
+    """A bucket's merged report and review sheet, printed as their objects' URLs."""
+    from runflow_cli.files.s3_folder import StoreFolder
+    from runflow_cli.files.s3_folder import shown_as_urls as urls
+
+    if not isinstance(folder, StoreFolder):
+        return
+    csv_path, json_path, merged.review = urls(
+        folder, (*(merged.reports or (None, None)), merged.review)
+    )
+    merged.reports = (csv_path, json_path) if csv_path and json_path else None

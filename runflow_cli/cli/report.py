@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from runflow_cli.cli.options import NoColorOpt, local_out
+from runflow_cli.cli.batch_options import StorageEndpointOpt
+from runflow_cli.cli.options import NoColorOpt, out_location
+from runflow_cli.files.location import Location
 
 
 def report_command(
     out: Annotated[
-        Path,
-        typer.Argument(help="The output folder the shards wrote to.", parser=local_out),
+        Location,
+        typer.Argument(
+            help="The output folder the shards wrote to, or their s3://bucket/prefix.",
+            parser=out_location,
+            metavar="OUT",
+        ),
     ],
     shards: Annotated[
         int | None,
@@ -30,6 +35,7 @@ def report_command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print what was merged as JSON on stdout.")
     ] = False,
+    storage_endpoint: StorageEndpointOpt = None,
     no_color: NoColorOpt = False,
 ) -> int:
     """Merge the reports of a sharded OUT into one, and name the shards missing or unfinished.
@@ -41,18 +47,25 @@ def report_command(
     (rows not succeeded). Each shard's run also merges at its end. Nothing is
     sent.
 
+    OUT may be a bucket's prefix (s3://bucket/prefix, with the cloud extra):
+    the shards' reports are read from the bucket (one LIST of its .runflow/,
+    a GET per shard) and the merged report and review sheet written there.
+
     Exits 0 when every shard is done, 1 when one is missing, running or
     unfinished, 2 if no shard ever ran in OUT.
 
     Example: runflow report photos/
     """
     from runflow_cli.batch.merge_reports import merge_reports
+    from runflow_cli.cli.out_place import shown_merged
     from runflow_cli.cli.ui.batch_run import merged_line
     from runflow_cli.cli.ui.consoles import Consoles
-    from runflow_cli.files.folder import OutputFolder
+    from runflow_cli.files.s3_folder import open_output
 
     consoles = Consoles.create(no_color=no_color)
-    merged = merge_reports(OutputFolder(out), count=shards, review=review)
+    folder = open_output(out, endpoint=storage_endpoint)  # a bucket's: nothing sent yet
+    merged = merge_reports(folder, count=shards, review=review)
+    shown_merged(folder, merged)
     if json_output:
         consoles.json(merged.to_json())
         return int(merged.exit_code)

@@ -73,7 +73,9 @@ class StoreFolder(OutputFolder):
         self.on_wait = on_wait
         self.sync: StateSync | None = None
         self.lease: Lease | None = None
-        self._listing: dict[str, ObjectInfo] | None = None
+        self._shared: dict[str, dict[str, ObjectInfo]] = {}
+        """The listing (``listing``), shared with the copies :meth:`with_state_dir` makes
+        (a shard's view and OUT's root list the prefix once between them)."""
 
     def __repr__(self) -> str:
         return f"StoreFolder({self.location.url!r})"
@@ -95,9 +97,10 @@ class StoreFolder(OutputFolder):
 
     def _objects(self) -> dict[str, ObjectInfo]:
         """Every object below the prefix, listed once a run (1,000 keys a request)."""
-        if self._listing is None:
-            self._listing = self.store.list()
-        return self._listing
+        listing = self._shared.get("listing")
+        if listing is None:
+            listing = self._shared["listing"] = self.store.list()
+        return listing
 
     def is_file(self, path: Path) -> bool:
         if self._is_state(path):
