@@ -18,7 +18,6 @@ for their files: pyyaml and openpyxl cost nothing otherwise), and ``run_args``
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import sys
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from runflow_cli.manifest.formats import (
     delimiter_char,
     detect_format,
     sniff_delimiter,
+    text_lines,
 )
 from runflow_cli.manifest.presets import PRESETS, check_base_url, preset_named, read_preset
 from runflow_cli.manifest.read_csv import read_csv
@@ -266,7 +266,7 @@ def _parse(
             text, builder, preset_named(preset), delimiter=delimiter, columns=columns,
             image_base_url=image_base_url,
         )  # fmt: skip
-    lines = io.StringIO(text, newline="")
+    lines = text_lines(text)
     return warnings + read_csv(lines, builder, delimiter=delimiter, columns=columns)
 
 

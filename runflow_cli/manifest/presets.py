@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from runflow_cli.manifest.formats import FormatProblem
+from runflow_cli.manifest.formats import FormatProblem, text_lines
 from runflow_cli.manifest.rows import ItemBuilder
 from runflow_cli.manifest.several import add_images, positions
 
@@ -121,10 +121,9 @@ def read_preset(
     image_base_url: str | None,
 ) -> list[str]:
     """Feed each image of an export to ``builder`` by ``preset``'s rules; the warnings."""
-    import io
 
     roles = {**preset.columns, **columns}
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(text_lines(text), delimiter=delimiter, strict=True)
     state = _State(builder, image_base_url.rstrip("/") + "/" if image_base_url else None)
     at: dict[str, int] | None = None
     end = 0
@@ -332,12 +331,11 @@ def shopify_titles(data: bytes) -> dict[str, str]:
     given for it (the export writes it on a product's first row only). Shopify's importer
     needs the title beside the handle to update a product. Empty when the file has no
     such columns; :class:`FormatProblem` when its text cannot be decoded."""
-    import io
 
     from runflow_cli.manifest.formats import decode, sniff_delimiter
 
     text, _ = decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    reader = csv.reader(text_lines(text), delimiter=sniff_delimiter(text))
     header = next(reader, None) or []
     cells = {c.strip().lstrip("\ufeff").casefold(): i for i, c in reversed(list(enumerate(header)))}
     handle_at, title_at = cells.get("handle"), cells.get("title")
