@@ -52,7 +52,7 @@ from runflow_cli.api.retry import (
 from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import DownloadError
 from runflow_cli.files.folder import SavedFile, write_atomically
-from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client, inflated
+from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, GuardedFetcher, guarded_client, inflated
 from runflow_cli.files.network import (
     Connections,
     Resolver,
@@ -95,7 +95,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class Downloader:
+class Downloader(GuardedFetcher):
     """Fetches URLs to files. Thread-safe: one instance serves a pool of workers."""
 
     def __init__(
@@ -140,19 +140,6 @@ class Downloader:
         self._on_retry = on_retry
         self._sleep = sleep or (lambda seconds: self._connections.aborted.wait(seconds) and None)
         self._write = write
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> Downloader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def abort(self) -> None:
-        """End every download in flight now, and refuse new ones (Ctrl-C, SIGTERM)."""
-        self._connections.abort()
 
     @property
     def aborted(self) -> bool:

@@ -33,7 +33,7 @@ import httpx
 
 from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import ExitCode, RunflowError, local_io
-from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client, inflated
+from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, GuardedFetcher, guarded_client, inflated
 from runflow_cli.files.network import (
     Connections,
     Resolver,
@@ -141,7 +141,7 @@ def fetched_manifest(
                 path.unlink()
 
 
-class _Fetcher:
+class _Fetcher(GuardedFetcher):
     def __init__(
         self,
         max_bytes: int,
@@ -156,7 +156,7 @@ class _Fetcher:
         self._clock = clock
         self._ends = clock() + deadline
         self._guard = Guard(allow_private, resolver)
-        connections = Connections()
+        connections = self._connections = Connections()
         self._client = guarded_client(
             self._guard,
             connections,
@@ -166,12 +166,6 @@ class _Fetcher:
             accept_encoding="gzip",
             transport=transport,
         )
-
-    def __enter__(self) -> _Fetcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._client.close()
 
     def _remaining(self) -> float:
         return self._ends - self._clock()

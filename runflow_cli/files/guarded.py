@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 import httpx
 
@@ -67,6 +68,27 @@ class Guard:
             )
         self.check(target, verb)
         return target
+
+
+class GuardedFetcher:
+    """What a fetcher of other hosts shares: its client (see :func:`guarded_client`) and
+    its connections, closed at the end and aborted on an interrupt."""
+
+    _client: httpx.Client
+    _connections: Connections
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def abort(self) -> None:
+        """End every request in flight now, and refuse new ones (Ctrl-C, SIGTERM)."""
+        self._connections.abort()
 
 
 def guarded_client(

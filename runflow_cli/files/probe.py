@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import httpx
 
 from runflow_cli.errors import DownloadError
-from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, guarded_client
+from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, GuardedFetcher, guarded_client
 from runflow_cli.files.network import (
     Connections,
     Resolver,
@@ -80,7 +80,7 @@ def _opaque(etag: str) -> str:
     return etag[2:] if etag.startswith(("W/", "w/")) else etag
 
 
-class SourceProbe:
+class SourceProbe(GuardedFetcher):
     """Asks sources for their validators. Thread-safe: one instance serves a pool."""
 
     def __init__(
@@ -108,19 +108,6 @@ class SourceProbe:
             timeout=timeout,
             transport=transport,
         )
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> SourceProbe:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def abort(self) -> None:
-        """End every check in flight now, and refuse new ones (Ctrl-C, SIGTERM)."""
-        self._connections.abort()
 
     def validators(self, url: str) -> Validators:
         """``url``'s validators; :class:`SourceCheckError` saying why there are none."""
