@@ -6,16 +6,19 @@ is still the file the run saved: same size and SHA-256), its stages
 (``<name>.stages/``, a name only runflow writes) and its exports (as the last
 report recorded them; else by name beside the final, ``front.jpg``, ``front.png``
 or ``front.export.webp``, and only if written after the final: an export is made
-from it). Then the row is forgotten. Nothing outside OUT is ever deleted; with
-shards, each shard prunes its own journal's rows, of its own SKUs.
-Deleting goes through :meth:`OutputFolder.remove`, so a folder in object storage
-does the same in its bucket.
+from it). Then the row is forgotten. Nothing outside OUT, and nothing in OUT's
+``.runflow/``, is ever deleted; with shards, each shard prunes its own journal's
+rows, of its own SKUs.
+One logic for a folder and a bucket: what is there is asked of the
+:class:`OutputFolder` (:meth:`~OutputFolder.holds`, :meth:`~OutputFolder.modified_ns`,
+:meth:`~OutputFolder.entries_under`, :meth:`~OutputFolder.final_found`) and deleting
+goes through :meth:`~OutputFolder.remove`: a folder answers from the disk (never
+through a link), a bucket from the one listing of its prefix the run made (no GET of a
+final unless ``verify``), and deletes its objects.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,7 @@ from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.records import RowRecord
 from runflow_cli.batch.shards import Shard
 from runflow_cli.errors import LocalIOError
-from runflow_cli.files.folder import OutputFolder, OutsideOutputError
+from runflow_cli.files.folder import STATE_DIR, OutputFolder, OutsideOutputError
 from runflow_cli.files.save import stages_dir
 from runflow_cli.manifest import Manifest
 from runflow_cli.outputs.export import FORMATS, ExportSpec, export_path_for
@@ -86,63 +89,72 @@ class Pruned:
 
 
 def prune(
-    records: list[RowRecord], folder: OutputFolder, journal: Journal, reports: OutputFolder
+    records: list[RowRecord],
+    folder: OutputFolder,
+    journal: Journal,
+    reports: OutputFolder,
+    *,
+    verify: bool = False,
 ) -> Pruned:
     """Delete the files of ``records`` and forget them; ``reports``: where the last report
-    (its ``export_path``) is read. ``LocalIOError`` as the disk says."""
+    (its ``export_path``) is read; ``verify``: every final hashed before it is taken for
+    the one saved (else by size and time, as a rerun checks it). ``LocalIOError`` (a
+    bucket's ``StoreError``) as the disk or the bucket says."""
     done = Pruned()
     exports = _exports(reports) if records else {}
     for record in records:
         if record.output_path:
-            _prune_files(record, folder, exports.get(record.output_path), done)
+            _prune_files(record, folder, exports.get(record.output_path), done, verify)
         done.rows += 1
     journal.put([], forget=[r.row_key for r in records])
     return done
 
 
-def _prune_files(record: RowRecord, folder: OutputFolder, export: str | None, done: Pruned) -> None:
+def _prune_files(
+    record: RowRecord, folder: OutputFolder, export: str | None, done: Pruned, verify: bool
+) -> None:
     relative = record.output_path or ""
     final = folder.path(relative)
-    try:
-        folder.parts(final)
-    except OutsideOutputError:
+    if not _ours(folder, final):
         done.kept.append(relative)
         return
-    made = _mtime(final)
-    if folder.final_found(relative, record.size, record.sha256, record.mtime_ns) is not None:
+    made = folder.modified_ns(final)
+    found = folder.final_found(relative, record.size, record.sha256, record.mtime_ns, verify)
+    if found is not None:
         done.finals += folder.remove(final)
-    elif os.path.lexists(final):
+    elif folder.holds(final):
         done.kept.append(relative)
         made = None
-    stages = stages_dir(final)
-    if stages.is_dir() and not stages.is_symlink():
-        for name in sorted(os.listdir(stages)):
-            done.stages += _remove(folder, stages / name)
+    for path in folder.entries_under(stages_dir(final)):
+        done.stages += _remove(folder, path)
     if export and export != relative:
         done.exports += _remove(folder, folder.path(export))
     elif made is not None:  # by name, and written after its final: exports beside it
         for fmt in FORMATS:
             path = export_path_for(final, ExportSpec(fmt))
-            seen = _mtime(path)
+            seen = folder.modified_ns(path)
             if seen is not None and seen >= made:
                 done.exports += _remove(folder, path)
 
 
-def _mtime(path: Path) -> int | None:
+def _ours(folder: OutputFolder, path: Path) -> bool:
+    """True if ``path`` is inside OUT and not in its state folder (``.runflow/``)."""
     try:
-        seen = os.lstat(path)
-    except OSError:
-        return None
-    return seen.st_mtime_ns if stat.S_ISREG(seen.st_mode) else None
+        return folder.parts(path)[0] != STATE_DIR
+    except OutsideOutputError:
+        return False
 
 
 def _remove(folder: OutputFolder, path: Path) -> bool:
+    if not _ours(folder, path):
+        return False
     try:
         return folder.remove(path)
-    except OutsideOutputError:
+    except OutsideOutputError:  # through a link: never
         return False
     except LocalIOError:
-        if path.is_dir():  # not a file runflow wrote: left as it is
+        if folder.holds(path) and folder.modified_ns(path) is None:  # a folder, not a file
+            return False  # runflow wrote: left as it is
             return False
         raise
 

@@ -88,6 +88,6 @@ class ShardSteps:
         if not plan.prune:
             return None
         reports = report_place(self.root, self.shard) or self.root
-        pruned = prune(plan.prune, folder, journal, reports)
+        pruned = prune(plan.prune, folder, journal, reports, verify=self.options.verify)
         self.emit(Notice(pruned.line()))
         return pruned

@@ -205,7 +205,7 @@ def batch_command(
     folder = open_out(
         consoles, out, storage_endpoint, state_dir, (break_lease, lease_ttl, lease_wait),
         export=export_to is not None, review_sources=review_sources,
-        shard=this_shard.id if this_shard is not None else "all", prune=prune,
+        shard=this_shard.id if this_shard is not None else "all",
     )  # fmt: skip
     on_github = github.github_actions()
     json_log = log_format == LogFormat.json

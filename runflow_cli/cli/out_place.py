@@ -25,7 +25,6 @@ def open_out(
     export: bool,
     review_sources: bool,
     shard: str = "all",
-    prune: bool = False,
 ) -> OutputFolder:
     """OUT: a local folder, or a bucket's prefix (its client made, nothing sent yet).
 
@@ -39,12 +38,6 @@ def open_out(
 
     if out.is_local:
         return OutputFolder(out.path)
-    if prune:  # what to delete is not listed in the bucket yet
-        raise UsageError(
-            f"--prune is not supported with OUT in a bucket ({out}) yet; nothing was sent",
-            hint="Run the prune on a local folder, or delete the objects of the rows taken "
-            "out of the manifest yourself.",
-        )
     if export or review_sources:
         raise UsageError(
             f"{'--export' if export else '--review-sources'} is not supported with OUT in a "

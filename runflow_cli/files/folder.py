@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import errno
 import os
+import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -128,6 +129,25 @@ class OutputFolder:
     def is_file(self, path: Path) -> bool:
         """True if ``path`` (below OUT) holds a file now."""
         return path.is_file()
+
+    # What ``--prune`` asks (a bucket answers from its listing): links are never followed.
+    def holds(self, path: Path) -> bool:
+        """True if anything is at ``path``: a file, a folder or a link."""
+        return os.path.lexists(path)
+
+    def modified_ns(self, path: Path) -> int | None:
+        """When the file ``path`` was last written; None if no file is there."""
+        try:
+            seen = os.lstat(path)
+        except OSError:
+            return None
+        return seen.st_mtime_ns if stat.S_ISREG(seen.st_mode) else None
+
+    def entries_under(self, path: Path) -> list[Path]:
+        """What the folder ``path`` holds right below it, sorted; none if it is no folder."""
+        if path.is_symlink() or not path.is_dir():
+            return []
+        return [path / name for name in sorted(os.listdir(path))]
 
     def checkpoint(self, *, now: bool = False) -> None:
         """The journal changed (a bucket's OUT pushes it up: soon, or ``now`` and waits)."""

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PosixPath
+from typing import Any
 
 from runflow_cli.files.folder import LOCK_FILE, STATE_DIR, OutputFolder, SavedFile
 from runflow_cli.files.lease import Lease, LeaseLostError, LeaseSettings
@@ -73,9 +74,10 @@ class StoreFolder(OutputFolder):
         self.on_wait = on_wait
         self.sync: StateSync | None = None
         self.lease: Lease | None = None
-        self._shared: dict[str, dict[str, ObjectInfo]] = {}
-        """The listing (``listing``), shared with the copies :meth:`with_state_dir` makes
-        (a shard's view and OUT's root list the prefix once between them)."""
+        self._shared: dict[str, dict[str, Any]] = {}
+        """The listing (``listing``) and its keys by folder (``folders``, made when first
+        asked), shared with the copies :meth:`with_state_dir` makes (a shard's view and
+        OUT's root list the prefix once between them)."""
 
     def __repr__(self) -> str:
         return f"StoreFolder({self.location.url!r})"
@@ -106,6 +108,39 @@ class StoreFolder(OutputFolder):
         if self._is_state(path):
             return path.is_file()
         return self.key(path) in self._objects()
+
+    def _listed(self, key: str, info: ObjectInfo) -> None:
+        """``key`` written (or copied) by this run: in the listing as it is now."""
+        self._objects()[key] = info
+        folders = self._shared.get("folders")
+        if folders is not None:
+            folders.setdefault(key.rpartition("/")[0], set()).add(key)
+
+    def holds(self, path: Path) -> bool:
+        if self._is_state(path):
+            return super().holds(path)
+        return self.key(path) in self._objects()
+
+    def modified_ns(self, path: Path) -> int | None:
+        """The object's time as the listing has it (its ``Last-Modified``)."""
+        if self._is_state(path):
+            return super().modified_ns(path)
+        info = self._objects().get(self.key(path))
+        return None if info is None else info.modified_ns
+
+    def entries_under(self, path: Path) -> list[Path]:
+        """The objects right below ``<key>/``, from the one listing (keys grouped by their
+        folder once: ``--prune`` asks this for every row it deletes)."""
+        if self._is_state(path):
+            return super().entries_under(path)
+        listing = self._objects()
+        folders = self._shared.get("folders")
+        if folders is None:
+            folders = self._shared["folders"] = {}
+            for key in listing:
+                folders.setdefault(key.rpartition("/")[0], set()).add(key)
+        below = (k for k in folders.get(self.key(path), ()) if k in listing)
+        return [self.root.joinpath(*key.split("/")) for key in sorted(below)]
 
     def final_found(
         self,
@@ -163,7 +198,7 @@ class StoreFolder(OutputFolder):
         key = self.key(dest)
         size, sha256 = self.store.put_stream(key, chunks)
         now = time.time_ns()
-        self._objects()[key] = ObjectInfo(size, None, now)
+        self._listed(key, ObjectInfo(size, None, now))
         return SavedFile(self.root.joinpath(*self.parts(dest)), size, sha256, now)
 
     def copy(self, source: Path, dest: Path) -> SavedFile:
@@ -176,7 +211,7 @@ class StoreFolder(OutputFolder):
         for chunk in self.store.chunks(self.key(dest)):
             digest.update(chunk)
         now = time.time_ns()
-        self._objects()[self.key(dest)] = ObjectInfo(info.size, None, now)
+        self._listed(self.key(dest), ObjectInfo(info.size, None, now))
         return SavedFile(dest, info.size, digest.hexdigest(), now)
 
     def stage(self, source: Path) -> Path:
@@ -186,7 +221,7 @@ class StoreFolder(OutputFolder):
         if key not in self._objects():
             raise FileNotFoundError(self.store.where(key))
         self.store.copy(key, self.key(staged))
-        self._objects()[self.key(staged)] = self._objects()[key]
+        self._listed(self.key(staged), self._objects()[key])
         return staged
 
     def move(self, source: Path, dest: Path) -> None:
@@ -194,10 +229,9 @@ class StoreFolder(OutputFolder):
         old, new = self.key(source), self.key(dest)
         self.store.copy(old, new)
         self.store.delete(old)
-        listing = self._objects()
-        info = listing.pop(old, None)
+        info = self._objects().pop(old, None)
         if info is not None:
-            listing[new] = info
+            self._listed(new, info)
 
     def remove(self, path: Path) -> bool:
         if self._is_state(path) and self.key(path) not in self._objects():
