@@ -235,10 +235,8 @@ class Fetcher:
             self._journal.files_saved(records)
         for outcome, final in saved:
             outcome.mark(Status.SUCCEEDED, None, None)
-            outcome.output_path, outcome.size = str(final.path), final.size
-            outcome.final_url = None  # the journal has it: not kept for every row
-            outcome.sha256 = final.sha256
             self._emit(FileSaved(outcome, final.path))
+            outcome.saved_in_journal()  # the journal has the rest: not kept for every row
 
     def _failed(self, outcome: Outcome, message: str, kind: str = "download_failed") -> None:
         outcome.mark(Status.DOWNLOAD_FAILED, kind, f"{message}; a rerun downloads it again")

@@ -7,15 +7,16 @@ whose journal was lost take the final as done).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runflow_cli.batch.final_details import Details, FinalDetails
 from runflow_cli.batch.identity import fingerprint
 from runflow_cli.batch.interrupts import Terminated
 from runflow_cli.batch.options import BatchOptions
-from runflow_cli.batch.outcome import RunResult
+from runflow_cli.batch.outcome import Outcome, RunResult
 from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.stamp import Stamp
 
@@ -77,14 +78,16 @@ def write_run_reports(
     service: str,
     journal_state: str | None = None,
     at: OutputFolder | None = None,
+    details: FinalDetails | None = None,
 ) -> None:
     """Write the reports and the review sheet (``at``: a shard's reports, in its own
     folder; no review sheet there, the merged one is at OUT's root). ``journal_state``: the
     journal's (:meth:`~runflow_cli.batch.journal.Journal.state`) when the run had nothing to send;
     if the reports were written from that same state, manifest and settings, and are as
-    written then, they are left as they are (see :mod:`runflow_cli.batch.stamp`)."""
+    written then, they are left as they are (see :mod:`runflow_cli.batch.stamp`).
+    ``details``: where the outcomes that keep their final's details in the journal find them."""
     if at is not None:
-        report = run_report(result, manifest, folder, options.model, service)
+        report = run_report(result, manifest, folder, options.model, service, details=details)
         try:
             result.reports = write_reports(at, report)
         except LocalIOError as fault:
@@ -96,7 +99,9 @@ def write_run_reports(
         result.reports = (folder.path(REPORT_CSV), folder.path(REPORT_JSON))
         result.review = folder.path(REVIEW_HTML) if options.review else None
         return
-    report = run_report(result, manifest, folder, options.model, service, options.public_base_url)
+    report = run_report(
+        result, manifest, folder, options.model, service, options.public_base_url, details
+    )
     try:
         result.reports = write_reports(folder, report)
     except LocalIOError as fault:  # the journal has it all: a rerun writes them again
@@ -134,19 +139,22 @@ def _review(result: BatchResult, folder: OutputFolder, options: BatchOptions) ->
         result.review_sources = previews.summary
 
 
-def export_finals(result: RunResult, spec: ExportSpec, folder: OutputFolder) -> ExportSummary:
+def export_finals(
+    result: RunResult,
+    spec: ExportSpec,
+    folder: OutputFolder,
+    details: FinalDetails | None = None,
+) -> ExportSummary:
     """Export the final of every succeeded row; a failure leaves the final and exits 1."""
-    finals = [
-        o.output_path
-        for o in result.outcomes
-        if o.status == Status.SUCCEEDED
-        and o.output_path is not None
-        and folder.is_file(o.output_path)
+    made = [
+        (outcome, path)
+        for outcome, path in _finals(result.outcomes, folder, details)
+        if path is not None and outcome.status == Status.SUCCEEDED and folder.is_file(path)
     ]
-    summary = export_all(finals, spec, folder=folder)
-    for outcome in result.outcomes:
-        if outcome.output_path is not None and outcome.output_path in summary.paths:
-            outcome.export_path = summary.paths[outcome.output_path]
+    summary = export_all([path for _, path in made], spec, folder=folder)
+    for outcome, path in made:
+        if path in summary.paths:
+            outcome.export_path = summary.paths[path]
     if summary.failed:
         result.add_severity(ExitCode.ITEMS_FAILED)
     return summary
@@ -159,12 +167,13 @@ def run_report(
     model: str,
     service: str,
     public_base_url: str | None = None,
+    details: FinalDetails | None = None,
 ) -> Report:
     """The run's report; its rows are made one at a time as the report is written. With
     ``public_base_url``, each final's public URL too."""
     plan = result.plan if isinstance(result, BatchResult) else None
     changed = frozenset(plan.source_changed) if plan is not None else frozenset()
-    rows = _report_rows(result, folder, model, service, changed, public_base_url)
+    rows = _report_rows(result, folder, model, service, changed, public_base_url, details)
     report = Report(manifest.source, result.summary(), rows, list(manifest.warnings))
     report.public_urls = public_base_url is not None
     return report
@@ -177,11 +186,16 @@ def _report_rows(
     service: str,
     source_changed: frozenset[int] = frozenset(),
     public_base_url: str | None = None,
+    details: FinalDetails | None = None,
 ) -> Iterator[ReportRow]:
-    for o in result.outcomes:
+    for o, kept in _along(result.outcomes, details):
         item = o.item
-        made = o.status == Status.SUCCEEDED and o.output_path is not None
-        output_path = folder.relative(o.output_path) if o.output_path else None
+        if kept is not None:  # what the outcome left to the journal
+            run_id, output_path, size, sha256 = kept
+        else:
+            run_id, size, sha256 = o.run_id, o.size, o.sha256
+            output_path = folder.relative(o.output_path) if o.output_path else None
+        made = o.status == Status.SUCCEEDED and output_path is not None
         yield ReportRow(
             sku=item.sku,
             name=item.name,
@@ -189,14 +203,14 @@ def _report_rows(
             client_ref=item.client_ref,
             status=o.status.value,
             batch_id=o.batch_id,
-            run_id=o.run_id,
+            run_id=run_id,
             error_kind=o.error_kind,
             error_message=o.error_message,
             output_path=output_path,
             export_path=folder.relative(o.export_path) if o.export_path else None,
             line=item.line,
-            size=o.size,
-            sha256=o.sha256,
+            size=size,
+            sha256=sha256,
             elements=list(item.elements),
             endpoint=service if made else None,
             request_fingerprint=fingerprint(item, model),
@@ -205,3 +219,23 @@ def _report_rows(
             if made and public_base_url
             else None,
         )
+
+
+def _along(
+    outcomes: Iterable[Outcome], details: FinalDetails | None
+) -> Iterator[tuple[Outcome, Details | None]]:
+    """Each outcome with the details it keeps in the journal (None: it keeps its own)."""
+    if details is None:
+        return ((o, None) for o in outcomes)
+    return details.along(outcomes)
+
+
+def _finals(
+    outcomes: Iterable[Outcome], folder: OutputFolder, details: FinalDetails | None
+) -> Iterator[tuple[Outcome, Path | None]]:
+    """Each outcome with its final's path, if it has one."""
+    for outcome, kept in _along(outcomes, details):
+        if kept is None:
+            yield outcome, outcome.output_path
+        else:
+            yield outcome, folder.path(kept.output_path) if kept.output_path else None

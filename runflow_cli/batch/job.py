@@ -27,6 +27,7 @@ from pathlib import Path
 from runflow_cli.api.client import Endpoint
 from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
+from runflow_cli.batch.final_details import FinalDetails
 from runflow_cli.batch.finals_check import FinalsCheck
 from runflow_cli.batch.finish import BatchResult, export_finals, write_run_reports
 from runflow_cli.batch.interrupts import Interrupts, Terminated
@@ -167,14 +168,17 @@ def run_batch(
                            interrupts, label)  # fmt: skip
             record_sources(journal, plan, run)  # the validators of the finals made or seen
             pruned = None if run.interrupted else steps.prune(plan, folder, journal)
-        run.outcomes = deferred_outcomes(
-            with_invalid(run.outcomes, manifest.invalid), plan.deferred
-        )
-        result = BatchResult(**vars(run), plan=plan, pruned=pruned)
-        if options.export is not None and not result.interrupted:
-            result.exports = export_finals(result, options.export, folder)
-        at = report_place(root, options.shard)
-        write_run_reports(result, manifest, folder, options, endpoint.service, journal_state, at)
+            run.outcomes = deferred_outcomes(
+                with_invalid(run.outcomes, manifest.invalid), plan.deferred
+            )
+            result = BatchResult(**vars(run), plan=plan, pruned=pruned)
+            details = FinalDetails(journal)  # what the outcomes of saved finals left to it
+            if options.export is not None and not result.interrupted:
+                result.exports = export_finals(result, options.export, folder, details)
+            at = report_place(root, options.shard)
+            write_run_reports(
+                result, manifest, folder, options, endpoint.service, journal_state, at, details
+            )
         if options.shard is not None:  # the merged report at OUT's root: every shard's rows
             result.merged = merge_after_shard(root, options.shard, options.review)
     result.elapsed = clock() - started
@@ -234,7 +238,7 @@ def _settle(
     )
     on_event(ProcessingStarted(len(manifest.items), manifest.source))
     try:
-        ledger.settle_from_plan(plan, batch_ids, folder)
+        ledger.settle_from_plan(plan, batch_ids)
     except KeyboardInterrupt as interrupt:
         ledger.result.interrupted = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
     finally:

@@ -358,9 +358,9 @@ class Journal:
             [(service or "", k, str(v), now) for k, v in prices.items()],
         )
 
-    def select(self, sql: str) -> sqlite3.Cursor:
-        """Read a table another module keeps here (``sources``: see ``sources_check``)."""
-        return self._db.execute(sql)
+    def select(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Read what another module reads here (``sources``: see ``sources_check``)."""
+        return self._db.execute(sql, params)
 
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]], *, counted: bool = True) -> int:
         """``sql`` for each row, in one transaction; the rows it changed. ``counted=False``

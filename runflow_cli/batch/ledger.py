@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from functools import partial
 
 from runflow_cli.batch.events import Event, ItemFailed, Notice, RowsSkipped
 from runflow_cli.batch.journal import RowResult
@@ -34,7 +33,7 @@ from runflow_cli.errors import (
     InsufficientCreditsError,
     LocalIOError,
 )
-from runflow_cli.files.folder import OutputFolder, OutsideOutputError
+from runflow_cli.files.folder import OutsideOutputError
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
 
@@ -76,18 +75,14 @@ class Ledger:
         outcome.final_url = known.record.final_url
         return outcome
 
-    def settle_from_plan(
-        self, plan: Plan, batch_ids: dict[str, str | None], folder: OutputFolder
-    ) -> None:
+    def settle_from_plan(self, plan: Plan, batch_ids: dict[str, str | None]) -> None:
         """Rows this run does not send: done before, held failures, unknown creates."""
-        path, succeeded, outcomes = folder.path, Status.SUCCEEDED, self.result.outcomes
+        succeeded, outcomes = Status.SUCCEEDED, self.result.outcomes
         for item, record in plan.done:  # the common case on a rerun: 100,000 rows of it
             outcome = outcomes[item.index]
             outcome.batch_id = batch_ids.get(record.batch_key or "")
-            outcome.run_id, outcome.final_url = record.run_id, record.final_url
             outcome.status = succeeded
-            outcome.output_path = partial(path, record.output_path or "")  # a Path when read
-            outcome.size, outcome.sha256 = record.size, record.sha256
+            outcome.in_journal = True  # the rest is the journal's: see final_details
         if plan.done:
             self._emit(RowsSkipped("succeeded", len(plan.done), "already done"))
         held = f"not retried: {self._label('retry_failed', False)}"

@@ -39,57 +39,84 @@ def library_label(name: str, value: object) -> str:
 
 
 PathLater = Callable[[], Path]
-"""Where a final is, as a call that makes its Path (see :class:`_OutputPath`)."""
+"""Where a final is, as a call that makes its Path (see :attr:`Outcome.output_path`)."""
+
+_FIELDS = (
+    "item", "status", "batch_id", "run_id", "error_kind", "error_message", "final_url",
+    "_output_path", "size", "sha256", "export_path", "in_journal",
+)  # fmt: skip
 
 
-class _OutputPath:
-    """:attr:`Outcome.output_path`: a Path, or a call that makes one when it is first read,
-    or the path as text (made a Path at each read, kept as text: a Path holds its parts
-    too, and a 100,000-row run keeps one per row).
+class Outcome:
+    """What became of one manifest row: one per row, held for the whole run (slotted).
 
-    A rerun of 100,000 done rows reads none of them when its reports stand as written,
-    and a Path costs more to make than the rest of an outcome.
+    A row whose final is saved and recorded in the journal keeps only its status and
+    batch (``in_journal``): its run id, path, size and SHA-256 are the journal's, read
+    back a chunk at a time when the reports are written
+    (:class:`~runflow_cli.batch.final_details.FinalDetails`), not held 100,000 times here.
     """
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
+    __slots__ = _FIELDS
 
-    def __get__(self, outcome: object, owner: type | None = None) -> Path | None:
-        if outcome is None:
-            return None  # the field's default
-        value = outcome.__dict__.get(self._name)
+    def __init__(
+        self,
+        item: Item,
+        status: Status = Status.PENDING,
+        batch_id: str | None = None,
+        run_id: str | None = None,
+        error_kind: str | None = None,
+        error_message: str | None = None,
+        final_url: str | None = None,
+        output_path: Path | PathLater | str | None = None,
+        size: int | None = None,
+        sha256: str | None = None,
+        export_path: Path | None = None,
+        in_journal: bool = False,
+    ) -> None:
+        self.item = item
+        self.status = status
+        self.batch_id = batch_id
+        self.run_id = run_id
+        self.error_kind = error_kind
+        self.error_message = error_message
+        self.final_url = final_url
+        """The final's link while it is downloaded (a signed link expires: the journal keeps
+        it); None once the final is saved."""
+        self._output_path = output_path
+        self.size = size
+        self.sha256 = sha256
+        self.export_path = export_path
+        """The marketplace export beside the final, if one was made."""
+        self.in_journal = in_journal
+        """Succeeded, and its final's details are in the journal only (see above)."""
+
+    @property
+    def output_path(self) -> Path | None:
+        """The final's path. Set it to a Path, to the path as text (made a Path at each
+        read: a Path holds its parts too), or to a call that makes one when first read."""
+        value = self._output_path
         if isinstance(value, str):
             return Path(value)
         if value is not None and not isinstance(value, Path):
-            value = outcome.__dict__[self._name] = value()
+            value = self._output_path = value()
         return value
 
-    def __set__(self, outcome: object, value: Path | PathLater | str | None) -> None:
-        outcome.__dict__[self._name] = value
-
-
-@dataclass
-class Outcome:
-    """What became of one manifest row (one per row, held for the whole run: slotted)."""
-
-    item: Item
-    status: Status = Status.PENDING
-    batch_id: str | None = None
-    run_id: str | None = None
-    error_kind: str | None = None
-    error_message: str | None = None
-    final_url: str | None = None
-    """The final's link while it is downloaded (a signed link expires: the journal keeps
-    it); None once the final is saved."""
-    output_path: _OutputPath = _OutputPath()
-    """The final's path (set it to a Path, or to a call that makes one when read)."""
-    size: int | None = None
-    sha256: str | None = None
-    export_path: Path | None = None
-    """The marketplace export beside the final, if one was made."""
+    @output_path.setter
+    def output_path(self, value: Path | PathLater | str | None) -> None:
+        self._output_path = value
 
     def mark(self, status: Status, kind: str | None, message: str | None) -> None:
         self.status, self.error_kind, self.error_message = status, kind, message
+
+    def saved_in_journal(self) -> None:
+        """Succeeded, its final recorded in the journal: the details are dropped from here."""
+        self.status, self.error_kind, self.error_message = Status.SUCCEEDED, None, None
+        self.run_id = self.final_url = self._output_path = self.size = self.sha256 = None
+        self.in_journal = True
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name.lstrip('_')}={getattr(self, name)!r}" for name in _FIELDS[1:])
+        return f"Outcome(line={self.item.line}, {fields})"
 
 
 class StopKind(StrEnum):

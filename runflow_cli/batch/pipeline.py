@@ -176,7 +176,7 @@ class Pipeline:
         """Take up what earlier runs left, then queue this run's new batches."""
         ledger = self._ledger
         batch_ids = {b.batch_key: b.batch_id for b in self._journal.batches()}
-        ledger.settle_from_plan(plan, batch_ids, self._folder)
+        ledger.settle_from_plan(plan, batch_ids)
         for known in plan.download:
             outcome = ledger.known(known, batch_ids)
             self._fetcher.fetch(outcome, known.record.output_urls, known.record.seq)

@@ -25,6 +25,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from runflow_cli.batch.final_details import FinalDetails
 from runflow_cli.batch.identity import fingerprint, row_key
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.outcome import Outcome, RunResult
@@ -82,21 +83,33 @@ class Reuse:
                 self._follow(result, lead, outcomes[item.index])
 
     def _follow(self, result: RunResult, lead: Outcome, outcome: Outcome) -> None:
-        outcome.batch_id, outcome.run_id = lead.batch_id, lead.run_id
-        outcome.final_url = lead.final_url
+        outcome.batch_id = lead.batch_id
         same_file = row_key(outcome.item) == row_key(lead.item)
-        if lead.status != Status.SUCCEEDED or lead.output_path is None or same_file:
+        if lead.in_journal and same_file:  # one file, one journal record: it has the rest
+            outcome.saved_in_journal()
+            return
+        run_id, path, size, sha256 = self._details(lead)
+        outcome.run_id, outcome.final_url = run_id, lead.final_url
+        if lead.status != Status.SUCCEEDED or path is None or same_file:
             outcome.mark(lead.status, lead.error_kind, lead.error_message)
-            outcome.output_path, outcome.size = lead.output_path, lead.size
-            outcome.sha256 = lead.sha256
+            outcome.output_path, outcome.size, outcome.sha256 = path, size, sha256
             return
         try:
-            held = self._folder.stage(lead.output_path)
+            held = self._folder.stage(path)
         except (OSError, LocalIOError) as exc:
-            self._failed(result, outcome, lead.output_path, exc)
+            self._failed(result, outcome, path, exc)
             return
-        saved = SavedFile(held, lead.size or 0, lead.sha256 or "")
-        self._place(result, outcome, held, lead.output_path, saved, None, [])
+        saved = SavedFile(held, size or 0, sha256 or "")
+        self._place(result, outcome, held, path, saved, None, [])
+
+    def _details(self, lead: Outcome) -> tuple[str | None, Path | None, int | None, str | None]:
+        """The lead's run id, final, size and SHA-256: its own, or the journal's."""
+        if not lead.in_journal:
+            return lead.run_id, lead.output_path, lead.size, lead.sha256
+        found = FinalDetails(self._journal).one(lead)
+        if found is None or not found.output_path:
+            return None, None, None, None
+        return found.run_id, self._folder.path(found.output_path), found.size, found.sha256
 
     def _place(
         self,

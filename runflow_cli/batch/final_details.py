@@ -1,0 +1,68 @@
+"""The details of saved finals, read back from the journal when they are needed.
+
+A run of 100,000 rows holds an outcome per row for its whole length. An outcome
+whose final is saved and journalled keeps only its status and batch
+(:meth:`~runflow_cli.batch.outcome.Outcome.saved_in_journal`); its run id, path,
+size and SHA-256 are read back from the journal here, a chunk of rows at a time,
+when the reports are written, the finals exported or an identical row given its
+lead's final. Memory stays flat in rows, and a rerun with every row done reads
+none of them when its reports stand as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from typing import NamedTuple
+
+from runflow_cli.batch.identity import row_key
+from runflow_cli.batch.journal import Journal
+from runflow_cli.batch.outcome import Outcome
+
+CHUNK = 500
+"""Rows looked up in one query (SQLite allows 32,766 parameters)."""
+
+
+class Details(NamedTuple):
+    run_id: str | None
+    output_path: str | None
+    """Relative to OUT, as the journal keeps it."""
+    size: int | None
+    sha256: str | None
+
+
+class FinalDetails:
+    """Looks up journalled finals by their rows' keys."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def of(self, keys: Sequence[str]) -> dict[str, Details]:
+        """Row key -> its final's details, for the keys the journal has."""
+        found: dict[str, Details] = {}
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cursor = self._journal.select(
+                f"SELECT row_key, run_id, output_path, size, sha256 FROM rows "
+                f"WHERE row_key IN ({marks})",
+                chunk,
+            )
+            for key, *details in cursor:
+                found[key] = Details(*details)
+        return found
+
+    def one(self, outcome: Outcome) -> Details | None:
+        """The details of one journalled outcome's final."""
+        key = row_key(outcome.item)
+        return self.of([key]).get(key)
+
+    def along(self, outcomes: Iterable[Outcome]) -> Iterator[tuple[Outcome, Details | None]]:
+        """Each outcome with its final's details if it keeps them in the journal, else None;
+        in the outcomes' order, a chunk at a time."""
+        it = iter(outcomes)
+        while chunk := list(islice(it, CHUNK)):
+            keys = [row_key(o.item) if o.in_journal else None for o in chunk]
+            found = self.of([k for k in keys if k is not None])
+            for outcome, key in zip(chunk, keys, strict=True):
+                yield outcome, None if key is None else found.get(key)
