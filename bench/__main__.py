@@ -27,6 +27,7 @@ from . import (
     memory,
     rerun_speed,
     review,
+    shards,
     startup,
     table,
     weather,
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "rerun": rerun_speed.run,
     "weather": weather.run,
     "review": review.run,
+    "shards": shards.run,
 }
 
 
