@@ -355,7 +355,7 @@ def _known(item: Any) -> Any:
     from runflow_cli.batch.records import RowRecord
 
     record = RowRecord(row_key(item), "fp", item.sku, item.name, item.line, item.image_url,
-                       "k", 0, "r", "succeeded", None, None, [], None, "x", 1, "h")  # fmt: skip
+                       "k", 0, "r", "succeeded", None, None, None, None, "x", 1, "h")  # fmt: skip
     return Known(item, record)
 
 

@@ -24,7 +24,7 @@ def item(i: int) -> Item:
 def record(it: Item) -> RowRecord:
     return RowRecord(
         row_key(it), "fp", it.sku, it.name, it.line, it.image_url, None, it.index,
-        f"run-{it.index}", "succeeded", None, None, [], None, f"{it.sku}/front.webp",
+        f"run-{it.index}", "succeeded", None, None, None, None, f"{it.sku}/front.webp",
         1000 + it.index, f"{it.index:064x}", "service", 1,
     )  # fmt: skip
 

@@ -149,7 +149,7 @@ def test_nothing_in_the_state_folder_is_ever_pruned(s3: S3Server, tmp_path: Path
         parse_location(f"s3://{s3.bucket}/photos"), endpoint=s3.url, state_dir=tmp_path / "st"
     )
     row = RowRecord("k", "fp", "SKU-1", "x", 2, "https://cdn.example.com/x.jpg", None, None,
-                    None, "succeeded", None, None, [], None, ".runflow/x.webp", len(body),
+                    None, "succeeded", None, None, None, None, ".runflow/x.webp", len(body),
                     hashlib.sha256(body).hexdigest())  # fmt: skip
     journal = Forgets()
     rows = [row, row._replace(row_key="k2", output_path="../x.webp")]

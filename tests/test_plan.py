@@ -41,7 +41,7 @@ def record(it: Item, status: str, batch_key: str = "k1", **kw: object) -> RowRec
         "status": status,
         "error_kind": None,
         "error_message": None,
-        "output_urls": [],
+        "output_urls_json": None,
         "final_url": "https://cdn.test/result_1_.webp",
         "output_path": f"{it.sku}/{it.name}.webp",
         "size": 3,

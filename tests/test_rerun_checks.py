@@ -179,7 +179,7 @@ def test_the_check_in_a_second_process_names_the_finals_not_as_recorded(
         fields: dict[str, Any] = dict.fromkeys(RowRecord._fields)
         fields.update(
             row_key=f"s/{name}", fingerprint="f", sku="S", name=name, line=2, image_url="u",
-            status="succeeded", output_urls=[], output_path=f"S/{name}.webp", size=3,
+            status="succeeded", output_urls_json=None, output_path=f"S/{name}.webp", size=3,
             sha256=SHA_OF_ABC, mtime_ns=None if name == "never-timed" else final.stat().st_mtime_ns,
         )  # fmt: skip
         records.append(RowRecord(**fields))

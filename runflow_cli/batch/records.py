@@ -47,7 +47,9 @@ class RowRecord(NamedTuple):
     one this release does not know)."""
     error_kind: str | None
     error_message: str | None
-    output_urls: list[str]
+    output_urls_json: str | None
+    """The final's and the stages' links as the journal keeps them (JSON): see
+    :attr:`output_urls`."""
     final_url: str | None
     output_path: str | None
     size: int | None
@@ -57,6 +59,12 @@ class RowRecord(NamedTuple):
     mtime_ns: int | None = None
     """The final's modification time when it was last saved or found whole (hashed): a
     rerun takes a final of this size and time as done without reading it."""
+
+    @property
+    def output_urls(self) -> list[str]:
+        """The final's and the stages' links, parsed when read: a rerun reads 100,000
+        records and needs the links of none of those done."""
+        return _json_list(self.output_urls_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,37 +118,22 @@ COLUMNS = (
     "error_kind, error_message, output_urls, final_url, output_path, size, sha256, service, "
     "mtime_ns"
 )
-"""The journal's ``rows`` columns in :class:`RowRecord`'s order (``output_urls`` as JSON)."""
+"""The journal's ``rows`` columns in :class:`RowRecord`'s order."""
 
 
 def row_values(r: RowRecord) -> tuple[Any, ...]:
     """A record as the journal stores it, in :data:`COLUMNS` order."""
     return (
         r.row_key, r.fingerprint, r.sku, r.name, r.line, r.image_url, r.batch_key, r.seq,
-        r.run_id, r.status, r.error_kind, r.error_message, json.dumps(r.output_urls),
+        r.run_id, r.status, r.error_kind, r.error_message, r.output_urls_json or "[]",
         r.final_url, r.output_path, r.size, r.sha256, r.service, r.mtime_ns,
     )  # fmt: skip
 
 
 def stored_rows(rows: Iterable[tuple[Any, ...]]) -> list[RowRecord]:
     """Records from the journal's rows (tuples in :data:`COLUMNS` order)."""
-    found = list(rows)
-    urls = _json_lists([r[12] for r in found])
     new = tuple.__new__  # RowRecord._make without its length check: COLUMNS are its fields
-    return [new(RowRecord, (*r[:12], u, *r[13:])) for r, u in zip(found, urls, strict=True)]
-
-
-def _json_lists(texts: list[str | None]) -> list[list[str]]:
-    """Each stored ``output_urls`` as a list: parsed in one call (on a rerun of 100,000
-    rows a call per row costs more than the parsing), or one by one if any of them is not
-    the JSON list it should be."""
-    try:
-        lists = json.loads(f"[{','.join(t or '[]' for t in texts)}]")
-    except ValueError:
-        lists = None
-    if isinstance(lists, list) and len(lists) == len(texts) and all(type(x) is list for x in lists):
-        return lists
-    return [_json_list(t) for t in texts]
+    return [new(RowRecord, r) for r in rows]
 
 
 def _json_list(text: str | None) -> list[str]:

@@ -109,7 +109,7 @@ def reported_finals(folder: OutputFolder, service: str) -> tuple[list[RowRecord]
                 status=Status.SUCCEEDED.value,
                 error_kind=None,
                 error_message=None,
-                output_urls=[],
+                output_urls_json=None,
                 final_url=None,
                 output_path=row.output_path,
                 size=row.size,

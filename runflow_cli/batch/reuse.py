@@ -178,7 +178,7 @@ def done_record(
         status=Status.SUCCEEDED.value,
         error_kind=None,
         error_message=None,
-        output_urls=list(source.output_urls) if source else [],
+        output_urls_json=source.output_urls_json if source else None,
         final_url=source.final_url if source else None,
         output_path=relative,
         size=saved.size,
