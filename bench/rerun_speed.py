@@ -121,8 +121,8 @@ def build_done_out(out: Path, manifest: Path, base_url: str, *, file_size: int) 
                         row_key=row_key(item), fingerprint=fp, sku=item.sku, name=item.name,
                         line=item.line, image_url=item.image_url, batch_key=key, seq=seq,
                         run_id=run_ids[seq], status=Status.SUCCEEDED.value, error_kind=None,
-                        error_message=None, output_urls=urls[seq], final_url=urls[seq][0],
-                        output_path=folder.relative(dest), size=len(data),
+                        error_message=None, output_urls_json=json.dumps(urls[seq]),
+                        final_url=urls[seq][0], output_path=folder.relative(dest), size=len(data),
                         sha256=hashlib.sha256(data).hexdigest(), service=service,
                         mtime_ns=mtime_ns,
                     )
