@@ -77,8 +77,9 @@ def _one_side(
         commands = []
         for i in range(1, max(count, 1) + 1):
             cache = {"XDG_CACHE_HOME": str(where / f"runner-{i}" / "cache")}
+            extra: tuple[str, ...] = ()
             if side == "local":
-                out, extra = str(where / "out"), ()
+                out = str(where / "out")
             else:
                 out, extra = b.out("photos"), ("--storage-endpoint", b.url)
                 if count:
