@@ -139,3 +139,29 @@ def test_without_an_account_it_stops_before_anything_is_sent(
     assert "AZURE_STORAGE_ACCOUNT_NAME" in result.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
     assert sb.requests == []
+
+
+def test_each_store_takes_its_endpoint_from_its_own_provider_variable(
+    sb: Sandbox, azurite: Azurite, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``AZURE_STORAGE_ENDPOINT`` for az://; an S3 variable set beside it is not used."""
+    monkeypatch.setenv("AZURE_STORAGE_ENDPOINT", azurite.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: never reached
+    result = cli("batch", str(manifest(tmp_path / "m.csv", 1)), "--out",
+                 f"az://{azurite.container}/env", "--base-url", sb.base_url,
+                 "--api-key", sb.api_key, *FAST_POLL)  # fmt: skip
+    assert result.code == 0, result.err
+    assert "SKU-0/0.webp" in az_store(azurite, "env").list()
+
+
+def test_s3_still_takes_aws_endpoint_url(
+    sb: Sandbox, s3: Any, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--storage-endpoint`` no longer reads ``AWS_ENDPOINT_URL`` itself: the S3 kind does."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
+    monkeypatch.setenv("AZURE_STORAGE_ENDPOINT", "http://127.0.0.1:9")  # never reached
+    result = cli("batch", str(manifest(tmp_path / "m.csv", 1)), "--out",
+                 f"s3://{s3.bucket}/env", "--base-url", sb.base_url,
+                 "--api-key", sb.api_key, *FAST_POLL)  # fmt: skip
+    assert result.code == 0, result.err
+    assert s3.count("PUT", "/env/SKU-0/0.webp") == 1
