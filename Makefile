@@ -3,16 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Azurite (Microsoft's Azure Storage emulator, from npm) for the Azure Blob Storage tests;
+# installed here, never globally. Without npm its tests skip and say so.
+AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
+AZURITE_VERSION := 3.35.0
 
 .PHONY: install test lint format demo docs bench bench-quick clean
 
-install: $(STAMP)
+install: $(STAMP) $(AZURITE)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(AZURITE):
+	@if command -v npm >/dev/null; then \
+	  npm install --prefix .tools/azurite azurite@$(AZURITE_VERSION) --no-audit --no-fund \
+	    --loglevel=error; \
+	else echo "npm not found: Azurite is not installed, the Azure Blob Storage tests will skip" >&2; fi
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -40,4 +50,4 @@ bench-quick: install
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) runflow-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools runflow-output .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from runflow_cli.cli import main as run
+from tests.azurite import azurite, azurite_server  # noqa: F401  (Azure Blob Storage: Azurite)
 from tests.s3server import s3, s3_server  # noqa: F401  (the object-storage fixtures)
 
 _OFF_LOOPBACK: list[str] = []

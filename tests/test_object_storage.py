@@ -102,7 +102,7 @@ def test_an_expired_lease_is_taken_over_after_a_wait(
     assert "waiting for the lease" in result.err
 
 
-@pytest.mark.parametrize("url", ["gs://bucket/x", "az://container/x"])
+@pytest.mark.parametrize("url", ["gs://bucket/x", "gcs://bucket/x"])
 def test_other_stores_are_refused(url: str, sb: Sandbox, cli: Any, tmp_path: Path) -> None:
     result = cli("batch", str(manifest(tmp_path / "m.csv", 1)), "--out", url,
                  "--base-url", sb.base_url, "--api-key", sb.api_key)  # fmt: skip

@@ -29,9 +29,10 @@ OutOpt = Annotated[
         "--out",
         "-o",
         parser=out_location,
-        metavar="<path|s3://bucket/prefix>",
-        help="Folder for OUT/<sku>/<name>.webp and the reports, or an S3 bucket's prefix "
-        "(needs pip install 'runflow-cli[cloud]'; see docs/object-storage.md).",
+        metavar="<path|s3://bucket/prefix|az://container/prefix>",
+        help="Folder for OUT/<sku>/<name>.webp and the reports, or a prefix in an S3 "
+        "bucket or an Azure Blob Storage container (needs pip install "
+        "'runflow-cli[cloud]'; see docs/object-storage.md).",
     ),
 ]
 DEFAULT_OUT_LOCATION = Location("runflow-output")
@@ -39,11 +40,12 @@ StorageEndpointOpt = Annotated[
     str | None,
     typer.Option(
         "--storage-endpoint",
-        envvar="AWS_ENDPOINT_URL",
         metavar="URL",
         show_default=False,
-        help="With --out s3://...: the S3-compatible server to use (MinIO, R2, ...); "
-        "default: AWS_ENDPOINT_URL, else AWS S3.",
+        help="With OUT in object storage: the server to use. For s3:// an S3-compatible "
+        "one (MinIO, R2, ...; default: AWS_ENDPOINT_URL, else AWS S3); for az:// e.g. "
+        "Azurite's http://127.0.0.1:10000/ACCOUNT (default: AZURE_STORAGE_ENDPOINT, else "
+        "https://ACCOUNT.blob.core.windows.net).",
     ),
 ]
 StateDirOpt = Annotated[
@@ -52,7 +54,7 @@ StateDirOpt = Annotated[
         "--state-dir",
         metavar="DIR",
         show_default=False,
-        help="With --out s3://...: the local folder for the run's journal and lock "
+        help="With OUT in object storage: the local folder for the run's journal and lock "
         "(default: under ~/.cache/runflow/out/). The journal is fetched from and written "
         "back to OUT/.runflow/ in the bucket.",
     ),
@@ -61,7 +63,7 @@ BreakLeaseOpt = Annotated[
     bool,
     typer.Option(
         "--break-lease",
-        help="With --out s3://...: take the shard's lease even if another runner holds "
+        help="With OUT in object storage: take the shard's lease even if another runner holds "
         "it (only when that runner is really gone).",
     ),
 ]
@@ -70,7 +72,7 @@ LeaseTtlOpt = Annotated[
     typer.Option(
         "--lease-ttl",
         min=1.0,
-        help="With --out s3://...: seconds a runner's lease lives after its last "
+        help="With OUT in object storage: seconds a runner's lease lives after its last "
         "heartbeat (it beats every third of that); a rerun after a kill waits about this "
         "long.",
     ),
@@ -81,7 +83,7 @@ LeaseWaitOpt = Annotated[
         "--lease-wait",
         min=0.0,
         show_default=False,
-        help="With --out s3://...: seconds to wait for a lease held by another runner to "
+        help="With OUT in object storage: seconds to wait for a lease held by another runner to "
         "expire before giving up with exit 2 (default: --lease-ttl plus 30).",
     ),
 ]

@@ -133,8 +133,9 @@ DEFAULT_OUT = Path("runflow-output")
 
 
 def out_location(value: object) -> Location:
-    """Parse ``runflow batch --out``: a local folder or ``s3://bucket/prefix``; any other
-    URL is refused with exit 2 before anything is created or sent."""
+    """Parse ``runflow batch --out``: a local folder, ``s3://bucket/prefix`` or
+    ``az://container/prefix``; any other URL is refused with exit 2 before anything is
+    created or sent."""
     from runflow_cli.errors import UsageError
     from runflow_cli.files.location import parse_location
 

@@ -15,7 +15,8 @@ def report_command(
     out: Annotated[
         Location,
         typer.Argument(
-            help="The output folder the shards wrote to, or their s3://bucket/prefix.",
+            help="The output folder the shards wrote to, or their s3://bucket/prefix or "
+            "az://container/prefix.",
             parser=out_location,
             metavar="OUT",
         ),
@@ -47,9 +48,10 @@ def report_command(
     (rows not succeeded). Each shard's run also merges at its end. Nothing is
     sent.
 
-    OUT may be a bucket's prefix (s3://bucket/prefix, with the cloud extra):
-    the shards' reports are read from the bucket (one LIST of its .runflow/,
-    a GET per shard) and the merged report and review sheet written there.
+    OUT may be in object storage (s3://bucket/prefix, az://container/prefix,
+    with the cloud extra): the shards' reports are read from the bucket (one
+    LIST of its .runflow/, a GET per shard) and the merged report and review
+    sheet written there.
 
     Exits 0 when every shard is done, 1 when one is missing, running or
     unfinished, 2 if no shard ever ran in OUT.

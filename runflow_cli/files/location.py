@@ -17,17 +17,19 @@ __all__ = ["STORE_SCHEMES", "Location", "looks_like_url", "parse_location"]
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
-STORE_SCHEMES: tuple[str, ...] = ("s3",)
-"""The object stores OUT may be in (tested against a real S3-protocol server)."""
+STORE_SCHEMES: dict[str, str] = {"s3": "BUCKET", "az": "CONTAINER"}
+"""The object stores OUT may be in, and what their URL's first part names: S3 and
+S3-compatible stores (tested against a real S3-protocol server), Azure Blob Storage
+(tested against Azurite). :mod:`~runflow_cli.files.store` has a client for each."""
 
-_UNTESTED = {
-    "gs": "Google Cloud Storage",
-    "gcs": "Google Cloud Storage",
-    "az": "Azure Blob Storage",
-    "abfs": "Azure Blob Storage",
-    "abfss": "Azure Blob Storage",
-    "azure": "Azure Blob Storage",
+_OTHER = {
+    "gs": "Google Cloud Storage is not supported yet (see docs/object-storage.md)",
+    "gcs": "Google Cloud Storage is not supported yet (see docs/object-storage.md)",
+    "abfs": "Azure Blob Storage is written az://CONTAINER/PREFIX",
+    "abfss": "Azure Blob Storage is written az://CONTAINER/PREFIX",
+    "azure": "Azure Blob Storage is written az://CONTAINER/PREFIX",
 }
+_WRITTEN = "s3://BUCKET/PREFIX or az://CONTAINER/PREFIX"
 
 
 def looks_like_url(text: str) -> bool:
@@ -66,7 +68,8 @@ class Location:
 
 
 def parse_location(text: str, *, stores: bool = True) -> Location:
-    """``--out`` as typed: a folder, or (``stores``) an ``s3://bucket/prefix`` URL.
+    """``--out`` as typed: a folder, or (``stores``) an ``s3://bucket/prefix`` or
+    ``az://container/prefix`` URL.
 
     :class:`UsageError` for a URL the tool cannot write to (another scheme, a store where
     the command takes only a folder, no bucket): nothing is created and nothing is sent.
@@ -80,8 +83,10 @@ def parse_location(text: str, *, stores: bool = True) -> Location:
         bucket, _, prefix = rest.partition("/")
         prefix = prefix.strip("/")
         if not bucket:
+            part = STORE_SCHEMES[scheme]
             raise UsageError(
-                f"{text}: no bucket in the URL", hint="Write it as s3://BUCKET/PREFIX."
+                f"{text}: no {part.lower()} in the URL",
+                hint=f"Write it as {scheme}://{part}/PREFIX.",
             )
         if any(part in (".", "..") for part in prefix.split("/")):
             raise UsageError(f"{text}: '.' and '..' are not allowed in the prefix")
@@ -92,15 +97,14 @@ def parse_location(text: str, *, stores: bool = True) -> Location:
             "folder; nothing was done",
             hint="Give a local folder, e.g. --out photos/.",
         )
-    what = _UNTESTED.get(scheme)
+    what = _OTHER.get(scheme)
     if what is not None:
         raise UsageError(
-            f"{text}: {what} is not supported yet (only s3:// and S3-compatible stores "
-            "are); nothing was done",
-            hint="Use an s3:// bucket (with --storage-endpoint for an S3-compatible store), "
-            "or a local folder.",
+            f"{text}: {what}; nothing was done",
+            hint=f"Use {_WRITTEN} (with --storage-endpoint for an S3-compatible store or "
+            "an emulator), or a local folder.",
         )
     raise UsageError(
-        f"{text} looks like a URL, and OUT is a local folder or an s3:// bucket; nothing was done",
-        hint="Give a folder path (e.g. --out photos/), or s3://BUCKET/PREFIX.",
+        f"{text} looks like a URL, and OUT is a local folder or object storage; nothing was done",
+        hint=f"Give a folder path (e.g. --out photos/), {_WRITTEN}.",
     )

@@ -6,16 +6,20 @@ only after the last chunk, so the object appears whole or not at all), put one o
 absent or only if unchanged (the lease), read metadata (HEAD, LIST) without reading
 bodies, read, copy server-side and delete.
 
-Credentials are never ours: obstore reads the provider's chain (``AWS_ACCESS_KEY_ID`` and
-friends, a web identity token, the container's or the instance's role). Nothing here
-puts a credential into a message.
+Which store a URL's scheme opens is the table :data:`KINDS` (S3 and S3-compatible stores,
+Azure Blob Storage). Credentials are never ours: obstore reads the provider's chain
+(``AWS_ACCESS_KEY_ID`` and friends, a web identity token, the container's or the
+instance's role; ``AZURE_STORAGE_ACCOUNT_NAME`` with ``AZURE_STORAGE_ACCOUNT_KEY``, a SAS
+token, a service principal, a managed identity). Nothing here puts a credential into a
+message.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -33,6 +37,9 @@ __all__ = [
 
 MULTIPART_SIZE = 8 * 1024 * 1024
 """Objects at least this large go up in parts of this size (S3's minimum part is 5 MB)."""
+
+_QUERY = re.compile(r"(https?://[^\s?]*)\?\S*")
+"""A URL's query in an error message, up to the next blank."""
 
 INSTALL_HINT = "Install the object-storage extra: pip install 'runflow-cli[cloud]'"
 
@@ -53,10 +60,51 @@ def _import_obstore() -> Any:
         import obstore
     except ImportError:
         raise UsageError(
-            "--out s3://... needs the object-storage extra, which is not installed",
+            "--out in object storage needs the object-storage extra, which is not installed",
             hint=INSTALL_HINT,
         ) from None
     return obstore
+
+
+def _s3(stores: Any, location: Location, config: dict[str, Any], env: Mapping[str, str]) -> Any:
+    if not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+        config["region"] = "us-east-1"  # S3's own default; a bucket elsewhere redirects
+    return stores.S3Store(location.bucket, prefix=location.prefix or None, **config)
+
+
+def _azure(stores: Any, location: Location, config: dict[str, Any], _: Mapping[str, str]) -> Any:
+    return stores.AzureStore(location.bucket, prefix=location.prefix or None, **config)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreKind:
+    """How one scheme of :data:`~runflow_cli.files.location.STORE_SCHEMES` is opened."""
+
+    make: Callable[[Any, Location, dict[str, Any], Mapping[str, str]], Any]
+    endpoint_env: tuple[str, ...]
+    """Where the endpoint comes from when ``--storage-endpoint`` is not given."""
+    hint: str
+    """What to check when the store refuses (names of settings, never their values)."""
+
+
+KINDS: dict[str, StoreKind] = {
+    "s3": StoreKind(
+        _s3,
+        ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        "Check the bucket's name, that it exists, the endpoint (--storage-endpoint or "
+        "AWS_ENDPOINT_URL) and the credentials in the environment (AWS_ACCESS_KEY_ID, "
+        "AWS_PROFILE, a role).",
+    ),
+    "az": StoreKind(
+        _azure,
+        ("AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT"),
+        "Check the container's name, that it exists, the endpoint (--storage-endpoint or "
+        "AZURE_STORAGE_ENDPOINT; AZURE_STORAGE_USE_EMULATOR=true for Azurite's default) and "
+        "the credentials in the environment (AZURE_STORAGE_ACCOUNT_NAME with "
+        "AZURE_STORAGE_ACCOUNT_KEY, a SAS token, a service principal or a managed identity).",
+    ),
+}
+"""One entry a scheme: obstore reads each provider's own environment besides these."""
 
 
 def open_store(
@@ -64,40 +112,50 @@ def open_store(
     endpoint: str | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> Store:
-    """The store behind ``location`` (``s3://bucket/prefix``); ``endpoint`` (else
-    ``AWS_ENDPOINT_URL``) for an S3-compatible server. Nothing is sent yet."""
+    """The store behind ``location`` (``s3://bucket/prefix``, ``az://container/prefix``);
+    ``endpoint`` (else the provider's variable, e.g. ``AWS_ENDPOINT_URL``) for an
+    S3-compatible server or an emulator. Nothing is sent yet."""
     obstore = _import_obstore()
-    from obstore.store import S3Store
+    from obstore import store as stores
 
-    endpoint = endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    kind = KINDS[location.scheme or ""]
+    endpoint = endpoint or next((env[n] for n in kind.endpoint_env if env.get(n)), None)
     options: dict[str, Any] = {"connect_timeout": timedelta(seconds=10)}
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = {
+        "client_options": options,
+        "retry_config": {"max_retries": 4, "retry_timeout": timedelta(seconds=60)},
+    }
     if endpoint:
         config["endpoint"] = endpoint
         if endpoint.startswith("http://"):
             options["allow_http"] = True
-    if not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
-        config["region"] = "us-east-1"  # S3's own default; a bucket elsewhere redirects
     try:
-        s3 = S3Store(
-            location.bucket,
-            prefix=location.prefix or None,
-            client_options=options,  # type: ignore[arg-type]
-            retry_config={"max_retries": 4, "retry_timeout": timedelta(seconds=60)},
-            **config,
-        )
-    except Exception as exc:  # a bad setting in the environment, said without values
-        raise UsageError(f"cannot use {location.url}: {type(exc).__name__}") from None
-    return Store(obstore, s3, location.url)
+        client = kind.make(stores, location, config, env)
+    except Exception as exc:  # a bad or missing setting ("Account must be specified")
+        raise UsageError(
+            f"cannot use {location.url}: {_said(exc, env)}; nothing was done", hint=kind.hint
+        ) from None
+    return Store(obstore, client, location.url, kind.hint)
+
+
+def _said(exc: Exception, env: Mapping[str, str]) -> str:
+    """The first line of obstore's complaint about a setting, with the value of every
+    secret-looking variable blanked out (in case a message ever quotes one)."""
+    said = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    for name, value in env.items():
+        if len(value) >= 8 and any(w in name for w in ("KEY", "SECRET", "TOKEN", "PASSWORD")):
+            said = said.replace(value, "***")
+    return said
 
 
 class Store:
     """Keys are relative to the prefix (``sku/name.webp``, ``.runflow/state.db``)."""
 
-    def __init__(self, obstore: Any, store: Any, url: str) -> None:
+    def __init__(self, obstore: Any, store: Any, url: str, hint: str = "") -> None:
         self._ob = obstore
         self._store = store
         self.url = url
+        self._hint = hint
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -106,15 +164,15 @@ class Store:
         return f"{self.url}/{key}"
 
     def _fail(self, key: str, doing: str, exc: Exception) -> StoreError:
-        # obstore's messages name the request URL and status, never a credential; the
-        # first line is enough, the rest is the server's XML.
-        detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        # obstore's messages name the request URL and status; the first line is enough,
+        # the rest is the server's XML. A URL's query is cut: an Azure SAS token rides there.
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = _QUERY.sub(r"\1", detail)[:300]
         return StoreError(
             f"could not {doing} {self.where(key)}: {detail}",
             path=None,
             cause=type(exc).__name__,
-            hint="Check the bucket's name, that it exists, the endpoint (--storage-endpoint "
-            "or AWS_ENDPOINT_URL) and the credentials in the environment.",
+            hint=self._hint,
         )
 
     # --- metadata ------------------------------------------------------------------
