@@ -10,7 +10,7 @@ AZURITE_VERSION := 3.35.0
 
 .PHONY: install test lint format demo docs bench bench-quick clean
 
-install: $(STAMP) $(AZURITE)
+install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ $(AZURITE):
 	    --loglevel=error; \
 	else echo "npm not found: Azurite is not installed, the Azure Blob Storage tests will skip" >&2; fi
 
-test: install
+test: install $(AZURITE)
 	$(BIN)/python -m pytest -q
 
 lint: install
