@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from runflow_cli.batch.shards import shard_of
+from runflow_cli.files import store as store_module
 from runflow_cli.sandbox import Sandbox
 from tests.helpers import FAST_POLL
 from tests.s3server import S3Server, store_for
@@ -56,8 +57,9 @@ def test_prune_deletes_exactly_the_objects_of_the_rows_taken_out(
     made = photos.list()
     assert any(k.startswith("SKU-1/1.stages/") for k in made)
     assert any(k.startswith("SKU-3/3.stages/") for k in made)
-    # Beside the finals: an export made after its final (by name), the shop's own file,
-    # and, outside the prefix, an object with a pruned final's name.
+    # Beside the finals: an object named as an export would be (runflow writes none in a
+    # bucket: it is someone else's), the shop's own file, and, outside the prefix, an
+    # object with a pruned final's name.
     photos._put("SKU-1/1.jpg", b"an export")
     photos._put("SKU-1/notes.txt", b"the shop's own")
     bucket._put("elsewhere/SKU-1/1.webp", b"not under OUT")
@@ -83,15 +85,18 @@ def test_prune_deletes_exactly_the_objects_of_the_rows_taken_out(
     after = bucket.list()
     gone = {
         k for k in before
-        if k in {"photos/SKU-1/1.webp", "photos/SKU-1/1.jpg"}
+        if k == "photos/SKU-1/1.webp"
         or k.startswith(("photos/SKU-1/1.stages/", "photos/SKU-3/3.stages/"))
     }  # fmt: skip
     assert set(after) == set(before) - gone
     assert deletes(s3, since) == len(gone) + 1  # and the lease, released at the end
     reads = [p for method, p in s3.seen()[since:] if method == "GET" and "/SKU-" in p]
-    assert reads == []  # found by the listing: no final read back
+    # The pruned final is read back and hashed before it goes (a listing tells its size,
+    # not who wrote it last); SKU-3's has another size: kept without a read.
+    assert reads == [f"/{s3.bucket}/photos/SKU-1/1.webp"]
     assert photos.get("SKU-3/3.webp") == b"replaced by the shop"
     assert bucket.get("elsewhere/SKU-1/1.webp") == b"not under OUT"
+    assert photos.get("SKU-1/1.jpg") == b"an export"
     for key, info in before.items():  # every object kept is as it was; reports rewritten
         if key in after and not key.startswith(("photos/runflow-report.", "photos/review")):
             assert after[key].e_tag == info.e_tag or key == "photos/.runflow/state.db", key
@@ -102,6 +107,42 @@ def test_prune_deletes_exactly_the_objects_of_the_rows_taken_out(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "third-runner"))
     again = json.loads(batch(cli, sb, s3, m, "--prune", "--dry-run", "--json").out)
     assert again["plan"]["to_prune"] == 0  # forgotten in the journal the bucket holds
+
+
+def test_a_final_the_shop_replaced_with_as_many_bytes_is_kept(
+    sb: Sandbox, s3: S3Server, cli: Any, tmp_path: Path
+) -> None:
+    assert batch(cli, sb, s3, manifest(tmp_path / "m.csv", [1, 2])).code == 0
+    photos = store_for(s3, "photos")
+    theirs = b"R" * photos.list()["SKU-1/1.webp"].size  # the shop's own image, same size
+    photos._put("SKU-1/1.webp", theirs)
+    pruned = batch(cli, sb, s3, manifest(tmp_path / "m.csv", [2]), "--prune")
+    assert pruned.code == 0, pruned.err
+    assert photos.get("SKU-1/1.webp") == theirs
+    assert "kept 1 files not as runflow saved them: SKU-1/1.webp" in pruned.err + pruned.out
+
+
+def test_a_refused_delete_stops_the_prune_not_the_reports_of_what_was_paid(
+    sb: Sandbox, s3: S3Server, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket policy with PutObject but not DeleteObject: exit 5, and the reports say
+    what this run paid for."""
+    assert batch(cli, sb, s3, manifest(tmp_path / "m.csv", [1, 2])).code == 0
+    real_delete = store_module.Store.delete
+
+    def refused(self: Any, key: str) -> None:
+        if not key.startswith(".runflow/"):  # leases and the journal as usual
+            raise self._fail(key, "delete", PermissionError("403 AccessDenied"))
+        real_delete(self, key)
+
+    monkeypatch.setattr(store_module.Store, "delete", refused)
+    charged = sb.charged
+    second = batch(cli, sb, s3, manifest(tmp_path / "m.csv", [2, 3]), "--prune")
+    assert second.code == 5, second.err
+    assert "--prune stopped" in second.err + second.out
+    assert sb.charged > charged  # SKU-3 was paid for in this run
+    report = json.loads(store_for(s3, "photos").get("runflow-report.json") or b"{}")
+    assert {row["sku"] for row in report["items"]} == {"SKU-2", "SKU-3"}
 
 
 def test_each_shard_prunes_only_its_own_rows_in_the_bucket(

@@ -167,7 +167,7 @@ def run_batch(
                 run = _run(manifest, plan, journal, folder, endpoint, options, reuse, on_event,
                            interrupts, label)  # fmt: skip
             record_sources(journal, plan, run)  # the validators of the finals made or seen
-            pruned = None if run.interrupted else steps.prune(plan, folder, journal)
+            pruned = None if run.interrupted else steps.prune(plan, folder, journal, run)
             run.outcomes = deferred_outcomes(
                 with_invalid(run.outcomes, manifest.invalid), plan.deferred
             )

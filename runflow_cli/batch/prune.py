@@ -98,15 +98,23 @@ def prune(
 ) -> Pruned:
     """Delete the files of ``records`` and forget them; ``reports``: where the last report
     (its ``export_path``) is read; ``verify``: every final hashed before it is taken for
-    the one saved (else by size and time, as a rerun checks it). ``LocalIOError`` (a
-    bucket's ``StoreError``) as the disk or the bucket says."""
+    the one saved (else by size and time, as a rerun checks it; in a bucket always: a
+    listing tells a size, not who wrote the object last). ``LocalIOError`` (a bucket's
+    ``StoreError``) as the disk or the bucket says; the rows pruned until then are
+    forgotten all the same."""
     done = Pruned()
     exports = _exports(reports) if records else {}
-    for record in records:
-        if record.output_path:
-            _prune_files(record, folder, exports.get(record.output_path), done, verify)
-        done.rows += 1
-    journal.put([], forget=[r.row_key for r in records])
+    verify = verify or not folder.local_files
+    gone: list[str] = []
+    try:
+        for record in records:
+            if record.output_path:
+                _prune_files(record, folder, exports.get(record.output_path), done, verify)
+            done.rows += 1
+            gone.append(record.row_key)
+    finally:
+        if gone:
+            journal.put([], forget=gone)
     return done
 
 
@@ -129,7 +137,9 @@ def _prune_files(
         done.stages += _remove(folder, path)
     if export and export != relative:
         done.exports += _remove(folder, folder.path(export))
-    elif made is not None:  # by name, and written after its final: exports beside it
+    elif made is not None and folder.local_files:
+        # By name, and written after its final: exports beside it. Never in a bucket,
+        # where runflow writes no export: an object of that name is someone else's.
         for fmt in FORMATS:
             path = export_path_for(final, ExportSpec(fmt))
             seen = folder.modified_ns(path)

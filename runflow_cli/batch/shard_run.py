@@ -12,11 +12,13 @@ from runflow_cli.batch.events import Event, Notice
 from runflow_cli.batch.identity import row_key
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.options import BatchOptions
+from runflow_cli.batch.outcome import RunResult
 from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.prune import Pruned, prune, to_prune
 from runflow_cli.batch.records import RowRecord
 from runflow_cli.batch.shard_state import Deferred, Elsewhere
 from runflow_cli.batch.shards import Shard, shard_folder, shards_in, state_location, take_shard
+from runflow_cli.errors import LocalIOError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.state_places import state_view
 from runflow_cli.manifest import Manifest
@@ -84,10 +86,19 @@ class ShardSteps:
             journal.put(adopted)
             self.emit(Notice(f"{len(adopted)} done rows taken from other shard layouts"))
 
-    def prune(self, plan: Plan, folder: OutputFolder, journal: Journal) -> Pruned | None:
+    def prune(
+        self, plan: Plan, folder: OutputFolder, journal: Journal, result: RunResult
+    ) -> Pruned | None:
+        """``--prune``, after the run: a delete the disk or the bucket refuses is the run's
+        local fault (exit 5), and the run still writes the reports of what it paid for."""
         if not plan.prune:
             return None
         reports = report_place(self.root, self.shard) or self.root
-        pruned = prune(plan.prune, folder, journal, reports, verify=self.options.verify)
+        try:
+            pruned = prune(plan.prune, folder, journal, reports, verify=self.options.verify)
+        except LocalIOError as fault:
+            result.local_io(fault)
+            self.emit(Notice(f"--prune stopped: {fault.message}; a rerun prunes the rest"))
+            return None
         self.emit(Notice(pruned.line()))
         return pruned
