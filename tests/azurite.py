@@ -1,6 +1,6 @@
 """Azurite, Microsoft's Azure Storage emulator, on loopback for the Azure Blob Storage tests.
 
-``make install`` puts it in ``.tools/azurite`` (from npm); where it is missing (no npm, a
+``make test`` puts it in ``.tools/azurite`` (from npm); where it is missing (no npm, a
 minimal install) the tests skip and say so. One server per test module, started as a
 child process (no thread in this process: a run forks its finals check only where no
 other thread runs) on a free port, with its own account and key (``AZURITE_ACCOUNTS``),
@@ -38,7 +38,7 @@ _LOG_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d+)')
 
 
 def azurite_command() -> str | None:
-    """``azurite-blob``: the project's own (``make install``), else one on PATH."""
+    """``azurite-blob``: the project's own (``make test``), else one on PATH."""
     if LOCAL.exists() and shutil.which("node"):
         return str(LOCAL)
     return shutil.which("azurite-blob")
@@ -98,7 +98,7 @@ def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite
     pytest.importorskip("obstore", reason="the cloud extra (obstore) is not installed")
     command = azurite_command()
     if command is None:
-        pytest.skip("Azurite is not installed (make install puts it in .tools/ with npm)")
+        pytest.skip("Azurite is not installed (make test puts it in .tools/ with npm)")
     where = tmp_path_factory.mktemp("azurite")
     log = where / "access.log"
     env = {**os.environ, "AZURITE_ACCOUNTS": f"{ACCOUNT}:{SECRET}"}

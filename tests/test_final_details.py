@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
+from runflow_cli import Endpoint, load_manifest, run_batch
+from runflow_cli.batch.events import FileSaved
 from runflow_cli.batch.final_details import CHUNK, FinalDetails
 from runflow_cli.batch.identity import row_key
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.batch.records import RowRecord
 from runflow_cli.files.folder import OutputFolder
-from runflow_cli.manifest import Item
+from runflow_cli.manifest import Item, Manifest
 from runflow_cli.row_status import Status
 
 ROWS = 2 * CHUNK + 7  # chunks of the lookup, and a partial one at the end
@@ -60,3 +64,36 @@ def test_one_outcome_and_a_row_the_journal_lacks(tmp_path: Path) -> None:
         assert details.one(known) == ("run-1", "SKU-1/front.webp", 1001, f"{1:064x}")
         assert details.one(unknown) is None
         assert list(details.along([unknown])) == [(unknown, None)]
+
+
+def _manifest(tmp_path: Path, rows: int = 2) -> Manifest:
+    path = tmp_path / "m.csv"
+    lines = ["sku,image_url,elements"]
+    lines += [f"S{n},https://cdn.example.com/kept/{n}.jpg,background_removal" for n in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return load_manifest(path)
+
+
+def test_a_library_caller_sees_each_final_on_its_event_and_in_the_result(
+    sb: Any, tmp_path: Path
+) -> None:
+    """docs/library.md: a FileSaved outcome, and every outcome of the result, has its
+    final's path, size and SHA-256, on the run that saved it and on a rerun that found it
+    done, though the run keeps them in the journal."""
+    out, endpoint = tmp_path / "out", Endpoint(sb.api_key, sb.base_url)
+    seen: list[tuple[Any, ...]] = []
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, FileSaved):
+            o = event.outcome
+            seen.append((event.path, o.output_path, o.size, o.sha256, o.run_id))
+
+    first = run_batch(_manifest(tmp_path), out, endpoint, on_event=on_event)
+    assert first.exit_code == 0 and len(seen) == 2
+    for path, output_path, size, sha256, run_id in seen:
+        assert output_path == path and size == path.stat().st_size and run_id
+        assert sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    again = run_batch(_manifest(tmp_path), out, endpoint)
+    for result in (first, again):
+        finals = {(o.output_path, o.size, o.sha256, o.run_id) for o in result.outcomes}
+        assert finals == {(path, size, sha256, run_id) for path, _, size, sha256, run_id in seen}

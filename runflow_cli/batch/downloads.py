@@ -235,7 +235,8 @@ class Fetcher:
             self._journal.files_saved(records)
         for outcome, final in saved:
             outcome.mark(Status.SUCCEEDED, None, None)
-            self._emit(FileSaved(outcome, final.path))
+            outcome.output_path, outcome.size, outcome.sha256 = final.path, final.size, final.sha256
+            self._emit(FileSaved(outcome, final.path))  # its listeners see the whole outcome
             outcome.saved_in_journal()  # the journal has the rest: not kept for every row
 
     def _failed(self, outcome: Outcome, message: str, kind: str = "download_failed") -> None:

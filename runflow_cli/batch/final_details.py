@@ -6,18 +6,23 @@ whose final is saved and journalled keeps only its status and batch
 size and SHA-256 are read back from the journal here, a chunk of rows at a time,
 when the reports are written, the finals exported or an identical row given its
 lead's final. Memory stays flat in rows, and a rerun with every row done reads
-none of them when its reports stand as written.
+none of them when its reports stand as written. Once the run has ended, an
+outcome asked for them (by a library caller) reads them from :class:`RunJournal`.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
+from pathlib import Path
 from typing import NamedTuple
 
 from runflow_cli.batch.identity import row_key
 from runflow_cli.batch.journal import Journal
-from runflow_cli.batch.outcome import Outcome
+from runflow_cli.batch.outcome import Kept, Outcome
+from runflow_cli.files.folder import OutputFolder
 
 CHUNK = 500
 """Rows looked up in one query (SQLite allows 32,766 parameters)."""
@@ -66,3 +71,33 @@ class FinalDetails:
             found = self.of([k for k in keys if k is not None])
             for outcome, key in zip(chunk, keys, strict=True):
                 yield outcome, None if key is None else found.get(key)
+
+
+class RunJournal:
+    """The journal of a run that has ended, for its outcomes' details
+    (:meth:`Outcome.kept_in <runflow_cli.batch.outcome.Outcome.kept_in>`): opened for
+    reading when one is first asked for, from any thread."""
+
+    def __init__(self, folder: OutputFolder, path: Path) -> None:
+        self._folder = folder
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def kept(self, outcome: Outcome) -> Kept | None:
+        key = row_key(outcome.item)
+        with self._lock:
+            try:
+                if self._db is None:
+                    uri = f"{self._path.absolute().as_uri()}?mode=ro"
+                    self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                found = self._db.execute(
+                    "SELECT run_id, output_path, size, sha256 FROM rows WHERE row_key = ?", (key,)
+                ).fetchone()
+            except sqlite3.Error:  # the journal is gone or unreadable: the report has them
+                return None
+        if found is None:
+            return None
+        run_id, relative, size, sha256 = found
+        path = str(self._folder.path(relative)) if relative else None
+        return Kept(run_id, path, size, sha256)

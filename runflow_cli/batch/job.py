@@ -27,7 +27,7 @@ from pathlib import Path
 from runflow_cli.api.client import Endpoint
 from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
-from runflow_cli.batch.final_details import FinalDetails
+from runflow_cli.batch.final_details import FinalDetails, RunJournal
 from runflow_cli.batch.finals_check import FinalsCheck
 from runflow_cli.batch.finish import BatchResult, export_finals, write_run_reports
 from runflow_cli.batch.interrupts import Interrupts, Terminated
@@ -179,6 +179,9 @@ def run_batch(
             write_run_reports(
                 result, manifest, folder, options, endpoint.service, journal_state, at, details
             )
+        finals = RunJournal(folder, journal.path)  # for a caller reading an outcome's final
+        for outcome in result.outcomes:
+            outcome.kept_in(finals)
         if options.shard is not None:  # the merged report at OUT's root: every shard's rows
             result.merged = merge_after_shard(root, options.shard, options.review)
     result.elapsed = clock() - started

@@ -9,7 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.manifest import Item
@@ -42,9 +42,25 @@ PathLater = Callable[[], Path]
 """Where a final is, as a call that makes its Path (see :attr:`Outcome.output_path`)."""
 
 _FIELDS = (
-    "item", "status", "batch_id", "run_id", "error_kind", "error_message", "final_url",
-    "_output_path", "size", "sha256", "export_path", "in_journal",
+    "item", "status", "batch_id", "_run_id", "error_kind", "error_message", "final_url",
+    "_output_path", "_size", "_sha256", "export_path", "in_journal", "_kept",
 )  # fmt: skip
+
+
+class Kept(NamedTuple):
+    """What the journal keeps of a saved final, for an outcome that left it there."""
+
+    run_id: str | None
+    output_path: str | None
+    """Where it is (the full path)."""
+    size: int | None
+    sha256: str | None
+
+
+class KeptFinals(Protocol):
+    """Where outcomes that left their final's details to the journal find them."""
+
+    def kept(self, outcome: Outcome) -> Kept | None: ...
 
 
 class Outcome:
@@ -53,7 +69,9 @@ class Outcome:
     A row whose final is saved and recorded in the journal keeps only its status and
     batch (``in_journal``): its run id, path, size and SHA-256 are the journal's, read
     back a chunk at a time when the reports are written
-    (:class:`~runflow_cli.batch.final_details.FinalDetails`), not held 100,000 times here.
+    (:class:`~runflow_cli.batch.final_details.FinalDetails`), not held 100,000 times
+    here. Once a run has ended, reading them looks them up in its journal (see
+    :meth:`kept_in`); during the run they read None.
     """
 
     __slots__ = _FIELDS
@@ -76,24 +94,46 @@ class Outcome:
         self.item = item
         self.status = status
         self.batch_id = batch_id
-        self.run_id = run_id
+        self._run_id = run_id
         self.error_kind = error_kind
         self.error_message = error_message
         self.final_url = final_url
         """The final's link while it is downloaded (a signed link expires: the journal keeps
         it); None once the final is saved."""
         self._output_path = output_path
-        self.size = size
-        self.sha256 = sha256
+        self._size = size
+        self._sha256 = sha256
         self.export_path = export_path
         """The marketplace export beside the final, if one was made."""
         self.in_journal = in_journal
         """Succeeded, and its final's details are in the journal only (see above)."""
+        self._kept: Kept | KeptFinals | None = None
+
+    def _from_journal(self) -> Kept | None:
+        kept = self._kept
+        if kept is None or isinstance(kept, Kept):
+            return kept
+        self._kept = found = kept.kept(self)  # looked up once, then held
+        return found
+
+    @property
+    def run_id(self) -> str | None:
+        if self.in_journal:
+            kept = self._from_journal()
+            return kept.run_id if kept is not None else None
+        return self._run_id
+
+    @run_id.setter
+    def run_id(self, value: str | None) -> None:
+        self._run_id = value
 
     @property
     def output_path(self) -> Path | None:
         """The final's path. Set it to a Path, to the path as text (made a Path at each
         read: a Path holds its parts too), or to a call that makes one when first read."""
+        if self.in_journal:
+            kept = self._from_journal()
+            return Path(kept.output_path) if kept is not None and kept.output_path else None
         value = self._output_path
         if isinstance(value, str):
             return Path(value)
@@ -105,14 +145,41 @@ class Outcome:
     def output_path(self, value: Path | PathLater | str | None) -> None:
         self._output_path = value
 
+    @property
+    def size(self) -> int | None:
+        if self.in_journal:
+            kept = self._from_journal()
+            return kept.size if kept is not None else None
+        return self._size
+
+    @size.setter
+    def size(self, value: int | None) -> None:
+        self._size = value
+
+    @property
+    def sha256(self) -> str | None:
+        if self.in_journal:
+            kept = self._from_journal()
+            return kept.sha256 if kept is not None else None
+        return self._sha256
+
+    @sha256.setter
+    def sha256(self, value: str | None) -> None:
+        self._sha256 = value
+
     def mark(self, status: Status, kind: str | None, message: str | None) -> None:
         self.status, self.error_kind, self.error_message = status, kind, message
 
     def saved_in_journal(self) -> None:
         """Succeeded, its final recorded in the journal: the details are dropped from here."""
         self.status, self.error_kind, self.error_message = Status.SUCCEEDED, None, None
-        self.run_id = self.final_url = self._output_path = self.size = self.sha256 = None
+        self._run_id = self.final_url = self._output_path = self._size = self._sha256 = None
         self.in_journal = True
+
+    def kept_in(self, finals: KeptFinals) -> None:
+        """Where to read the details this outcome left to the journal, from now on."""
+        if self.in_journal:
+            self._kept = finals
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name.lstrip('_')}={getattr(self, name)!r}" for name in _FIELDS[1:])
