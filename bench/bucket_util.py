@@ -178,6 +178,11 @@ def measure_together(
             cpu += usage.ru_utime + usage.ru_stime
     finally:
         killer.cancel()
+        if len(codes) < len(procs):  # interrupted or failed while waiting: none left behind
+            kill()
+            for proc in procs:
+                with contextlib.suppress(ChildProcessError):
+                    proc.wait(timeout=10)
         for thread in drains:
             thread.join(timeout=10)
         for proc in procs:
