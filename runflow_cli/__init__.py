@@ -32,8 +32,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .api.client import Endpoint
     from .api.client import RunflowClient as Client
+    from .api.endpoint import Endpoint
     from .api.webhooks import verify
     from .batch.job import BatchResult, plan_batch, run_batch
     from .batch.options import BatchOptions, Listen
@@ -43,7 +43,7 @@ _LAZY = {
     "BatchOptions": ("batch.options", "BatchOptions"),
     "BatchResult": ("batch.job", "BatchResult"),
     "Client": ("api.client", "RunflowClient"),
-    "Endpoint": ("api.client", "Endpoint"),
+    "Endpoint": ("api.endpoint", "Endpoint"),
     "Listen": ("batch.options", "Listen"),
     "load_manifest": ("manifest", "load_manifest"),
     "plan_batch": ("batch.job", "plan_batch"),

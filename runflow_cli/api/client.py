@@ -28,23 +28,22 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
 
 from runflow_cli.api.answers import BatchView, RunView
+from runflow_cli.api.endpoint import DEFAULT_BASE_URL as DEFAULT_BASE_URL
+from runflow_cli.api.endpoint import DEFAULT_MODEL as DEFAULT_MODEL
+from runflow_cli.api.endpoint import Endpoint as Endpoint
 from runflow_cli.api.proxies import ProxyRules, api_transport
 from runflow_cli.api.responses import Redact, read_capped, response_result, transport_failure
 from runflow_cli.api.retry import Backoff, OnRetry, RetryNote, ignore_retry, transport_cause
-from runflow_cli.api.service import service_for
 from runflow_cli.api.trust import ssl_context
 from runflow_cli.errors import BadAnswerError, CreateOutcomeUnknownError, UsageError
 from runflow_cli.version import __version__
 
-DEFAULT_BASE_URL = "https://api.runflow.io"
-DEFAULT_MODEL = "runflow/dyver-removal"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
@@ -55,31 +54,6 @@ USER_AGENT = f"runflow-cli/{__version__}"
 class _Policy(enum.Enum):
     IDEMPOTENT = "idempotent"
     CREATE = "create"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where requests go, and what the journal records batches against."""
-
-    key: str = field(repr=False)
-    url: str = DEFAULT_BASE_URL
-    identity: str = ""
-    """What batches are recorded against (default: ``url``). A sandbox's is new each time
-    it starts, since its batches die with it (even if the OS hands out the same port)."""
-    sandbox: bool = False
-    """A local sandbox started for this run: its batches end with the process."""
-
-    def __post_init__(self) -> None:
-        if not self.identity:
-            object.__setattr__(self, "identity", self.url)
-
-    @property
-    def service(self) -> str:
-        """The service its finals are recorded against (see :mod:`runflow_cli.api.service`)."""
-        return service_for(self.url, self.key, sandbox=self.sandbox)
-
-    def client(self, **options: Any) -> RunflowClient:
-        return RunflowClient(self.key, self.url, **options)
 
 
 def new_idempotency_key(tag: str | None = None) -> str:

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runflow_cli.api.client import Endpoint
+from runflow_cli.api.endpoint import Endpoint
 from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
 from runflow_cli.batch.final_details import FinalDetails, RunJournal
@@ -37,11 +38,9 @@ from runflow_cli.batch.ledger import Ledger
 from runflow_cli.batch.merge_reports import merge_after_shard
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
-from runflow_cli.batch.pipeline import Inbox, Pipeline
 from runflow_cli.batch.plan import Plan, make_plan
 from runflow_cli.batch.records import BatchRecord, RowRecord
 from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
-from runflow_cli.batch.retries import RetryWatch
 from runflow_cli.batch.reuse import Reuse
 from runflow_cli.batch.shard_run import ShardSteps, report_place, sharded
 from runflow_cli.batch.shard_state import deferred_outcomes
@@ -49,10 +48,12 @@ from runflow_cli.batch.sources_check import SourceChecker, record_sources
 from runflow_cli.batch.spend import PriceBook
 from runflow_cli.batch.state_sync import checkpointing, journal_before_creates
 from runflow_cli.bulk import KeptFromGC, gc_paused
-from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.save import refuse_linked_sku_folders
 from runflow_cli.manifest import Manifest
+
+if TYPE_CHECKING:
+    from runflow_cli.batch.pipeline import Inbox
 
 
 def output_folder(out: OutputFolder | Path | str) -> OutputFolder:
@@ -311,6 +312,11 @@ def _process(
     label: SettingLabel,
     first: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
+    # Here, not at the top: a run with nothing to send never loads the HTTP client.
+    from runflow_cli.batch.pipeline import Pipeline
+    from runflow_cli.batch.retries import RetryWatch
+    from runflow_cli.files.download import Downloader
+
     retries = RetryWatch()
     downloader = Downloader(
         max_connections=options.download_workers,

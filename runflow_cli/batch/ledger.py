@@ -21,9 +21,9 @@ from runflow_cli.batch.outcome import (
     SettingLabel,
     StopKind,
     StopReason,
+    unknown_message,
 )
 from runflow_cli.batch.plan import Known, Plan
-from runflow_cli.batch.submit import unknown_message
 from runflow_cli.errors import (
     APIConnectionError,
     APIError,

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from runflow_cli.api.client import DEFAULT_MODEL
+from runflow_cli.api.endpoint import DEFAULT_MODEL
 from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.identity import fingerprint_v1, request_fingerprint
 from runflow_cli.errors import UsageError

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from runflow_cli.api.client import DEFAULT_MODEL
+from runflow_cli.api.endpoint import DEFAULT_MODEL
 from runflow_cli.batch.selection import Selection
 from runflow_cli.batch.shards import Shard
-from runflow_cli.files.download import DEFAULT_DOWNLOAD_DEADLINE, DEFAULT_MAX_FILE_SIZE
+from runflow_cli.files.limits import DEFAULT_DOWNLOAD_DEADLINE, DEFAULT_MAX_FILE_SIZE
 from runflow_cli.outputs.export import ExportSpec
 from runflow_cli.outputs.public_url import parse_public_base_url
 

@@ -38,6 +38,15 @@ def library_label(name: str, value: object) -> str:
     return f"{name}={value}"
 
 
+def unknown_message(key: str, label: SettingLabel) -> str:
+    """Why a row whose create's answer was lost is not sent again, and what to do."""
+    return (
+        f"The create's answer was lost, so the batch may exist (and be charged). Its key is {key}: "
+        f"look for a batch with metadata runflow_cli_key={key}. A rerun does not send it again; "
+        f"add {label('resubmit_unknown', True)} to resend it with the same key."
+    )
+
+
 PathLater = Callable[[], Path]
 """Where a final is, as a call that makes its Path (see :attr:`Outcome.output_path`)."""
 

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 from runflow_cli.batch.events import Event, Notice, SourcesChecking
 from runflow_cli.batch.identity import row_key
 from runflow_cli.errors import LocalIOError
-from runflow_cli.files.probe import SourceCheckError, SourceProbe, Validators
 from runflow_cli.manifest import Item, Manifest
 from runflow_cli.row_status import Status
 
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from runflow_cli.batch.options import BatchOptions
     from runflow_cli.batch.outcome import RunResult
     from runflow_cli.batch.plan import Plan
+    from runflow_cli.files.probe import SourceProbe, Validators
 
 CHECK_WORKERS = 16
 """Sources asked at once."""
@@ -51,7 +51,7 @@ PROGRESS_EVERY = 1.0
 """Seconds between two progress events, at most one per interval."""
 SHOWN_FAILURES = 3
 
-Stored = tuple[str, Validators]
+Stored = tuple[str, "Validators"]
 """A row's source as recorded: the URL it was seen at, and its validators."""
 
 
@@ -97,7 +97,7 @@ class SourcesChecked:
         )
 
 
-Probe = Callable[[], SourceProbe]
+Probe = Callable[[], "SourceProbe"]
 
 
 class SourceChecker:
@@ -117,11 +117,7 @@ class SourceChecker:
         self._options = options
         self._emit = on_event
         self._every_row = every_row
-        self._probe = probe or (
-            lambda: SourceProbe(
-                max_connections=CHECK_WORKERS, allow_private=options.allow_private_downloads
-            )
-        )
+        self._probe = probe or (lambda: _probe(options.allow_private_downloads))
         self._clock = clock
 
     @classmethod
@@ -172,6 +168,8 @@ class SourceChecker:
     def _ask(self, urls: list[str]) -> tuple[dict[str, Validators], dict[str, str]]:
         """Each URL's validators, or why there are none; at most :data:`CHECK_WORKERS` at
         once, within :data:`CHECK_BUDGET` seconds."""
+        from runflow_cli.files.probe import SourceCheckError  # httpx: only when checking
+
         observed: dict[str, Validators] = {}
         failed: dict[str, str] = {}
         if not urls:
@@ -253,8 +251,16 @@ def _apply(plan: Plan, found: SourcesChecked, only: frozenset[str] | None) -> No
     found.changed = len(moved)
 
 
+def _probe(allow_private: bool) -> SourceProbe:
+    from runflow_cli.files.probe import SourceProbe  # httpx: only when checking
+
+    return SourceProbe(max_connections=CHECK_WORKERS, allow_private=allow_private)
+
+
 def stored_sources(journal: Journal) -> dict[str, Stored]:
     """Row key -> its source as last recorded."""
+    from runflow_cli.files.probe import Validators
+
     cursor = journal.select(
         "SELECT row_key, image_url, etag, last_modified, content_length FROM sources"
     )

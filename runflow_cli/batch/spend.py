@@ -21,12 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runflow_cli.api.prices import ANY_COUNT
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.outcome import StopKind, StopReason
-from runflow_cli.batch.submit import Planned
+
+if TYPE_CHECKING:
+    from runflow_cli.batch.submit import Planned
 
 PROBE_SIZE = 1
 
@@ -173,9 +175,10 @@ class SpendCap:
         if fit == len(counts):
             return planned, None
         rows = [planned.rows[seq] for seq in sorted(planned.rows)]
+        made = type(planned)  # submit's Planned, not imported here: it loads the HTTP client
         return (
-            Planned(planned.number, dict(enumerate(rows[:fit]))),
-            Planned(planned.number, dict(enumerate(rows[fit:]))),
+            made(planned.number, dict(enumerate(rows[:fit]))),
+            made(planned.number, dict(enumerate(rows[fit:]))),
         )
 
     def reached(self, planned: Planned, spent: Decimal) -> StopReason:

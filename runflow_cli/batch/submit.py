@@ -17,7 +17,7 @@ from typing import Any
 
 from runflow_cli.api.client import RunflowClient, new_idempotency_key
 from runflow_cli.batch.journal import Journal, fingerprint, row_key
-from runflow_cli.batch.outcome import SettingLabel
+from runflow_cli.batch.outcome import SettingLabel, unknown_message
 from runflow_cli.batch.shards import shard_of_state
 from runflow_cli.errors import (
     APIConnectionError,
@@ -81,14 +81,6 @@ class NotCreated:
 
 
 Submission = Created | Rejected | NotCreated
-
-
-def unknown_message(key: str, label: SettingLabel) -> str:
-    return (
-        f"The create's answer was lost, so the batch may exist (and be charged). Its key is {key}: "
-        f"look for a batch with metadata runflow_cli_key={key}. A rerun does not send it again; "
-        f"add {label('resubmit_unknown', True)} to resend it with the same key."
-    )
 
 
 class Submitter:

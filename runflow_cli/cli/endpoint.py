@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runflow_cli.api.client import Endpoint
+    from runflow_cli.api.endpoint import Endpoint
     from runflow_cli.cli.ui.consoles import Consoles
 
 
@@ -17,7 +17,7 @@ def endpoint(
     consoles: Consoles, sandbox: bool, api_key: str | None, base_url: str, latency: float
 ) -> Iterator[Endpoint]:
     """A sandbox started for the block, or the real API."""
-    from runflow_cli.api.client import Endpoint
+    from runflow_cli.api.endpoint import Endpoint
     from runflow_cli.errors import SandboxUnavailableError, UsageError, port_error
 
     if not sandbox:

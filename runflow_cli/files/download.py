@@ -53,6 +53,8 @@ from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import DownloadError
 from runflow_cli.files.folder import SavedFile, write_atomically
 from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, GuardedFetcher, guarded_client, inflated
+from runflow_cli.files.limits import DEFAULT_DOWNLOAD_DEADLINE as DEFAULT_DOWNLOAD_DEADLINE
+from runflow_cli.files.limits import DEFAULT_MAX_FILE_SIZE as DEFAULT_MAX_FILE_SIZE
 from runflow_cli.files.network import (
     Connections,
     Resolver,
@@ -60,11 +62,7 @@ from runflow_cli.files.network import (
 )
 from runflow_cli.names import url_basename
 
-DEFAULT_MAX_FILE_SIZE = 200 * 1024 * 1024
 DEFAULT_DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-DEFAULT_DOWNLOAD_DEADLINE = 300.0
-"""Seconds one file may take in all (connects, redirects, retries, reads): past it, the
-file is ``download_failed`` and a rerun tries it again."""
 MAX_ATTEMPTS = 1000
 """Tries of one file, at most: only a guard against a clock that stands still (the
 budget ends a real outage long before)."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runflow_cli.api.answers import pick_final, stage_urls
 from runflow_cli.errors import DownloadError, RunflowError
-from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.names import sanitize_component, url_basename, url_extension
+
+if TYPE_CHECKING:
+    from runflow_cli.files.download import Downloader
 
 
 def sku_folder(sku: str) -> str:
