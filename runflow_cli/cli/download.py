@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,9 +13,9 @@ from runflow_cli.cli.options import (
     AllowPrivateDownloadsOpt,
     ApiKeyOpt,
     BaseUrlOpt,
+    FinalsOutOpt,
     JsonOpt,
     NoColorOpt,
-    local_out,
 )
 
 
@@ -29,15 +28,7 @@ def download_command(
             show_default=False,
         ),
     ],
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            "-o",
-            parser=local_out,
-            help="Folder for OUT/<sku>/<name>.webp.",
-        ),
-    ] = DEFAULT_OUT,
+    out: FinalsOutOpt = DEFAULT_OUT,
     keep_intermediates: Annotated[
         bool,
         typer.Option(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from runflow_cli.api.endpoint import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from runflow_cli.files.location import Location
 
 if TYPE_CHECKING:
@@ -157,7 +158,11 @@ def local_out(value: str | Path) -> Path:
         raise typer.BadParameter(exc.message + (f". {exc.hint}" if exc.hint else "")) from None
 
 
-DEFAULT_BASE_URL = "https://api.runflow.io"  # = client.DEFAULT_BASE_URL; httpx loads lazily
+FinalsOutOpt = Annotated[
+    Path,
+    typer.Option("--out", "-o", parser=local_out, help="Folder for OUT/<sku>/<name>.webp."),
+]
+"""The folder a one-off command (``run``, ``download``) saves its finals in."""
 
 ApiKeyOpt = Annotated[
     str | None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,11 +13,11 @@ from runflow_cli.cli.options import (
     AllowPrivateDownloadsOpt,
     ApiKeyOpt,
     BaseUrlOpt,
+    FinalsOutOpt,
     JsonOpt,
     KeepIntermediatesOpt,
     NoColorOpt,
     SandboxLatencyOpt,
-    local_out,
 )
 
 
@@ -47,15 +46,7 @@ def run_command(
         str | None,
         typer.Option("--prompt", help="product_isolation_prompt, e.g. 'the white sneaker'."),
     ] = None,
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            "-o",
-            parser=local_out,
-            help="Folder for OUT/<sku>/<name>.webp.",
-        ),
-    ] = DEFAULT_OUT,
+    out: FinalsOutOpt = DEFAULT_OUT,
     sku: Annotated[
         str | None,
         typer.Option(
