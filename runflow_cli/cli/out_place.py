@@ -53,8 +53,10 @@ def open_out(
     )
 
 
-def shown_as_urls(folder: OutputFolder, result: BatchResult) -> None:
-    """A bucket's reports and review sheet, printed as their objects' URLs."""
+def shown_as_urls(folder: OutputFolder, result: BatchResult | MergedReport) -> None:
+    """A bucket's reports and review sheet (a run's, or a merge's), printed as their
+    objects' URLs; a shard's run: its merged report at the bucket's root too."""
+    from runflow_cli.batch.merge_reports import MergedReport
     from runflow_cli.files.s3_folder import StoreFolder
     from runflow_cli.files.s3_folder import shown_as_urls as urls
 
@@ -64,18 +66,5 @@ def shown_as_urls(folder: OutputFolder, result: BatchResult) -> None:
         folder, (*(result.reports or (None, None)), result.review)
     )
     result.reports = (csv_path, json_path) if csv_path and json_path else None
-    if result.merged is not None:  # a shard's run: the merged report at the bucket's root
-        shown_merged(folder, result.merged)
-
-
-def shown_merged(folder: OutputFolder, merged: MergedReport) -> None:
-    """A bucket's merged report and review sheet, printed as their objects' URLs."""
-    from runflow_cli.files.s3_folder import StoreFolder
-    from runflow_cli.files.s3_folder import shown_as_urls as urls
-
-    if not isinstance(folder, StoreFolder):
-        return
-    csv_path, json_path, merged.review = urls(
-        folder, (*(merged.reports or (None, None)), merged.review)
-    )
-    merged.reports = (csv_path, json_path) if csv_path and json_path else None
+    if not isinstance(result, MergedReport) and result.merged is not None:
+        shown_as_urls(folder, result.merged)

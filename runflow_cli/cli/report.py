@@ -59,7 +59,7 @@ def report_command(
     Example: runflow report photos/
     """
     from runflow_cli.batch.merge_reports import merge_reports
-    from runflow_cli.cli.out_place import shown_merged
+    from runflow_cli.cli.out_place import shown_as_urls
     from runflow_cli.cli.ui.batch_run import merged_line
     from runflow_cli.cli.ui.consoles import Consoles
     from runflow_cli.files.s3_folder import open_output
@@ -67,7 +67,7 @@ def report_command(
     consoles = Consoles.create(no_color=no_color)
     folder = open_output(out, endpoint=storage_endpoint)  # a bucket's: nothing sent yet
     merged = merge_reports(folder, count=shards, review=review)
-    shown_merged(folder, merged)
+    shown_as_urls(folder, merged)
     if json_output:
         consoles.json(merged.to_json())
         return int(merged.exit_code)
