@@ -43,7 +43,7 @@ def test_saved_outcomes_find_their_details_in_order_across_chunks(tmp_path: Path
         outcome.mark(Status.FAILED, "failed", "it failed")
     with Journal.open(OutputFolder(tmp_path / "out")) as journal:
         journal.put([record(it) for it in items])
-        found = list(FinalDetails(journal).along(iter(outcomes)))
+        found = list(FinalDetails(journal.select).along(iter(outcomes)))
 
     assert [o for o, _ in found] == outcomes
     for outcome, details in found:
@@ -60,7 +60,7 @@ def test_one_outcome_and_a_row_the_journal_lacks(tmp_path: Path) -> None:
     known, unknown = Outcome(item(1), in_journal=True), Outcome(item(2), in_journal=True)
     with Journal.open(OutputFolder(tmp_path / "out")) as journal:
         journal.put([record(item(1))])
-        details = FinalDetails(journal)
+        details = FinalDetails(journal.select)
         assert details.one(known) == ("run-1", "SKU-1/front.webp", 1001, f"{1:064x}")
         assert details.one(unknown) is None
         assert list(details.along([unknown])) == [(unknown, None)]

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from runflow_cli.batch.identity import row_key
-from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.outcome import Kept, Outcome
 from runflow_cli.files.folder import OutputFolder
 
@@ -36,11 +35,15 @@ class Details(NamedTuple):
     sha256: str | None
 
 
-class FinalDetails:
-    """Looks up journalled finals by their rows' keys."""
+Select = Callable[[str, Sequence[Any]], Iterable[tuple[Any, ...]]]
+"""Runs a query on the journal: :meth:`Journal.select`, or a connection's ``execute``."""
 
-    def __init__(self, journal: Journal) -> None:
-        self._journal = journal
+
+class FinalDetails:
+    """Looks up journalled finals by their rows' keys, through ``select``."""
+
+    def __init__(self, select: Select) -> None:
+        self._select = select
 
     def of(self, keys: Sequence[str]) -> dict[str, Details]:
         """Row key -> its final's details, for the keys the journal has."""
@@ -48,7 +51,7 @@ class FinalDetails:
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
             marks = ",".join("?" * len(chunk))
-            cursor = self._journal.select(
+            cursor = self._select(
                 f"SELECT row_key, run_id, output_path, size, sha256 FROM rows "
                 f"WHERE row_key IN ({marks})",
                 chunk,
@@ -85,19 +88,15 @@ class RunJournal:
         self._lock = threading.Lock()
 
     def kept(self, outcome: Outcome) -> Kept | None:
-        key = row_key(outcome.item)
         with self._lock:
             try:
                 if self._db is None:
                     uri = f"{self._path.absolute().as_uri()}?mode=ro"
                     self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-                found = self._db.execute(
-                    "SELECT run_id, output_path, size, sha256 FROM rows WHERE row_key = ?", (key,)
-                ).fetchone()
+                found = FinalDetails(self._db.execute).one(outcome)
             except sqlite3.Error:  # the journal is gone or unreadable: the report has them
                 return None
         if found is None:
             return None
-        run_id, relative, size, sha256 = found
-        path = str(self._folder.path(relative)) if relative else None
-        return Kept(run_id, path, size, sha256)
+        path = str(self._folder.path(found.output_path)) if found.output_path else None
+        return Kept(found.run_id, path, found.size, found.sha256)

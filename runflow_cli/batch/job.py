@@ -173,7 +173,7 @@ def run_batch(
                 with_invalid(run.outcomes, manifest.invalid), plan.deferred
             )
             result = BatchResult(**vars(run), plan=plan, pruned=pruned)
-            details = FinalDetails(journal)  # what the outcomes of saved finals left to it
+            details = FinalDetails(journal.select)  # what the outcomes of saved finals left to it
             if options.export is not None and not result.interrupted:
                 result.exports = export_finals(result, options.export, folder, details)
             at = report_place(root, options.shard)

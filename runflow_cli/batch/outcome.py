@@ -9,7 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, overload
 
 from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.manifest import Item
@@ -50,6 +50,8 @@ def unknown_message(key: str, label: SettingLabel) -> str:
 PathLater = Callable[[], Path]
 """Where a final is, as a call that makes its Path (see :attr:`Outcome.output_path`)."""
 
+T = TypeVar("T")
+
 _FIELDS = (
     "item", "status", "batch_id", "_run_id", "error_kind", "error_message", "final_url",
     "_output_path", "_size", "_sha256", "export_path", "in_journal", "_kept",
@@ -70,6 +72,29 @@ class KeptFinals(Protocol):
     """Where outcomes that left their final's details to the journal find them."""
 
     def kept(self, outcome: Outcome) -> Kept | None: ...
+
+
+class _Kept(Generic[T]):
+    """A field of :class:`Outcome` that the journal answers once the outcome left its
+    final's details there (``in_journal``); else the outcome's own (slot ``_<name>``)."""
+
+    def __init__(self, name: str) -> None:
+        self._name, self._slot = name, f"_{name}"
+
+    @overload
+    def __get__(self, outcome: None, owner: type | None = None) -> _Kept[T]: ...
+    @overload
+    def __get__(self, outcome: Outcome, owner: type | None = None) -> T | None: ...
+    def __get__(self, outcome: Outcome | None, owner: type | None = None) -> Any:
+        if outcome is None:
+            return self
+        if outcome.in_journal:
+            kept = outcome._from_journal()
+            return None if kept is None else getattr(kept, self._name)
+        return getattr(outcome, self._slot)
+
+    def __set__(self, outcome: Outcome, value: T | None) -> None:
+        setattr(outcome, self._slot, value)
 
 
 class Outcome:
@@ -125,16 +150,9 @@ class Outcome:
         self._kept = found = kept.kept(self)  # looked up once, then held
         return found
 
-    @property
-    def run_id(self) -> str | None:
-        if self.in_journal:
-            kept = self._from_journal()
-            return kept.run_id if kept is not None else None
-        return self._run_id
-
-    @run_id.setter
-    def run_id(self, value: str | None) -> None:
-        self._run_id = value
+    run_id = _Kept[str]("run_id")
+    size = _Kept[int]("size")
+    sha256 = _Kept[str]("sha256")
 
     @property
     def output_path(self) -> Path | None:
@@ -153,28 +171,6 @@ class Outcome:
     @output_path.setter
     def output_path(self, value: Path | PathLater | str | None) -> None:
         self._output_path = value
-
-    @property
-    def size(self) -> int | None:
-        if self.in_journal:
-            kept = self._from_journal()
-            return kept.size if kept is not None else None
-        return self._size
-
-    @size.setter
-    def size(self, value: int | None) -> None:
-        self._size = value
-
-    @property
-    def sha256(self) -> str | None:
-        if self.in_journal:
-            kept = self._from_journal()
-            return kept.sha256 if kept is not None else None
-        return self._sha256
-
-    @sha256.setter
-    def sha256(self, value: str | None) -> None:
-        self._sha256 = value
 
     def mark(self, status: Status, kind: str | None, message: str | None) -> None:
         self.status, self.error_kind, self.error_message = status, kind, message

@@ -106,7 +106,7 @@ class Reuse:
         """The lead's run id, final, size and SHA-256: its own, or the journal's."""
         if not lead.in_journal:
             return lead.run_id, lead.output_path, lead.size, lead.sha256
-        found = FinalDetails(self._journal).one(lead)
+        found = FinalDetails(self._journal.select).one(lead)
         if found is None or not found.output_path:
             return None, None, None, None
         return found.run_id, self._folder.path(found.output_path), found.size, found.sha256
