@@ -134,6 +134,37 @@ def test_a_write_clears_its_own_stale_temporary_files_only(tmp_path: Path) -> No
     assert (sku / "a.webp").read_bytes() == b"final"
 
 
+def test_a_folder_made_this_run_still_refuses_a_link_put_at_a_final_s_name(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    # A folder this run made is not searched for stale files before each write; the
+    # check just before the rename still refuses a link that appeared meanwhile.
+    out = OutputFolder(tmp_path / "out")
+    out.write_stream(out.path("SKU/a.webp"), [b"first"])
+    target = elsewhere / "keep.webp"
+    (out.root / "SKU" / "b.webp").symlink_to(target)
+
+    with pytest.raises(OutsideOutputError, match=r"b\.webp is a symbolic link"):
+        out.write_stream(out.path("SKU/b.webp"), [b"second"])
+
+    assert target.read_bytes() == b"not ours"
+    assert (out.root / "SKU" / "b.webp").is_symlink()
+    assert {p.name for p in (out.root / "SKU").iterdir()} == {"a.webp", "b.webp"}  # no .part
+
+
+def test_a_write_the_disk_takes_in_pieces_is_still_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    monkeypatch.setattr(confined.os, "write", lambda fd, data: real_write(fd, bytes(data[:3])))
+    out = OutputFolder(tmp_path / "out")
+
+    saved = out.write_stream(out.path("SKU/a.webp"), [b"0123456789", b"abcdefg"])
+
+    monkeypatch.undo()
+    assert saved.path.read_bytes() == b"0123456789abcdefg" and saved.size == 17
+
+
 # --- runflow batch ----------------------------------------------------------------------
 
 

@@ -80,6 +80,8 @@ class Place:
     real: Path
     """Where it is, OUT resolved: the handle where there is no descriptor."""
     fd: int | None
+    made: bool = False
+    """This walk made the folder: it holds nothing from before the run."""
 
     def name(self, name: str) -> str:
         """``name`` as the ``*at`` calls take it (relative to :attr:`fd`), else its full path."""
@@ -140,8 +142,10 @@ def walk(root: Path, real_root: Path, parts: Sequence[str], *, create: bool) -> 
             raise
         real_root.mkdir(parents=True, exist_ok=True)
         fd = os.open(real_root, _DIRECTORY & ~_NOFOLLOW)
+    made = False
     try:
         for depth, part in enumerate(parts):
+            made = False
             try:
                 below = os.open(part, _DIRECTORY, dir_fd=fd)
             except FileNotFoundError:
@@ -149,6 +153,7 @@ def walk(root: Path, real_root: Path, parts: Sequence[str], *, create: bool) -> 
                     raise
                 with suppress(FileExistsError):  # made meanwhile: opened still without a link
                     os.mkdir(part, dir_fd=fd)
+                    made = True
                 below = _open_folder(root, real_root, parts[: depth + 1], fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK) and _is_link(part, fd):
@@ -156,7 +161,7 @@ def walk(root: Path, real_root: Path, parts: Sequence[str], *, create: bool) -> 
                 raise
             os.close(fd)
             fd = below
-        yield Place(root.joinpath(*parts), real_root.joinpath(*parts), fd)
+        yield Place(root.joinpath(*parts), real_root.joinpath(*parts), fd, made)
     finally:
         os.close(fd)
 
@@ -199,35 +204,34 @@ class Written:
     """The file's modification time as written (a rename keeps it)."""
 
 
-def write_whole(place: Place, name: str, chunks: Iterable[bytes], *, durable: bool) -> Written:
+def write_whole(
+    place: Place, name: str, chunks: Iterable[bytes], *, durable: bool, fresh: bool = False
+) -> Written:
     """Write ``chunks`` to a temporary name in ``place``, then rename it to ``name``.
 
     ``name`` is either whole or absent, even if the process is killed; a temporary file
-    left by a killed run is removed first (one run per OUT holds the lock). ``durable``
+    left by a killed run is removed first (one run per OUT holds the lock), unless the
+    folder is ``fresh`` (made during this run: nothing in it is from before). ``durable``
     fsyncs the file and its folder. A link at ``name`` is refused, not replaced.
     """
-    place.refuse_link(name)
     prefix, suffix = f".{name}.", ".part"
-    for stale in place.listdir():
-        # ``.<name>.<token>.part``, a token without dots: never another file's, such as
-        # ``.a.webp.x.webp.<token>.part`` beside ``a.webp``.
-        if stale.startswith(prefix) and stale.endswith(suffix):
-            token = stale[len(prefix) : -len(suffix)]
-            if token and "." not in token:
-                place.unlink(stale)
+    if not fresh:
+        place.refuse_link(name)  # before the download is spent, not only before the rename
+        _remove_stale(place, prefix, suffix)
     digest = hashlib.sha256()
     size = 0
     tmp, fd = _new_temporary(place, prefix, suffix)
     try:
-        with os.fdopen(fd, "wb") as out:
+        try:
             for chunk in chunks:
                 size += len(chunk)
                 digest.update(chunk)
-                out.write(chunk)
-            out.flush()
+                _write_all(fd, chunk)
             if durable:
-                os.fsync(out.fileno())
-            mtime_ns = os.fstat(out.fileno()).st_mtime_ns
+                os.fsync(fd)
+            mtime_ns = os.fstat(fd).st_mtime_ns
+        finally:
+            os.close(fd)
         place.refuse_link(name)  # renaming would replace a link, not follow it: still said
         os.replace(place.name(tmp), place.name(name), src_dir_fd=place.fd, dst_dir_fd=place.fd)
         if durable:
@@ -236,6 +240,25 @@ def write_whole(place: Place, name: str, chunks: Iterable[bytes], *, durable: bo
         place.unlink(tmp)
         raise
     return Written(size, digest.hexdigest(), mtime_ns)
+
+
+def _remove_stale(place: Place, prefix: str, suffix: str) -> None:
+    for stale in place.listdir():
+        # ``.<name>.<token>.part``, a token without dots: never another file's, such as
+        # ``.a.webp.x.webp.<token>.part`` beside ``a.webp``.
+        if stale.startswith(prefix) and stale.endswith(suffix):
+            token = stale[len(prefix) : -len(suffix)]
+            if token and "." not in token:
+                place.unlink(stale)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``data`` written whole (``os.write`` may take only part of it)."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _new_temporary(place: Place, prefix: str, suffix: str) -> tuple[str, int]:

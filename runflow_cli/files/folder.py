@@ -57,6 +57,8 @@ class OutputFolder:
         self._real_root: Path | None = None
         self._joined: str | None = None
         self._state: tuple[str, ...] = (STATE_DIR,)
+        self._made: set[tuple[str, ...]] = set()
+        """Folders this process made in OUT: nothing in them is left from an earlier run."""
 
     def with_state_dir(self, relative: str) -> OutputFolder:
         """The same OUT with its own state (journal, lock, runs, thumbnails) under
@@ -227,8 +229,12 @@ class OutputFolder:
         """
         with local_io(dest):
             parts = self.parts(dest)
-            with walk(self.root, self.real_root, parts[:-1], create=True) as place:
-                written = write_whole(place, parts[-1], chunks, durable=durable)
+            folder = parts[:-1]
+            with walk(self.root, self.real_root, folder, create=True) as place:
+                if place.made:
+                    self._made.add(folder)
+                fresh = place.made or folder in self._made
+                written = write_whole(place, parts[-1], chunks, durable=durable, fresh=fresh)
         return SavedFile(self.root.joinpath(*parts), written.size, written.sha256, written.mtime_ns)
 
     def copy(self, source: Path, dest: Path) -> SavedFile:
