@@ -152,6 +152,18 @@ def test_a_folder_made_this_run_still_refuses_a_link_put_at_a_final_s_name(
     assert {p.name for p in (out.root / "SKU").iterdir()} == {"a.webp", "b.webp"}  # no .part
 
 
+def test_the_folders_remembered_as_made_stay_few_at_any_number_of_rows() -> None:
+    made = confined.RecentlyMade()
+    for n in range(3 * confined.RECENTLY_MADE):
+        made.add((f"SKU-{n}",))
+
+    assert ("SKU-0",) not in made  # forgotten: its next write looks for stale files again
+    assert (f"SKU-{3 * confined.RECENTLY_MADE - 1}",) in made
+    assert sum((f"SKU-{n}",) in made for n in range(3 * confined.RECENTLY_MADE)) == (
+        confined.RECENTLY_MADE
+    )
+
+
 def test_a_write_the_disk_takes_in_pieces_is_still_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from runflow_cli.errors import LocalIOError, local_io
-from runflow_cli.files.confined import OutsideOutputError, Place, link_message, walk, write_whole
+from runflow_cli.files.confined import (
+    OutsideOutputError,
+    Place,
+    RecentlyMade,
+    link_message,
+    walk,
+    write_whole,
+)
 from runflow_cli.files.lock import RunLock, lock_held
 from runflow_cli.files.matching import file_matches, final_found
 
@@ -57,8 +64,7 @@ class OutputFolder:
         self._real_root: Path | None = None
         self._joined: str | None = None
         self._state: tuple[str, ...] = (STATE_DIR,)
-        self._made: set[tuple[str, ...]] = set()
-        """Folders this process made in OUT: nothing in them is left from an earlier run."""
+        self._made = RecentlyMade()
 
     def with_state_dir(self, relative: str) -> OutputFolder:
         """The same OUT with its own state (journal, lock, runs, thumbnails) under
