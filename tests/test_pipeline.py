@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,57 @@ def test_in_flight_is_bounded_and_batches_follow_manifest_order(tmp_path: Path) 
     assert max(in_flight) == 2
     assert [i["client_ref"] for c in client.created for i in c] == [f"S{i}" for i in range(10)]
     assert len(downloader.fetched) == 10
+
+
+def test_no_batch_is_created_while_its_finals_would_wait_behind_a_slow_cdn(
+    tmp_path: Path,
+) -> None:
+    # 2 batches of 2 in flight: fewer than 4 finals may wait for a download when a batch is
+    # created. The CDN holds every download until batch 6 has finished: the pool then holds
+    # 8 (4 threads, 2 each) and 4 wait. Without the bound, batch 7 is created right then.
+    options = BatchOptions(
+        batch_size=2, max_in_flight=2, download_workers=1, poll_interval=0.001,
+        max_poll_interval=0.001,
+    )  # fmt: skip
+    bound = options.batch_size * options.max_in_flight
+    cdn_open = threading.Event()
+    waiting_at_create: list[int] = []
+    pipeline: list[Pipeline] = []
+
+    class Client(ScriptedClient):
+        def create_batch(self, inputs: list[dict[str, Any]], **kw: Any) -> BatchView:
+            waiting_at_create.append(pipeline[0]._fetcher.waiting if pipeline else 0)
+            return super().create_batch(inputs, **kw)
+
+        def get_batch(self, batch_id: str) -> BatchView:
+            self.script = [(self.sizes[batch_id], 0)]
+            return super().get_batch(batch_id)
+
+    class HeldDownloader(FakeDownloader):
+        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
+            assert cdn_open.wait(timeout=30), "the CDN was never opened"
+            return super().fetch(url, dest, **kw)
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, BatchFinished) and event.batch_id == "b6":
+            cdn_open.set()
+
+    client, downloader = Client(Clock(), [(0, 0)]), HeldDownloader()
+    folder = OutputFolder(tmp_path)
+    items = make_items(20)
+    with Journal.open(folder) as journal:
+        plan = make_plan(
+            items, journal.rows(), journal.batches(), folder=folder, model=options.model,
+            endpoint=client.base_url, service=client.base_url,
+        )  # fmt: skip
+        pipeline.append(
+            Pipeline(client, downloader, journal, folder, options, items, on_event=on_event)
+        )
+        result = pipeline[0].run(plan)
+
+    assert cdn_open.is_set() and len(client.created) == 10
+    assert max(waiting_at_create) < bound, waiting_at_create
+    assert len(downloader.fetched) == 20 and result.exit_code == ExitCode.OK
 
 
 def test_plan_batches_is_deterministic() -> None:

@@ -129,6 +129,11 @@ class Fetcher:
     def busy(self) -> bool:
         return bool(self._tasks or self._queue)
 
+    @property
+    def waiting(self) -> int:
+        """Finals waiting for a download to start."""
+        return len(self._queue)
+
     def fetch(self, outcome: Outcome, urls: Sequence[str], seq: int | None) -> None:
         """Save an item's final (and stages) in the background; :meth:`harvest` records it."""
         outcome.final_url = pick_final(urls)

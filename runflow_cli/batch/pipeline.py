@@ -21,33 +21,20 @@ from typing import Any
 from runflow_cli.api.answers import BatchView
 from runflow_cli.api.client import RunflowClient
 from runflow_cli.batch.downloads import Fetcher
-from runflow_cli.batch.events import (
-    BatchFinished,
-    BatchNotCreated,
-    BatchSubmitted,
-    Event,
-)
+from runflow_cli.batch.events import BatchFinished, BatchNotCreated, BatchSubmitted, Event
 from runflow_cli.batch.flight import Flight, Inbox
 from runflow_cli.batch.interrupts import Terminated
 from runflow_cli.batch.journal import Journal, RowResult, row_key
 from runflow_cli.batch.ledger import Ledger
 from runflow_cli.batch.options import BatchOptions
-from runflow_cli.batch.outcome import (
-    BAD_ANSWER,
-    RunResult,
-    SettingLabel,
-    library_label,
-)
+from runflow_cli.batch.outcome import BAD_ANSWER, RunResult, SettingLabel, library_label
 from runflow_cli.batch.plan import Plan
 from runflow_cli.batch.polling import Poller, unusable
 from runflow_cli.batch.retries import RetryWatch
 from runflow_cli.batch.schedule import PollSchedule
 from runflow_cli.batch.spend import Spending, body_counts, element_counts
 from runflow_cli.batch.submit import Created, NotCreated, Planned, Rejected, Submitter, plan_batches
-from runflow_cli.errors import (
-    ExitCode,
-    LocalIOError,
-)
+from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.files.download import FILES_PER_CONNECTION, Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
@@ -221,7 +208,7 @@ class Pipeline:
             timeout = deadline if timeout is None else min(timeout, deadline)
         if timeout is None:
             # Nothing to poll: send at once, or wait for a download (which wakes us).
-            timeout = 0.0 if self._pending else 1.0
+            timeout = 0.0 if self._pending and self._room() else 1.0
         if self._inbox is not None or self._fetcher.busy:
             # Woken early by a finished download or an arriving webhook. Downloads end
             # hundreds of times a second: let a few more end before recording them,
@@ -253,18 +240,24 @@ class Pipeline:
 
     def _submit_while_room(self) -> None:
         ledger = self._ledger
-        while (
-            self._pending
-            and not ledger.stopped
-            and len(self._in_flight) < self._options.max_in_flight
-            and self._within_cap()
-        ):
+        while self._pending and not ledger.stopped and self._room() and self._within_cap():
             self._submit(self._pending.popleft())
         while ledger.stopped and self._pending:
             planned = self._pending.popleft()
             ledger.deferred(planned.rows.values())
             size = len(planned.rows)
             self._emit(BatchNotCreated(planned.number, size, "stopped", size))
+
+    def _room(self) -> bool:
+        """Room for another batch: fewer than ``max_in_flight`` in flight, and fewer finals
+        waiting for a download than those batches hold. A run whose CDN is slower than
+        its batches does not buy ahead of what it can save: the finals waiting hold
+        memory (and their signed links age), so they stay as many at any number of rows."""
+        options = self._options
+        return (
+            len(self._in_flight) < options.max_in_flight
+            and self._fetcher.waiting < options.max_in_flight * options.batch_size
+        )
 
     def _within_cap(self) -> bool:
         """Under ``max_cost``: cut the next batch to what fits, or hold it (False)."""
