@@ -37,7 +37,8 @@ class Listen:
 class BatchOptions:
     batch_size: int = MAX_BATCH_SIZE
     max_in_flight: int = 20
-    """Batches created and not yet finished, at most."""
+    """Batches created and not yet finished, at most; and none is created while
+    ``max_in_flight * batch_size`` finals wait for a download."""
     poll_interval: float = 0.5
     """First wait before a batch is polled (until a batch of this run has finished, then
     about as long as batches took); grows x1.5 while nothing changes."""

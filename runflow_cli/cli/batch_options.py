@@ -102,7 +102,8 @@ MaxInFlightOpt = Annotated[
         "--max-in-flight",
         min=1,
         help="Batches submitted and not yet finished, at most (20 batches keep 2,000 "
-        "items flowing; lower it if the service answers 429).",
+        "items flowing; lower it if the service answers 429). No batch is submitted "
+        "while as many finals wait for a download as these batches hold.",
     ),
 ]
 PollIntervalOpt = Annotated[
