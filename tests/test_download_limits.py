@@ -318,7 +318,7 @@ def test_links_that_keep_expiring_are_refreshed_while_a_fresh_batch_lasts(
             return BatchView.parse({"id": batch_id, "output": {"items": links(Service.gets)}})
 
     class SlowCDN:
-        def fetch(self, url: str, dest: Path, *, write: Any = None) -> SavedFile:
+        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
             requests.append(url)
             wall[0] += stall if len(requests) % every == 0 else 3.0
             if (link_expiry(url) or 0) < wall[0]:

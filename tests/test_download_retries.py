@@ -20,7 +20,7 @@ from helpers import serving
 from runflow_cli.api.client import RunflowClient
 from runflow_cli.api.retry import MAX_RETRY_AFTER, Backoff, RetryNote
 from runflow_cli.errors import DownloadError
-from runflow_cli.files.download import Downloader
+from runflow_cli.files.download import Downloader, RetryDeferred
 
 IMAGE = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(28)
 
@@ -235,9 +235,35 @@ def test_after_an_outage_the_next_try_of_the_same_file_saves_it(
     assert saved.path.read_bytes() == IMAGE
 
 
+def test_a_deferred_retry_waits_the_same_and_keeps_its_budget_in_another_call(
+    time_: FakeTime, tmp_path: Path
+) -> None:
+    """``defer_retries`` hands the first retry's wait back (told to ``on_retry`` once);
+    ``resume`` waits it, goes on with the same backoff, and the same budget."""
+    notes: list[RetryNote] = []
+    with scripted_cdn("429:7", "503", "drop") as cdn, downloader(time_, notes=notes) as d:
+        with pytest.raises(RetryDeferred) as deferred:
+            d.fetch(cdn.url, tmp_path / "a.webp", defer_retries=True)
+        assert time_.sleeps == [] and deferred.value.wait == 7.0 and len(notes) == 1
+        saved = d.resume(deferred.value, tmp_path / "a.webp")
+    assert saved.path.read_bytes() == IMAGE
+    assert time_.sleeps == [7.0, 0.5, 1.0]  # Retry-After, then the backoff from its start
+    assert len(notes) == 3
+
+    time_.sleeps.clear()
+    with scripted_cdn("429:30", after="503") as cdn, downloader(time_, deadline=40.0) as d:
+        with pytest.raises(RetryDeferred) as deferred:
+            d.fetch(cdn.url, tmp_path / "b.webp", defer_retries=True)
+        time_.now += 20  # it waited for a thread to wait in
+        with pytest.raises(DownloadError, match="not finished within 40 s"):
+            d.resume(deferred.value, tmp_path / "b.webp")
+    assert sum(time_.sleeps) < 40 - 20
+
+
 def test_a_file_waiting_out_a_retry_leaves_the_download_worker_to_others(tmp_path: Path) -> None:
-    """One download worker: while the first final waits out its retry, the second is
-    saved (before, the waiting file held the only worker, and the run stood still)."""
+    """One download worker: while the first final waits out its retry (handed back by the
+    downloader, waited in a thread of its own), the second is saved (before, the waiting
+    file held the only worker, and the run stood still)."""
     from helpers import make_items
     from test_pipeline import Clock, ScriptedClient, run_pipeline
 
@@ -249,8 +275,16 @@ def test_a_file_waiting_out_a_retry_leaves_the_download_worker_to_others(tmp_pat
 
     class WeatheredCDN:
         def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
-            if "/r0/" in url:  # 429: waits (in the downloader) until the other is saved
-                assert second_saved.wait(10), "the other final never got a worker"
+            if "/r0/" in url:  # 429: the downloader hands the wait back, as told to
+                assert kw.get("defer_retries")
+                raise RetryDeferred(url, 1.0, 1, 0, deadline=1e9)
+            return self.saved(url, dest)
+
+        def resume(self, deferred: RetryDeferred, dest: Path, **kw: Any) -> SavedFile:
+            assert second_saved.wait(10), "the other final never got a worker"
+            return self.saved(deferred.url, dest)
+
+        def saved(self, url: str, dest: Path) -> SavedFile:
             order.append(url.split("/")[3])
             if "/r1/" in url:
                 second_saved.set()

@@ -190,8 +190,8 @@ def test_no_batch_is_created_while_its_finals_would_wait_behind_a_slow_cdn(
     tmp_path: Path,
 ) -> None:
     # 2 batches of 2 in flight: fewer than 4 finals may wait for a download when a batch is
-    # created. The CDN holds every download until batch 6 has finished: the pool then holds
-    # 8 (4 threads, 2 each) and 4 wait. Without the bound, batch 7 is created right then.
+    # created. The CDN holds every download until batch 4 has finished: the one worker
+    # then holds 2, and 6 wait. Without the bound, batch 5 is created before that.
     options = BatchOptions(
         batch_size=2, max_in_flight=2, download_workers=1, poll_interval=0.001,
         max_poll_interval=0.001,
@@ -216,7 +216,7 @@ def test_no_batch_is_created_while_its_finals_would_wait_behind_a_slow_cdn(
             return super().fetch(url, dest, **kw)
 
     def on_event(event: Any) -> None:
-        if isinstance(event, BatchFinished) and event.batch_id == "b6":
+        if isinstance(event, BatchFinished) and event.batch_id == "b4":
             cdn_open.set()
 
     client, downloader = Client(Clock(), [(0, 0)]), HeldDownloader()

@@ -33,7 +33,13 @@ from runflow_cli.batch.events import Event, FileRetry, FileSaved, ItemFailed
 from runflow_cli.batch.journal import Journal, row_key
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.errors import LocalIOError, RunflowError
-from runflow_cli.files.download import DownloadAborted, Downloader, ExpiredURLError
+from runflow_cli.files.download import (
+    FILES_PER_CONNECTION,
+    DownloadAborted,
+    Downloader,
+    ExpiredURLError,
+    RetryDeferred,
+)
 from runflow_cli.files.expiry import link_expiry
 from runflow_cli.files.folder import OutputFolder, OutsideOutputError, SavedFile
 from runflow_cli.files.save import SavedFinal, failure_message, save_final
@@ -59,6 +65,8 @@ class _Task:
     urls: Sequence[str]
     seq: int | None
     refreshes: int = 0
+    deferred: RetryDeferred | None = None
+    """Its final's download, waiting out a retry (in the pool of waits)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,13 @@ class Fetcher:
         self._on_local_fault = on_local_fault
         self._workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="download")
+        # A final waiting out a retry (a 429's Retry-After) waits in a thread of its own,
+        # so the transfers go on; these threads start only when a retry does.
+        self._waits = ThreadPoolExecutor(
+            workers * (FILES_PER_CONNECTION - 1), thread_name_prefix="download-wait"
+        )
         self._tasks: dict[Future[SavedFinal], _Task] = {}
+        self._waiting: set[Future[SavedFinal]] = set()
         self._queue: deque[_Task] = deque()
         self._fresh: dict[str, _Fresh] = {}
         self._interrupted = False
@@ -115,10 +129,12 @@ class Fetcher:
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         if kind is None:
+            self._waits.shutdown(wait=True, cancel_futures=True)
             self._pool.shutdown(wait=True, cancel_futures=True)
             return
         # Interrupted or failing: the CDN is not waited for (see interrupt()).
         self._abort()
+        self._waits.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _abort(self) -> None:
@@ -143,14 +159,20 @@ class Fetcher:
     def _feed(self) -> None:
         """Start waiting downloads while a worker is free (never once interrupted)."""
         room = BACKLOG * self._workers
-        while self._queue and len(self._tasks) < room and not self._interrupted:
+        while self._queue and len(self._tasks) - len(self._waiting) < room:
+            if self._interrupted:
+                return
             # A signal between the start and the record would lose the row (no reason in
             # the report) and its download (never aborted): it lands after both.
             with self._critical():
-                task = self._queue.popleft()
-                future = self._pool.submit(self._download, task)
-                self._tasks[future] = task
-            future.add_done_callback(lambda _: self._wake.set())
+                self._start(self._queue.popleft(), self._pool)
+
+    def _start(self, task: _Task, pool: ThreadPoolExecutor) -> None:
+        future = pool.submit(self._download, task)
+        self._tasks[future] = task
+        if pool is self._waits:
+            self._waiting.add(future)
+        future.add_done_callback(lambda _: self._wake.set())
 
     def _download(self, task: _Task) -> SavedFinal:
         item = task.outcome.item
@@ -161,6 +183,8 @@ class Fetcher:
             item.name,
             task.urls,
             stages=self._keep_intermediates,
+            defer_retries=task.deferred is None,
+            resume=task.deferred,
         )
 
     def harvest(self, timeout: float) -> None:
@@ -172,9 +196,16 @@ class Fetcher:
             saved: list[tuple[Outcome, SavedFile]] = []
             for future in [f for f in self._tasks if f in done]:  # in the order they started
                 task = self._tasks.pop(future)
+                self._waiting.discard(future)
                 found = self._record(future, task)
                 if isinstance(found, ExpiredURLError):
                     expired.append((task, found))
+                elif isinstance(found, RetryDeferred):
+                    task.deferred = found
+                    if self._interrupted:
+                        self._not_started(task)
+                    else:
+                        self._start(task, self._waits)
                 elif found is not None:
                     saved.append((task.outcome, found))
             if saved:
@@ -190,9 +221,9 @@ class Fetcher:
 
     def _record(
         self, future: Future[SavedFinal], task: _Task
-    ) -> SavedFile | ExpiredURLError | None:
+    ) -> SavedFile | ExpiredURLError | RetryDeferred | None:
         """A finished download: its final to record as saved, an expired link to refresh,
-        or None (its row marked here)."""
+        a retry to wait out, or None (its row marked here)."""
         if future.cancelled():
             self._not_started(task)
             return None
@@ -204,7 +235,7 @@ class Fetcher:
                 "interrupted",
                 "interrupted during its download; a rerun downloads it",
             )
-        except ExpiredURLError as exc:
+        except (ExpiredURLError, RetryDeferred) as exc:
             return exc
         except LocalIOError as exc:
             # The disk refuses every final (exit 5, stop buying more), or a link in OUT

@@ -35,7 +35,7 @@ from runflow_cli.batch.schedule import PollSchedule
 from runflow_cli.batch.spend import Spending, body_counts, element_counts
 from runflow_cli.batch.submit import Created, NotCreated, Planned, Rejected, Submitter, plan_batches
 from runflow_cli.errors import ExitCode, LocalIOError
-from runflow_cli.files.download import FILES_PER_CONNECTION, Downloader
+from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status
@@ -100,7 +100,7 @@ class Pipeline:
             journal,
             client,
             folder,
-            options.download_workers * FILES_PER_CONNECTION,  # transfers: download_workers
+            options.download_workers,
             keep_intermediates=options.keep_intermediates,
             on_event=on_event,
             critical=critical,

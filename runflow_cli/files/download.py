@@ -69,7 +69,9 @@ budget ends a real outage long before)."""
 RETRY_AFTER_STATUSES = (429, 503)
 FILES_PER_CONNECTION = 4
 """Files a caller may keep under way per connection: one transferring, the others
-waiting out a retry (a 429's Retry-After), which holds no transfer slot."""
+waiting out a retry (a 429's Retry-After), which holds no transfer slot. A run's
+downloads hand those waits to threads of their own (``defer_retries``), which start
+only when a retry does."""
 SLOT_WAIT = 0.2
 """Seconds between two looks at the interrupt and the budget while waiting for a slot."""
 
@@ -82,6 +84,17 @@ class ExpiredURLError(DownloadError):
 
 class DownloadAborted(DownloadError):
     """The run was interrupted while this file was downloading; nothing was kept."""
+
+
+class RetryDeferred(Exception):
+    """A download to try again after ``wait`` seconds, handed back by
+    :meth:`Downloader.fetch` (``defer_retries``) for :meth:`Downloader.resume`."""
+
+    def __init__(self, url: str, wait: float, attempt: int, backoffs: int, deadline: float) -> None:
+        super().__init__(f"{url_basename(url)}: to try again in {wait:.1f} s")
+        self.url, self.wait, self.deadline = url, wait, deadline
+        # Tries made, and how many of their waits were not told (the backoff's exponent).
+        self.attempt, self.backoffs = attempt, backoffs
 
 
 class _Retryable(Exception):
@@ -143,16 +156,46 @@ class Downloader(GuardedFetcher):
     def aborted(self) -> bool:
         return self._connections.aborted.is_set()
 
-    def fetch(self, url: str, dest: Path, *, write: Writer | None = None) -> SavedFile:
+    def fetch(
+        self, url: str, dest: Path, *, write: Writer | None = None, defer_retries: bool = False
+    ) -> SavedFile:
         """Download ``url`` to ``dest`` (whole or not at all), retrying transient failures.
 
         ``write`` replaces the downloader's writer for this file (an OUT's own, which
-        keeps it inside OUT).
+        keeps it inside OUT). ``defer_retries``: instead of waiting out the first retry in
+        this thread, raise :class:`RetryDeferred` (after ``on_retry`` heard it), for the
+        caller to :meth:`resume` in another thread: a pool of transfers is not held by
+        files waiting out a ``Retry-After``.
         """
         deadline = self._clock() + self._deadline
+        return self._run(
+            url,
+            deadline,
+            lambda: self._fetch(url, dest, deadline, write or self._write, defer=defer_retries),
+        )
+
+    def resume(
+        self, deferred: RetryDeferred, dest: Path, *, write: Writer | None = None
+    ) -> SavedFile:
+        """Go on with a download :meth:`fetch` deferred: wait its retry's wait, then try
+        again for as long as its budget lasts (its later retries wait here)."""
+
+        def go_on() -> SavedFile:
+            # A wait for a thread to wait in came out of the budget too.
+            self._within(deferred.url, deferred.deadline - deferred.wait)
+            self._sleep(deferred.wait)
+            if self.aborted:
+                raise DownloadAborted(f"{url_basename(deferred.url)}: interrupted")
+            return self._fetch(
+                deferred.url, dest, deferred.deadline, write or self._write, start=deferred
+            )
+
+        return self._run(deferred.url, deferred.deadline, go_on)
+
+    def _run(self, url: str, deadline: float, download: Callable[[], SavedFile]) -> SavedFile:
         self._local.deadline = deadline
         try:
-            return self._fetch(url, dest, deadline, write or self._write)
+            return download()
         except Exception as exc:
             if self.aborted and not isinstance(exc, DownloadAborted):
                 raise DownloadAborted(f"{url_basename(url)}: interrupted") from exc
@@ -160,11 +203,21 @@ class Downloader(GuardedFetcher):
         finally:
             self._local.deadline = None
 
-    def _fetch(self, url: str, dest: Path, deadline: float, write: Writer) -> SavedFile:
+    def _fetch(
+        self,
+        url: str,
+        dest: Path,
+        deadline: float,
+        write: Writer,
+        *,
+        defer: bool = False,
+        start: RetryDeferred | None = None,
+    ) -> SavedFile:
         self._check(httpx.URL(url))
         name = url_basename(url)
-        backoffs = 0  # retries that waited without being told how long: the exponent
-        for attempt in range(MAX_ATTEMPTS):
+        # retries that waited without being told how long: the exponent
+        first, backoffs = (start.attempt, start.backoffs) if start is not None else (0, 0)
+        for attempt in range(first, MAX_ATTEMPTS):
             if self.aborted:
                 raise DownloadAborted(f"{name}: interrupted")
             self._within(url, deadline)
@@ -191,6 +244,8 @@ class Downloader(GuardedFetcher):
                 )
             where = str(httpx.URL(url).copy_with(query=None))  # signed links differ per GET
             self._on_retry(RetryNote("download", where, cause, wait, retry_after))
+            if defer:
+                raise RetryDeferred(url, wait, attempt + 1, backoffs, deadline)
             self._sleep(wait)
         raise DownloadError(f"could not download {name}: {MAX_ATTEMPTS} tries failed")
 

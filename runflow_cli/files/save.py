@@ -18,7 +18,7 @@ from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.names import sanitize_component, url_basename, url_extension
 
 if TYPE_CHECKING:
-    from runflow_cli.files.download import Downloader
+    from runflow_cli.files.download import Downloader, RetryDeferred
 
 
 def sku_folder(sku: str) -> str:
@@ -57,25 +57,35 @@ def save_final(
     urls: Sequence[str],
     *,
     stages: bool = False,
+    defer_retries: bool = False,
+    resume: RetryDeferred | None = None,
 ) -> SavedFinal:
     """Download an item's final (the ``result_*`` URL among ``urls``), and its stages if asked.
 
     Raises :class:`~runflow_cli.errors.DownloadError` (``ExpiredURLError`` when
     the CDN says the link is gone) or :class:`~runflow_cli.errors.LocalIOError` when
     the file cannot be written (:class:`~runflow_cli.files.folder.OutsideOutputError`
-    when a symbolic link in OUT stands on its way).
+    when a symbolic link in OUT stands on its way). ``defer_retries`` and ``resume``
+    are :meth:`~runflow_cli.files.download.Downloader.fetch`'s and ``resume``'s, for the
+    final (a stage's retries wait in the thread).
     """
     final_url = pick_final(urls)
     if final_url is None:
         raise DownloadError("the output lists no result_* image")
     dest = final_path(folder, sku, name, final_url)
     # Whatever writer the downloader was made with, a final goes where OUT allows.
-    saved = SavedFinal(downloader.fetch(final_url, dest, write=folder.write_stream))
+    write = folder.write_stream
+    if resume is not None:
+        saved = SavedFinal(downloader.resume(resume, dest, write=write))
+    else:
+        saved = SavedFinal(
+            downloader.fetch(final_url, dest, write=write, defer_retries=defer_retries)
+        )
     if stages:
         folder_for_stages = stages_dir(dest)
         for url in stage_urls(urls):
             stage = folder_for_stages / sanitize_component(url_basename(url))
-            saved.stages.append(downloader.fetch(url, stage, write=folder.write_stream))
+            saved.stages.append(downloader.fetch(url, stage, write=write))
     return saved
 
 
