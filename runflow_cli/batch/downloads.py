@@ -114,12 +114,14 @@ class Fetcher:
         self._workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="download")
         # A final waiting out a retry (a 429's Retry-After) waits in a thread of its own,
-        # so the transfers go on; these threads start only when a retry does.
+        # so the transfers go on; these threads start only when a retry does. Its wait
+        # over, it is first in line for the next transfer.
         self._waits = ThreadPoolExecutor(
             workers * (FILES_PER_CONNECTION - 1), thread_name_prefix="download-wait"
         )
-        self._tasks: dict[Future[SavedFinal], _Task] = {}
-        self._waiting: set[Future[SavedFinal]] = set()
+        self._tasks: dict[Future[Any], _Task] = {}
+        """Downloads under way (a SavedFinal each), and retry waits (in ``_waiting``)."""
+        self._waiting: set[Future[Any]] = set()
         self._queue: deque[_Task] = deque()
         self._fresh: dict[str, _Fresh] = {}
         self._interrupted = False
@@ -168,10 +170,15 @@ class Fetcher:
                 self._start(self._queue.popleft(), self._pool)
 
     def _start(self, task: _Task, pool: ThreadPoolExecutor) -> None:
-        future = pool.submit(self._download, task)
-        self._tasks[future] = task
+        future: Future[Any]
         if pool is self._waits:
+            deferred = task.deferred
+            assert deferred is not None
+            future = pool.submit(self._downloader.wait_out, deferred)
             self._waiting.add(future)
+        else:
+            future = pool.submit(self._download, task)
+        self._tasks[future] = task
         future.add_done_callback(lambda _: self._wake.set())
 
     def _download(self, task: _Task) -> SavedFinal:
@@ -183,7 +190,7 @@ class Fetcher:
             item.name,
             task.urls,
             stages=self._keep_intermediates,
-            defer_retries=task.deferred is None,
+            defer_retries=True,
             resume=task.deferred,
         )
 
@@ -196,7 +203,9 @@ class Fetcher:
             saved: list[tuple[Outcome, SavedFile]] = []
             for future in [f for f in self._tasks if f in done]:  # in the order they started
                 task = self._tasks.pop(future)
-                self._waiting.discard(future)
+                if future in self._waiting:
+                    self._waited(future, task)
+                    continue
                 found = self._record(future, task)
                 if isinstance(found, ExpiredURLError):
                     expired.append((task, found))
@@ -218,6 +227,21 @@ class Fetcher:
                     self._not_started(left)
                 raise
         self._feed()
+
+    def _waited(self, future: Future[Any], task: _Task) -> None:
+        """A final's retry wait is over: first in line for a transfer (unless interrupted)."""
+        self._waiting.discard(future)
+        if future.cancelled() or self._interrupted:
+            self._not_started(task)
+            return
+        try:
+            future.result()
+        except DownloadAborted:
+            self._not_started(task)
+        except Exception as exc:  # its budget ran out while it waited
+            self._failed(task.outcome, failure_message(exc))
+        else:
+            self._queue.appendleft(task)
 
     def _record(
         self, future: Future[SavedFinal], task: _Task

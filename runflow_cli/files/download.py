@@ -87,12 +87,16 @@ class DownloadAborted(DownloadError):
 
 
 class RetryDeferred(Exception):
-    """A download to try again after ``wait`` seconds, handed back by
-    :meth:`Downloader.fetch` (``defer_retries``) for :meth:`Downloader.resume`."""
+    """A download to try again at ``ready_at``, handed back by :meth:`Downloader.fetch`
+    (``defer_retries``): :meth:`Downloader.wait_out` waits for it, and
+    :meth:`Downloader.resume` goes on with it."""
 
-    def __init__(self, url: str, wait: float, attempt: int, backoffs: int, deadline: float) -> None:
-        super().__init__(f"{url_basename(url)}: to try again in {wait:.1f} s")
-        self.url, self.wait, self.deadline = url, wait, deadline
+    def __init__(
+        self, url: str, ready_at: float, attempt: int, backoffs: int, deadline: float
+    ) -> None:
+        super().__init__(f"{url_basename(url)}: to try again later")
+        # When it may be tried again, and when its budget ends (the downloader's clock).
+        self.url, self.ready_at, self.deadline = url, ready_at, deadline
         # Tries made, and how many of their waits were not told (the backoff's exponent).
         self.attempt, self.backoffs = attempt, backoffs
 
@@ -175,22 +179,38 @@ class Downloader(GuardedFetcher):
         )
 
     def resume(
-        self, deferred: RetryDeferred, dest: Path, *, write: Writer | None = None
+        self,
+        deferred: RetryDeferred,
+        dest: Path,
+        *,
+        write: Writer | None = None,
+        defer_retries: bool = False,
     ) -> SavedFile:
-        """Go on with a download :meth:`fetch` deferred: wait its retry's wait, then try
-        again for as long as its budget lasts (its later retries wait here)."""
+        """Go on with a download :meth:`fetch` deferred: wait what is left of its retry's
+        wait (nothing, after :meth:`wait_out`), then try again for as long as its budget
+        lasts, with the same backoff; ``defer_retries`` hands its next retry back too."""
 
         def go_on() -> SavedFile:
-            # A wait for a thread to wait in came out of the budget too.
-            self._within(deferred.url, deferred.deadline - deferred.wait)
-            self._sleep(deferred.wait)
-            if self.aborted:
-                raise DownloadAborted(f"{url_basename(deferred.url)}: interrupted")
+            self.wait_out(deferred)
             return self._fetch(
-                deferred.url, dest, deferred.deadline, write or self._write, start=deferred
+                deferred.url,
+                dest,
+                deferred.deadline,
+                write or self._write,
+                defer=defer_retries,
+                start=deferred,
             )
 
         return self._run(deferred.url, deferred.deadline, go_on)
+
+    def wait_out(self, deferred: RetryDeferred) -> None:
+        """Wait until a deferred download may be tried again (an interrupt cuts it short:
+        :class:`DownloadAborted`); :class:`DownloadError` if its budget ends first."""
+        left = max(0.0, deferred.ready_at - self._clock())
+        self._within(deferred.url, deferred.deadline - left)
+        self._sleep(left)
+        if self.aborted:
+            raise DownloadAborted(f"{url_basename(deferred.url)}: interrupted")
 
     def _run(self, url: str, deadline: float, download: Callable[[], SavedFile]) -> SavedFile:
         self._local.deadline = deadline
@@ -245,7 +265,7 @@ class Downloader(GuardedFetcher):
             where = str(httpx.URL(url).copy_with(query=None))  # signed links differ per GET
             self._on_retry(RetryNote("download", where, cause, wait, retry_after))
             if defer:
-                raise RetryDeferred(url, wait, attempt + 1, backoffs, deadline)
+                raise RetryDeferred(url, self._clock() + wait, attempt + 1, backoffs, deadline)
             self._sleep(wait)
         raise DownloadError(f"could not download {name}: {MAX_ATTEMPTS} tries failed")
 

@@ -76,7 +76,9 @@ def save_final(
     # Whatever writer the downloader was made with, a final goes where OUT allows.
     write = folder.write_stream
     if resume is not None:
-        saved = SavedFinal(downloader.resume(resume, dest, write=write))
+        saved = SavedFinal(
+            downloader.resume(resume, dest, write=write, defer_retries=defer_retries)
+        )
     else:
         saved = SavedFinal(
             downloader.fetch(final_url, dest, write=write, defer_retries=defer_retries)
