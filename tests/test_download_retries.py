@@ -315,3 +315,61 @@ def test_a_file_waiting_out_a_retry_leaves_the_download_worker_to_others(tmp_pat
     )
     assert order == ["r1", "r0"]
     assert [o.status.value for o in result.outcomes] == ["succeeded", "succeeded"]
+
+
+def test_finals_waiting_out_a_retry_count_as_waiting_and_bound_the_files_in_hand(
+    tmp_path: Path,
+) -> None:
+    """A storm: every final is told to wait. The finals waiting count as waiting for a
+    download (so a run creates no batch for them), and no more files are tried than
+    four per worker in hand (each new one would only be told to wait too)."""
+    from contextlib import nullcontext
+
+    from helpers import make_items
+
+    from runflow_cli.batch.downloads import BACKLOG, Fetcher
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.outcome import Outcome
+    from runflow_cli.files.download import FILES_PER_CONNECTION
+    from runflow_cli.files.folder import OutputFolder, SavedFile
+
+    storm_over = threading.Event()
+    tried: list[str] = []
+
+    class StormCDN:
+        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
+            tried.append(url)
+            raise RetryDeferred(url, 0.0, 1, 0, deadline=1e9)
+
+        def wait_out(self, deferred: RetryDeferred) -> None:
+            assert storm_over.wait(30), "the storm never ended"
+
+        def resume(self, deferred: RetryDeferred, dest: Path, **kw: Any) -> SavedFile:
+            return SavedFile(dest, 1, "0" * 64)
+
+        def abort(self) -> None:
+            storm_over.set()
+
+    rows, workers = 40, 2
+    in_hand = BACKLOG * workers * FILES_PER_CONNECTION
+    folder, wake = OutputFolder(tmp_path), threading.Event()
+    outcomes = [Outcome(item, batch_id="b1") for item in make_items(rows)]
+    with Journal.open(folder) as journal, Fetcher(
+        StormCDN(), journal, None, folder, workers, keep_intermediates=False,  # type: ignore[arg-type]
+        on_event=lambda e: None, critical=nullcontext, wake=wake,
+    ) as fetcher:  # fmt: skip
+        for seq, outcome in enumerate(outcomes):
+            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+        for _ in range(rows):  # bounded: until every final in hand waits
+            if len(tried) >= in_hand and fetcher.waiting == rows:
+                break
+            fetcher.harvest(0.5)
+        assert len(tried) == in_hand  # no more were tried while those waited
+        assert fetcher.waiting == rows  # waiting to be tried, or tried again
+        storm_over.set()
+        for _ in range(4 * rows):
+            if not fetcher.busy:
+                break
+            fetcher.harvest(5)
+
+    assert [o.status.value for o in outcomes] == ["succeeded"] * rows

@@ -111,8 +111,11 @@ class Fetcher:
         self._clock = clock
         self._wall = wall
         self._on_local_fault = on_local_fault
-        self._workers = workers
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="download")
+        # A stage's retry waits in its worker (only a final's is handed back): with stages,
+        # as many workers as files in hand, so waiting stages do not stop the transfers.
+        self._workers = workers * (FILES_PER_CONNECTION if keep_intermediates else 1)
+        self._in_hand = BACKLOG * workers * FILES_PER_CONNECTION
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="download")
         # A final waiting out a retry (a 429's Retry-After) waits in a thread of its own,
         # so the transfers go on; these threads start only when a retry does. Its wait
         # over, it is first in line for the next transfer.
@@ -149,8 +152,8 @@ class Fetcher:
 
     @property
     def waiting(self) -> int:
-        """Finals waiting for a download to start."""
-        return len(self._queue)
+        """Finals waiting for a download to start, or to be tried again."""
+        return len(self._queue) + len(self._waiting)
 
     def fetch(self, outcome: Outcome, urls: Sequence[str], seq: int | None) -> None:
         """Save an item's final (and stages) in the background; :meth:`harvest` records it."""
@@ -160,8 +163,14 @@ class Fetcher:
 
     def _feed(self) -> None:
         """Start waiting downloads while a worker is free (never once interrupted)."""
+        # Files in hand are bounded too: while a storm has many waiting out a retry, new
+        # ones are not tried (each would only be told to wait as well).
         room = BACKLOG * self._workers
-        while self._queue and len(self._tasks) - len(self._waiting) < room:
+        while (
+            self._queue
+            and len(self._tasks) - len(self._waiting) < room
+            and len(self._tasks) < self._in_hand
+        ):
             if self._interrupted:
                 return
             # A signal between the start and the record would lose the row (no reason in
