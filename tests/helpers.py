@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import HTTPServer
 from pathlib import Path
@@ -28,6 +30,32 @@ def run_batch(cli: Any, sb: Any, manifest: Path | str, out: Path, *extra: str) -
         *FAST_POLL,
         *extra,
     )
+
+
+def sku_manifest(path: Path, skus: Iterable[int], where: str, *, prefix: str = "SKU-") -> Path:
+    """A CSV manifest, one background-removal row per SKU number (``<prefix><n>``), its
+    photo under ``https://cdn.example.com/<where>/``."""
+    lines = ["sku,image_url,elements"]
+    lines += [
+        f"{prefix}{n},https://cdn.example.com/{where}/{n}.jpg,background_removal" for n in skus
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def finals_match_report(store: Any, secret: str) -> list[dict[str, Any]]:
+    """The succeeded rows of the run's report in an object store (``store.list()`` and
+    ``store.get(key)``), after checking each final is there with the size and SHA-256 the
+    report gives, and that ``secret`` is in no object."""
+    objects = store.list()
+    report = json.loads(store.get("runflow-report.json"))
+    finals = [row for row in report["items"] if row["status"] == "succeeded"]
+    for row in finals:
+        body = store.get(row["output_path"])
+        assert len(body) == row["size"] == objects[row["output_path"]].size
+        assert hashlib.sha256(body).hexdigest() == row["sha256"]
+    assert all(secret.encode() not in store.get(key) for key in objects)
+    return finals
 
 
 def make_items(n: int) -> list[Item]:

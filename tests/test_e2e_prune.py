@@ -17,16 +17,14 @@ pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
 from runflow_cli.batch.shards import shard_of
 from runflow_cli.sandbox import Sandbox
+from tests.helpers import sku_manifest
 
 FAST_POLL = ("--poll-interval", "0.02", "--max-poll-interval", "0.1")
 SANDBOX = {"seed": 9}
 
 
 def manifest(path: Path, skus: list[int]) -> Path:
-    lines = ["sku,image_url,elements"]
-    lines += [f"SKU-{n},https://cdn.example.com/prune/{n}.jpg,background_removal" for n in skus]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return sku_manifest(path, skus, "prune")
 
 
 def batch(cli: Any, sb: Sandbox, m: Path, out: Path, *extra: str) -> Any:

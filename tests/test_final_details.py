@@ -6,6 +6,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from helpers import sku_manifest
+
 from runflow_cli import Endpoint, load_manifest, run_batch
 from runflow_cli.batch.events import FileSaved
 from runflow_cli.batch.final_details import CHUNK, FinalDetails
@@ -67,11 +69,7 @@ def test_one_outcome_and_a_row_the_journal_lacks(tmp_path: Path) -> None:
 
 
 def _manifest(tmp_path: Path, rows: int = 2) -> Manifest:
-    path = tmp_path / "m.csv"
-    lines = ["sku,image_url,elements"]
-    lines += [f"S{n},https://cdn.example.com/kept/{n}.jpg,background_removal" for n in range(rows)]
-    path.write_text("\n".join(lines) + "\n")
-    return load_manifest(path)
+    return load_manifest(sku_manifest(tmp_path / "m.csv", range(rows), "kept", prefix="S"))
 
 
 def test_a_library_caller_sees_each_final_on_its_event_and_in_the_result(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_items
+from helpers import make_items, sku_manifest
 
 from runflow_cli import BatchOptions, Endpoint, load_manifest, run_batch
 from runflow_cli.api.answers import BatchView
@@ -30,11 +30,7 @@ pytest.importorskip("fastapi", reason="the sandbox extra is not installed")
 
 
 def _manifest(tmp_path: Path, rows: int = 2) -> Any:
-    path = tmp_path / "m.csv"
-    lines = ["sku,image_url,elements"]
-    lines += [f"S{n},https://cdn.example.com/job/{n}.jpg,background_removal" for n in range(rows)]
-    path.write_text("\n".join(lines) + "\n")
-    return load_manifest(path)
+    return load_manifest(sku_manifest(tmp_path / "m.csv", range(rows), "job", prefix="S"))
 
 
 def test_the_model_asked_for_is_the_model_called(sb: Any, tmp_path: Path) -> None:

@@ -18,17 +18,14 @@ import pytest
 from runflow_cli.batch.shards import shard_of
 from runflow_cli.files import store as store_module
 from runflow_cli.sandbox import Sandbox
-from tests.helpers import FAST_POLL
+from tests.helpers import FAST_POLL, sku_manifest
 from tests.s3server import S3Server, store_for
 
 SANDBOX = {"seed": 11}
 
 
 def manifest(path: Path, skus: list[int]) -> Path:
-    lines = ["sku,image_url,elements"]
-    lines += [f"SKU-{n},https://cdn.example.com/s3prune/{n}.jpg,background_removal" for n in skus]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return sku_manifest(path, skus, "s3prune")
 
 
 def batch(cli: Any, sb: Sandbox, s3: S3Server, m: Path, *extra: str) -> Any:
