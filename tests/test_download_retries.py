@@ -262,9 +262,22 @@ def test_a_deferred_retry_waits_the_same_and_keeps_its_budget_in_another_call(
         with pytest.raises(RetryDeferred) as again:  # the next retry is handed back too
             d.resume(deferred.value, tmp_path / "b.webp", defer_retries=True)
         assert again.value.attempt == 2 and again.value.deadline == start + 40
-        with pytest.raises(DownloadError, match="not finished within 40 s"):
+        with pytest.raises(
+            DownloadError, match=r"not finished within 40 s \(\d+ tries, the last: HTTP 503\)"
+        ):
             d.resume(again.value, tmp_path / "b.webp")
     assert time_.now <= start + 40  # no wait ran past the budget
+
+    # It waited for a thread past its budget: failed at once, naming the tries and the last
+    # answer (as the retries of one call do), not tried once more.
+    with scripted_cdn("429:30") as cdn, downloader(time_, deadline=40.0) as d:
+        with pytest.raises(RetryDeferred) as deferred:
+            d.fetch(cdn.url, tmp_path / "c.webp", defer_retries=True)
+        time_.now += 45
+        waited = len(time_.sleeps)
+        with pytest.raises(DownloadError, match=r"within 40 s \(1 try, the last: HTTP 429\)"):
+            d.wait_out(deferred.value)
+    assert len(time_.sleeps) == waited and len(cdn.served) == 1
 
 
 def test_a_file_waiting_out_a_retry_leaves_the_download_worker_to_others(tmp_path: Path) -> None:
@@ -284,7 +297,7 @@ def test_a_file_waiting_out_a_retry_leaves_the_download_worker_to_others(tmp_pat
         def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
             if "/r0/" in url:  # 429: the downloader hands the wait back, as told to
                 assert kw.get("defer_retries")
-                raise RetryDeferred(url, 0.0, 1, 0, deadline=1e9)
+                raise RetryDeferred(url, 0.0, 1, 0, deadline=1e9, last="HTTP 429")
             return self.saved(url, dest)
 
         def wait_out(self, deferred: RetryDeferred) -> None:
@@ -339,7 +352,7 @@ def test_finals_waiting_out_a_retry_count_as_waiting_and_bound_the_files_in_hand
     class StormCDN:
         def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
             tried.append(url)
-            raise RetryDeferred(url, 0.0, 1, 0, deadline=1e9)
+            raise RetryDeferred(url, 0.0, 1, 0, deadline=1e9, last="HTTP 429")
 
         def wait_out(self, deferred: RetryDeferred) -> None:
             assert storm_over.wait(30), "the storm never ended"

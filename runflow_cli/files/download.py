@@ -92,13 +92,14 @@ class RetryDeferred(Exception):
     :meth:`Downloader.resume` goes on with it."""
 
     def __init__(
-        self, url: str, ready_at: float, attempt: int, backoffs: int, deadline: float
+        self, url: str, ready_at: float, attempt: int, backoffs: int, deadline: float, last: str
     ) -> None:
         super().__init__(f"{url_basename(url)}: to try again later")
         # When it may be tried again, and when its budget ends (the downloader's clock).
         self.url, self.ready_at, self.deadline = url, ready_at, deadline
-        # Tries made, and how many of their waits were not told (the backoff's exponent).
-        self.attempt, self.backoffs = attempt, backoffs
+        # Tries made, how many of their waits were not told (the backoff's exponent), and
+        # what the last one got (for the message if the budget ends first).
+        self.attempt, self.backoffs, self.last = attempt, backoffs, last
 
 
 class _Retryable(Exception):
@@ -207,7 +208,8 @@ class Downloader(GuardedFetcher):
         """Wait until a deferred download may be tried again (an interrupt cuts it short:
         :class:`DownloadAborted`); :class:`DownloadError` if its budget ends first."""
         left = max(0.0, deferred.ready_at - self._clock())
-        self._within(deferred.url, deferred.deadline - left)
+        if self._clock() + left >= deferred.deadline:
+            raise self._out_of_time(deferred.url, deferred.attempt, deferred.last)
         self._sleep(left)
         if self.aborted:
             raise DownloadAborted(f"{url_basename(deferred.url)}: interrupted")
@@ -237,9 +239,12 @@ class Downloader(GuardedFetcher):
         name = url_basename(url)
         # retries that waited without being told how long: the exponent
         first, backoffs = (start.attempt, start.backoffs) if start is not None else (0, 0)
+        said = start.last if start is not None else None  # what the last try got
         for attempt in range(first, MAX_ATTEMPTS):
             if self.aborted:
                 raise DownloadAborted(f"{name}: interrupted")
+            if said is not None and self._clock() >= deadline:
+                raise self._out_of_time(url, attempt, said)
             self._within(url, deadline)
             try:
                 with self._slot(url, deadline):
@@ -256,16 +261,14 @@ class Downloader(GuardedFetcher):
                 last, cause, retry_after = exc, transport_cause(exc), None
             wait = self._backoff.delay(backoffs, retry_after)
             backoffs += retry_after is None
+            said = _describe(last)
             if self._clock() + wait >= deadline:  # the next try could not start in time
-                raise DownloadError(
-                    f"could not download {name}: not finished within {self._deadline:g} s "
-                    f"({attempt + 1} {'try' if attempt == 0 else 'tries'}, the last: "
-                    f"{_describe(last)})"
-                )
+                raise self._out_of_time(url, attempt + 1, said)
             where = str(httpx.URL(url).copy_with(query=None))  # signed links differ per GET
             self._on_retry(RetryNote("download", where, cause, wait, retry_after))
             if defer:
-                raise RetryDeferred(url, self._clock() + wait, attempt + 1, backoffs, deadline)
+                ready_at = self._clock() + wait
+                raise RetryDeferred(url, ready_at, attempt + 1, backoffs, deadline, said)
             self._sleep(wait)
         raise DownloadError(f"could not download {name}: {MAX_ATTEMPTS} tries failed")
 
@@ -288,6 +291,12 @@ class Downloader(GuardedFetcher):
                 f"could not download {url_basename(url)}: not finished within "
                 f"{self._deadline:g} s (the CDN is too slow)"
             )
+
+    def _out_of_time(self, url: str, tries: int, last: str) -> DownloadError:
+        return DownloadError(
+            f"could not download {url_basename(url)}: not finished within "
+            f"{self._deadline:g} s ({tries} {'try' if tries == 1 else 'tries'}, the last: {last})"
+        )
 
     def _remaining(self) -> float | None:
         """Seconds left for this thread's download; no socket waits longer."""
