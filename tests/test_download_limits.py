@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,25 @@ def test_redirects_are_followed_only_where_a_url_could_go(
 
     assert {address[0] for address in connects} == {"127.0.0.1"}
     assert cdn.paths().count("/to-metadata") == 1 and not (tmp_path / "a.webp").exists()
+
+
+# --- how many connections ---------------------------------------------------------------
+
+
+def test_concurrent_downloads_keep_to_their_connections_and_reuse_them(
+    connects: list[Any], tmp_path: Path
+) -> None:
+    """Each transfer slot has its own connection, kept alive: 40 files fetched by 8
+    threads through 3 slots open 3 connections at most, not one per file."""
+    with hostile_cdn() as cdn, Downloader(max_connections=3, allow_private=True) as downloader:
+        urls = [f"{cdn.url}/result_{n}.webp" for n in range(40)]
+        with ThreadPoolExecutor(8) as pool:
+            saved = list(
+                pool.map(lambda n: downloader.fetch(urls[n], tmp_path / f"{n}.webp"), range(40))
+            )
+    assert [s.size for s in saved] == [len(WEBP)] * 40
+    assert all((tmp_path / f"{n}.webp").read_bytes() == WEBP for n in range(40))
+    assert 1 <= len(connects) <= 3, connects
 
 
 # --- how much comes in ------------------------------------------------------------------

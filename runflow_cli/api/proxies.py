@@ -20,6 +20,7 @@ scheme is ``http://``. Both clients route each request themselves
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import ssl
 import threading
@@ -34,6 +35,7 @@ from runflow_cli.errors import UsageError
 PROXY_SCHEMES = ("http", "https")
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every request of a run
 def is_loopback_host(host: str) -> bool:
     """True for a loopback address, ``localhost`` and names under ``.localhost``
     (RFC 6761): hosts known to be this machine without asking DNS."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import secrets
+import random
 import stat
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -289,7 +289,8 @@ def _write_all(fd: int, data: bytes) -> None:
 def _new_temporary(place: Place, prefix: str, suffix: str) -> tuple[str, int]:
     """A new file ``<prefix>XXXXXXXX<suffix>`` in ``place``, made with the umask's mode."""
     for _ in range(100):
-        name = f"{prefix}{secrets.token_hex(_TOKEN // 2)}{suffix}"
+        # O_EXCL makes the name safe, not its randomness: no system call to draw it
+        name = f"{prefix}{random.getrandbits(_TOKEN * 4):0{_TOKEN}x}{suffix}"
         try:
             return name, os.open(place.name(name), _NEW_FILE, 0o666, dir_fd=place.fd)
         except FileExistsError:

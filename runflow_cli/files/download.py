@@ -31,10 +31,10 @@ What comes back is hostile until checked (see also :mod:`runflow_cli.files.netwo
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,7 +52,13 @@ from runflow_cli.api.retry import (
 from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import DownloadError
 from runflow_cli.files.folder import SavedFile, write_atomically
-from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, GuardedFetcher, guarded_client, inflated
+from runflow_cli.files.guarded import (
+    MAX_REDIRECTS,
+    Guard,
+    GuardedFetcher,
+    capped_body,
+    guarded_client,
+)
 from runflow_cli.files.limits import DEFAULT_DOWNLOAD_DEADLINE as DEFAULT_DOWNLOAD_DEADLINE
 from runflow_cli.files.limits import DEFAULT_MAX_FILE_SIZE as DEFAULT_MAX_FILE_SIZE
 from runflow_cli.files.network import (
@@ -112,7 +118,8 @@ class _Retryable(Exception):
 
 
 class Downloader(GuardedFetcher):
-    """Fetches URLs to files. Thread-safe: one instance serves a pool of workers."""
+    """Fetches URLs to files. Thread-safe: one instance serves a pool of workers, each
+    transfer on one of ``max_connections`` connections of its own."""
 
     def __init__(
         self,
@@ -138,18 +145,30 @@ class Downloader(GuardedFetcher):
         ``resolver`` is how host names become addresses for the guard (tests inject one).
         A ``transport`` given replaces the guarded one (the URL checks still apply)."""
         self._connections = Connections()
-        self._transfers = threading.BoundedSemaphore(max_connections)
         self._local = threading.local()
         self._clock = clock
         self._guard = Guard(allow_private, resolver)
-        self._client = guarded_client(
-            self._guard,
-            self._connections,
-            remaining=self._remaining,
-            max_connections=max_connections,
-            timeout=timeout,
-            transport=transport,
-        )
+
+        def slot_client() -> httpx.Client:
+            return guarded_client(
+                self._guard,
+                self._connections,
+                remaining=self._remaining,
+                max_connections=1,
+                timeout=timeout,
+                transport=transport,
+            )
+
+        # A client per transfer slot, each with its one kept-alive connection: one pool
+        # shared by every thread checks each of its idle connections under one lock at
+        # every request. (A transport given, as tests give one, serves every slot.)
+        self._client = slot_client()
+        self._clients = [self._client]
+        for _ in range(max_connections - 1):
+            self._clients.append(self._client if transport is not None else slot_client())
+        self._slots: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
+        for client in self._clients:
+            self._slots.put(client)
         self._max_file_size = max_file_size
         self._deadline = deadline
         self._backoff = Backoff(jitter=jitter)
@@ -160,6 +179,10 @@ class Downloader(GuardedFetcher):
     @property
     def aborted(self) -> bool:
         return self._connections.aborted.is_set()
+
+    def close(self) -> None:
+        for client in dict.fromkeys(self._clients):
+            client.close()
 
     def fetch(
         self, url: str, dest: Path, *, write: Writer | None = None, defer_retries: bool = False
@@ -235,7 +258,8 @@ class Downloader(GuardedFetcher):
         defer: bool = False,
         start: RetryDeferred | None = None,
     ) -> SavedFile:
-        self._check(httpx.URL(url))
+        parsed = httpx.URL(url)  # once: parsing a long signed link is not free
+        self._check(parsed)
         name = url_basename(url)
         # retries that waited without being told how long: the exponent
         first, backoffs = (start.attempt, start.backoffs) if start is not None else (0, 0)
@@ -247,8 +271,8 @@ class Downloader(GuardedFetcher):
                 raise self._out_of_time(url, attempt, said)
             self._within(url, deadline)
             try:
-                with self._slot(url, deadline):
-                    return self._fetch_once(url, dest, deadline, write)
+                with self._slot(url, deadline) as client:
+                    return self._fetch_once(client, url, parsed, dest, deadline, write)
             except _Retryable as exc:
                 last: Exception = exc
                 cause, retry_after = str(exc), exc.retry_after
@@ -264,7 +288,7 @@ class Downloader(GuardedFetcher):
             said = _describe(last)
             if self._clock() + wait >= deadline:  # the next try could not start in time
                 raise self._out_of_time(url, attempt + 1, said)
-            where = str(httpx.URL(url).copy_with(query=None))  # signed links differ per GET
+            where = str(parsed.copy_with(query=None))  # signed links differ per GET
             self._on_retry(RetryNote("download", where, cause, wait, retry_after))
             if defer:
                 ready_at = self._clock() + wait
@@ -273,17 +297,21 @@ class Downloader(GuardedFetcher):
         raise DownloadError(f"could not download {name}: {MAX_ATTEMPTS} tries failed")
 
     @contextmanager
-    def _slot(self, url: str, deadline: float) -> Iterator[None]:
-        """One of the ``max_connections`` transfers; waiting for it ends with an interrupt
-        or the budget."""
-        while not self._transfers.acquire(timeout=SLOT_WAIT):
-            if self.aborted:
-                raise DownloadAborted(f"{url_basename(url)}: interrupted")
-            self._within(url, deadline)
+    def _slot(self, url: str, deadline: float) -> Iterator[httpx.Client]:
+        """One of the ``max_connections`` transfers (its client); waiting for it ends with
+        an interrupt or the budget."""
+        while True:
+            try:
+                client = self._slots.get(timeout=SLOT_WAIT)
+                break
+            except queue.Empty:
+                if self.aborted:
+                    raise DownloadAborted(f"{url_basename(url)}: interrupted") from None
+                self._within(url, deadline)
         try:
-            yield
+            yield client
         finally:
-            self._transfers.release()
+            self._slots.put(client)
 
     def _within(self, url: str, deadline: float) -> None:
         if self._clock() >= deadline:
@@ -306,11 +334,19 @@ class Downloader(GuardedFetcher):
     def _check(self, url: httpx.URL) -> None:
         self._guard.check(url, "download from")
 
-    def _fetch_once(self, url: str, dest: Path, deadline: float, write: Writer) -> SavedFile:
+    def _fetch_once(
+        self,
+        client: httpx.Client,
+        url: str,
+        parsed: httpx.URL,
+        dest: Path,
+        deadline: float,
+        write: Writer,
+    ) -> SavedFile:
         name = url_basename(url)
-        target = httpx.URL(url)
+        target = parsed
         for _ in range(MAX_REDIRECTS + 1):
-            with self._client.stream("GET", target) as response:
+            with client.stream("GET", target) as response:
                 if response.has_redirect_location and response.next_request is not None:
                     target = self._guard.hop(target, response.next_request.url, "download from")
                     continue
@@ -333,43 +369,11 @@ class Downloader(GuardedFetcher):
                     raise DownloadError(
                         f"could not download {name}: expected an image, got {content_type}"
                     )
-                return write(dest, self._body(response, dest, url, deadline))
+                body = capped_body(
+                    response, dest.name, self._max_file_size, lambda: self._within(url, deadline)
+                )
+                return write(dest, body)
         raise DownloadError(f"could not download {name}: more than {MAX_REDIRECTS} redirects")
-
-    def _body(
-        self, response: httpx.Response, dest: Path, url: str, deadline: float
-    ) -> Iterator[bytes]:
-        """The file's bytes, decoded if the CDN compressed them, within size and time."""
-        limit = self._max_file_size
-        encoding = response.headers.get("content-encoding", "").strip().lower()
-        inflate = None
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header
-        elif encoding not in ("", "identity"):
-            raise DownloadError(f"{dest.name}: the CDN sent it as {encoding!r}, asked identity")
-        length = response.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            raise DownloadError(f"{dest.name}: {length} bytes, over the limit of {limit} bytes")
-        received = decoded = 0
-        try:
-            for raw in response.iter_raw():
-                self._within(url, deadline)
-                received += len(raw)
-                if received > limit:
-                    raise DownloadError(f"{dest.name}: larger than the limit of {limit} bytes")
-                pieces = [raw] if inflate is None else inflated(inflate, raw)
-                for piece in pieces:
-                    decoded += len(piece)
-                    if decoded > limit:
-                        raise DownloadError(
-                            f"{dest.name}: larger than the limit of {limit} bytes once decoded "
-                            f"(sent as {encoding})"
-                        )
-                    yield piece
-        except zlib.error as exc:
-            raise DownloadError(f"{dest.name}: the compressed body is corrupt ({exc})") from None
-        if inflate is not None and not inflate.eof:
-            raise DownloadError(f"{dest.name}: the {encoding} body ends too early")
 
 
 def _describe(exc: Exception | None) -> str:

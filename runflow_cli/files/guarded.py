@@ -18,6 +18,7 @@ import httpx
 
 from runflow_cli.api.proxies import ProxyRules, RoutedTransport
 from runflow_cli.api.trust import ssl_context
+from runflow_cli.errors import DownloadError
 from runflow_cli.files.network import (
     Connections,
     GuardedBackend,
@@ -138,3 +139,40 @@ def inflated(inflate: zlib._Decompress, data: bytes) -> Iterator[bytes]:
             yield piece
         if not data and len(piece) < INFLATE_CHUNK:
             break  # input used up and nothing held back: wait for the next bytes
+
+
+def capped_body(
+    response: httpx.Response, name: str, limit: int, within: Callable[[], None]
+) -> Iterator[bytes]:
+    """A download's bytes, decoded if the CDN compressed them: :class:`DownloadError`
+    (naming the file ``name``) past ``limit`` bytes as received or as decoded; ``within``
+    is asked before each piece (it raises once the file's time is up)."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    inflate = None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header
+    elif encoding not in ("", "identity"):
+        raise DownloadError(f"{name}: the CDN sent it as {encoding!r}, asked identity")
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise DownloadError(f"{name}: {length} bytes, over the limit of {limit} bytes")
+    received = decoded = 0
+    try:
+        for raw in response.iter_raw():
+            within()
+            received += len(raw)
+            if received > limit:
+                raise DownloadError(f"{name}: larger than the limit of {limit} bytes")
+            pieces = [raw] if inflate is None else inflated(inflate, raw)
+            for piece in pieces:
+                decoded += len(piece)
+                if decoded > limit:
+                    raise DownloadError(
+                        f"{name}: larger than the limit of {limit} bytes once decoded "
+                        f"(sent as {encoding})"
+                    )
+                yield piece
+    except zlib.error as exc:
+        raise DownloadError(f"{name}: the compressed body is corrupt ({exc})") from None
+    if inflate is not None and not inflate.eof:
+        raise DownloadError(f"{name}: the {encoding} body ends too early")

@@ -18,6 +18,7 @@ read returns at once instead of when the CDN decides.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -55,6 +56,12 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 def address_refusal(address: str, *, allow_private: bool = False) -> str | None:
     """Why a connection to ``address`` is refused, or None when it is allowed."""
+    return _address_refusal(address, allow_private)
+
+
+# Judgements of addresses and hosts are kept: a run asks the same few for every file.
+@functools.lru_cache(maxsize=1024)
+def _address_refusal(address: str, allow_private: bool) -> str | None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -72,7 +79,11 @@ def address_refusal(address: str, *, allow_private: bool = False) -> str | None:
 def url_refusal(url: str | httpx.URL, *, allow_private: bool = False) -> str | None:
     """Why ``url`` may not be fetched, judged from the URL alone (no name is resolved)."""
     parts = urlsplit(str(url))
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    return _host_refusal(parts.scheme.lower(), (parts.hostname or "").lower(), allow_private)
+
+
+@functools.lru_cache(maxsize=1024)
+def _host_refusal(scheme: str, host: str, allow_private: bool) -> str | None:
     if scheme not in ("http", "https"):
         return f"the scheme {scheme or '(none)'}:// is not allowed"
     if not host:
@@ -92,6 +103,7 @@ def check_url(url: str | httpx.URL, *, allow_private: bool = False) -> None:
         raise URLRefused(f"refused to download {_shown(url)}: {refusal}")
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.split("%", 1)[0])
@@ -100,6 +112,7 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip_loopback(address: str) -> bool:
     return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
 
@@ -239,10 +252,21 @@ class _Stream(httpcore.NetworkStream):
         self._connections = connections
         self._remaining = remaining
 
+    def _bound(self, timeout: float | None) -> None:
+        """``timeout``, or less if the budget ends sooner (set if changed: a system call)."""
+        bound = _clamp(timeout, self._remaining())
+        if bound != self._sock.gettimeout():
+            self._sock.settimeout(bound)
+
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
-            self._sock.settimeout(_clamp(timeout, self._remaining()))
+        # try/except, not _mapped: this is every read of every download
+        try:
+            self._bound(timeout)
             data = self._sock.recv(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc)) from exc
         if not data and self._connections.aborted.is_set():
             raise httpcore.ReadError("the download was aborted")
         return data
@@ -250,7 +274,7 @@ class _Stream(httpcore.NetworkStream):
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         with _mapped(httpcore.WriteTimeout, httpcore.WriteError):
             while buffer:
-                self._sock.settimeout(_clamp(timeout, self._remaining()))
+                self._bound(timeout)
                 sent = self._sock.send(buffer)
                 buffer = buffer[sent:]
 
