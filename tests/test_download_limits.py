@@ -171,6 +171,37 @@ def test_concurrent_downloads_keep_to_their_connections_and_reuse_them(
     assert 1 <= len(connects) <= 3, connects
 
 
+def test_one_download_after_another_keeps_to_one_warm_connection(
+    connects: list[Any], tmp_path: Path
+) -> None:
+    """The slot used last is used next: a quiet run does not cycle through cold ones."""
+    with hostile_cdn() as cdn, Downloader(max_connections=3, allow_private=True) as downloader:
+        for n in range(5):
+            downloader.fetch(f"{cdn.url}/result_{n}.webp", tmp_path / f"{n}.webp")
+    assert len(connects) == 1, connects
+
+
+def test_a_link_that_redirects_to_another_host_keeps_both_connections(
+    connects: list[Any], tmp_path: Path
+) -> None:
+    """A link's host and the CDN it sends to each keep their connection alive."""
+    with (
+        hostile_cdn() as files,
+        hostile_cdn(mode="redirect") as links,
+        Downloader(max_connections=2, allow_private=True) as downloader,
+    ):
+        links.redirects = {f"/result_{n}.webp": f"{files.url}/result_{n}.webp" for n in range(5)}
+        for n in range(5):
+            downloader.fetch(f"{links.url}/result_{n}.webp", tmp_path / f"{n}.webp")
+    assert len(connects) == 2, connects
+    assert len(files.paths()) == len(links.paths()) == 5
+
+
+def test_a_downloader_needs_a_connection() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Downloader(max_connections=0)
+
+
 # --- how much comes in ------------------------------------------------------------------
 
 

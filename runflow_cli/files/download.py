@@ -57,6 +57,7 @@ from runflow_cli.files.guarded import (
     Guard,
     GuardedFetcher,
     capped_body,
+    drain,
     guarded_client,
 )
 from runflow_cli.files.limits import DEFAULT_DOWNLOAD_DEADLINE as DEFAULT_DOWNLOAD_DEADLINE
@@ -78,6 +79,8 @@ FILES_PER_CONNECTION = 4
 waiting out a retry (a 429's Retry-After), which holds no transfer slot. A run's
 downloads hand those waits to threads of their own (``defer_retries``), which start
 only when a retry does."""
+SLOT_CONNECTIONS = 2
+"""Connections a transfer slot keeps alive: a link's host and the CDN it redirects to."""
 SLOT_WAIT = 0.2
 """Seconds between two looks at the interrupt and the budget while waiting for a slot."""
 
@@ -118,8 +121,8 @@ class _Retryable(Exception):
 
 
 class Downloader(GuardedFetcher):
-    """Fetches URLs to files. Thread-safe: one instance serves a pool of workers, each
-    transfer on one of ``max_connections`` connections of its own."""
+    """Fetches URLs to files. Thread-safe: one instance serves a pool of workers, at most
+    ``max_connections`` transfers at once, each through a client of its own."""
 
     def __init__(
         self,
@@ -154,19 +157,22 @@ class Downloader(GuardedFetcher):
                 self._guard,
                 self._connections,
                 remaining=self._remaining,
-                max_connections=1,
+                max_connections=SLOT_CONNECTIONS,
                 timeout=timeout,
                 transport=transport,
             )
 
-        # A client per transfer slot, each with its one kept-alive connection: one pool
-        # shared by every thread checks each of its idle connections under one lock at
-        # every request. (A transport given, as tests give one, serves every slot.)
+        # A client per transfer slot, its connections kept alive: one pool shared by every
+        # thread checks each of its idle connections under one lock at every request. The
+        # slot used last is handed out first, so a quiet run keeps using warm connections.
+        # (A transport given, as tests give one, serves every slot.)
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
         self._client = slot_client()
         self._clients = [self._client]
         for _ in range(max_connections - 1):
             self._clients.append(self._client if transport is not None else slot_client())
-        self._slots: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
+        self._slots: queue.LifoQueue[httpx.Client] = queue.LifoQueue()
         for client in self._clients:
             self._slots.put(client)
         self._max_file_size = max_file_size
@@ -349,6 +355,7 @@ class Downloader(GuardedFetcher):
             with client.stream("GET", target) as response:
                 if response.has_redirect_location and response.next_request is not None:
                     target = self._guard.hop(target, response.next_request.url, "download from")
+                    drain(response)
                     continue
                 status = response.status_code
                 if status >= 500 or status == 429:

@@ -1,10 +1,12 @@
 """The guarded HTTP client for hosts other than the API: finals and stages (downloads),
 sources (``--check-sources``) and manifests given by URL.
 
-Each is fetched by a client of its own, never carrying the API key, whose connections
-go through :class:`~runflow_cli.files.network.GuardedBackend` (the address rules, at
-connect time) or a proxy where ``*_PROXY``/``NO_PROXY`` say. Redirects are not
-followed by httpx: each hop is checked first by :meth:`Guard.hop`.
+Each kind is fetched by clients of its own (downloads: one per transfer slot), never
+carrying the API key, whose connections go through
+:class:`~runflow_cli.files.network.GuardedBackend` (the address rules, at connect time)
+or a proxy where ``*_PROXY``/``NO_PROXY`` say. Redirects are not followed by httpx:
+each hop is checked first by :meth:`Guard.hop`. A download's body is read through
+:func:`capped_body` (its size limits, and a compressed body decoded).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from runflow_cli.files.network import (
 from runflow_cli.version import __version__
 
 MAX_REDIRECTS = 5
+DRAIN_LIMIT = 64 * 1024
+"""Bytes of a redirect's body read to keep its connection; a longer one closes it."""
 INFLATE_CHUNK = 64 * 1024
 
 
@@ -72,8 +76,9 @@ class Guard:
 
 
 class GuardedFetcher:
-    """What a fetcher of other hosts shares: its client (see :func:`guarded_client`) and
-    its connections, closed at the end and aborted on an interrupt."""
+    """What a fetcher of other hosts shares: its client (see :func:`guarded_client`; the
+    downloader has one per slot) and its connections, closed at the end and aborted on an
+    interrupt."""
 
     _client: httpx.Client
     _connections: Connections
@@ -139,6 +144,17 @@ def inflated(inflate: zlib._Decompress, data: bytes) -> Iterator[bytes]:
             yield piece
         if not data and len(piece) < INFLATE_CHUNK:
             break  # input used up and nothing held back: wait for the next bytes
+
+
+def drain(response: httpx.Response) -> None:
+    """Read a short answer we do not use (a redirect's) to its end, so its connection is
+    kept alive for the next request; one longer than :data:`DRAIN_LIMIT` is left unread
+    (closing it then closes the connection)."""
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read > DRAIN_LIMIT:
+            return
 
 
 def capped_body(
