@@ -330,6 +330,69 @@ def test_a_file_waiting_out_a_retry_leaves_the_download_worker_to_others(tmp_pat
     assert [o.status.value for o in result.outcomes] == ["succeeded", "succeeded"]
 
 
+def test_with_stages_a_stage_waiting_out_its_retry_leaves_transfers_to_others(
+    tmp_path: Path,
+) -> None:
+    """--keep-intermediates: a stage's retry waits in its worker (only a final's is handed
+    back), so the pool keeps more workers than transfers. One download worker: while the
+    first item's stage waits, the second item's final is saved."""
+    from helpers import make_items
+    from test_pipeline import Clock, ScriptedClient, run_pipeline
+
+    from runflow_cli.api.answers import BatchView
+    from runflow_cli.batch.options import BatchOptions
+    from runflow_cli.files.folder import SavedFile
+
+    other_saved = threading.Event()
+    waited: list[bool] = []
+
+    class StagedClient(ScriptedClient):
+        def get_batch(self, batch_id: str) -> BatchView:
+            n = self.sizes[batch_id]
+            entries = [
+                {
+                    "sequence_index": i,
+                    "run_id": f"r{i}",
+                    "status_code": "succeeded",
+                    "output": {
+                        "image_urls": [
+                            f"https://cdn.test/r{i}/stage_00000_.webp",
+                            f"https://cdn.test/r{i}/result_00001_.webp",
+                        ]
+                    },
+                }
+                for i in range(n)
+            ]
+            counts = {"items_total": n, "items_succeeded": n, "items_failed": 0}
+            return BatchView.parse(
+                {"id": batch_id, **counts, "cost": "1.000000", "output": {"items": entries}}
+            )
+
+    class WeatheredCDN:
+        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
+            if "/r0/stage_" in url:  # its Retry-After, waited in this worker
+                waited.append(other_saved.wait(10))
+            elif "/r1/result_" in url:
+                other_saved.set()
+            return SavedFile(dest, 1, "0" * 64)
+
+        def abort(self) -> None:
+            pass
+
+    clock = Clock()
+    result = run_pipeline(
+        StagedClient(clock, [(2, 0)]),
+        WeatheredCDN(),
+        BatchOptions(download_workers=1, keep_intermediates=True),
+        make_items(2),
+        tmp_path,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert waited == [True], "the second final waited behind the first item's stage"
+    assert [o.status.value for o in result.outcomes] == ["succeeded", "succeeded"]
+
+
 def test_finals_waiting_out_a_retry_count_as_waiting_and_bound_the_files_in_hand(
     tmp_path: Path,
 ) -> None:
