@@ -33,7 +33,14 @@ import httpx
 
 from runflow_cli.api.trust import certificate_error
 from runflow_cli.errors import ExitCode, RunflowError, local_io
-from runflow_cli.files.guarded import MAX_REDIRECTS, Guard, GuardedFetcher, guarded_client, inflated
+from runflow_cli.files.guarded import (
+    MAX_REDIRECTS,
+    Guard,
+    GuardedFetcher,
+    decoder,
+    guarded_client,
+    inflated,
+)
 from runflow_cli.files.network import (
     Connections,
     Resolver,
@@ -231,11 +238,8 @@ class _Fetcher(GuardedFetcher):
         length = response.headers.get("content-length", "").strip()
         if length.isdigit() and int(length) > limit:
             raise _too_large(limit, f"it declares {int(length):,} bytes")
-        encoding = response.headers.get("content-encoding", "").strip().lower()
-        inflate = None
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header
-        elif encoding not in ("", "identity"):
+        encoding, inflate = decoder(response)
+        if inflate is False:
             raise ManifestFetchError(f"the server sent the manifest as {encoding!r}")
         with local_io(tempfile.gettempdir()):
             handle, name = tempfile.mkstemp(prefix="runflow-manifest-", suffix=f".{kind}")

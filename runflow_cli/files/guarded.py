@@ -14,7 +14,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Literal, Self
 
 import httpx
 
@@ -157,17 +157,23 @@ def drain(response: httpx.Response) -> None:
             return
 
 
+def decoder(response: httpx.Response) -> tuple[str, zlib._Decompress | Literal[False] | None]:
+    """The body's ``Content-Encoding`` and what decodes it: a decompressor (gzip,
+    deflate), None (sent as is), or False (an encoding we do not read)."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return encoding, zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header
+    return encoding, None if encoding in ("", "identity") else False
+
+
 def capped_body(
     response: httpx.Response, name: str, limit: int, within: Callable[[], None]
 ) -> Iterator[bytes]:
     """A download's bytes, decoded if the CDN compressed them: :class:`DownloadError`
     (naming the file ``name``) past ``limit`` bytes as received or as decoded; ``within``
     is asked before each piece (it raises once the file's time is up)."""
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    inflate = None
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header
-    elif encoding not in ("", "identity"):
+    encoding, inflate = decoder(response)
+    if inflate is False:
         raise DownloadError(f"{name}: the CDN sent it as {encoding!r}, asked identity")
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
