@@ -32,7 +32,7 @@ from runflow_cli.api.client import RunflowClient
 from runflow_cli.batch.events import Event, FileRetry, FileSaved, ItemFailed
 from runflow_cli.batch.journal import Journal, row_key
 from runflow_cli.batch.outcome import Outcome
-from runflow_cli.errors import LocalIOError, RunflowError
+from runflow_cli.errors import LocalIOError, RunflowError, local_io
 from runflow_cli.files.download import (
     FILES_PER_CONNECTION,
     DownloadAborted,
@@ -40,6 +40,7 @@ from runflow_cli.files.download import (
     ExpiredURLError,
     RetryDeferred,
 )
+from runflow_cli.files.durable import GroupSync
 from runflow_cli.files.expiry import link_expiry
 from runflow_cli.files.folder import OutputFolder, OutsideOutputError, SavedFile
 from runflow_cli.files.save import SavedFinal, failure_message, save_final
@@ -99,7 +100,9 @@ class Fetcher:
     ) -> None:
         """``on_local_fault`` hears a final the disk refused (full, read-only): the run
         stops creating batches (see :meth:`~runflow_cli.batch.ledger.Ledger.local_fault`).
-        ``wall`` is the time links' expiry is told in (Unix seconds)."""
+        ``wall`` is the time links' expiry is told in (Unix seconds). The finals saved
+        into a local OUT are made durable together, before they are journalled
+        (:mod:`runflow_cli.files.durable`)."""
         self._downloader = downloader
         self._journal = journal
         self._client = client
@@ -111,6 +114,7 @@ class Fetcher:
         self._clock = clock
         self._wall = wall
         self._on_local_fault = on_local_fault
+        self._group = GroupSync.of(folder.root) if folder.local_files else None
         # A stage's retry waits in its worker (only a final's is handed back): with stages,
         # as many workers as files in hand, so waiting stages do not stop the transfers.
         self._workers = workers * (FILES_PER_CONNECTION if keep_intermediates else 1)
@@ -201,6 +205,7 @@ class Fetcher:
             stages=self._keep_intermediates,
             defer_retries=True,
             resume=task.deferred,
+            group=self._group,
         )
 
     def harvest(self, timeout: float) -> None:
@@ -300,6 +305,9 @@ class Fetcher:
             (row_key(o.item), self._folder.relative(f.path), f.size, f.sha256, f.mtime_ns)
             for o, f in saved
         ]
+        if self._group is not None:  # on disk before the journal says they are saved
+            with local_io(self._folder.root, "write the finals to disk"):
+                self._group.sync()
         with self._critical():
             self._journal.files_saved(records)
         for outcome, final in saved:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runflow_cli.errors import LocalIOError
+from runflow_cli.files.durable import GroupSync
 
 AT_CALLS = (
     {os.open, os.mkdir, os.rename, os.unlink, os.stat} <= os.supports_dir_fd
@@ -230,14 +231,21 @@ class Written:
 
 
 def write_whole(
-    place: Place, name: str, chunks: Iterable[bytes], *, durable: bool, fresh: bool = False
+    place: Place,
+    name: str,
+    chunks: Iterable[bytes],
+    *,
+    durable: bool,
+    fresh: bool = False,
+    group: GroupSync | None = None,
 ) -> Written:
     """Write ``chunks`` to a temporary name in ``place``, then rename it to ``name``.
 
     ``name`` is either whole or absent, even if the process is killed; a temporary file
     left by a killed run is removed first (one run per OUT holds the lock), unless the
     folder is ``fresh`` (made during this run: nothing in it is from before). ``durable``
-    fsyncs the file and its folder. A link at ``name`` is refused, not replaced.
+    fsyncs the file and its folder, or leaves that to ``group`` when it covers the file
+    (see :mod:`runflow_cli.files.durable`). A link at ``name`` is refused, not replaced.
     """
     prefix, suffix = f".{name}.", ".part"
     if not fresh:
@@ -252,14 +260,19 @@ def write_whole(
                 size += len(chunk)
                 digest.update(chunk)
                 _write_all(fd, chunk)
-            if durable:
+            info = os.fstat(fd)
+            mtime_ns = info.st_mtime_ns
+            grouped = durable and group is not None and group.covers(info.st_dev)
+            if durable and not grouped:
                 os.fsync(fd)
-            mtime_ns = os.fstat(fd).st_mtime_ns
         finally:
             os.close(fd)
         place.refuse_link(name)  # renaming would replace a link, not follow it: still said
         os.replace(place.name(tmp), place.name(name), src_dir_fd=place.fd, dst_dir_fd=place.fd)
-        if durable:
+        if grouped:
+            assert group is not None
+            group.written()
+        elif durable:
             place.fsync()
     except BaseException:
         place.unlink(tmp)

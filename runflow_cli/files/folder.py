@@ -27,6 +27,7 @@ from runflow_cli.files.confined import (
     walk,
     write_whole,
 )
+from runflow_cli.files.durable import GroupSync
 from runflow_cli.files.lock import RunLock, lock_held
 from runflow_cli.files.matching import file_matches, final_found
 
@@ -225,11 +226,17 @@ class OutputFolder:
         return self.write_stream(self.path(relative), [text.encode()], durable=False).path
 
     def write_stream(
-        self, dest: Path, chunks: Iterable[bytes], *, durable: bool = True
+        self,
+        dest: Path,
+        chunks: Iterable[bytes],
+        *,
+        durable: bool = True,
+        group: GroupSync | None = None,
     ) -> SavedFile:
         """Write a final, stage or export atomically from its chunks; size and SHA-256 back.
 
-        ``durable`` fsyncs it (a final the journal calls saved must survive a power cut).
+        ``durable`` fsyncs it (a final the journal calls saved must survive a power cut),
+        or leaves that to ``group``'s next sync (:mod:`runflow_cli.files.durable`).
         :class:`OutsideOutputError` for a link on the way (``OUT/<sku>`` a link), and
         :class:`LocalIOError` naming ``dest`` for what the disk refuses.
         """
@@ -240,7 +247,9 @@ class OutputFolder:
                 if place.made:
                     self._made.add(folder)
                 fresh = place.made or folder in self._made
-                written = write_whole(place, parts[-1], chunks, durable=durable, fresh=fresh)
+                written = write_whole(
+                    place, parts[-1], chunks, durable=durable, fresh=fresh, group=group
+                )
         return SavedFile(self.root.joinpath(*parts), written.size, written.sha256, written.mtime_ns)
 
     def copy(self, source: Path, dest: Path) -> SavedFile:

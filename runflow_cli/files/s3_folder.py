@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path, PosixPath
 from typing import Any
 
+from runflow_cli.files.durable import GroupSync
 from runflow_cli.files.folder import LOCK_FILE, STATE_DIR, OutputFolder, SavedFile
 from runflow_cli.files.lease import Lease, LeaseLostError, LeaseSettings
 from runflow_cli.files.location import Location
@@ -190,7 +191,12 @@ class StoreFolder(OutputFolder):
         self._objects()
 
     def write_stream(
-        self, dest: Path, chunks: Iterable[bytes], *, durable: bool = True
+        self,
+        dest: Path,
+        chunks: Iterable[bytes],
+        *,
+        durable: bool = True,
+        group: GroupSync | None = None,
     ) -> SavedFile:
         """A final, stage, report or review page as one object (``.runflow/`` stays local)."""
         if self._is_state(dest):

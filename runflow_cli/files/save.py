@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runflow_cli.api.answers import pick_final, stage_urls
 from runflow_cli.errors import DownloadError, RunflowError
+from runflow_cli.files.durable import GroupSync
 from runflow_cli.files.folder import OutputFolder, SavedFile
 from runflow_cli.names import sanitize_component, url_basename, url_extension
 
@@ -59,6 +61,7 @@ def save_final(
     stages: bool = False,
     defer_retries: bool = False,
     resume: RetryDeferred | None = None,
+    group: GroupSync | None = None,
 ) -> SavedFinal:
     """Download an item's final (the ``result_*`` URL among ``urls``), and its stages if asked.
 
@@ -67,14 +70,15 @@ def save_final(
     the file cannot be written (:class:`~runflow_cli.files.folder.OutsideOutputError`
     when a symbolic link in OUT stands on its way). ``defer_retries`` and ``resume``
     are :meth:`~runflow_cli.files.download.Downloader.fetch`'s and ``resume``'s, for the
-    final (a stage's retries wait in the thread).
+    final (a stage's retries wait in the thread). ``group``: the files are made durable by
+    its next sync, not one by one (:mod:`runflow_cli.files.durable`).
     """
     final_url = pick_final(urls)
     if final_url is None:
         raise DownloadError("the output lists no result_* image")
     dest = final_path(folder, sku, name, final_url)
     # Whatever writer the downloader was made with, a final goes where OUT allows.
-    write = folder.write_stream
+    write = folder.write_stream if group is None else partial(folder.write_stream, group=group)
     if resume is not None:
         saved = SavedFinal(
             downloader.resume(resume, dest, write=write, defer_retries=defer_retries)
