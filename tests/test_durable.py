@@ -3,7 +3,9 @@ two fsyncs each: runflow_cli/files/durable.py, and a real run's order of the two
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import pytest
 from helpers import run_batch, sku_manifest
 
 from runflow_cli.batch.journal import Journal
-from runflow_cli.files.durable import GroupSync, system_syncfs
+from runflow_cli.files import durable
+from runflow_cli.files.durable import GroupSync, file_system_type, system_syncfs
 from runflow_cli.files.folder import OutputFolder
 
 
@@ -34,15 +37,23 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 class Syncs:
-    def __init__(self, fail: OSError | None = None) -> None:
+    """A syncfs that counts its calls (and fails when told)."""
+
+    def __init__(self) -> None:
         self.calls = 0
-        self.fail = fail
+        self.fail: OSError | None = None
 
     def __call__(self, fd: int) -> None:
         os.fstat(fd)  # an open descriptor, as syncfs needs
         self.calls += 1
         if self.fail is not None:
             raise self.fail
+
+
+def opened(root: Path, syncs: Syncs, fs: str = "ext4") -> GroupSync:
+    group = GroupSync.open(root, syncs, fs_type=lambda device: fs)
+    assert group is not None
+    return group
 
 
 def write_three(folder: OutputFolder, group: GroupSync | None) -> None:
@@ -53,19 +64,18 @@ def write_three(folder: OutputFolder, group: GroupSync | None) -> None:
 def test_covered_finals_skip_their_fsyncs_and_one_sync_writes_them_back(
     tmp_path: Path, fsyncs: list[str]
 ) -> None:
-    folder, syncs = OutputFolder(tmp_path), Syncs()
-    group = GroupSync(tmp_path, syncs)
-    write_three(folder, group)
-    assert fsyncs == [] and syncs.calls == 0
+    syncs = Syncs()
+    group = opened(tmp_path, syncs)
+    assert syncs.calls == 1  # the first, to know it works here
+    write_three(OutputFolder(tmp_path), group)
+    assert fsyncs == [] and syncs.calls == 1
     group.sync()
-    assert syncs.calls == 1
+    assert syncs.calls == 2
     group.sync()  # nothing written since: nothing to write back
-    assert syncs.calls == 1
-    assert [(tmp_path / f"SKU-{n}" / "v0.webp").read_bytes() for n in range(3)] == [
-        b"",
-        b"x",
-        b"xx",
-    ]
+    assert syncs.calls == 2 and group.syncs == 1
+    found = [(tmp_path / f"SKU-{n}" / "v0.webp").read_bytes() for n in range(3)]
+    assert found == [b"", b"x", b"xx"]
+    group.close()
 
 
 def test_without_a_group_each_final_and_its_folder_are_fsynced(
@@ -75,77 +85,200 @@ def test_without_a_group_each_final_and_its_folder_are_fsynced(
     assert len(fsyncs) == 6
 
 
-@pytest.mark.parametrize(
-    "group",
-    [
-        pytest.param(lambda root: GroupSync(root, Syncs(), device=-1), id="another file system"),
-        pytest.param(lambda root: GroupSync(root, None), id="no syncfs on this system"),
-    ],
-)
-def test_a_final_the_group_does_not_cover_is_fsynced_itself(
-    tmp_path: Path, fsyncs: list[str], group: Any
+def test_a_final_on_another_file_system_is_fsynced_itself(
+    tmp_path: Path, fsyncs: list[str]
 ) -> None:
-    made = group(tmp_path)
-    write_three(OutputFolder(tmp_path), made)
+    fd = os.open(tmp_path, os.O_RDONLY)
+    group = GroupSync(fd, device=-1, syncfs=Syncs())
+    write_three(OutputFolder(tmp_path), group)
     assert len(fsyncs) == 6
-    made.sync()
-    assert made.syncs == 0
+    group.sync()
+    assert group.syncs == 0
+    group.close()
+
+
+@pytest.mark.parametrize("fs", ["fuse.sshfs", "cifs", "nfs4", None])
+def test_no_group_on_a_file_system_whose_syncfs_may_not_write_back(
+    tmp_path: Path, fs: str | None
+) -> None:
+    assert GroupSync.open(tmp_path, Syncs(), fs_type=lambda device: fs) is None
+
+
+def test_no_group_when_the_first_syncfs_fails_or_there_is_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = Syncs()
+    failing.fail = OSError(errno.ENOSYS, "Function not implemented")
+    assert GroupSync.open(tmp_path, failing, fs_type=lambda device: "ext4") is None
+    monkeypatch.setattr(durable, "system_syncfs", lambda: None)
+    assert GroupSync.open(tmp_path, fs_type=lambda device: "ext4") is None
 
 
 def test_a_failed_sync_is_said_and_tried_again(tmp_path: Path) -> None:
-    syncs = Syncs(fail=OSError(5, "Input/output error"))
-    group = GroupSync(tmp_path, syncs)
+    syncs = Syncs()
+    group = opened(tmp_path, syncs)
     write_three(OutputFolder(tmp_path), group)
+    syncs.fail = OSError(errno.EIO, "Input/output error")
     with pytest.raises(OSError, match="Input/output"):
         group.sync()
     syncs.fail = None
     group.sync()
-    assert syncs.calls == 2 and group.syncs == 1
+    assert syncs.calls == 3 and group.syncs == 1
+    group.close()
 
 
-@pytest.mark.skipif(system_syncfs() is None, reason="syncfs is Linux's")
+def test_the_file_system_type_comes_from_the_mount_table(tmp_path: Path) -> None:
+    table = tmp_path / "mountinfo"
+    table.write_text(
+        "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+        "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard\n"
+        "41 27 0:38 / /mnt/nas rw,relatime shared:1 - cifs //nas/photos rw\n"
+    )
+    assert file_system_type(os.makedev(254, 0), str(table)) == "ext4"
+    assert file_system_type(os.makedev(0, 38), str(table)) == "cifs"
+    assert file_system_type(os.makedev(8, 1), str(table)) is None
+    assert file_system_type(os.makedev(254, 0), str(tmp_path / "none")) is None
+
+
+@pytest.mark.skipif(system_syncfs() is None, reason="syncfs (Linux 5.8+) is not here")
 def test_the_system_syncfs_writes_back_a_real_file_system(tmp_path: Path) -> None:
     syncfs = system_syncfs()
     assert syncfs is not None
     fd = os.open(tmp_path, os.O_RDONLY)
     try:
         syncfs(fd)
-        with pytest.raises(OSError):
-            syncfs(-1)  # not a descriptor: the C library's error, as an OSError
+        with pytest.raises(OSError) as bad:
+            syncfs(-1)
+        assert bad.value.errno == errno.EBADF  # the C library's error, as an OSError
     finally:
         os.close(fd)
 
 
 @pytest.mark.skipif(system_syncfs() is None, reason="without syncfs each final is fsynced")
-def test_a_run_journals_its_finals_only_after_a_sync_and_fsyncs_none(
+def test_a_run_journals_its_finals_only_after_a_syncfs_and_fsyncs_none(
     cli: Any, sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[str]
 ) -> None:
-    """The real CLI on the sandbox: every journal write of saved finals comes after a sync
-    that started after those finals were in place, and no final was fsynced on its own."""
-    order: list[str] = []
-    sync, files_saved = GroupSync.sync, Journal.files_saved
+    """The real CLI on the sandbox: each final the journal records as saved was in
+    place when a syncfs of OUT began, before that journal write; none was fsynced."""
+    out = tmp_path / "out"
+    synced: set[str] = set()  # the finals in place when a syncfs began
+    journalled: list[str] = []
+    syncfs, files_saved = system_syncfs(), Journal.files_saved
+    assert syncfs is not None
 
-    def recording_sync(self: GroupSync) -> None:
-        placed = sorted(p.name for p in (tmp_path / "out").rglob("*.webp"))
-        order.append(f"sync {len(placed)}")
-        sync(self)
+    def recording_syncfs(fd: int) -> None:
+        if out.exists():
+            synced.update(str(p.relative_to(out)) for p in out.glob("*/*.webp"))
+        syncfs(fd)
 
     def recording_saved(self: Journal, records: list[Any]) -> None:
-        order.append(f"journal {len(records)}")
+        paths = [record[1] for record in records]
+        assert set(paths) <= synced, (paths, synced)
+        journalled.extend(paths)
         files_saved(self, records)
 
-    monkeypatch.setattr(GroupSync, "sync", recording_sync)
+    monkeypatch.setattr(durable, "system_syncfs", lambda: recording_syncfs)
+    monkeypatch.setattr(durable, "file_system_type", lambda device: "ext4")
     monkeypatch.setattr(Journal, "files_saved", recording_saved)
     manifest = sku_manifest(tmp_path / "m.csv", range(12), "durable")
-    result = run_batch(cli, sb, manifest, tmp_path / "out", "--batch-size", "5")
+    result = run_batch(cli, sb, manifest, out, "--batch-size", "5")
     assert result.code == 0, result.err
-    journalled = 0
-    for i, entry in enumerate(order):
-        if entry.startswith("journal"):
-            assert i > 0 and order[i - 1].startswith("sync"), order
-            journalled += int(entry.split()[1])
-            assert int(order[i - 1].split()[1]) >= journalled, order  # in place before it
-    assert journalled == 12
-    out = os.path.realpath(tmp_path / "out")
-    finals = [p for p in fsyncs if p.startswith(out) and not p.startswith(f"{out}/.runflow")]
+    assert len(journalled) == 12
+    real = os.path.realpath(out)
+    finals = [p for p in fsyncs if p.startswith(real) and not p.startswith(f"{real}/.runflow")]
     assert finals == [], finals
+
+
+def failing_after_first(fault: BaseException, times: int = 1000) -> Any:
+    """The system's syncfs for the first call (the group's probe), then ``fault`` for the
+    next ``times`` calls, then the system's again."""
+    syncfs, calls = system_syncfs(), [0]
+    assert syncfs is not None
+
+    def flaky(fd: int) -> None:
+        calls[0] += 1
+        if 1 < calls[0] <= 1 + times:
+            raise fault
+        syncfs(fd)
+
+    return flaky
+
+
+@pytest.mark.skipif(system_syncfs() is None, reason="without syncfs each final is fsynced")
+def test_a_failed_syncfs_stops_the_run_with_exit_5_and_a_rerun_saves_the_rest(
+    cli: Any, sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    manifest = sku_manifest(tmp_path / "m.csv", range(6), "durable-eio")
+    monkeypatch.setattr(durable, "file_system_type", lambda device: "ext4")
+    eio = OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(durable, "system_syncfs", lambda: failing_after_first(eio))
+    first = run_batch(cli, sb, manifest, out)
+    assert first.code == 5, first.err
+    assert "could not make the saved finals durable in" in first.err
+    assert "Traceback" not in first.err
+    monkeypatch.setattr(durable, "system_syncfs", system_syncfs)
+    again = run_batch(cli, sb, manifest, out)
+    assert again.code == 0, again.err
+    assert len(list(out.glob("*/*.webp"))) == 6
+
+
+@pytest.mark.skipif(system_syncfs() is None, reason="without syncfs each final is fsynced")
+def test_ctrl_c_during_a_sync_ends_as_an_interrupt_and_a_rerun_saves_the_rest(
+    cli: Any, sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interrupt still records what it can: OUT stays open for its last sync."""
+    out = tmp_path / "out"
+    manifest = sku_manifest(tmp_path / "m.csv", range(6), "durable-int")
+    monkeypatch.setattr(durable, "file_system_type", lambda device: "ext4")
+    monkeypatch.setattr(durable, "system_syncfs", lambda: failing_after_first(KeyboardInterrupt()))
+    first = run_batch(cli, sb, manifest, out)
+    assert first.code == 130, first.err
+    assert "Traceback" not in first.err
+    monkeypatch.setattr(durable, "system_syncfs", system_syncfs)
+    again = run_batch(cli, sb, manifest, out)
+    assert again.code == 0, again.err
+    assert len(list(out.glob("*/*.webp"))) == 6
+
+
+def test_after_a_failed_loop_the_interrupt_still_syncs_and_journals_a_finished_final(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipeline.run calls Fetcher.interrupt() after the Fetcher's block has ended on an
+    error: OUT must still be open for that last sync (it is let go by close())."""
+    from contextlib import nullcontext
+
+    from helpers import make_items
+
+    from runflow_cli.batch.downloads import Fetcher
+    from runflow_cli.batch.outcome import Outcome
+
+    syncs = Syncs()
+    monkeypatch.setattr(durable, "system_syncfs", lambda: syncs)
+    monkeypatch.setattr(durable, "file_system_type", lambda device: "ext4")
+    written = threading.Event()
+
+    class CDN:
+        def fetch(self, url: str, dest: Path, *, write: Any, **kw: Any) -> Any:
+            saved = write(dest, [b"final"])
+            written.set()
+            return saved
+
+        def abort(self) -> None:
+            pass
+
+    folder = OutputFolder(tmp_path)
+    outcome = Outcome(make_items(1)[0], batch_id="b1")
+    with Journal.open(folder) as journal:
+        fetcher = Fetcher(
+            CDN(), journal, None, folder, 1, keep_intermediates=False,  # type: ignore[arg-type]
+            on_event=lambda e: None, critical=nullcontext, wake=threading.Event(),
+        )  # fmt: skip
+        with pytest.raises(RuntimeError), fetcher:
+            fetcher.fetch(outcome, ["https://cdn.test/r0/result_1.webp"], 0)
+            assert written.wait(10)
+            raise RuntimeError("the run's loop failed")
+        fetcher.interrupt()
+        fetcher.close()
+    assert syncs.calls == 2  # the first, when OUT was opened; then this final's
+    assert outcome.status.value == "succeeded"

@@ -114,7 +114,7 @@ class Fetcher:
         self._clock = clock
         self._wall = wall
         self._on_local_fault = on_local_fault
-        self._group = GroupSync.of(folder.root) if folder.local_files else None
+        self._group = GroupSync.open(folder.real_root) if folder.local_files else None
         # A stage's retry waits in its worker (only a final's is handed back): with stages,
         # as many workers as files in hand, so waiting stages do not stop the transfers.
         self._workers = workers * (FILES_PER_CONNECTION if keep_intermediates else 1)
@@ -140,11 +140,18 @@ class Fetcher:
         if kind is None:
             self._waits.shutdown(wait=True, cancel_futures=True)
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self.close()
             return
         # Interrupted or failing: the CDN is not waited for (see interrupt()).
         self._abort()
         self._waits.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Let go of OUT (held open to sync the finals): after :meth:`interrupt`, which may
+        still record finals."""
+        if self._group is not None:
+            self._group.close()
 
     def _abort(self) -> None:
         if self._tasks:  # only a download in flight has anything to abort
@@ -306,7 +313,7 @@ class Fetcher:
             for o, f in saved
         ]
         if self._group is not None:  # on disk before the journal says they are saved
-            with local_io(self._folder.root, "write the finals to disk"):
+            with local_io(self._folder.root, "make the saved finals durable in"):
                 self._group.sync()
         with self._critical():
             self._journal.files_saved(records)

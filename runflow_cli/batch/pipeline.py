@@ -156,6 +156,8 @@ class Pipeline:
             with suppress(LocalIOError):  # a final saved now may go unrecorded: refetched
                 self._fetcher.interrupt()
             self._ledger.halted(fault)
+        finally:
+            self._fetcher.close()
         self._tell_retries(flush=True)
         return result
 
