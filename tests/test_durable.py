@@ -282,3 +282,37 @@ def test_after_a_failed_loop_the_interrupt_still_syncs_and_journals_a_finished_f
         fetcher.close()
     assert syncs.calls == 2  # the first, when OUT was opened; then this final's
     assert outcome.status.value == "succeeded"
+
+
+def test_a_batch_key_is_on_disk_before_its_create_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal syncs at checkpoints (a power cut may lose its last commits), except a
+    batch's key, written before the create is sent: lost, a rerun would pay again under a
+    new key. Seen in the statements SQLite runs."""
+    import sqlite3
+
+    from helpers import make_items
+
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def tracing(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        db.set_trace_callback(statements.append)
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", tracing)
+
+    def synchronous_at(statement: str) -> str:
+        at = next(i for i, s in enumerate(statements) if s.startswith(statement))
+        return next(s for s in reversed(statements[:at]) if "synchronous" in s)
+
+    items = make_items(2)
+    with Journal.open(OutputFolder(tmp_path)) as journal:
+        journal.begin_batch("k1", "https://api.test", "{}", [(items[0], "fp", 0)])
+        journal.batch_created("k1", "b1", {0: "r0"})
+        journal.resubmitting("k1")
+    assert synchronous_at("INSERT INTO batches") == "PRAGMA synchronous=FULL"
+    assert synchronous_at("UPDATE batches SET batch_id") == "PRAGMA synchronous=NORMAL"
+    assert synchronous_at("UPDATE batches SET status") == "PRAGMA synchronous=FULL"

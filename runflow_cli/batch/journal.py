@@ -104,11 +104,16 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _transaction(self, *, counted: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, *, counted: bool = True, synced: bool = False
+    ) -> Iterator[sqlite3.Connection]:
         # A full or read-only disk is a LocalIOError naming the journal (exit 5). SQLite may
         # have rolled back by itself (a full disk) or fail at COMMIT: either way nothing of
-        # the transaction is kept, and the next one starts clean.
+        # the transaction is kept, and the next one starts clean. ``synced``: on disk at
+        # COMMIT (the journal is otherwise synced at checkpoints: a power cut may lose the
+        # last commits), for a batch's key before its create is sent.
         with local_io(self.path, "write the journal"):
+            self._db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -172,7 +177,12 @@ class Journal:
         """Record a batch about to be sent: ``rows`` are (item, fingerprint, sequence_index);
         ``service`` is what their finals will be recorded as made by."""
         now = _now()
-        with self._transaction() as db:
+        values = [
+            (row_key(item), fp, item.sku, item.name, item.line, item.image_url,
+             batch_key, seq, service, now)
+            for item, fp, seq in rows
+        ]  # fmt: skip
+        with self._transaction(synced=True) as db:  # the key is on disk before the create
             db.execute(
                 "INSERT INTO batches(batch_key, endpoint, status, body, size, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -188,27 +198,13 @@ class Journal:
                 "run_id=NULL, status='submitting', error_kind=NULL, error_message=NULL, "
                 "output_urls=NULL, final_url=NULL, output_path=NULL, size=NULL, sha256=NULL, "
                 "service=excluded.service, updated_at=excluded.updated_at",
-                [
-                    (
-                        row_key(item),
-                        fp,
-                        item.sku,
-                        item.name,
-                        item.line,
-                        item.image_url,
-                        batch_key,
-                        seq,
-                        service,
-                        now,
-                    )
-                    for item, fp, seq in rows
-                ],
+                values,
             )
 
     def resubmitting(self, batch_key: str) -> None:
         """An unknown batch is about to be sent again, with its first key and body."""
         now = _now()
-        with self._transaction() as db:
+        with self._transaction(synced=True) as db:
             db.execute(
                 "UPDATE batches SET status=?, updated_at=? WHERE batch_key=?",
                 (BatchState.SUBMITTING, now, batch_key),
