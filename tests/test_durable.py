@@ -205,36 +205,34 @@ def failing_after_first(fault: BaseException, times: int = 1000) -> Any:
 
 
 @pytest.mark.skipif(system_syncfs() is None, reason="without syncfs each final is fsynced")
-def test_a_failed_syncfs_stops_the_run_with_exit_5_and_a_rerun_saves_the_rest(
-    cli: Any, sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("fault", "code", "said"),
+    [
+        pytest.param(
+            OSError(errno.EIO, "Input/output error"),
+            5,
+            "could not make the saved finals durable in",
+            id="a disk error: exit 5",
+        ),
+        pytest.param(KeyboardInterrupt(), 130, "", id="Ctrl-C during the sync: 130"),
+    ],
+)
+def test_a_sync_that_fails_ends_the_run_clearly_and_a_rerun_saves_the_rest(
+    cli: Any,
+    sb: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: BaseException,
+    code: int,
+    said: str,
 ) -> None:
     out = tmp_path / "out"
-    manifest = sku_manifest(tmp_path / "m.csv", range(6), "durable-eio")
+    manifest = sku_manifest(tmp_path / "m.csv", range(6), f"durable-{code}")
     monkeypatch.setattr(durable, "file_system_type", lambda device: "ext4")
-    eio = OSError(errno.EIO, "Input/output error")
-    monkeypatch.setattr(durable, "system_syncfs", lambda: failing_after_first(eio))
+    monkeypatch.setattr(durable, "system_syncfs", lambda: failing_after_first(fault, times=1))
     first = run_batch(cli, sb, manifest, out)
-    assert first.code == 5, first.err
-    assert "could not make the saved finals durable in" in first.err
-    assert "Traceback" not in first.err
-    monkeypatch.setattr(durable, "system_syncfs", system_syncfs)
-    again = run_batch(cli, sb, manifest, out)
-    assert again.code == 0, again.err
-    assert len(list(out.glob("*/*.webp"))) == 6
-
-
-@pytest.mark.skipif(system_syncfs() is None, reason="without syncfs each final is fsynced")
-def test_ctrl_c_during_a_sync_ends_as_an_interrupt_and_a_rerun_saves_the_rest(
-    cli: Any, sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The interrupt still records what it can: OUT stays open for its last sync."""
-    out = tmp_path / "out"
-    manifest = sku_manifest(tmp_path / "m.csv", range(6), "durable-int")
-    monkeypatch.setattr(durable, "file_system_type", lambda device: "ext4")
-    monkeypatch.setattr(durable, "system_syncfs", lambda: failing_after_first(KeyboardInterrupt()))
-    first = run_batch(cli, sb, manifest, out)
-    assert first.code == 130, first.err
-    assert "Traceback" not in first.err
+    assert first.code == code, first.err
+    assert said in first.err and "Traceback" not in first.err
     monkeypatch.setattr(durable, "system_syncfs", system_syncfs)
     again = run_batch(cli, sb, manifest, out)
     assert again.code == 0, again.err
