@@ -113,9 +113,10 @@ class Journal:
         # COMMIT (the journal is otherwise synced at checkpoints: a power cut may lose the
         # last commits), for a batch's key before its create is sent.
         with local_io(self.path, "write the journal"):
-            self._db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
-            self._db.execute("BEGIN IMMEDIATE")
+            if synced:  # the connection's setting (NORMAL) comes back in the finally
+                self._db.execute("PRAGMA synchronous=FULL")
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
                 if counted and not self._counted:  # once per journal opened: see state()
                     self._db.execute(
@@ -127,6 +128,9 @@ class Journal:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+            finally:
+                if synced:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
 
     # --- reading ------------------------------------------------------------
 

@@ -168,10 +168,10 @@ class Downloader(GuardedFetcher):
         # (A transport given, as tests give one, serves every slot.)
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
-        self._client = slot_client()
-        self._clients = [self._client]
-        for _ in range(max_connections - 1):
-            self._clients.append(self._client if transport is not None else slot_client())
+        first = slot_client()
+        self._clients = [first] + [
+            first if transport is not None else slot_client() for _ in range(max_connections - 1)
+        ]
         self._slots: queue.LifoQueue[httpx.Client] = queue.LifoQueue()
         for client in self._clients:
             self._slots.put(client)
