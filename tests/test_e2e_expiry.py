@@ -63,7 +63,7 @@ def test_rerun_refreshes_an_expired_link_and_downloads_the_missing_final(
     first = run_batch(cli, sb, manifest, out)
     assert first.code == 0, first.err
     with Journal.open(OutputFolder(out)) as journal:
-        rows = journal.rows()
+        rows = dict(journal.rows().items())  # read now: the journal closes
     assert len(rows) == 3 and all("sig=" in (r.final_url or "") for r in rows.values())
     victim = rows["sku-1/1"]
     assert victim.output_path is not None

@@ -38,7 +38,8 @@ class FinalsCheck:
 
     def __init__(self, pid: int, reader: int) -> None:
         self._pid = pid
-        self._reader = reader
+        self._reader: int | None = reader
+        self._answer: set[str] | None = None
 
     @classmethod
     def start(cls, folder: OutputFolder, journal: Path, rows: int) -> FinalsCheck | None:
@@ -74,15 +75,22 @@ class FinalsCheck:
         return cls(pid, reader)
 
     def changed(self) -> set[str] | None:
-        """Row keys whose final is not the recorded size and time; None: no answer."""
+        """Row keys whose final is not the recorded size and time; None: no answer. Waits
+        for the child the first time it is asked; the same answer after."""
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            self._answer = self._wait(reader)
+        return self._answer
+
+    def _wait(self, reader: int) -> set[str] | None:
         chunks = []
         try:
-            while chunk := os.read(self._reader, _CHUNK):
+            while chunk := os.read(reader, _CHUNK):
                 chunks.append(chunk)
         except OSError:
             chunks = []
         finally:
-            os.close(self._reader)
+            os.close(reader)
         try:
             _, status = os.waitpid(self._pid, 0)
         except ChildProcessError:

@@ -15,6 +15,7 @@ from runflow_cli.batch.journal import Journal, JournalDamagedError
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import Outcome, SettingLabel, library_label
 from runflow_cli.batch.plan import Plan
+from runflow_cli.batch.records import RowRecord
 from runflow_cli.errors import ExitCode
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.lock import RunLockedError
@@ -60,7 +61,7 @@ def report_invalid_manifest(
     with lock or nullcontext():
         # Done is done, whatever --force would have sent again.
         settled = replace(options, force=False, only=None, check_sources=False)  # nothing asked
-        plan = plan_batch(manifest, folder, endpoint, settled, service=service)
+        plan = plan_batch(manifest, folder, endpoint, settled, service=service, keep_records=True)
         batch_ids = {}
         with suppress(JournalDamagedError), Journal.existing(folder) or nullcontext() as journal:
             batch_ids = {b.batch_key: b.batch_id for b in journal.batches()} if journal else {}
@@ -79,9 +80,11 @@ def _not_sent(
     label: SettingLabel,
 ) -> list[Outcome]:
     """Every row of an invalid manifest: done before, invalid, or not sent."""
-    done = {known.item.index: known.record for known in plan.done}
-    for known in plan.done:  # identical rows share the done row's final
-        done.update((item.index, known.record) for item in plan.follow.get(known.item.index, []))
+    done: dict[int, RowRecord] = {}
+    for lead in plan.done:  # identical rows share the done row's final
+        if lead.record is not None:
+            rows = [lead.item, *plan.follow.get(lead.item.index, [])]
+            done.update((item.index, lead.record) for item in rows)
     message = not_sent_message(label)
     outcomes = []
     for item in manifest.items:

@@ -19,7 +19,7 @@ Nothing here prints: progress goes to ``on_event`` (see :mod:`runflow_cli.batch.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -68,11 +68,13 @@ def plan_batch(
     *,
     service: str | None = None,
     on_event: Callable[[Event], None] = lambda event: None,
+    keep_records: bool = False,
 ) -> Plan:
     """What :func:`run_batch` would do against ``endpoint`` (an :attr:`Endpoint.identity`)
     of ``service`` (an :attr:`Endpoint.service`; default: read from ``endpoint``), with
     its projected cost where prices are known. Nothing is sent, and nothing is written
-    but the migration of an older journal. A SKU folder that is a link is refused."""
+    but the migration of an older journal. A SKU folder that is a link is refused.
+    ``keep_records``: the done rows keep their records (:attr:`Done.record`)."""
     root = output_folder(out)
     manifest, folder = sharded(manifest, root, options.shard)
     steps = ShardSteps(root, options, on_event)
@@ -83,19 +85,20 @@ def plan_batch(
     except JournalDamagedError:  # the run moves it aside and starts from the report
         journal = None
     with journal or nullcontext():
+        records: Mapping[str, RowRecord]
         if journal is None or journal.is_new():  # a run would take these as done
             records = {r.row_key: r for r in reported_finals(folder, service)[0]}
-            manifest, records, _ = steps.other_layouts(manifest, records, None)
-            plan = _plan(manifest, records, [], folder, options, endpoint, service)
-            prices = PriceBook({}, options.prices)
+            batches, check, prices = [], None, PriceBook({}, options.prices)
         else:
             manifest = keep_names(manifest, journal, options.model)
-            rows, batches = journal.rows(), journal.batches()
-            manifest, rows, _ = steps.other_layouts(manifest, rows, None)
+            records, batches = journal.rows(), journal.batches()
             check = SourceChecker.of(journal, options, on_event, every_row=False)
-            plan = _plan(manifest, rows, batches, folder, options, endpoint, service, None, check)
             prices = PriceBook(journal.prices(service), options.prices)
-            records = rows
+        manifest, records, _ = steps.other_layouts(manifest, records, None)
+        plan = _plan(
+            manifest, records, batches, folder, options, endpoint, service, None, check,
+            keep_records=keep_records,
+        )  # fmt: skip
         steps.complete(plan, manifest, records)
     plan.projected_cost = prices.cost(len(item.elements) for item in plan.process)
     return plan
@@ -135,19 +138,22 @@ def run_batch(
             check = None  # the done finals checked by size and time in a second process
             if not (options.verify or options.force):
                 check = FinalsCheck.start(folder, journal.path, len(manifest.items))
-            with gc_paused():  # a record per row, and a plan: nothing for the collector
-                try:
+            with gc_paused():  # a plan of 100,000 rows: nothing for the collector
+                try:  # the plan reads the journal while the child checks the finals
                     manifest = keep_names(manifest, journal, options.model)
-                    rows, batches = journal.rows(), journal.batches()
+                    rows: Mapping[str, RowRecord] = journal.rows()
+                    batches = journal.batches()
+                    manifest, rows, taken = steps.other_layouts(manifest, rows, set())
+                    plan = _plan(
+                        manifest, rows, batches, folder, options, endpoint.identity,
+                        endpoint.service, sources=SourceChecker.of(journal, options, on_event),
+                        later=_answer(check, taken),
+                    )  # fmt: skip
                 finally:  # the child is waited for, whatever happens here
-                    changed = check.changed() if check is not None else None
-                manifest, rows, changed = steps.other_layouts(manifest, rows, changed)
-                plan = _plan(
-                    manifest, rows, batches, folder, options, endpoint.identity, endpoint.service,
-                    changed, SourceChecker.of(journal, options, on_event),
-                )  # fmt: skip
+                    if check is not None:
+                        check.changed()
                 steps.complete(plan, manifest, rows)
-                del rows  # what the plan needs it holds: the rest goes before the run
+                del rows
                 kept.freeze()  # items, plan: kept for the whole run, and no cycles among them
             if plan.restamp:  # finals found whole by their hash: by size and time next run
                 journal.files_checked(plan.restamp)
@@ -191,7 +197,7 @@ def run_batch(
 
 def _plan(
     manifest: Manifest,
-    records: dict[str, RowRecord],
+    records: Mapping[str, RowRecord],
     batches: list[BatchRecord],
     folder: OutputFolder,
     options: BatchOptions,
@@ -199,6 +205,9 @@ def _plan(
     service: str,
     changed: set[str] | None = None,
     sources: SourceChecker | None = None,
+    *,
+    later: Callable[[], set[str] | None] | None = None,
+    keep_records: bool = False,
 ) -> Plan:
     only = options.only
     plan = make_plan(
@@ -214,12 +223,24 @@ def _plan(
         resubmit_unknown=options.resubmit_unknown,
         verify=options.verify,
         changed=changed,
+        later=later,
         only=only.keys(manifest.items) if only is not None else None,
+        keep_records=keep_records,
     )
     plan.only_from = only.source if only is not None else None
     if sources is not None:  # done rows whose photo was replaced at its URL: made again
         sources.check(plan, manifest)
     return plan
+
+
+def _answer(
+    check: FinalsCheck | None, taken: set[str] | None
+) -> Callable[[], set[str] | None] | None:
+    """The finals check's answer when the plan asks for it, with the rows taken from other
+    layouts (whose finals it did not see) among the changed; None without a check."""
+    if check is None:
+        return None
+    return lambda: None if (answer := check.changed()) is None else answer | (taken or set())
 
 
 def _settle(

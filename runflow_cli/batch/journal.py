@@ -24,6 +24,7 @@ from typing import Any
 from runflow_cli.batch import migrations
 from runflow_cli.batch import records as stored
 from runflow_cli.batch.identity import fingerprint, row_key
+from runflow_cli.batch.journal_rows import JournalRows
 from runflow_cli.batch.migrations import JournalDamagedError
 from runflow_cli.batch.records import BatchRecord, BatchState, RowRecord, RowResult
 from runflow_cli.errors import local_io
@@ -134,11 +135,9 @@ class Journal:
 
     # --- reading ------------------------------------------------------------
 
-    def rows(self) -> dict[str, RowRecord]:
-        cursor = self._db.cursor()
-        cursor.row_factory = None  # plain tuples: 100,000 rows are read on every rerun
-        found = stored.stored_rows(cursor.execute(f"SELECT {stored.COLUMNS} FROM rows"))
-        return {r.row_key: r for r in found}
+    def rows(self) -> JournalRows:
+        """The rows' records, read when asked for: a rerun of 100,000 done rows holds none."""
+        return JournalRows(self._db)
 
     def state(self) -> str | None:
         """Equal from one run to the next while nothing was written here (a final's new

@@ -78,9 +78,9 @@ class Ledger:
     def settle_from_plan(self, plan: Plan, batch_ids: dict[str, str | None]) -> None:
         """Rows this run does not send: done before, held failures, unknown creates."""
         succeeded, outcomes = Status.SUCCEEDED, self.result.outcomes
-        for item, record in plan.done:  # the common case on a rerun: 100,000 rows of it
-            outcome = outcomes[item.index]
-            outcome.batch_id = batch_ids.get(record.batch_key or "")
+        for done in plan.done:  # the common case on a rerun: 100,000 rows of it
+            outcome = outcomes[done.item.index]
+            outcome.batch_id = batch_ids.get(done.batch_key or "")
             outcome.status = succeeded
             outcome.in_journal = True  # the rest is the journal's: see final_details
         if plan.done:

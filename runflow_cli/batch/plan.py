@@ -10,7 +10,7 @@ copied (or moved) to its own name instead of being sent again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from runflow_cli.batch.identity import fingerprint, row_key
 from runflow_cli.batch.journal import BatchRecord, RowRecord
+from runflow_cli.batch.journal_rows import CHUNK, records_for
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 from runflow_cli.names import name_key
@@ -36,6 +37,20 @@ class Known(NamedTuple):
     record: RowRecord
 
 
+class Done(NamedTuple):
+    """A row done before, its final on disk as recorded: what the plan keeps of it. Its
+    record stays in the journal (a rerun of 100,000 done rows holds none of them)."""
+
+    item: Item
+    batch_key: str | None
+    """The batch its final came from (None: taken from another shard layout or a report)."""
+    request: str | None = None
+    """The fingerprint its final was made for when not the row's own (a row outside
+    ``--only``, whose request may have changed); None when it is the row's."""
+    record: RowRecord | None = None
+    """Its journal record, kept only when the plan is asked to (``keep_records``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Copy:
     """A row whose request is done under another name: its final is reused, not paid again."""
@@ -48,7 +63,7 @@ class Copy:
 
 @dataclass
 class Plan:
-    done: list[Known] = field(default_factory=list)
+    done: list[Done] = field(default_factory=list)
     """Succeeded, and the file is on disk as recorded: nothing to do."""
     download: list[Known] = field(default_factory=list)
     """Succeeded, but the final is missing or changed on disk: download again."""
@@ -97,8 +112,9 @@ class Plan:
             return False
         if not self.follow:
             return True
-        held = [*self.done, *self.held, *(k for rows in self.unknown.values() for k in rows)]
-        files = {known.item.index: row_key(known.item) for known in held}
+        held = [*self.held, *(k for rows in self.unknown.values() for k in rows)]
+        files = {done.item.index: row_key(done.item) for done in self.done}
+        files.update((known.item.index, row_key(known.item)) for known in held)
         # Identical rows share their lead's file; a row of another name would get a copy.
         return all(
             row_key(item) == files.get(lead) for lead, rows in self.follow.items() for item in rows
@@ -147,7 +163,7 @@ PLAN_LABELS = {
 
 def make_plan(
     items: list[Item],
-    records: dict[str, RowRecord],
+    records: Mapping[str, RowRecord],
     batches: list[BatchRecord],
     *,
     folder: OutputFolder,
@@ -160,7 +176,9 @@ def make_plan(
     verify: bool = False,
     file_ok: Callable[[Path, int | None, str | None], bool] | None = None,
     changed: Collection[str] | None = None,
+    later: Callable[[], Collection[str] | None] | None = None,
     only: Collection[str] | None = None,
+    keep_records: bool = False,
 ) -> Plan:
     """Sort every manifest row into exactly one of the plan's lists.
 
@@ -174,10 +192,16 @@ def make_plan(
     (see :meth:`OutputFolder.final_found`). ``file_ok`` replaces that check.
     ``changed``: the row keys whose final is not the recorded size and time, from a
     check made beforehand (:mod:`runflow_cli.batch.finals_check`); the others are done
-    without a look at their file.
+    without a look at their file. ``later``: that check still running, asked for its
+    answer (None: no answer) once every row was read; the rows were taken as done
+    meanwhile, and those it finds changed are sorted again.
 
     ``only``: the row keys a run is limited to (``--only``); ``force`` then applies to
     them alone. Every other row is done if its final is, else ``left`` as it is.
+
+    ``records`` (row key -> record) is read a chunk of rows at a time when it is a
+    journal's (:class:`~runflow_cli.batch.journal_rows.JournalRows`). A done row keeps
+    only its item and batch (:class:`Done`), and its record too with ``keep_records``.
     """
     plan = Plan()
     found = folder.final_found
@@ -200,49 +224,39 @@ def make_plan(
         return check(record)
 
     batch_by_key = {b.batch_key: b for b in batches}
+    batch_keys: dict[str | None, str | None] = {}  # one string per batch, not per done row
+
+    def done(item: Item, record: RowRecord, fp: str) -> None:
+        request = record.fingerprint if record.fingerprint != fp else None
+        key = batch_keys.setdefault(record.batch_key, record.batch_key)
+        plan.done.append(Done(item, key, request, record if keep_records else None))
+
     first_by_file: dict[str, Item] = {}
     leads: dict[tuple[str, str], Item] = {}  # request -> the row whose outcome it shares
     candidates: list[tuple[Item, str]] = []
     made_elsewhere: dict[int, str] = {}  # row index -> the service that made its final
     keys: dict[str, str] = {}  # SKU or name -> its name_key: a SKU has several rows
+    pending: dict[str, int] = {}  # row key -> its place in plan.done, until `later` answers
     succeeded = Status.SUCCEEDED.value
-    for item in items:
-        sku_key = keys.get(item.sku) or keys.setdefault(item.sku, name_key(item.sku))
-        name = keys.get(item.name) or keys.setdefault(item.name, name_key(item.name))
-        key = f"{sku_key}/{name}"  # row_key(item), from the keys above
-        first = first_by_file.setdefault(key, item)
-        if first is not item:  # an identical row: the same file, the same request
-            plan.follow.setdefault(first.index, []).append(item)
-            continue
-        fp = fingerprint(item, model)
-        record = records.get(key)
-        if only is not None and key not in only:  # not asked for: done, or left as it is
-            # Its request may differ now (a --prompt meant for the rows asked for): the
-            # final it has is still its final.
-            if (
-                record is not None
-                and record.status == succeeded
-                and record.service == service
-                and done_now(key, record)
-            ):
-                plan.done.append(Known(item, record))
-            else:
-                plan.left.append((item, record))
-            continue
-        if force or record is None or record.fingerprint != fp:
-            candidates.append((item, fp))
-            continue
+    if later is not None and only is not None:  # the rows outside --only need it at once
+        changed, later = later(), None
+
+    def place(item: Item, key: str, record: RowRecord, fp: str) -> None:
+        """Sort a row whose record was made for what it asks now."""
         status = record.status
         if status == succeeded:
             if record.service != service:
                 made_elsewhere[item.index] = record.service or "an unrecorded service"
                 candidates.append((item, fp))
-                continue
+                return
             if file_ok is None and record.output_path:  # check(record), inlined: 100,000 rows
                 saved = record.mtime_ns
                 mtime: int | None
-                if changed is not None and saved is not None and not verify and key not in changed:
-                    mtime = saved  # as recorded, seen by the check made beforehand
+                unchanged = later is not None or (changed is not None and key not in changed)
+                if unchanged and saved is not None and not verify:
+                    if later is not None:  # done unless the check finds it changed
+                        pending[key] = len(plan.done)
+                    mtime = saved  # as recorded, seen (or being seen) by the check made beforehand
                 else:
                     mtime = found(record.output_path, record.size, record.sha256, saved, verify)
                 if mtime is not None and mtime != saved:
@@ -251,18 +265,14 @@ def make_plan(
             else:
                 ok = check(record)
             if ok:  # the common case on a rerun: done, its final as saved
-                plan.done.append(Known(item, record))
-                continue
+                done(item, record, fp)
+                return
         known = Known(item, record)
         batch = batch_by_key.get(record.batch_key or "")
         if batch is not None and batch.endpoint != endpoint:
             batch = None
-        if status == succeeded:
-            if batch is not None:
-                plan.download.append(known)
-            else:
-                candidates.append((item, fp))
-                continue
+        if status == succeeded and batch is not None:
+            plan.download.append(known)
         elif status == Status.SUBMITTED and batch is not None and batch.batch_id:
             plan.resume.setdefault(batch.batch_id, []).append(known)
         elif status in (Status.SUBMITTING, Status.UNKNOWN) and batch is not None:
@@ -272,18 +282,60 @@ def make_plan(
             plan.held.append(known)
         else:
             candidates.append((item, fp))
+
+    for item, key, record in _with_records(items, records, keys):
+        first = first_by_file.setdefault(key, item)
+        if first is not item:  # an identical row: the same file, the same request
+            plan.follow.setdefault(first.index, []).append(item)
             continue
+        fp = fingerprint(item, model)
+        if only is not None and key not in only:  # not asked for: done, or left as it is
+            # Its request may differ now (a --prompt meant for the rows asked for): the
+            # final it has is still its final.
+            if (
+                record is not None
+                and record.status == succeeded
+                and record.service == service
+                and done_now(key, record)
+            ):
+                done(item, record, fp)
+            else:
+                plan.left.append((item, record))
+        elif force or record is None or record.fingerprint != fp:
+            candidates.append((item, fp))
+        else:
+            place(item, key, record, fp)
+
+    if later is not None and pending:  # the check made beforehand has answered: the rows
+        changed, later = later(), None  # it finds changed are sorted again, their files read
+        again = list(pending) if changed is None else [k for k in changed if k in pending]
+        if again:
+            moved = {pending[key]: key for key in again}
+            rows = [(d.item, moved[i]) for i, d in enumerate(plan.done) if i in moved]
+            plan.done = [d for i, d in enumerate(plan.done) if i not in moved]
+            found_again = records_for(records, [key for _, key in rows])
+            for item, key in rows:
+                place(item, key, found_again[key], fingerprint(item, model))
+            plan.done.sort(key=lambda d: d.item.index)  # in the manifest's order, as if
+            plan.download.sort(key=lambda k: k.item.index)  # sorted in one pass
+            candidates.sort(key=lambda c: c[0].index)
 
     if candidates and not force:  # the rows already known lead the rows asking for what they asked
-        known_rows = [*plan.done, *plan.download, *plan.held]
+        known_rows = [*plan.download, *plan.held]
         for groups in (plan.resume, plan.unknown, plan.resubmit):
             known_rows.extend(k for rows in groups.values() for k in rows)
-        known_rows.sort(key=lambda k: k.item.index)
-        for item, record in known_rows:
-            leads.setdefault((keys[item.sku], record.fingerprint), item)
-    sources = {} if force or not candidates else _done_by_request(records, service)
+        asked = [(k.item, k.record.fingerprint) for k in known_rows]
+        asked += [(d.item, d.request or fingerprint(d.item, model)) for d in plan.done]
+        asked.sort(key=lambda a: a[0].index)
+        for item, fp in asked:
+            leads.setdefault((keys[item.sku], fp), item)
+        del asked
+    sources = {}
+    if candidates and not force:
+        wanted = {(keys[item.sku], fp) for item, fp in candidates}
+        sources = _done_by_request(records, service, wanted)
     for item, fp in candidates:
-        request = (name_key(item.sku), fp)
+        request = (keys[item.sku], fp)
         lead = leads.get(request)
         if lead is not None:
             plan.follow.setdefault(lead.index, []).append(item)
@@ -300,12 +352,32 @@ def make_plan(
     return plan
 
 
+def _with_records(
+    items: list[Item], records: Mapping[str, RowRecord], keys: dict[str, str]
+) -> Iterator[tuple[Item, str, RowRecord | None]]:
+    """Each row with its row key and record (if any), the records read a chunk at a time.
+    ``keys``: SKU or name -> its name_key, filled as they are met (a SKU has several rows)."""
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start : start + CHUNK]
+        row_keys = []
+        for item in chunk:
+            sku_key = keys.get(item.sku) or keys.setdefault(item.sku, name_key(item.sku))
+            name = keys.get(item.name) or keys.setdefault(item.name, name_key(item.name))
+            row_keys.append(f"{sku_key}/{name}")  # row_key(item), from the keys above
+        found = records_for(records, row_keys)
+        for item, key in zip(chunk, row_keys, strict=True):
+            yield item, key, found.get(key)
+
+
 def _done_by_request(
-    records: dict[str, RowRecord], service: str
+    records: Mapping[str, RowRecord], service: str, wanted: set[tuple[str, str]]
 ) -> dict[tuple[str, str], list[RowRecord]]:
-    """Finals this service made, by request: what a renamed row can reuse."""
+    """Finals this service made for the requests ``wanted`` (SKU key, fingerprint): what a
+    renamed row can reuse. Every record is read once; only those are kept."""
     found: dict[tuple[str, str], list[RowRecord]] = {}
     for record in records.values():
         if record.status == Status.SUCCEEDED and record.service == service:
-            found.setdefault((name_key(record.sku), record.fingerprint), []).append(record)
+            request = (name_key(record.sku), record.fingerprint)
+            if request in wanted:
+                found.setdefault(request, []).append(record)
     return found

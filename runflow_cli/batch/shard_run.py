@@ -6,7 +6,7 @@ unsharded run without ``--prune``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from runflow_cli.batch.events import Event, Notice
 from runflow_cli.batch.identity import row_key
@@ -51,8 +51,8 @@ class ShardSteps:
         self.deferred: list[Deferred] = []
 
     def other_layouts(
-        self, manifest: Manifest, rows: dict[str, RowRecord], changed: set[str] | None
-    ) -> tuple[Manifest, dict[str, RowRecord], set[str] | None]:
+        self, manifest: Manifest, rows: Mapping[str, RowRecord], changed: set[str] | None
+    ) -> tuple[Manifest, Mapping[str, RowRecord], set[str] | None]:
         """The rows other layouts did (done) or have in flight (deferred): the shards' for
         a run without ``--shard`` too, once OUT has any."""
         if self.shard is None and not shards_in(self.root):
@@ -61,12 +61,11 @@ class ShardSteps:
         elsewhere = Elsewhere.read(self.root, self.shard, keys)
         for notice in elsewhere.notices:
             self.emit(Notice(notice))
-        before = rows
         manifest, rows, changed, self.deferred = elsewhere.apply(manifest, rows, changed)
-        self.taken = {k: r for k, r in rows.items() if k not in before or before[k] is not r}
+        self.taken = elsewhere.taken
         return manifest, rows, changed
 
-    def complete(self, plan: Plan, manifest: Manifest, records: dict[str, RowRecord]) -> None:
+    def complete(self, plan: Plan, manifest: Manifest, records: Mapping[str, RowRecord]) -> None:
         """The plan's shard, deferred rows and rows to prune."""
         plan.shard = self.shard.label if self.shard is not None else None
         plan.deferred = self.deferred
@@ -77,11 +76,8 @@ class ShardSteps:
     def adopt(self, journal: Journal, plan: Plan) -> None:
         """Journal the other layouts' finals this plan takes as done: the shard owns them now
         (the other journals are never written)."""
-        adopted = [
-            k.record._replace(batch_key=None, seq=None)
-            for k in plan.done
-            if k.record.row_key in self.taken
-        ]
+        taken = (self.taken.get(row_key(done.item)) for done in plan.done)
+        adopted = [record._replace(batch_key=None, seq=None) for record in taken if record]
         if adopted:
             journal.put(adopted)
             self.emit(Notice(f"{len(adopted)} done rows taken from other shard layouts"))

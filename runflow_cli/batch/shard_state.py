@@ -9,11 +9,13 @@ not downloaded yet, is left to that layout: deferred, with a message naming it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from runflow_cli.batch.identity import row_key
 from runflow_cli.batch.journal import STATE_DB, Journal, JournalDamagedError
+from runflow_cli.batch.journal_rows import overlaid, records_for
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.batch.records import BatchState, RowRecord
 from runflow_cli.batch.shards import Shard, shards_in, state_location
@@ -47,6 +49,8 @@ class Elsewhere:
     busy: dict[str, str] = field(default_factory=dict)
     """Row key -> the message for a row another layout has in flight."""
     notices: list[str] = field(default_factory=list)
+    taken: dict[str, RowRecord] = field(default_factory=dict)
+    """Row key -> the done record this layout takes over (:meth:`apply` fills it)."""
 
     @classmethod
     def read(cls, root: OutputFolder, shard: Shard | None, keys: set[str]) -> Elsewhere:
@@ -74,7 +78,7 @@ class Elsewhere:
 
     def _take(self, journal: Journal, keys: set[str], name: str) -> None:
         waiting = {b.batch_key for b in journal.batches() if b.status in _WAITING}
-        for key, record in journal.rows().items():
+        for key, record in journal.rows().items():  # read through once, a row at a time
             if key not in keys or key in self.done:
                 continue
             if record.status == Status.SUCCEEDED and record.output_path:
@@ -86,22 +90,25 @@ class Elsewhere:
                 self.busy[key] = f"in flight under {name}; run that shard again or wait"
 
     def apply(
-        self, manifest: Manifest, rows: dict[str, RowRecord], changed: set[str] | None
-    ) -> tuple[Manifest, dict[str, RowRecord], set[str] | None, list[Deferred]]:
+        self, manifest: Manifest, rows: Mapping[str, RowRecord], changed: set[str] | None
+    ) -> tuple[Manifest, Mapping[str, RowRecord], set[str] | None, list[Deferred]]:
         """The manifest without the rows left to another layout (and those rows), the
-        journal's records with the other layouts' done rows among them, and the row keys
-        whose finals the plan must look at (the other layouts' finals were not checked)."""
-        taken: dict[str, RowRecord] = {}
+        journal's records with the other layouts' done rows among them (:attr:`taken`),
+        and the row keys whose finals the plan must look at (the other layouts' finals
+        were not checked)."""
+        own = records_for(rows, [*self.done, *self.busy])
+        settled = (Status.SUCCEEDED, *_SENT)
+        taken = self.taken
         for key, record in self.done.items():
-            own = rows.get(key)
-            if own is None or own.status not in (Status.SUCCEEDED, *_SENT):
+            mine = own.get(key)
+            if mine is None or mine.status not in settled:
                 taken[key] = record
         deferred: list[Deferred] = []
         kept: list[Item] = []
         for item in manifest.items:
             key = row_key(item)
-            own = rows.get(key)
-            if key in self.busy and (own is None or own.status not in (Status.SUCCEEDED, *_SENT)):
+            mine = own.get(key) if key in self.busy else None
+            if key in self.busy and (mine is None or mine.status not in settled):
                 deferred.append(Deferred(item, self.busy[key]))
             else:
                 kept.append(item)
@@ -111,7 +118,7 @@ class Elsewhere:
             manifest = replace(manifest, items=items)
             manifest.digest = digest
         if taken:
-            rows = {**rows, **taken}
+            rows = overlaid(rows, taken)
             if changed is not None:
                 changed = changed | set(taken)
         return manifest, rows, changed, deferred

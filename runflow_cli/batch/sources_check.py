@@ -142,7 +142,7 @@ class SourceChecker:
         items = manifest.items
         only = self._options.only.keys(items) if self._options.only is not None else None
         stored = stored_sources(self._journal)
-        made = [known.item for known in (*plan.done, *plan.download)]
+        made = [done.item for done in plan.done] + [known.item for known in plan.download]
         made += [copy.item for copy in plan.copy]
         left = {item.index for item, _ in plan.left}
         asked = items if self._every_row else made
@@ -232,11 +232,11 @@ def _apply(plan: Plan, found: SourcesChecked, only: frozenset[str] | None) -> No
 
     moved: list[Item] = []
     kept = []
-    for known in plan.done:
-        if changed(known.record.row_key, known.item.image_url):
-            moved.append(known.item)
+    for done in plan.done:
+        if changed(row_key(done.item), done.item.image_url):
+            moved.append(done.item)
         else:
-            kept.append(known)
+            kept.append(done)
     plan.done = kept
     copies = []
     for copy in plan.copy:  # reused under another name: only if that final is still current
