@@ -88,6 +88,7 @@ def test_rows_are_read_by_key_a_chunk_per_query(tmp_path: Path) -> None:
         laid = rows.with_records({other.row_key: other, "x/extra": extra})
         assert laid[other.row_key] == other and laid.many(["x/extra"]) == {"x/extra": extra}
         assert len(laid) == len(records) + 1 and dict(laid.items())["s0/n0"] == other
+        assert list(laid) == [r.row_key for r in records] + ["x/extra"]  # as a dict merged them
         assert rows["s0/n0"] == records[0]  # the journal's own, unchanged
 
 

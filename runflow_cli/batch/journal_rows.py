@@ -56,13 +56,13 @@ class JournalRows(Mapping[str, RowRecord]):
         return isinstance(key, str) and key in self.many([key])
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._extra
-        for (key,) in self._tuples("SELECT row_key FROM rows"):
-            if key not in self._extra:
-                yield key
+        return (r.row_key for r in self.records())
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return bool(self._extra) or bool(self._tuples("SELECT 1 FROM rows LIMIT 1").fetchone())
 
     def values(self) -> ValuesView[RowRecord]:
         return _Values(self)
@@ -71,12 +71,18 @@ class JournalRows(Mapping[str, RowRecord]):
         return _Items(self)
 
     def records(self) -> Iterator[RowRecord]:
-        """Every record, the table read through once (a record at a time)."""
-        yield from self._extra.values()
+        """Every record, the table read through once (a record at a time), in the table's
+        order; a laid-over record in its row's place, those of new rows at the end."""
+        extra, seen = self._extra, set()
         new = tuple.__new__
         for row in self._tuples(f"SELECT {COLUMNS} FROM rows"):
-            if row[0] not in self._extra:
+            key = row[0]
+            if key in extra:
+                seen.add(key)
+                yield extra[key]
+            else:
                 yield new(RowRecord, row)
+        yield from (record for key, record in extra.items() if key not in seen)
 
     def _tuples(self, query: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
         cursor = self._db.cursor()

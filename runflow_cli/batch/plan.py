@@ -313,26 +313,32 @@ def make_plan(
             moved = {pending[key]: key for key in again}
             rows = [(d.item, moved[i]) for i, d in enumerate(plan.done) if i in moved]
             plan.done = [d for i, d in enumerate(plan.done) if i not in moved]
-            found_again = records_for(records, [key for _, key in rows])
-            for item, key in rows:
-                place(item, key, found_again[key], fingerprint(item, model))
+            for start in range(0, len(rows), CHUNK):  # all of them, without an answer
+                chunk = rows[start : start + CHUNK]
+                found_again = records_for(records, [key for _, key in chunk])
+                for item, key in chunk:
+                    place(item, key, found_again[key], fingerprint(item, model))
             plan.done.sort(key=lambda d: d.item.index)  # in the manifest's order, as if
             plan.download.sort(key=lambda k: k.item.index)  # sorted in one pass
             candidates.sort(key=lambda c: c[0].index)
 
-    if candidates and not force:  # the rows already known lead the rows asking for what they asked
+    sources = {}
+    if candidates and not force and records:  # the rows known lead those asking the same
+        wanted = {(keys[item.sku], fp) for item, fp in candidates}
+        skus = {sku for sku, _ in wanted}
         known_rows = [*plan.download, *plan.held]
         for groups in (plan.resume, plan.unknown, plan.resubmit):
             known_rows.extend(k for rows in groups.values() for k in rows)
-        asked = [(k.item, k.record.fingerprint) for k in known_rows]
-        asked += [(d.item, d.request or fingerprint(d.item, model)) for d in plan.done]
+        asked = [(k.item, k.record.fingerprint) for k in known_rows if keys[k.item.sku] in skus]
+        asked += [
+            (d.item, d.request or fingerprint(d.item, model))
+            for d in plan.done
+            if keys[d.item.sku] in skus  # a done row of another product leads none of them
+        ]
         asked.sort(key=lambda a: a[0].index)
         for item, fp in asked:
             leads.setdefault((keys[item.sku], fp), item)
         del asked
-    sources = {}
-    if candidates and not force:
-        wanted = {(keys[item.sku], fp) for item, fp in candidates}
         sources = _done_by_request(records, service, wanted)
     for item, fp in candidates:
         request = (keys[item.sku], fp)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from runflow_cli.batch.identity import row_key
 from runflow_cli.batch.journal import STATE_DB, Journal, JournalDamagedError
-from runflow_cli.batch.journal_rows import overlaid, records_for
+from runflow_cli.batch.journal_rows import CHUNK, overlaid, records_for
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.batch.records import BatchState, RowRecord
 from runflow_cli.batch.shards import Shard, shards_in, state_location
@@ -96,19 +96,17 @@ class Elsewhere:
         journal's records with the other layouts' done rows among them (:attr:`taken`),
         and the row keys whose finals the plan must look at (the other layouts' finals
         were not checked)."""
-        own = records_for(rows, [*self.done, *self.busy])
+        own = _statuses(rows, [*self.done, *self.busy])
         settled = (Status.SUCCEEDED, *_SENT)
         taken = self.taken
         for key, record in self.done.items():
-            mine = own.get(key)
-            if mine is None or mine.status not in settled:
+            if own.get(key) not in settled:
                 taken[key] = record
         deferred: list[Deferred] = []
         kept: list[Item] = []
         for item in manifest.items:
             key = row_key(item)
-            mine = own.get(key) if key in self.busy else None
-            if key in self.busy and (mine is None or mine.status not in settled):
+            if key in self.busy and own.get(key) not in settled:
                 deferred.append(Deferred(item, self.busy[key]))
             else:
                 kept.append(item)
@@ -122,6 +120,16 @@ class Elsewhere:
             if changed is not None:
                 changed = changed | set(taken)
         return manifest, rows, changed, deferred
+
+
+def _statuses(rows: Mapping[str, RowRecord], keys: list[str]) -> dict[str, str]:
+    """Row key -> its status in ``rows``, for the ``keys`` it has (a chunk read at a time)."""
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        records = records_for(rows, chunk)
+        found.update((key, r.status) for key in chunk if (r := records.get(key)) is not None)
+    return found
 
 
 def deferred_outcomes(outcomes: list[Outcome], deferred: list[Deferred]) -> list[Outcome]:
