@@ -21,7 +21,7 @@ from runflow_cli.api.answers import BatchView
 from runflow_cli.batch.interrupts import Interrupts
 from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.pipeline import Pipeline
-from runflow_cli.batch.plan import make_plan
+from runflow_cli.batch.planner import make_plan
 from runflow_cli.errors import CreateOutcomeUnknownError, InsufficientCreditsError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.row_status import Status

@@ -7,6 +7,7 @@ journal was read, and the rows it finds changed are sorted as if it had answered
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -21,7 +22,7 @@ from runflow_cli.batch import finals_check
 from runflow_cli.batch.job import run_batch
 from runflow_cli.batch.journal import Journal, RowRecord, fingerprint, row_key
 from runflow_cli.batch.journal_rows import CHUNK
-from runflow_cli.batch.plan import make_plan
+from runflow_cli.batch.planner import make_plan
 from runflow_cli.batch.records import BatchRecord
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item, load_manifest
@@ -190,3 +191,60 @@ def test_a_rerun_with_the_check_in_a_second_process_finds_a_touched_final_whole(
     assert [o.status.value for o in result.outcomes] == ["succeeded"] * 5 and result.exit_code == 0
     with Journal.open(folder) as journal:
         assert journal.rows()["s3/n3"].mtime_ns == 10**18  # found whole: by time next run
+
+
+def _catalog(tmp_path: Path) -> tuple[OutputFolder, list[Item], list[BatchRecord], set[str]]:
+    """A journal with a row of each kind a rerun meets, and the keys a finals check
+    would name (final touched, gone, or of a release that recorded no time)."""
+    folder = OutputFolder(tmp_path)
+    items = [_item(i) for i in range(12)]
+    records = [_done(folder, it, API, "k0") for it in items]
+    records[4] = records[4]._replace(status="failed", output_path=None)
+    records[5] = records[5]._replace(service="https://sandbox.invalid")
+    records[6] = records[6]._replace(mtime_ns=None)
+    records[7] = records[7]._replace(fingerprint="another request")
+    records[11] = records[11]._replace(fingerprint="asked for before")  # then a --prompt
+    del records[8]  # never sent
+    items[9] = dataclasses.replace(items[0], index=9, line=11)  # the same file as row 0
+    items[10] = dataclasses.replace(items[1], index=10, line=12, name="other")  # renamed
+    with Journal.open(folder) as journal:
+        journal.begin_batch("k0", API, "{}", [], API)
+        journal.put(records)
+    os.utime(folder.path("S2/n2.webp"), ns=(10**18, 10**18))
+    folder.path("S3/n3.webp").unlink()
+    batches = [BatchRecord("k0", "b-k0", API, "succeeded", 200, None, 12, None, "t")]
+    return folder, items, batches, {"s2/n2", "s3/n3", "s6/n6"}
+
+
+@pytest.mark.parametrize("only", [None, {"s0/n0", "s2/n2", "s4/n4", "s7/n7", "s8/n8"}])
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_plan_is_the_same_however_the_finals_were_checked(
+    tmp_path: Path, only: set[str] | None, keep: bool
+) -> None:
+    """Read on the rows' states with the check's answer (given first or later), or on
+    their whole records with every final looked at: one plan."""
+    folder, items, batches, answer = _catalog(tmp_path)
+    ways: list[dict[str, Any]] = [{}, {"changed": answer}, {"later": lambda: set(answer)}]
+    common: dict[str, Any] = dict(folder=folder, model=MODEL, endpoint=API, service=API)
+    with Journal.open(folder) as journal:
+        plans = [
+            make_plan(items, journal.rows(), batches, only=only, keep_records=keep, **how, **common)
+            for how in ways
+        ]
+    looked, *quick = (vars(plan) for plan in plans)
+    assert all(plan == looked for plan in quick)
+    done = [d.item.index for d in plans[0].done]
+    assert done == ([0, 1, 2, 6, 11] if only else [0, 1, 2, 6])  # outside --only: done if
+    # their finals are, whatever they ask for now (11)
+    assert [d.request for d in plans[0].done if d.item.index == 11] == (
+        ["asked for before"] if only else []
+    )
+    left = [item.index for item, _ in plans[0].left]
+    assert left == ([3, 5, 10] if only else [])
+    assert {lead: [i.index for i in rows] for lead, rows in plans[0].follow.items()} == (
+        {0: [9]} if only else {0: [9], 1: [10]}  # 10: row 1's request under another name
+    )
+    processed = [item.index for item in plans[0].process]
+    assert processed == ([4, 7, 8] if only else [4, 5, 7, 8, 11])
+    assert [k.item.index for k in plans[0].download] == ([] if only else [3])
+    assert list(plans[0].restamp) == ["s2/n2", "s6/n6"]

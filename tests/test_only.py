@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from helpers import make_items, run_batch
 
-from runflow_cli.batch.plan import make_plan
+from runflow_cli.batch.planner import make_plan
 from runflow_cli.batch.selection import Selection, SelectionError
 from runflow_cli.files.folder import OutputFolder
 

@@ -22,7 +22,7 @@ from runflow_cli.batch.journal import Journal
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult
 from runflow_cli.batch.pipeline import Inbox, Pipeline
-from runflow_cli.batch.plan import make_plan
+from runflow_cli.batch.planner import make_plan
 from runflow_cli.batch.submit import plan_batches
 from runflow_cli.errors import BadAnswerError, ExitCode
 from runflow_cli.files.folder import OutputFolder, SavedFile

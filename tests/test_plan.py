@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runflow_cli.batch.journal import BatchRecord, RowRecord, fingerprint, row_key
-from runflow_cli.batch.plan import make_plan
+from runflow_cli.batch.planner import make_plan
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 

@@ -38,7 +38,8 @@ from runflow_cli.batch.ledger import Ledger
 from runflow_cli.batch.merge_reports import merge_after_shard
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
-from runflow_cli.batch.plan import Plan, make_plan
+from runflow_cli.batch.plan import Plan
+from runflow_cli.batch.planner import make_plan
 from runflow_cli.batch.records import BatchRecord, RowRecord
 from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
 from runflow_cli.batch.reuse import Reuse

@@ -13,11 +13,24 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import ItemsView, Iterator, Mapping, Sequence, ValuesView
+from typing import NamedTuple
 
 from runflow_cli.batch.records import COLUMNS, RowRecord, stored_rows
+from runflow_cli.row_status import Status
 
 CHUNK = 500
 """Row keys looked up in one query (SQLite allows 32,766 parameters)."""
+
+
+class RowState(NamedTuple):
+    """What a plan reads first of a row: enough to take it as done (a third of a record's
+    columns, and those short)."""
+
+    fingerprint: str
+    batch_key: str | None
+    mtime_ns: int | None
+    final: bool
+    """Succeeded, made by the service asked about, and a final recorded."""
 
 
 class JournalRows(Mapping[str, RowRecord]):
@@ -44,6 +57,25 @@ class JournalRows(Mapping[str, RowRecord]):
             found.update((r.row_key, r) for r in stored_rows(self._tuples(query, chunk)))
         if self._extra:
             found.update((key, self._extra[key]) for key in keys if key in self._extra)
+        return found
+
+    def states(self, keys: Sequence[str], service: str) -> dict[str, RowState]:
+        """Row key -> its :class:`RowState` (``service``: the one asked about), for the
+        ``keys`` that have a row: a query per :data:`CHUNK`."""
+        found: dict[str, RowState] = {}
+        new = tuple.__new__
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            query = (
+                "SELECT row_key, fingerprint, batch_key, mtime_ns, status = ? AND service = ? "
+                "AND coalesce(output_path, '') != '' FROM rows "
+                f"WHERE row_key IN ({','.join('?' * len(chunk))})"
+            )
+            for key, *state in self._tuples(query, [Status.SUCCEEDED.value, service, *chunk]):
+                found[key] = new(RowState, (state[0], state[1], state[2], bool(state[3])))
+        if self._extra:
+            extra = {key: self._extra[key] for key in keys if key in self._extra}
+            found.update(states_for(extra, list(extra), service))
         return found
 
     def __getitem__(self, key: str) -> RowRecord:
@@ -108,6 +140,21 @@ def records_for(records: Mapping[str, RowRecord], keys: Sequence[str]) -> Mappin
     """What to look the records of ``keys`` up in: those read from a journal's rows
     (:meth:`JournalRows.many`), or ``records`` itself when it is held in memory."""
     return records.many(keys) if isinstance(records, JournalRows) else records
+
+
+def states_for(
+    records: Mapping[str, RowRecord], keys: Sequence[str], service: str
+) -> dict[str, RowState]:
+    """Row key -> its :class:`RowState`, for the ``keys`` ``records`` has a record of."""
+    if isinstance(records, JournalRows):
+        return records.states(keys, service)
+    succeeded, found = Status.SUCCEEDED.value, {}
+    for key in keys:
+        r = records.get(key)
+        if r is not None:
+            final = r.status == succeeded and r.service == service and bool(r.output_path)
+            found[key] = RowState(r.fingerprint, r.batch_key, r.mtime_ns, final)
+    return found
 
 
 def overlaid(
