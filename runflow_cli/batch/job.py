@@ -144,17 +144,16 @@ def run_batch(
                     manifest = keep_names(manifest, journal, options.model)
                     rows: Mapping[str, RowRecord] = journal.rows()
                     batches = journal.batches()
-                    manifest, rows, taken = steps.other_layouts(manifest, rows, set())
+                    manifest, rows, unseen = steps.other_layouts(manifest, rows, set())
                     plan = _plan(
                         manifest, rows, batches, folder, options, endpoint.identity,
                         endpoint.service, sources=SourceChecker.of(journal, options, on_event),
-                        later=_answer(check, taken),
+                        later=_answer(check, unseen),
                     )  # fmt: skip
                 finally:  # the child is waited for, whatever happens here
                     if check is not None:
                         check.changed()
                 steps.complete(plan, manifest, rows)
-                del rows
                 kept.freeze()  # items, plan: kept for the whole run, and no cycles among them
             if plan.restamp:  # finals found whole by their hash: by size and time next run
                 journal.files_checked(plan.restamp)
@@ -235,13 +234,14 @@ def _plan(
 
 
 def _answer(
-    check: FinalsCheck | None, taken: set[str] | None
+    check: FinalsCheck | None, unseen: set[str] | None
 ) -> Callable[[], set[str] | None] | None:
-    """The finals check's answer when the plan asks for it, with the rows taken from other
-    layouts (whose finals it did not see) among the changed; None without a check."""
+    """The finals check's answer when the plan asks for it, with the rows it did not see
+    (``unseen``: taken from other layouts' journals) among the changed; None without a
+    check."""
     if check is None:
         return None
-    return lambda: None if (answer := check.changed()) is None else answer | (taken or set())
+    return lambda: None if (answer := check.changed()) is None else answer | (unseen or set())
 
 
 def _settle(

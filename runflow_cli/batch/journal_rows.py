@@ -2,9 +2,10 @@
 
 A rerun of 100,000 done rows used to read every record up front: 140 MB held while
 the plan was made, most of it only to learn that a row was done. :class:`JournalRows`
-is a read-only mapping over the journal's ``rows`` table: the plan reads the records
-of a chunk of manifest rows at a time (:func:`records_for`), and the few steps that
-need every row (``--prune``, a final reused under another name, ``runflow status``)
+is a read-only mapping over the journal's ``rows`` table: the plan reads a chunk of
+manifest rows at a time, first their state (:func:`states_for`: enough to take a row
+as done), then the whole records of those that need more (:func:`records_for`); the
+few steps that need every row (``--prune``, a final reused under another name, ``runflow status``)
 read the table through once; nothing is kept between. Records another shard layout
 holds can be laid over it (:func:`overlaid`).
 """
@@ -88,7 +89,12 @@ class JournalRows(Mapping[str, RowRecord]):
         return isinstance(key, str) and key in self.many([key])
 
     def __iter__(self) -> Iterator[str]:
-        return (r.row_key for r in self.records())
+        extra, seen = self._extra, set()
+        for (key,) in self._tuples("SELECT row_key FROM rows ORDER BY rowid"):
+            if key in extra:
+                seen.add(key)
+            yield key
+        yield from (key for key in extra if key not in seen)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
