@@ -211,7 +211,13 @@ class Ledger:
         for outcome in self.result.outcomes:
             if outcome.status is not Status.PENDING or outcome.error_kind is not None:
                 continue
-            if outcome.batch_id:
+            if outcome.batch_id and outcome.final_url:  # its batch done, its final not saved
+                message = (
+                    f"its final (batch {outcome.batch_id}) was not saved when the run stopped "
+                    f"({fault.message}); a rerun downloads it"
+                )
+                outcome.mark(Status.PENDING, "local_io", message)
+            elif outcome.batch_id:
                 message = (
                     f"batch {outcome.batch_id} was still processing when the run stopped "
                     f"({fault.message}); a rerun picks it up"
