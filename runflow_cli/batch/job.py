@@ -154,6 +154,7 @@ def run_batch(
                     if check is not None:
                         check.changed()
                 steps.complete(plan, manifest, rows)
+                del rows  # and the other layouts' records laid over them
                 kept.freeze()  # items, plan: kept for the whole run, and no cycles among them
             if plan.restamp:  # finals found whole by their hash: by size and time next run
                 journal.files_checked(plan.restamp)

@@ -214,7 +214,7 @@ class Ledger:
             if outcome.batch_id and outcome.final_url:  # its batch done, its final not saved
                 message = (
                     f"its final (batch {outcome.batch_id}) was not saved when the run stopped "
-                    f"({fault.message}); a rerun downloads it"
+                    f"({fault.message}); a rerun saves it"
                 )
                 outcome.mark(Status.PENDING, "local_io", message)
             elif outcome.batch_id:

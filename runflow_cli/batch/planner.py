@@ -115,7 +115,7 @@ class _Planner:
         self.made_elsewhere: dict[int, str] = {}  # row index -> the service that made its final
         self.keys: dict[str, str] = {}  # SKU or name -> its name_key: a SKU has several rows
         self.pending: dict[str, int] = {}  # row key -> its place in plan.done, until `later`
-        self.reordered = False  # rows sorted out of the manifest's order (see `in_order`)
+        self.reordered = False  # rows sorted out of the manifest's order (see `answered`)
 
     # --- the rows, a chunk at a time ------------------------------------------------
 
@@ -128,12 +128,14 @@ class _Planner:
             sku_key = keys.get(item.sku) or keys.setdefault(item.sku, name_key(item.sku))
             name = keys.get(item.name) or keys.setdefault(item.name, name_key(item.name))
             row_keys.append(f"{sku_key}/{name}")  # row_key(item), from the keys above
-        states = states_for(self.records, row_keys, self.service)
         # Taken as done on the state alone: a final of the recorded size and time, as the
-        # check made beforehand saw it (or will say: `later`). Else its whole record decides.
+        # check made beforehand saw it (or will say: `later`). Else its whole record decides:
+        # read after the chunk, or now (`whole`) when no row can be taken on its state.
         quick = self.file_ok is None and not self.verify and not self.keep_records
         later, changed = self.later, self.changed
         quick = quick and (later is not None or changed is not None)
+        whole = None if quick else records_for(self.records, row_keys)
+        states = states_for(self.records if whole is None else whole, row_keys, self.service)
         first_by_file, batch_keys = self.first_by_file, self.batch_keys
         rest: list[tuple[Item, str, str]] = []
         for item, key in zip(chunk, row_keys, strict=True):
@@ -160,16 +162,22 @@ class _Planner:
                 request = None if state.fingerprint == fp else state.fingerprint
                 batch = batch_keys.setdefault(state.batch_key, state.batch_key)
                 plan.done.append(Done(item, batch, request))
+            elif whole is not None:
+                self.known(item, key, whole[key], fp, asked)
             else:
                 rest.append((item, key, fp))
         if rest:
             self.reordered = True
             found = records_for(self.records, [key for _, key, _ in rest])
             for item, key, fp in rest:
-                if only is None or key in only:
-                    self.place(item, key, found[key], fp)
-                else:
-                    self.outside_only(item, key, found[key], fp)
+                self.known(item, key, found[key], fp, only is None or key in only)
+
+    def known(self, item: Item, key: str, record: RowRecord, fp: str, asked: bool) -> None:
+        """Sort a row the journal knows, on its whole record."""
+        if asked:
+            self.place(item, key, record, fp)
+        else:
+            self.outside_only(item, key, record, fp)
 
     def place(self, item: Item, key: str, record: RowRecord, fp: str) -> None:
         """Sort a row whose record was made for what it asks now."""
