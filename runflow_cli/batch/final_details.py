@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from runflow_cli.batch.identity import row_key
+from runflow_cli.batch.journal_rows import CHUNK, Select, by_key
 from runflow_cli.batch.outcome import Kept, Outcome
 from runflow_cli.files.folder import OutputFolder
 
-CHUNK = 500
-"""Rows looked up in one query (SQLite allows 32,766 parameters)."""
+__all__ = ["CHUNK", "Details", "FinalDetails", "RunJournal", "Select"]
 
 
 class Details(NamedTuple):
@@ -33,10 +33,6 @@ class Details(NamedTuple):
     """Relative to OUT, as the journal keeps it."""
     size: int | None
     sha256: str | None
-
-
-Select = Callable[[str, Sequence[Any]], Iterable[tuple[Any, ...]]]
-"""Runs a query on the journal: :meth:`Journal.select`, or a connection's ``execute``."""
 
 
 class FinalDetails:
@@ -48,16 +44,9 @@ class FinalDetails:
     def of(self, keys: Sequence[str]) -> dict[str, Details]:
         """Row key -> its final's details, for the keys the journal has."""
         found: dict[str, Details] = {}
-        for start in range(0, len(keys), CHUNK):
-            chunk = keys[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            cursor = self._select(
-                f"SELECT row_key, run_id, output_path, size, sha256 FROM rows "
-                f"WHERE row_key IN ({marks})",
-                chunk,
-            )
-            for key, *details in cursor:
-                found[key] = Details(*details)
+        columns = "row_key, run_id, output_path, size, sha256"
+        for key, *details in by_key(self._select, columns, keys):
+            found[key] = Details(*details)
         return found
 
     def one(self, outcome: Outcome) -> Details | None:

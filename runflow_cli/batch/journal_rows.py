@@ -13,14 +13,30 @@ holds can be laid over it (:func:`overlaid`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import ItemsView, Iterator, Mapping, Sequence, ValuesView
-from typing import NamedTuple
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
+from typing import Any, NamedTuple
 
 from runflow_cli.batch.records import COLUMNS, RowRecord, stored_rows
 from runflow_cli.row_status import Status
 
 CHUNK = 500
 """Row keys looked up in one query (SQLite allows 32,766 parameters)."""
+
+Select = Callable[[str, Sequence[Any]], Iterable[tuple[Any, ...]]]
+"""Runs a query on the journal: :meth:`Journal.select`, or a connection's ``execute``."""
+
+
+def by_key(
+    select: Select, columns: str, keys: Sequence[str], params: Sequence[object] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """``columns`` of the rows of ``keys`` (those the journal has): a query per
+    :data:`CHUNK` keys. ``params`` fill the ``?`` in ``columns``."""
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        yield from select(
+            f"SELECT {columns} FROM rows WHERE row_key IN ({marks})", [*params, *chunk]
+        )
 
 
 class RowState(NamedTuple):
@@ -50,12 +66,8 @@ class JournalRows(Mapping[str, RowRecord]):
 
     def many(self, keys: Sequence[str]) -> dict[str, RowRecord]:
         """Row key -> record, for the ``keys`` that have one: a query per :data:`CHUNK`."""
-        found: dict[str, RowRecord] = {}
-        for start in range(0, len(keys), CHUNK):
-            chunk = keys[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT {COLUMNS} FROM rows WHERE row_key IN ({marks})"
-            found.update((r.row_key, r) for r in stored_rows(self._tuples(query, chunk)))
+        rows = stored_rows(by_key(self._tuples, COLUMNS, keys))
+        found = {r.row_key: r for r in rows}
         if self._extra:
             found.update((key, self._extra[key]) for key in keys if key in self._extra)
         return found
@@ -65,15 +77,12 @@ class JournalRows(Mapping[str, RowRecord]):
         ``keys`` that have a row: a query per :data:`CHUNK`."""
         found: dict[str, RowState] = {}
         new = tuple.__new__
-        for start in range(0, len(keys), CHUNK):
-            chunk = keys[start : start + CHUNK]
-            query = (
-                "SELECT row_key, fingerprint, batch_key, mtime_ns, status = ? AND service = ? "
-                "AND coalesce(output_path, '') != '' FROM rows "
-                f"WHERE row_key IN ({','.join('?' * len(chunk))})"
-            )
-            for key, *state in self._tuples(query, [Status.SUCCEEDED.value, service, *chunk]):
-                found[key] = new(RowState, (state[0], state[1], state[2], bool(state[3])))
+        columns = (
+            "row_key, fingerprint, batch_key, mtime_ns, "
+            "status = ? AND service = ? AND coalesce(output_path, '') != ''"
+        )
+        for key, *state in by_key(self._tuples, columns, keys, (Status.SUCCEEDED.value, service)):
+            found[key] = new(RowState, (state[0], state[1], state[2], bool(state[3])))
         if self._extra:
             extra = {key: self._extra[key] for key in keys if key in self._extra}
             found.update(states_for(extra, list(extra), service))

@@ -131,9 +131,8 @@ class _Planner:
         # Taken as done on the state alone: a final of the recorded size and time, as the
         # check made beforehand saw it (or will say: `later`). Else its whole record decides:
         # read after the chunk, or now (`whole`) when no row can be taken on its state.
-        quick = self.file_ok is None and not self.verify and not self.keep_records
-        later, changed = self.later, self.changed
-        quick = quick and (later is not None or changed is not None)
+        checked = self.later is not None or self.changed is not None
+        quick = checked and self.file_ok is None and not self.verify and not self.keep_records
         whole = None if quick else records_for(self.records, row_keys)
         states = states_for(self.records if whole is None else whole, row_keys, self.service)
         first_by_file, batch_keys = self.first_by_file, self.batch_keys
@@ -150,14 +149,7 @@ class _Planner:
                 self.candidates.append((item, fp))
             elif state is None:  # not asked for, never made: left as it is
                 plan.left.append((item, None))
-            elif (
-                quick
-                and state.final
-                and state.mtime_ns is not None
-                and (later is not None or key not in changed)  # type: ignore[operator]
-            ):
-                if later is not None:  # done unless the check finds it changed
-                    self.pending[key] = len(plan.done)
+            elif quick and state.final and self.vouched(key, state.mtime_ns):
                 # A row outside --only may ask for another request now: its final stays.
                 request = None if state.fingerprint == fp else state.fingerprint
                 batch = batch_keys.setdefault(state.batch_key, state.batch_key)
@@ -220,16 +212,22 @@ class _Planner:
             self.plan.left.append((item, record))
 
     def final_kept(self, key: str, record: RowRecord) -> bool:
-        """Whether a row's final is on disk as recorded, as the check made beforehand saw
-        it (or will say: ``later``), else as :meth:`final_found` finds it."""
-        changed, later = self.changed, self.later
-        unchanged = later is not None or (changed is not None and key not in changed)
-        quick = unchanged and self.file_ok is None and not self.verify
-        if quick and record.mtime_ns is not None and record.output_path:
-            if later is not None:  # done unless the check finds it changed
-                self.pending[key] = len(self.plan.done)
+        """Whether a row's final is on disk as recorded: as the check made beforehand saw it
+        (:meth:`vouched`), else as :meth:`final_found` finds it."""
+        if record.output_path and self.vouched(key, record.mtime_ns):
             return True
         return self.final_found(record)
+
+    def vouched(self, key: str, mtime_ns: int | None) -> bool:
+        """Whether the check made beforehand saw the row's final of the recorded size and
+        time (``changed``), or will say (``later``: done until it answers, then sorted again
+        if it names the row). Never with ``file_ok`` or ``verify``, or without a time."""
+        if self.file_ok is not None or self.verify or mtime_ns is None:
+            return False
+        if self.later is not None:
+            self.pending[key] = len(self.plan.done)  # the place its Done is appended at
+            return True
+        return self.changed is not None and key not in self.changed
 
     def final_found(self, record: RowRecord) -> bool:
         """Whether a record's final is on disk (``file_ok``, else of the recorded size and
