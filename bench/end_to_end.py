@@ -160,8 +160,10 @@ def rows_for(shape: Shape, sides: tuple[Side, ...], runs: dict[str, list[Measure
 
 
 def run(ctx: Context) -> list[Row]:
-    reps = ctx.reps(1, 3)
     rows: list[Row] = []
     for shape in shapes(ctx):
+        # A 1,000-item run lasts ~5 s, and the machine's weather moves one by 10-20%:
+        # 5 runs of each side there, 3 of the 10,000-item runs (~35 s each).
+        reps = ctx.reps(1, 5 if shape.items <= 1_000 else 3)
         rows.extend(rows_for(shape, SIDES, run_shape(ctx, shape, SIDES, reps)))
     return rows

@@ -1,5 +1,3 @@
-import sys
+from runflow_cli.cli.console_script import run
 
-from runflow_cli.cli import main
-
-sys.exit(main())
+run()

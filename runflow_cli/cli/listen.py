@@ -26,6 +26,7 @@ def listen_command(
         typer.Option(
             "--out",
             "-o",
+            metavar="DIR",
             parser=local_out,
             help="The output folder whose journal records the events.",
         ),

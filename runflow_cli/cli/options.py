@@ -160,7 +160,9 @@ def local_out(value: str | Path) -> Path:
 
 FinalsOutOpt = Annotated[
     Path,
-    typer.Option("--out", "-o", parser=local_out, help="Folder for OUT/<sku>/<name>.webp."),
+    typer.Option(
+        "--out", "-o", metavar="DIR", parser=local_out, help="Folder for OUT/<sku>/<name>.webp."
+    ),
 ]
 """The folder a one-off command (``run``, ``download``) saves its finals in."""
 

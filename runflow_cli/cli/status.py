@@ -16,6 +16,7 @@ def status_command(
         typer.Option(
             "--out",
             "-o",
+            metavar="DIR",
             parser=local_out,
             help="The output folder a `runflow batch --out` wrote to.",
         ),

@@ -1,0 +1,47 @@
+"""The ``runflow`` command itself: :func:`~runflow_cli.cli.main`, then a quick exit.
+
+When ``main`` returns, everything the run made is written, synced and closed. What an
+interpreter does next is free every object and module one at a time: about 0.1 s
+after a 1,000-item run (measured), on every run, for nothing. So, as Instagram's
+``atexit.register(os._exit, 0)`` does, the process ends with :func:`os._exit` once the
+``atexit`` handlers have run and the standard streams are flushed; but only when the
+main thread is the last one, no child process is left and no profiler or debugger
+watches, else the normal way.
+Tests call ``main`` (never this), so their interpreter is untouched.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from typing import NoReturn
+
+from runflow_cli.cli import main
+from runflow_cli.cli.ui.streams import flush_standard_streams
+
+
+def run() -> NoReturn:
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code``, skipping the teardown where nothing can be lost."""
+    if others_working():
+        sys.exit(code)  # let the interpreter wait for them, as it does
+    atexit._run_exitfuncs()
+    flush_standard_streams()
+    os._exit(code)
+
+
+def others_working() -> bool:
+    """Whether another thread or a child process is still alive (and may be working),
+    or a profiler or debugger is watching (``python -m cProfile`` writes after the run)."""
+    processes = sys.modules.get("multiprocessing")  # imported only if a run started one
+    return (
+        threading.active_count() > 1
+        or bool(processes and processes.active_children())
+        or sys.getprofile() is not None
+        or sys.gettrace() is not None
+    )
