@@ -42,8 +42,12 @@ class Status(StrEnum):
     @property
     def settled(self) -> bool:
         """Not a problem to look at: done, or merely waiting for a later run."""
-        return self.reported in (Status.SUCCEEDED, Status.PENDING, Status.DEFERRED)
+        return self in _SETTLED  # asked of every row at the end of a run: a set, made once
 
+
+_SETTLED = frozenset(
+    s for s in Status if s.reported in (Status.SUCCEEDED, Status.PENDING, Status.DEFERRED)
+)
 
 REPORTED = tuple(s for s in Status if s.reported is s)
 """The statuses a report can show, in the order summaries list them."""

@@ -76,6 +76,8 @@ class ShardSteps:
     def adopt(self, journal: Journal, plan: Plan) -> None:
         """Journal the other layouts' finals this plan takes as done: the shard owns them now
         (the other journals are never written)."""
+        if not self.taken:  # no other layout's journal: nothing to look up, row by row
+            return
         taken = (self.taken.get(row_key(done.item)) for done in plan.done)
         adopted = [record._replace(batch_key=None, seq=None) for record in taken if record]
         if adopted:
