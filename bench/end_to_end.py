@@ -11,6 +11,7 @@ Sides: the plain script (the baseline) and ``runflow batch`` with its defaults
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +113,10 @@ def run_shape(
             if any(m.timed_out for m in runs[side.name]):
                 continue
             out = ctx.tmp / "e2e-out"
+            # What the run before wrote (the other side's finals, the scenario before
+            # this one) written out first: `runflow batch` syncs the file system its
+            # finals are on before it records them, and would pay for it all.
+            os.sync()
             with shape_sandbox(shape) as sb:
                 command = side.command(manifest, out, sb.base_url, sb.api_key)
                 measured = measure(command, rss=True, check=False, timeout=cap)

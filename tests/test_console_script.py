@@ -7,25 +7,33 @@ import os
 import subprocess
 import sys
 import threading
+from typing import Any
 
 from runflow_cli.cli.console_script import others_working
 from runflow_cli.errors import ExitCode
 
 CHILD = """
-import atexit, sys
+import atexit, os, sys
 atexit.register(lambda: print("atexit ran"))  # stdout, buffered in a pipe
+real_exit = os._exit
+def fast_exit(code):
+    os.write(2, b"teardown skipped\\n")
+    real_exit(code)
+os._exit = fast_exit
 sys.argv = ["runflow", *sys.argv[1:]]
 {}
 """
 CONSOLE_SCRIPT = CHILD.format("from runflow_cli.cli.console_script import run; run()")
 NORMAL_EXIT = CHILD.format("from runflow_cli.cli import main; sys.exit(main())")
+SKIPPED = "teardown skipped\n"
 
 
-def _run(child: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(child: str, *args: str, stdout: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
     return subprocess.run(
-        [sys.executable, "-c", child, *args], capture_output=True, text=True, timeout=60, env=env
-    )
+        [sys.executable, "-c", child, *args],
+        stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60, env=env,
+    )  # fmt: skip
 
 
 def test_every_byte_of_output_and_the_status_come_through_a_pipe() -> None:
@@ -35,6 +43,7 @@ def test_every_byte_of_output_and_the_status_come_through_a_pipe() -> None:
     assert "Exit codes:" in done.stdout
     assert done.stdout.endswith("atexit ran\n")
     assert done.stdout == normal.stdout
+    assert (done.stderr, normal.stderr) == (SKIPPED, "")
 
 
 def test_an_error_keeps_its_exit_code_and_message() -> None:
@@ -42,10 +51,35 @@ def test_an_error_keeps_its_exit_code_and_message() -> None:
     normal = _run(NORMAL_EXIT, "batch", "--no-such-option")
     assert done.returncode == normal.returncode == ExitCode.INVALID_INPUT
     assert "No such option" in done.stderr
-    assert (done.stdout, done.stderr) == (normal.stdout, normal.stderr)
+    assert done.stdout == normal.stdout
+    assert done.stderr == normal.stderr + SKIPPED
 
 
-def test_a_live_thread_means_the_normal_teardown() -> None:
+def test_output_the_disk_refused_at_the_end_is_a_local_io_fault() -> None:
+    left = (
+        "from runflow_cli.cli.console_script import exit_now; print('in the buffer'); exit_now(0)"
+    )
+    with open("/dev/full", "w") as full:
+        done = _run(left, stdout=full)
+    assert (done.returncode, done.stderr) == (ExitCode.LOCAL_IO, "")
+
+
+def test_a_closed_stdout_is_nothing_to_flush() -> None:
+    closed = subprocess.run(
+        [sys.executable, "-c", "import os, sys; os.close(1); sys.stdout = None; "
+         "from runflow_cli.cli.console_script import exit_now; exit_now(3)"],
+        capture_output=False, stderr=subprocess.PIPE, text=True, timeout=60,
+    )  # fmt: skip
+    assert (closed.returncode, closed.stderr) == (3, "")
+
+
+def test_the_teardown_is_skipped_only_when_no_one_else_is_working() -> None:
+    alone = subprocess.run(
+        [sys.executable, "-c",
+         "from runflow_cli.cli.console_script import others_working; print(others_working())"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert alone.stdout == "False\n"
     release = threading.Event()
     worker = threading.Thread(target=release.wait)
     worker.start()

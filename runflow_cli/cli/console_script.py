@@ -4,10 +4,12 @@ When ``main`` returns, everything the run made is written, synced and closed. Wh
 interpreter does next is free every object and module one at a time: about 0.1 s
 after a 1,000-item run (measured), on every run, for nothing. So, as Instagram's
 ``atexit.register(os._exit, 0)`` does, the process ends with :func:`os._exit` once the
-``atexit`` handlers have run and the standard streams are flushed; but only when the
-main thread is the last one, no child process is left and no profiler or debugger
-watches, else the normal way.
-Tests call ``main`` (never this), so their interpreter is untouched.
+``atexit`` handlers have run and the standard streams are flushed (output that could
+not be written, a full disk, is exit 5 as any local I/O fault); but only when the main
+thread is the last one, no :mod:`multiprocessing` child is left and no profiler or
+debugger watches, else the normal way. (A process forked otherwise is waited for by
+the code that started it, as the finals check is.)
+Tests that call ``main`` in-process never come here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import NoReturn
 
 from runflow_cli.cli import main
 from runflow_cli.cli.ui.streams import flush_standard_streams
+from runflow_cli.errors import ExitCode
 
 
 def run() -> NoReturn:
@@ -31,7 +34,8 @@ def exit_now(code: int) -> NoReturn:
     if others_working():
         sys.exit(code)  # let the interpreter wait for them, as it does
     atexit._run_exitfuncs()
-    flush_standard_streams()
+    if not flush_standard_streams():  # the output the run printed is not all there
+        code = ExitCode.most_severe([ExitCode(code), ExitCode.LOCAL_IO])
     os._exit(code)
 
 

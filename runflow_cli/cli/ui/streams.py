@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import sys
-from contextlib import suppress
 
 
-def flush_standard_streams() -> None:
-    """Flush stdout and stderr; a closed pipe (``runflow status | head``) is no error."""
+def flush_standard_streams() -> bool:
+    """Flush stdout and stderr; False if what was left could not be written (a full disk).
+
+    A reader that went away (``runflow status | head``) is no failure, and a stream
+    closed or absent (``>&-``, ``pythonw``) has nothing to flush."""
+    written = True
     for stream in (sys.stdout, sys.stderr):
-        with suppress(OSError, ValueError):
-            stream.flush()
+        try:
+            if stream is not None:
+                stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+        except OSError:
+            written = False
+    return written
