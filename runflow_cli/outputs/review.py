@@ -44,7 +44,7 @@ from urllib.parse import quote
 from runflow_cli.errors import LocalIOError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.pixel_size import pixel_size
-from runflow_cli.outputs.report import Report, ReportRow, read_report
+from runflow_cli.outputs.report import REPORT_JSON, Report, ReportRow, read_report
 from runflow_cli.outputs.review_cards import Card, Picture, Source, card_html, stages_of
 from runflow_cli.outputs.sources import (
     SOURCE_SUFFIX,
@@ -55,12 +55,16 @@ from runflow_cli.outputs.sources import (
 )
 from runflow_cli.outputs.thumbnails import ThumbnailCache, Thumbnailer, embedded, find_thumbnailer
 from runflow_cli.row_status import REPORTED, Status
+from runflow_cli.user_dirs import cache_home
 from runflow_cli.version import __version__
 
 REVIEW_HTML = "review.html"
 
 SETTLED = frozenset(s.value for s in Status if s.settled)
 """Statuses that are not a problem to look at; every other one is listed first."""
+HELD_REPORT = 4_000_000
+"""A report of at most this many bytes (about 4,000 rows) is read once and its rows held;
+a larger one is read twice, a row at a time, so 100,000 rows never sit in memory."""
 
 
 def write_review(
@@ -86,14 +90,18 @@ def write_review(
     """
     site = site or folder
     report = read_report(folder, stream=True)  # rows read as they are needed: twice
-    counts, problems = tally(report.rows)
-    cards = (_card(row, folder) for group in (problems, _settled(report)) for row in group)
+    rows = report.rows
+    if _size(folder.path(REPORT_JSON)) <= HELD_REPORT:
+        rows = list(rows)  # read once
+    counts, problems = tally(rows)
+    settled = (row for row in rows if row.status in SETTLED)
+    cards = (_card(row, folder) for group in (problems, settled) for row in group)
     thumbs: ThumbnailCache | None = None
     if single_file:
         thumbs = ThumbnailCache(folder, site, thumbnailer or find_thumbnailer())
     if sources is not None:
         sources.site = site  # the previews go where the page goes
-        sources.summary = sources.fetch(row.image_url for row in report.rows)
+        sources.summary = sources.fetch(row.image_url for row in rows)
     used: set[str] = set()
     source = _sources(site, used, single_file, look=sources is not None)
     redo = " ".join(
@@ -185,12 +193,7 @@ def write_review_somewhere(
 def elsewhere_for(folder: OutputFolder, env: Mapping[str, str] = os.environ) -> Path:
     """Where OUT's review page goes when OUT cannot hold it: a folder per OUT under
     ``$XDG_CACHE_HOME/runflow/review/`` (else ``~/.cache/runflow/review/``)."""
-    xdg = env.get("XDG_CACHE_HOME")
-    if xdg and Path(xdg).is_absolute():
-        base = Path(xdg)
-    else:
-        home = env.get("HOME")
-        base = (Path(home) if home else Path.home()) / ".cache"
+    base = cache_home(env)
     real = str(folder.real_root)
     tag = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return base / "runflow" / "review" / f"{folder.real_root.name or 'out'}-{tag}"
@@ -207,8 +210,11 @@ def tally(rows: Iterable[ReportRow]) -> tuple[Counter[str], list[ReportRow]]:
     return counts, problems
 
 
-def _settled(report: Report) -> Iterator[ReportRow]:
-    return (row for row in report.rows if row.status in SETTLED)
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return HELD_REPORT + 1  # read_report says what is wrong, as before
 
 
 def _card(row: ReportRow, folder: OutputFolder) -> Card:
@@ -244,6 +250,9 @@ def first_stage(final: Path) -> Path | None:
 
 
 def _href(path: Path, folder: OutputFolder) -> str:
+    parent = path.parent
+    if parent.parent == folder.root:  # a final, OUT/<sku>/<name>: a card's, the quick way
+        return quote(f"{parent.name}/{path.name}")
     try:
         return quote(path.relative_to(folder.root).as_posix())
     except ValueError:  # the page is not in OUT (a read-only OUT): a file: URI

@@ -62,7 +62,8 @@ NEEDED_BY = "--review-sources makes small previews of the source photos and"
 
 
 def is_web_url(url: str) -> bool:
-    return urlsplit(url).scheme in ("http", "https")
+    # Asked of every card of the review sheet: most are plain http(s) URLs.
+    return url.startswith(("https://", "http://")) or urlsplit(url).scheme in ("http", "https")
 
 
 @dataclass(frozen=True, slots=True)
