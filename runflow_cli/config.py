@@ -48,6 +48,7 @@ from runflow_cli.config_values import (
 )
 from runflow_cli.errors import UsageError
 from runflow_cli.outputs.public_url import checked_base_url
+from runflow_cli.user_dirs import config_home
 
 CONFIG_ENV = "RUNFLOW_CONFIG"
 """Environment variable naming the config file, overriding the default place."""
@@ -100,14 +101,7 @@ def config_path(env: Mapping[str, str] = os.environ) -> Path:
     explicit = env.get(CONFIG_ENV)
     if explicit:
         return Path(explicit).expanduser()
-    xdg = env.get("XDG_CONFIG_HOME")
-    # The XDG spec says a relative XDG_CONFIG_HOME is invalid and to be ignored.
-    if xdg and Path(xdg).is_absolute():
-        base = Path(xdg)
-    else:
-        home = env.get("HOME")
-        base = (Path(home) if home else Path.home()) / ".config"
-    return base / "runflow" / "config.toml"
+    return config_home(env) / "runflow" / "config.toml"
 
 
 def mask_key(key: str) -> str:

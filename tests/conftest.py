@@ -73,7 +73,7 @@ def _stayed_on_loopback(_loopback_guard: None) -> Iterator[None]:
 def _isolated_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Tests never read the user's key, config or base URL, and never colour output."""
+    """Tests never read the user's key, config, cache or base URL, and never colour output."""
     for name in (
         "RUNFLOW_KEY",
         "RUNFLOW_BASE_URL",
@@ -82,6 +82,7 @@ def _isolated_env(
         "RUNFLOW_PROFILE",
         "RUNFLOW_WEBHOOK_SECRET",
         "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
         "GITHUB_ACTIONS",
     ):
         monkeypatch.delenv(name, raising=False)

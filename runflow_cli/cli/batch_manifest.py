@@ -38,7 +38,7 @@ def load_for_batch(
     try:
         return load(
             consoles, manifest, reading, elements, aspect_ratio, prompt, keep_invalid=True,
-            remote=remote,
+            remote=remote, cache=True,
         )  # fmt: skip
     except ManifestError as exc:
         why = "could not be fetched" if isinstance(exc, ManifestFetchFailed) else "is invalid"

@@ -261,16 +261,20 @@ def load(
     *,
     keep_invalid: bool = False,
     remote: tuple[int, float, bool] = (200, 300.0, False),
+    cache: bool = False,
 ) -> Manifest:
     """Load and validate a manifest with the command line's defaults; print its warnings.
 
     ``keep_invalid`` sets invalid rows aside (``Manifest.invalid``) instead of
     failing; the warnings are then the caller's to print, with those rows.
     ``remote`` is how a manifest URL is fetched: ``--max-manifest-size`` (MB),
-    ``--manifest-deadline`` and ``--allow-private-downloads``.
+    ``--manifest-deadline`` and ``--allow-private-downloads``. ``cache``: keep the
+    checked manifest in the user's cache, and take it from there next time
+    (:mod:`runflow_cli.manifest.cache`).
     """
     from runflow_cli.errors import UsageError
     from runflow_cli.manifest import Defaults, RemoteOptions, load_manifest, parse_elements
+    from runflow_cli.manifest.cache import ManifestCache
 
     if not isinstance(reading, Reading):
         reading = Reading(reading)
@@ -299,6 +303,7 @@ def load(
         remote=RemoteOptions(
             max_bytes=remote[0] * 1024 * 1024, deadline=remote[1], allow_private=remote[2]
         ),
+        cache=ManifestCache.default() if cache else None,
     )
     if not loaded.invalid:
         for warning in loaded.warnings:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from runflow_cli.bulk import gc_paused
+from runflow_cli.manifest.cache import ManifestCache
 from runflow_cli.manifest.columns import parse_columns
 from runflow_cli.manifest.formats import (
     FORMATS,
@@ -103,6 +104,7 @@ def load_manifest(
     remote: RemoteOptions | None = None,
     preset: str | None = None,
     image_base_url: str | None = None,
+    cache: ManifestCache | None = None,
 ) -> Manifest:
     """Read and validate a manifest; raise ManifestError listing every problem.
 
@@ -132,6 +134,10 @@ def load_manifest(
     An ``http(s)://`` URL is fetched first (bounded by ``remote``, see
     :mod:`runflow_cli.manifest.remote`) and read like a file named by its URL;
     ``display_name`` is the name problems and the manifest carry instead of ``path``.
+
+    ``cache``: take the items of a manifest read and checked before from it (the same
+    bytes read the same way, by the same code), and keep them there after a check
+    that found no invalid row (:mod:`runflow_cli.manifest.cache`).
 
     Example: ``load_manifest("catalog.csv", defaults=Defaults(elements=("background_removal",)))``
     """
@@ -163,7 +169,7 @@ def load_manifest(
         return load_remote(
             raw, load_manifest, fmt=fmt, remote=remote, defaults=defaults,
             skip_invalid=skip_invalid, columns=columns, delimiter=delimiter, sheet=sheet,
-            preset=preset, image_base_url=image_base_url,
+            preset=preset, image_base_url=image_base_url, cache=cache,
         )  # fmt: skip
     if not from_stdin:
         if os.path.isdir(raw):
@@ -188,6 +194,9 @@ def load_manifest(
                 key += (preset, image_base_url)
             digest = hashlib.sha256(repr(key).encode())
             digest.update(data)
+            kept = cache.get(digest.hexdigest(), source) if cache is not None else None
+            if kept is not None:
+                return kept
             reading = (mapping, delimiter, sheet, preset, image_base_url)
             warnings = _parse(kind, data, builder, *reading)
             invalid = _take_invalid(builder) if skip_invalid else []
@@ -197,6 +206,8 @@ def load_manifest(
         raise fail(str(exc), exc.line, hint=hint, code=exc.code) from None
     manifest = Manifest(source, items, warnings + builder.warnings, invalid)
     manifest.digest = digest.hexdigest()
+    if cache is not None:
+        cache.put(manifest)
     return manifest
 
 

@@ -1,0 +1,145 @@
+"""Validated manifests kept between runs: a rerun of the same manifest skips its checks.
+
+A nightly ``runflow batch catalog.csv`` reads the same 100,000 rows every night, and
+checking them is a third of a rerun where every row is done. So ``runflow batch`` keeps
+the items of a manifest it validated, under a key naming everything they came from:
+
+* the manifest's :attr:`~runflow_cli.manifest.Manifest.digest` (its bytes, its format
+  and how it is read: defaults, ``--column``, ``--delimiter``, ``--sheet``, ``--from``),
+* the name it is shown by (its warnings carry it),
+* the code that checked it: the release, and the size and time of every module of
+  the package (a source checkout edited in place is new code).
+
+They are kept in the user's cache folder (``$XDG_CACHE_HOME/runflow/manifests/``, else
+``~/.cache/runflow/manifests/``), never in OUT: what an output folder holds must not
+decide what a run sends, and a folder copied from elsewhere would. The newest
+:data:`KEPT` manifests stay; a manifest with invalid rows is not kept. Whatever goes
+wrong reading or writing here is a miss, silently: the manifest is checked as always.
+
+A file is a line of JSON naming its key, its warnings and its number of items, then
+an item per line (a 100,000-item manifest is never parsed in one piece).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from runflow_cli.manifest.types import Item, Manifest
+from runflow_cli.user_dirs import cache_home
+from runflow_cli.version import __version__
+
+FORMAT = 1
+KEPT = 8
+"""Manifests kept (the least recently used go first)."""
+SUFFIX = ".items"
+
+
+class ManifestCache:
+    """The validated manifests kept in ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @classmethod
+    def default(cls, env: Mapping[str, str] = os.environ) -> ManifestCache:
+        return cls(cache_home(env) / "runflow" / "manifests")
+
+    def get(self, digest: str, source: str) -> Manifest | None:
+        """The manifest kept for this digest and name, if any (and whole)."""
+        key = cache_key(digest, source)
+        path = self.folder / f"{key}{SUFFIX}"
+        try:
+            with open(path, encoding="utf-8") as f:
+                head = json.loads(f.readline())
+                if head.get("format") != FORMAT or head.get("key") != key:
+                    return None
+                items = _items(f)
+            if len(items) != head["items"] or not isinstance(head["warnings"], list):
+                return None
+            os.utime(path)  # used: kept longer
+        except (OSError, ValueError, TypeError, KeyError, IndexError):
+            return None
+        manifest = Manifest(source, items, [str(w) for w in head["warnings"]])
+        manifest.digest = digest
+        return manifest
+
+    def put(self, manifest: Manifest) -> None:
+        """Keep ``manifest`` (loaded from text, no invalid rows); forget the oldest."""
+        if manifest.digest is None or manifest.invalid:
+            return
+        key = cache_key(manifest.digest, manifest.source)
+        head = {"format": FORMAT, "key": key, "items": len(manifest.items)}
+        lines = (_line(item) for item in manifest.items)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".part")
+            try:
+                with open(fd, "w", encoding="utf-8") as f:
+                    f.write(json.dumps({**head, "warnings": manifest.warnings}) + "\n")
+                    f.writelines(lines)
+                os.replace(tmp, self.folder / f"{key}{SUFFIX}")
+            except BaseException:
+                os.unlink(tmp)
+                raise
+            self._forget_oldest()
+        except (OSError, ValueError):
+            return
+
+    def _forget_oldest(self) -> None:
+        kept = sorted(
+            (entry.stat().st_mtime_ns, entry.path)
+            for entry in os.scandir(self.folder)
+            if entry.name.endswith(SUFFIX)
+        )
+        for _, path in kept[:-KEPT]:
+            os.unlink(path)
+
+
+def cache_key(digest: str, source: str) -> str:
+    return hashlib.sha256(repr((FORMAT, digest, source, code_stamp())).encode()).hexdigest()
+
+
+@functools.cache
+def code_stamp() -> str:
+    """The release and the size and time of every module of the package."""
+    root = Path(__file__).resolve().parent.parent
+    stamp = hashlib.sha256(__version__.encode())
+    folders = [root]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.is_dir() and entry.name != "__pycache__":
+                    folders.append(Path(entry.path))
+                elif entry.name.endswith(".py"):
+                    info = entry.stat()
+                    stamp.update(f"{entry.path} {info.st_size} {info.st_mtime_ns}\n".encode())
+    return stamp.hexdigest()
+
+
+def _line(item: Item) -> str:
+    fields = (
+        item.line, item.sku, item.image_url, item.elements, item.aspect_ratio,
+        item.product_isolation_prompt, item.client_ref, item.name, item.name_from_url,
+    )  # fmt: skip
+    return json.dumps(fields, separators=(",", ":")) + "\n"  # ASCII: a lone surrogate too
+
+
+def _items(lines: Iterable[str]) -> list[Item]:
+    items: list[Item] = []
+    skus: dict[str, str] = {}  # a string per SKU, as the checks leave them
+    combinations: dict[tuple[str, ...], tuple[str, ...]] = {}  # a tuple per set of elements
+    loads, append = json.loads, items.append
+    for text in lines:
+        line, sku, url, chosen, aspect, prompt, ref, name, derived = loads(text)
+        sku = skus.setdefault(sku, sku)
+        chosen = tuple(chosen)
+        chosen = combinations.setdefault(chosen, chosen)
+        ref = sku if ref == sku else ref
+        append(Item(len(items), line, sku, url, chosen, aspect, prompt, ref, name, derived))
+    return items

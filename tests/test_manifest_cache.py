@@ -1,0 +1,149 @@
+"""Validated manifests kept between runs: the same manifest as checking it gives, taken
+only for the same bytes read the same way by the same code; anything wrong is a miss."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import runflow_cli.manifest as manifest_module
+from runflow_cli.manifest import Defaults, Manifest, load_manifest
+from runflow_cli.manifest import cache as cache_module
+from runflow_cli.manifest.cache import ManifestCache
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_manifests"
+
+CSV = (
+    "sku,image_url,elements,aspect_ratio,name,client_ref\n"
+    "A1,https://cdn.example/a/shirt.jpg,tag_removal;background_removal,4:5,,\n"
+    "A1,https://cdn.example/b/shirt.jpg,background_removal,,,ref-2\n"  # the same stem
+    "A1,https://cdn.example/a/shirt.jpg,tag_removal;background_removal,4:5,,\n"  # repeated
+    'B2,"https://cdn.example/x.jpg https://cdn.example/y.jpg",background_removal,,,\n'
+    "C3,https://cdn.example/é%22q%22😀.jpg,product_isolation,,front,\n"
+)
+JSONL = (
+    '{"sku": "S", "image_url": "https://cdn.example/s.jpg", "elements": ["tag_removal"],'
+    ' "product_isolation_prompt": "a \\"shirt\\" \\ud800"}\n'
+    '{"sku": "S", "image_url": "https://cdn.example/t.jpg", "extra": 1}\n'
+)
+DEFAULTS = Defaults(elements=("background_removal",))
+
+
+def _load(path: Path, cache: ManifestCache | None, **kw: Any) -> Manifest:
+    return load_manifest(path, defaults=DEFAULTS, cache=cache, **kw)
+
+
+def _same(a: Manifest, b: Manifest) -> None:
+    assert (a.source, a.items, a.warnings, a.invalid, a.digest) == (
+        b.source, b.items, b.warnings, b.invalid, b.digest,
+    )  # fmt: skip
+    skus = {id(item.sku) for item in a.items if item.sku == a.items[0].sku}
+    assert len(skus) == 1  # a string per SKU, kept or checked
+
+
+def _no_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    def parse(*args: Any) -> None:
+        raise AssertionError("the manifest was checked again")
+
+    monkeypatch.setattr(manifest_module, "_parse", parse)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("m.csv", CSV), ("m.jsonl", JSONL), ("catalog.yaml", None), ("catalog.csv", None)],
+)
+def test_a_kept_manifest_is_the_one_checking_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str | None
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if text else (SAMPLES / name).read_bytes())
+    cache = ManifestCache(tmp_path / "cache")
+    checked = _load(path, None)
+    first = _load(path, cache)
+    assert len(list(cache.folder.iterdir())) == 1
+    _no_checks(monkeypatch)
+    kept = _load(path, cache)
+    _same(first, checked)
+    _same(kept, checked)
+    assert kept.warnings or text is None  # a repeated row, an unknown key
+
+
+def test_other_bytes_other_reading_other_name_or_other_code_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(CSV, encoding="utf-8")
+    cache = ManifestCache(tmp_path / "cache")
+    _load(path, cache)
+    path.write_text(CSV.replace("4:5", "1:1"), encoding="utf-8")
+    assert {i.aspect_ratio for i in _load(path, cache).items} == {"1:1", None}
+    other = Defaults(elements=("tag_removal",))
+    assert load_manifest(path, defaults=Defaults(), cache=cache).items[-1].elements == (
+        "product_isolation",
+    )
+    assert _load(path, cache, display_name="shown.csv").source == "shown.csv"
+    assert load_manifest(path, defaults=other, cache=cache).warnings
+    assert len(list(cache.folder.iterdir())) == 5
+    monkeypatch.setattr(cache_module, "code_stamp", lambda: "another release")
+    _no_checks(monkeypatch)
+    with pytest.raises(AssertionError, match="checked again"):
+        _load(path, cache)
+
+
+def test_a_manifest_with_invalid_rows_is_not_kept(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(CSV + "D4,not a url,background_removal,,,\n", encoding="utf-8")
+    cache = ManifestCache(tmp_path / "cache")
+    loaded = _load(path, cache, skip_invalid=True)
+    assert [row.line for row in loaded.invalid] == [7]
+    assert not cache.folder.exists()
+
+
+def test_a_damaged_file_is_a_miss_and_the_manifest_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(CSV, encoding="utf-8")
+    cache = ManifestCache(tmp_path / "cache")
+    checked = _load(path, cache)
+    (kept,) = cache.folder.iterdir()
+    lines = kept.read_text(encoding="utf-8").splitlines(keepends=True)
+    for damaged in (lines[:-1], [lines[0], "[1, 2]\n", *lines[2:]], ["{}\n", *lines[1:]]):
+        kept.write_text("".join(damaged), encoding="utf-8")
+        assert cache.get(checked.digest or "", checked.source) is None
+    _same(_load(path, cache), checked)  # checked again, and kept again
+    _no_checks(monkeypatch)
+    _same(_load(path, cache), checked)
+
+
+def test_the_newest_are_kept_and_a_cache_that_cannot_be_written_costs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "KEPT", 2)
+    cache = ManifestCache(tmp_path / "cache")
+    for n in range(4):
+        path = tmp_path / f"m{n}.csv"
+        path.write_text(CSV + f"E{n},https://cdn.example/{n}.jpg,,,,\n", encoding="utf-8")
+        _load(path, cache)
+        for kept in cache.folder.iterdir():  # older by a second each: one clock tick apart
+            info = kept.stat()
+            os.utime(kept, ns=(info.st_atime_ns, info.st_mtime_ns - 1_000_000_000))
+    assert len(list(cache.folder.iterdir())) == 2
+    assert cache.get(_load(path, None).digest or "", str(path)) is not None  # the last one
+    blocked = ManifestCache(tmp_path / "a-file")
+    blocked.folder.write_text("not a folder")
+    assert len(_load(path, blocked).items) == 7
+
+
+def test_runflow_batch_keeps_its_manifest_in_the_users_cache(tmp_path: Path, cli: Any) -> None:
+    home = Path.home()  # the tests' own (conftest)
+    args = ("batch", str(SAMPLES / "catalog.csv"), "--out", str(tmp_path / "out"), "--dry-run")
+    first = cli(*args)
+    (kept,) = (home / ".cache" / "runflow" / "manifests").iterdir()
+    second = cli(*args)
+    assert first.code == second.code == 0
+    assert (first.out, first.err) == (second.out, second.err)
+    assert kept.exists()
