@@ -44,6 +44,14 @@ def _same(a: Manifest, b: Manifest) -> None:
     assert len(skus) == 1  # a string per SKU, kept or checked
 
 
+@pytest.fixture
+def written(tmp_path: Path) -> tuple[Path, ManifestCache]:
+    """``m.csv`` (:data:`CSV`) and an empty cache."""
+    path = tmp_path / "m.csv"
+    path.write_text(CSV, encoding="utf-8")
+    return path, ManifestCache(tmp_path / "cache")
+
+
 def _no_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     def parse(*args: Any) -> None:
         raise AssertionError("the manifest was checked again")
@@ -72,11 +80,9 @@ def test_a_kept_manifest_is_the_one_checking_gives(
 
 
 def test_other_bytes_other_reading_other_name_or_other_code_are_checked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    written: tuple[Path, ManifestCache], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "m.csv"
-    path.write_text(CSV, encoding="utf-8")
-    cache = ManifestCache(tmp_path / "cache")
+    path, cache = written
     _load(path, cache)
     path.write_text(CSV.replace("4:5", "1:1"), encoding="utf-8")
     assert {i.aspect_ratio for i in _load(path, cache).items} == {"1:1", None}
@@ -103,11 +109,9 @@ def test_a_manifest_with_invalid_rows_is_not_kept(tmp_path: Path) -> None:
 
 
 def test_a_damaged_file_is_a_miss_and_the_manifest_is_checked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    written: tuple[Path, ManifestCache], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "m.csv"
-    path.write_text(CSV, encoding="utf-8")
-    cache = ManifestCache(tmp_path / "cache")
+    path, cache = written
     checked = _load(path, cache)
     (kept,) = cache.folder.iterdir()
     lines = kept.read_text(encoding="utf-8").splitlines(keepends=True)
