@@ -24,6 +24,9 @@ from runflow_cli.cli import main
 from runflow_cli.cli.ui.streams import flush_standard_streams
 from runflow_cli.errors import ExitCode
 
+STATUSES = frozenset(ExitCode)
+"""The statuses a run ends with (a command's own, if any, is left as it is)."""
+
 
 def run() -> NoReturn:
     exit_now(main())
@@ -34,7 +37,7 @@ def exit_now(code: int) -> NoReturn:
     if others_working():
         sys.exit(code)  # let the interpreter wait for them, as it does
     atexit._run_exitfuncs()
-    if not flush_standard_streams():  # the output the run printed is not all there
+    if not flush_standard_streams() and code in STATUSES:  # its output is not all there
         code = ExitCode.most_severe([ExitCode(code), ExitCode.LOCAL_IO])
     os._exit(code)
 

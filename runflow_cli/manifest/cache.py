@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from pathlib import Path
 
 from runflow_cli.manifest.types import Item, Manifest
@@ -38,6 +42,9 @@ FORMAT = 1
 KEPT = 8
 """Manifests kept (the least recently used go first)."""
 SUFFIX = ".items"
+PART = ".part"
+STALE_PART_NS = 3600 * 10**9
+"""A file being written that is an hour old was left by a run stopped mid-write."""
 
 
 class ManifestCache:
@@ -52,20 +59,25 @@ class ManifestCache:
 
     def get(self, digest: str, source: str) -> Manifest | None:
         """The manifest kept for this digest and name, if any (and whole)."""
-        key = cache_key(digest, source)
-        path = self.folder / f"{key}{SUFFIX}"
         try:
+            key = cache_key(digest, source)
+            path = self.folder / f"{key}{SUFFIX}"
             with open(path, encoding="utf-8") as f:
                 head = json.loads(f.readline())
-                if head.get("format") != FORMAT or head.get("key") != key:
+                if not isinstance(head, dict) or (head.get("format"), head.get("key")) != (
+                    FORMAT,
+                    key,
+                ):
                     return None
                 items = _items(f)
-            if len(items) != head["items"] or not isinstance(head["warnings"], list):
+            warnings = head["warnings"]
+            if len(items) != head["items"] or not isinstance(warnings, list):
                 return None
-            os.utime(path)  # used: kept longer
-        except (OSError, ValueError, TypeError, KeyError, IndexError):
+        except Exception:  # a cache never stops a run: whatever it holds, a miss
             return None
-        manifest = Manifest(source, items, [str(w) for w in head["warnings"]])
+        with suppress(OSError):
+            os.utime(path)  # used: kept longer
+        manifest = Manifest(source, items, [str(w) for w in warnings])
         manifest.digest = digest
         return manifest
 
@@ -73,31 +85,34 @@ class ManifestCache:
         """Keep ``manifest`` (loaded from text, no invalid rows); forget the oldest."""
         if manifest.digest is None or manifest.invalid:
             return
-        key = cache_key(manifest.digest, manifest.source)
-        head = {"format": FORMAT, "key": key, "items": len(manifest.items)}
-        lines = (_line(item) for item in manifest.items)
         try:
+            key = cache_key(manifest.digest, manifest.source)
+            head = {"format": FORMAT, "key": key, "items": len(manifest.items)}
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".part")
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=PART)
             try:
                 with open(fd, "w", encoding="utf-8") as f:
                     f.write(json.dumps({**head, "warnings": manifest.warnings}) + "\n")
-                    f.writelines(lines)
+                    f.writelines(_line(item) for item in manifest.items)
                 os.replace(tmp, self.folder / f"{key}{SUFFIX}")
             except BaseException:
                 os.unlink(tmp)
                 raise
             self._forget_oldest()
-        except (OSError, ValueError):
+        except Exception:  # a cache never stops a run: kept or not, the manifest is checked
             return
 
     def _forget_oldest(self) -> None:
-        kept = sorted(
-            (entry.stat().st_mtime_ns, entry.path)
-            for entry in os.scandir(self.folder)
-            if entry.name.endswith(SUFFIX)
-        )
-        for _, path in kept[:-KEPT]:
+        """The oldest beyond :data:`KEPT`, and what a run stopped mid-write left."""
+        kept, now = [], time.time_ns()
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                mtime = entry.stat().st_mtime_ns
+                if entry.name.endswith(SUFFIX):
+                    kept.append((mtime, entry.path))
+                elif entry.name.endswith(PART) and now - mtime > STALE_PART_NS:
+                    os.unlink(entry.path)
+        for _, path in sorted(kept)[:-KEPT]:
             os.unlink(path)
 
 
@@ -107,9 +122,16 @@ def cache_key(digest: str, source: str) -> str:
 
 @functools.cache
 def code_stamp() -> str:
-    """The release and the size and time of every module of the package."""
+    """The release, the size and time of every module of the package, the interpreter
+    (its Unicode data, ``csv``, ``urllib``) and the libraries that read YAML and
+    workbooks (their files' sizes and times, found without importing them)."""
     root = Path(__file__).resolve().parent.parent
-    stamp = hashlib.sha256(__version__.encode())
+    stamp = hashlib.sha256(f"{__version__} {sys.version}".encode())
+    for library in ("yaml", "_yaml", "openpyxl"):
+        spec = importlib.util.find_spec(library)
+        if spec is not None and spec.origin and os.path.exists(spec.origin):
+            info = os.stat(spec.origin)
+            stamp.update(f"{spec.origin} {info.st_size} {info.st_mtime_ns}\n".encode())
     folders = [root]
     while folders:
         with os.scandir(folders.pop()) as entries:
@@ -132,14 +154,18 @@ def _line(item: Item) -> str:
 
 def _items(lines: Iterable[str]) -> list[Item]:
     items: list[Item] = []
-    skus: dict[str, str] = {}  # a string per SKU, as the checks leave them
-    combinations: dict[tuple[str, ...], tuple[str, ...]] = {}  # a tuple per set of elements
-    loads, append = json.loads, items.append
+    # A string per SKU, aspect ratio and prompt, a tuple per set of elements, and a
+    # row's SKU as its client_ref when it has no other: as the checks leave them (a
+    # --prompt is one string for 100,000 rows).
+    skus: dict[str, str] = {}
+    optional: dict[str | None, str | None] = {None: None}
+    combinations: dict[tuple[str, ...], tuple[str, ...]] = {}
+    loads, append, one = json.loads, items.append, optional.setdefault
     for text in lines:
         line, sku, url, chosen, aspect, prompt, ref, name, derived = loads(text)
-        sku = skus.setdefault(sku, sku)
         chosen = tuple(chosen)
         chosen = combinations.setdefault(chosen, chosen)
+        sku, aspect, prompt = skus.setdefault(sku, sku), one(aspect, aspect), one(prompt, prompt)
         ref = sku if ref == sku else ref
         append(Item(len(items), line, sku, url, chosen, aspect, prompt, ref, name, derived))
     return items
