@@ -64,11 +64,8 @@ class ManifestCache:
             path = self.folder / f"{key}{SUFFIX}"
             with open(path, encoding="utf-8") as f:
                 head = json.loads(f.readline())
-                if not isinstance(head, dict) or (head.get("format"), head.get("key")) != (
-                    FORMAT,
-                    key,
-                ):
-                    return None
+                if not isinstance(head, dict) or head.get("key") != key:
+                    return None  # another format's key names none of this one's files
                 items = _items(f)
             warnings = head["warnings"]
             if len(items) != head["items"] or not isinstance(warnings, list):
