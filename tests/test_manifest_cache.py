@@ -166,3 +166,17 @@ def test_runflow_batch_keeps_its_manifest_in_the_users_cache(
     assert first.code == second.code == 0
     assert (first.out, first.err) == (second.out, second.err)
     assert kept.exists()
+
+
+def test_a_file_left_mid_write_an_hour_ago_goes_and_one_being_written_stays(
+    written: tuple[Path, ManifestCache],
+) -> None:
+    path, cache = written
+    cache.folder.mkdir(parents=True)
+    old, new = cache.folder / ".a.items.x1.part", cache.folder / ".b.items.x2.part"
+    for left in (old, new):
+        left.write_text("cut short")
+    hours_ago = old.stat().st_mtime_ns - 2 * 3600 * 10**9
+    os.utime(old, ns=(hours_ago, hours_ago))
+    _load(path, cache)
+    assert sorted(p.name for p in cache.folder.iterdir() if p.name.startswith(".")) == [new.name]

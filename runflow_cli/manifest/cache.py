@@ -25,10 +25,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
@@ -44,7 +44,8 @@ KEPT = 8
 SUFFIX = ".items"
 PART = ".part"
 STALE_PART_NS = 3600 * 10**9
-"""A file being written that is an hour old was left by a run stopped mid-write."""
+"""A file being written (``write_atomically``'s ``.<name>.<token>.part``) that is an
+hour old was left by a run stopped mid-write."""
 
 
 class ManifestCache:
@@ -82,19 +83,15 @@ class ManifestCache:
         """Keep ``manifest`` (loaded from text, no invalid rows); forget the oldest."""
         if manifest.digest is None or manifest.invalid:
             return
+        from runflow_cli.files.folder import write_atomically  # a batch run's, imported
+
         try:
             key = cache_key(manifest.digest, manifest.source)
             head = {"format": FORMAT, "key": key, "items": len(manifest.items)}
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=PART)
-            try:
-                with open(fd, "w", encoding="utf-8") as f:
-                    f.write(json.dumps({**head, "warnings": manifest.warnings}) + "\n")
-                    f.writelines(_line(item) for item in manifest.items)
-                os.replace(tmp, self.folder / f"{key}{SUFFIX}")
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            head_line = json.dumps({**head, "warnings": manifest.warnings}) + "\n"
+            lines = (_line(item) for item in manifest.items)
+            chunks = (line.encode() for line in itertools.chain([head_line], lines))
+            write_atomically(self.folder / f"{key}{SUFFIX}", chunks, durable=False)
             self._forget_oldest()
         except Exception:  # a cache never stops a run: kept or not, the manifest is checked
             return
