@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cdn import WEBP, gzip_bomb, hostile_cdn
 
@@ -20,6 +21,7 @@ from runflow_cli.batch.interrupts import Interrupts, Terminated
 from runflow_cli.errors import DownloadError
 from runflow_cli.files.download import DownloadAborted, Downloader
 from runflow_cli.files.expiry import link_expiry
+from runflow_cli.files.guarded import redirect_target
 from runflow_cli.files.network import URLRefused, address_refusal, url_refusal
 
 METADATA = "169.254.169.254"
@@ -150,6 +152,42 @@ def test_redirects_are_followed_only_where_a_url_could_go(
 
     assert {address[0] for address in connects} == {"127.0.0.1"}
     assert cdn.paths().count("/to-metadata") == 1 and not (tmp_path / "a.webp").exists()
+
+
+def test_a_relative_redirect_is_followed_from_the_url_it_came_from(
+    connects: list[Any], tmp_path: Path
+) -> None:
+    """``Location: result_ok.webp`` or ``/result_ok.webp``: joined to the link, as a
+    browser would; the hop is still checked (here, the same loopback host)."""
+    with hostile_cdn(mode="redirect") as cdn, Downloader(allow_private=True) as downloader:
+        cdn.redirects = {"/links/a": "../result_ok.webp", "/links/b": "/result_ok.webp"}
+        for name in ("a", "b"):
+            saved = downloader.fetch(f"{cdn.url}/links/{name}", tmp_path / f"{name}.webp")
+            assert saved.path.read_bytes() == WEBP
+    assert cdn.paths().count("/result_ok.webp") == 2
+
+
+@pytest.mark.parametrize(
+    ("asked", "location", "target"),
+    [
+        ("https://cdn.test/a/b.webp", "c.webp", "https://cdn.test/a/c.webp"),
+        ("https://cdn.test/a/b.webp", "/c.webp?x=1", "https://cdn.test/c.webp?x=1"),
+        ("https://cdn.test/a/b.webp", "//other.test/c.webp", "https://other.test/c.webp"),
+        ("https://cdn.test/a/b.webp", "https:/c.webp", "https://cdn.test/c.webp"),
+        ("https://cdn.test/a/b.webp#f", "http://x.test/c.webp", "http://x.test/c.webp#f"),
+    ],
+)
+def test_where_a_redirect_points(asked: str, location: str, target: str) -> None:
+    request = httpx.Request("GET", asked)
+    response = httpx.Response(302, headers={"location": location}, request=request)
+    assert str(redirect_target(response)) == target
+
+
+def test_a_location_that_is_not_a_url_is_a_protocol_error() -> None:
+    request = httpx.Request("GET", "https://cdn.test/a")
+    response = httpx.Response(302, headers={"location": "https://[::1/x"}, request=request)
+    with pytest.raises(httpx.RemoteProtocolError, match="location"):
+        redirect_target(response)
 
 
 # --- how many connections ---------------------------------------------------------------

@@ -56,9 +56,11 @@ from runflow_cli.files.guarded import (
     MAX_REDIRECTS,
     Guard,
     GuardedFetcher,
+    TransportGets,
     capped_body,
     drain,
-    guarded_client,
+    guarded_transport,
+    redirect_target,
 )
 from runflow_cli.files.limits import DEFAULT_DOWNLOAD_DEADLINE as DEFAULT_DOWNLOAD_DEADLINE
 from runflow_cli.files.limits import DEFAULT_MAX_FILE_SIZE as DEFAULT_MAX_FILE_SIZE
@@ -152,15 +154,16 @@ class Downloader(GuardedFetcher):
         self._clock = clock
         self._guard = Guard(allow_private, resolver)
 
-        def slot_client() -> httpx.Client:
-            return guarded_client(
+        def slot_client() -> TransportGets:
+            if transport is not None:
+                return TransportGets(transport, timeout)
+            guarded = guarded_transport(
                 self._guard,
                 self._connections,
                 remaining=self._remaining,
                 max_connections=SLOT_CONNECTIONS,
-                timeout=timeout,
-                transport=transport,
             )
+            return TransportGets(guarded, timeout)
 
         # A client per transfer slot, its connections kept alive: one pool shared by every
         # thread checks each of its idle connections under one lock at every request. The
@@ -172,7 +175,7 @@ class Downloader(GuardedFetcher):
         self._clients = [first] + [
             first if transport is not None else slot_client() for _ in range(max_connections - 1)
         ]
-        self._slots: queue.LifoQueue[httpx.Client] = queue.LifoQueue()
+        self._slots: queue.LifoQueue[TransportGets] = queue.LifoQueue()
         for client in self._clients:
             self._slots.put(client)
         self._max_file_size = max_file_size
@@ -303,7 +306,7 @@ class Downloader(GuardedFetcher):
         raise DownloadError(f"could not download {name}: {MAX_ATTEMPTS} tries failed")
 
     @contextmanager
-    def _slot(self, url: str, deadline: float) -> Iterator[httpx.Client]:
+    def _slot(self, url: str, deadline: float) -> Iterator[TransportGets]:
         """One of the ``max_connections`` transfers (its client); waiting for it ends with
         an interrupt or the budget."""
         while True:
@@ -342,7 +345,7 @@ class Downloader(GuardedFetcher):
 
     def _fetch_once(
         self,
-        client: httpx.Client,
+        client: TransportGets,
         url: str,
         parsed: httpx.URL,
         dest: Path,
@@ -352,9 +355,9 @@ class Downloader(GuardedFetcher):
         name = url_basename(url)
         target = parsed
         for _ in range(MAX_REDIRECTS + 1):
-            with client.stream("GET", target) as response:
-                if response.has_redirect_location and response.next_request is not None:
-                    target = self._guard.hop(target, response.next_request.url, "download from")
+            with client.stream(target) as response:
+                if response.has_redirect_location:
+                    target = self._guard.hop(target, redirect_target(response), "download from")
                     drain(response)
                     continue
                 status = response.status_code
