@@ -15,7 +15,12 @@ from helpers import run_batch, sku_manifest
 
 from runflow_cli.batch.journal import Journal
 from runflow_cli.files import durable
-from runflow_cli.files.durable import GroupSync, file_system_type, system_syncfs
+from runflow_cli.files.durable import (
+    GroupSync,
+    GroupSyncOpening,
+    file_system_type,
+    system_syncfs,
+)
 from runflow_cli.files.folder import OutputFolder
 
 
@@ -113,6 +118,29 @@ def test_no_group_when_the_first_syncfs_fails_or_there_is_none(
     assert GroupSync.open(tmp_path, failing, fs_type=lambda device: "ext4") is None
     monkeypatch.setattr(durable, "system_syncfs", lambda: None)
     assert GroupSync.open(tmp_path, fs_type=lambda device: "ext4") is None
+
+
+def test_the_first_sync_runs_in_a_thread_of_its_own_started_at_once(tmp_path: Path) -> None:
+    """The run's first creates do not wait for the disk: the opening starts when made and
+    runs elsewhere; result() waits for it, and says None when the group could not open."""
+    started, release = threading.Event(), threading.Event()
+    where: list[threading.Thread] = []
+
+    def opener(root: Path) -> GroupSync | None:
+        where.append(threading.current_thread())
+        started.set()
+        assert release.wait(10)
+        return GroupSync.open(root, Syncs(), fs_type=lambda device: "ext4")
+
+    opening = GroupSyncOpening(tmp_path, opener)
+    assert started.wait(10)  # before anyone asked for the result
+    release.set()
+    group = opening.result()
+    assert group is not None and group.covers(os.stat(tmp_path).st_dev)
+    assert where[0] is not threading.current_thread()
+    group.close()
+    failed = GroupSyncOpening(tmp_path, lambda root: GroupSync.open(root, Syncs(), lambda d: "nfs"))
+    assert failed.result() is None
 
 
 def test_a_failed_sync_is_said_and_tried_again(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from runflow_cli.files.download import (
     ExpiredURLError,
     RetryDeferred,
 )
-from runflow_cli.files.durable import GroupSync
+from runflow_cli.files.durable import GroupSync, GroupSyncOpening
 from runflow_cli.files.expiry import link_expiry
 from runflow_cli.files.folder import OutputFolder, OutsideOutputError, SavedFile
 from runflow_cli.files.save import SavedFinal, failure_message, save_final
@@ -114,7 +114,7 @@ class Fetcher:
         self._clock = clock
         self._wall = wall
         self._on_local_fault = on_local_fault
-        self._group = GroupSync.open(folder.real_root) if folder.local_files else None
+        self._opening = GroupSyncOpening(folder.real_root) if folder.local_files else None
         # A stage's retry waits in its worker (only a final's is handed back): with stages,
         # as many workers as files in hand, so waiting stages do not stop the transfers.
         self._workers = workers * (FILES_PER_CONNECTION if keep_intermediates else 1)
@@ -150,8 +150,9 @@ class Fetcher:
     def close(self) -> None:
         """Let go of OUT (held open to sync the finals): after :meth:`interrupt`, which may
         still record finals."""
-        if self._group is not None:
-            self._group.close()
+        group = self._group
+        if group is not None:
+            group.close()
 
     def _abort(self) -> None:
         if self._tasks:  # only a download in flight has anything to abort
@@ -200,6 +201,11 @@ class Fetcher:
             future = pool.submit(self._download, task)
         self._tasks[future] = task
         future.add_done_callback(lambda _: self._wake.set())
+
+    @property
+    def _group(self) -> GroupSync | None:
+        """OUT's group sync, once its first sync is done (see :class:`GroupSyncOpening`)."""
+        return self._opening.result() if self._opening is not None else None
 
     def _download(self, task: _Task) -> SavedFinal:
         item = task.outcome.item
@@ -312,9 +318,10 @@ class Fetcher:
             (row_key(o.item), self._folder.relative(f.path), f.size, f.sha256, f.mtime_ns)
             for o, f in saved
         ]
-        if self._group is not None:  # on disk before the journal says they are saved
+        group = self._group
+        if group is not None:  # on disk before the journal says they are saved
             with local_io(self._folder.root, "make the saved finals durable in"):
-                self._group.sync()
+                group.sync()
         with self._critical():
             self._journal.files_saved(records)
         for outcome, final in saved:

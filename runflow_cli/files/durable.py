@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,3 +150,25 @@ class GroupSync:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class GroupSyncOpening:
+    """:meth:`GroupSync.open` in a thread of its own, started now: its first ``syncfs``
+    (the disk's time: tens of milliseconds when the journal was just made) overlaps the
+    run's first creates instead of holding them. :meth:`result` waits for it."""
+
+    def __init__(self, root: Path, opener: Callable[[Path], GroupSync | None] | None = None) -> None:
+        self._group: GroupSync | None = None
+        self._opener = opener or GroupSync.open
+        self._thread = threading.Thread(
+            target=self._open, args=(root,), name="runflow-group-sync", daemon=True
+        )
+        self._thread.start()
+
+    def _open(self, root: Path) -> None:
+        self._group = self._opener(root)
+
+    def result(self) -> GroupSync | None:
+        """The group (None: each file is fsynced on its own), once the first sync is done."""
+        self._thread.join()
+        return self._group
