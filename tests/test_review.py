@@ -26,9 +26,11 @@ from helpers import run_batch
 
 from bench.browser import CHROMIUM
 from runflow_cli.files.folder import OutputFolder
+from runflow_cli.files.save import stages_dir
 from runflow_cli.outputs.pixel_size import pixel_size
 from runflow_cli.outputs.report import NoReportError
 from runflow_cli.outputs.review import REVIEW_HTML, write_review
+from runflow_cli.outputs.review_cards import stages_of
 from runflow_cli.outputs.thumbnails import (
     THUMB_SIZE,
     THUMBS,
@@ -181,6 +183,21 @@ def test_each_card_shows_elements_error_and_the_first_stage_as_before(out: Path)
     assert '<img class="src" data-src="https://cdn.example.com/side.jpg"' in page
     assert 'href="SKU%203/back.webp"' in page  # the picture links to the full final
     assert 'data-key="SKU 3/back"' in page  # what rejected.txt lists
+
+
+@pytest.mark.parametrize("name", ["front.webp", "front", ".front", "front.v2.webp", "front."])
+def test_a_finals_stages_are_found_whatever_its_name(tmp_path: Path, name: str) -> None:
+    """The stage folder is looked for by a string (the quick way): the same folder
+    save.stages_dir makes, for a name with one dot, none, a leading one or several, in a
+    SKU folder with a dot of its own."""
+    final = tmp_path / "SKU.1" / name
+    folder = stages_dir(final)
+    folder.mkdir(parents=True)
+    (folder / "bg_remover_001.webp").write_bytes(b"x")
+    (folder / "tag_remover_001.webp").write_bytes(b"x")
+    assert [p.name for p in stages_of(final)] == ["tag_remover_001.webp", "bg_remover_001.webp"]
+    shutil.rmtree(folder)
+    assert stages_of(final) == []
 
 
 def _sources(page: str) -> list[str]:

@@ -9,6 +9,7 @@ else, or a header that does not add up, is ``None`` and the page leaves the size
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,12 +23,18 @@ JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 def pixel_size(path: Path) -> tuple[int, int] | None:
     """``(width, height)`` as the file's header states it, or ``None``."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(HEAD_BYTES)
-            if head[:2] == b"\xff\xd8":
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, HEAD_BYTES)  # no buffered file for 32 bytes: one per card
+        if head[:2] == b"\xff\xd8":
+            with os.fdopen(fd, "rb", closefd=False) as f:
                 return _jpeg(f)
     except OSError:
         return None
+    finally:
+        os.close(fd)
     size = _webp(head) or _png(head) or _gif(head)
     return size if size and size[0] > 0 and size[1] > 0 else None
 

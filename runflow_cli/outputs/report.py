@@ -287,13 +287,11 @@ def _write(
     with tempfile.SpooledTemporaryFile(
         SPOOL_BYTES, mode="w+", encoding="utf-8", newline=""
     ) as spool:
-        writer = csv.DictWriter(
-            spool, fieldnames=columns, lineterminator="\n", extrasaction="ignore"
-        )
-        writer.writeheader()
+        writer = csv.writer(spool, lineterminator="\n")
+        writer.writerow(columns)
 
         def to_csv(row: dict[str, Any]) -> dict[str, Any]:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+            writer.writerow(["" if (value := row.get(k)) is None else value for k in columns])
             return row
 
         json_path = folder.write_stream(

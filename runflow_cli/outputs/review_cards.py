@@ -11,6 +11,7 @@ then shows them side by side or under a slider. Every value is HTML-escaped.
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,9 +79,13 @@ class Card:
 
 def stages_of(final: Path) -> list[Path]:
     """The stage images ``keep_intermediates`` saved beside ``final``, in stage order."""
-    folder = stages_dir(final)
-    if not folder.is_dir():
+    # Looked for by its name as a string: one stat per card, most of them finding nothing.
+    where = os.fspath(final)
+    start = where.rfind(os.sep) + 1
+    dot = where.rfind(".", start)
+    if not os.path.isdir(f"{where[:dot] if dot >= start else where}.stages"):
         return []
+    folder = stages_dir(final)
 
     def rank(path: Path) -> tuple[int, str]:
         known = [i for i, p in enumerate(STAGE_PREFIXES) if path.name.startswith(p + "_")]
@@ -98,10 +103,13 @@ def card_html(
     picture: Callable[[Path], Picture],
     source: Callable[[Card], Source | None],
 ) -> str:
-    name = f"{card.sku} / {card.name}"
-    before = _before(source(card), name)
+    # Each value escaped once: escaping works a character at a time, so the escaped
+    # pieces joined are the joined value escaped.
+    sku, name, status = e(card.sku), e(card.name), e(card.status)
+    both = f"{sku} / {name}"
+    before = _before(source(card), both)
     if card.final is not None:
-        final = _figure(picture(card.final), "final", f"{name}, final", checker=True)
+        final = _figure(picture(card.final), "final", f"{both}, final", checker=True)
     else:
         final = (
             '<figure class="pic after"><div class="ph none">no final</div>'
@@ -124,19 +132,19 @@ def card_html(
     stages, strip = "", ""
     if card.stages:
         stages = f'<button type="button" class="act stages">stages ({len(card.stages)})</button>'
-        shown = "".join(_stage(picture(p), p, name) for p in card.stages)
+        shown = "".join(_stage(picture(p), p, both) for p in card.stages)
         strip = f'<div class="strip" hidden>{shown}</div>'
     return (
-        f'<article class="card{" problem" if card.problem else ""}" data-sku="{e(card.sku)}" '
-        f'data-name="{e(card.name)}" data-key="{e(card.key)}" data-status="{e(card.status)}" '
+        f'<article class="card{" problem" if card.problem else ""}" data-sku="{sku}" '
+        f'data-name="{name}" data-key="{sku}/{name}" data-status="{status}" '
         f'data-line="{card.line if card.line is not None else ""}" '
         f'data-problem="{int(card.problem)}">'
         f'<div class="pics">{before}{final}</div>'
         '<input type="range" class="slide" min="0" max="100" value="50" '
         'aria-label="before / after" hidden>'
-        f'<div class="meta"><div class="head"><span class="sku">{e(card.sku)}</span>'
-        f'<span class="badge st-{e(card.status)}">{e(card.status.replace("_", " "))}</span></div>'
-        f'<div class="name">{e(card.name)} <span class="line">{line}</span></div>'
+        f'<div class="meta"><div class="head"><span class="sku">{sku}</span>'
+        f'<span class="badge st-{status}">{status.replace("_", " ")}</span></div>'
+        f'<div class="name">{name} <span class="line">{line}</span></div>'
         f'<ul class="elements">{elements}</ul>{error}'
         f'<div class="acts">{compare}{stages}'
         '<button type="button" class="act reject" aria-pressed="false">reject</button></div>'
@@ -145,6 +153,7 @@ def card_html(
 
 
 def _before(source: Source | None, name: str) -> str:
+    """``name``: the card's, escaped."""
     if source is None:
         return ""
     fallback = f' data-fallback="{e(source.fallback)}"' if source.fallback else ""
@@ -152,25 +161,29 @@ def _before(source: Source | None, name: str) -> str:
     return (
         f'<figure class="pic before" hidden><a href="{e(source.href)}" class="img" '
         f'rel="noreferrer" target="_blank"><img class="src" data-src="{e(source.src)}"'
-        f'{fallback} alt="{e(name)}, source" decoding="async"></a>'
+        f'{fallback} alt="{name}, source" decoding="async"></a>'
         f"<figcaption>{where}</figcaption></figure>"
     )
 
 
 def _stage(picture: Picture, path: Path, name: str) -> str:
+    """``name``: the card's, escaped."""
     label = stage_label(path)
     return (
         f'<figure class="pic stage"><a href="{e(picture.href)}" class="img checker">'
-        f'<img class="stage" data-src="{e(picture.src)}" alt="{e(name)}, {e(label)}" '
+        f'<img class="stage" data-src="{e(picture.src)}" alt="{name}, {e(label)}" '
         f'decoding="async"></a><figcaption>{e(label)}</figcaption></figure>'
     )
 
 
 def _figure(picture: Picture, caption: str, alt: str, *, checker: bool = False) -> str:
+    """``alt``: escaped already."""
     size = f' width="{picture.size[0]}" height="{picture.size[1]}"' if picture.size else ""
+    href = e(picture.href)
+    src = href if picture.src is picture.href else e(picture.src)
     return (
-        f'<figure class="pic after"><a href="{e(picture.href)}" '
+        f'<figure class="pic after"><a href="{href}" '
         f'class="img{" checker" if checker else ""}">'
-        f'<img src="{e(picture.src)}" alt="{e(alt)}"{size} loading="lazy" decoding="async"></a>'
+        f'<img src="{src}" alt="{alt}"{size} loading="lazy" decoding="async"></a>'
         f"<figcaption>{e(caption)}</figcaption></figure>"
     )
