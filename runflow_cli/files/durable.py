@@ -157,7 +157,9 @@ class GroupSyncOpening:
     (the disk's time: tens of milliseconds when the journal was just made) overlaps the
     run's first creates instead of holding them. :meth:`result` waits for it."""
 
-    def __init__(self, root: Path, opener: Callable[[Path], GroupSync | None] | None = None) -> None:
+    def __init__(
+        self, root: Path, opener: Callable[[Path], GroupSync | None] | None = None
+    ) -> None:
         self._group: GroupSync | None = None
         self._opener = opener or GroupSync.open
         self._thread = threading.Thread(

@@ -111,7 +111,9 @@ def guarded_transport(
     """A transport whose connections are guarded, or go through the proxy the environment
     names; ``remaining`` bounds every socket wait (the file's, source's or manifest's
     budget)."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     context = ssl_context()
     backend = GuardedBackend(
         connections,
