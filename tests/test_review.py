@@ -28,7 +28,7 @@ from bench.browser import CHROMIUM
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.save import stages_dir
 from runflow_cli.outputs.pixel_size import pixel_size
-from runflow_cli.outputs.report import NoReportError
+from runflow_cli.outputs.report import HeldRows, NoReportError, Report, ReportRow, read_report
 from runflow_cli.outputs.review import REVIEW_HTML, write_review
 from runflow_cli.outputs.review_cards import stages_of
 from runflow_cli.outputs.thumbnails import (
@@ -198,6 +198,39 @@ def test_a_finals_stages_are_found_whatever_its_name(tmp_path: Path, name: str) 
     assert [p.name for p in stages_of(final)] == ["tag_remover_001.webp", "bg_remover_001.webp"]
     shutil.rmtree(folder)
     assert stages_of(final) == []
+
+
+def _undated(page: str) -> str:
+    """The page without the minute it was made in."""
+    return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "", page)
+
+
+def test_a_report_in_hand_gives_the_page_its_file_gives(out: Path) -> None:
+    """A run hands the rows it just wrote (HeldRows) instead of the review reading them
+    back: problems first, escapes, stages and sizes all come out the same."""
+    folder = OutputFolder(out)
+    from_file = write_review(folder).read_text(encoding="utf-8")
+    in_hand = read_report(folder)
+    assert isinstance(in_hand.rows, list)
+    assert _undated(write_review(folder, report=in_hand).read_text("utf-8")) == _undated(from_file)
+    assert "SKU-4" in from_file and "tag_remover" in from_file  # the fixture's problems, stages
+
+
+def test_rows_are_held_while_few_and_only_once_all_went_by() -> None:
+    rows = [ReportRow(sku=f"S{n}", name="a", image_url="u", client_ref=None, status="succeeded")
+            for n in range(3)]  # fmt: skip
+    written = Report("m.csv", {"total": 3}, [], ["a warning"], public_urls=True)
+    held = HeldRows(iter(rows), limit=3)
+    assert held.report(written) is None  # nothing went by yet
+    assert list(held) == rows
+    report = held.report(written)
+    assert report is not None and report.rows == rows
+    assert (report.manifest, report.summary, report.warnings, report.public_urls) == (
+        "m.csv", {"total": 3}, ["a warning"], True,
+    )  # fmt: skip
+    too_many = HeldRows(iter(rows), limit=2)
+    assert list(too_many) == rows  # every row still goes by
+    assert too_many.report(written) is None
 
 
 def _sources(page: str) -> list[str]:
@@ -384,6 +417,8 @@ def test_batch_writes_the_review_and_prints_its_path_last(
     page = (out / REVIEW_HTML).read_text(encoding="utf-8")
     assert len(_cards(page)) == len(report["items"])
     assert sorted(_sources(page)) == sorted(quote(r["output_path"]) for r in report["items"])
+    # made from the rows the run kept as it wrote its report: the page the report gives
+    assert _undated(page) == _undated(write_review(OutputFolder(out)).read_text("utf-8"))
 
     assert cli("review", str(out), "--single-file").code == 0
     # thumbnails are not *.webp: a glob for finals finds only finals

@@ -28,7 +28,14 @@ from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Manifest
 from runflow_cli.outputs.export import ExportSpec, ExportSummary, export_all
 from runflow_cli.outputs.public_url import public_url
-from runflow_cli.outputs.report import REPORT_CSV, REPORT_JSON, Report, ReportRow, write_reports
+from runflow_cli.outputs.report import (
+    REPORT_CSV,
+    REPORT_JSON,
+    HeldRows,
+    Report,
+    ReportRow,
+    write_reports,
+)
 from runflow_cli.outputs.review import REVIEW_HTML, write_review
 from runflow_cli.outputs.sources import (
     MAX_SOURCE_FILE,
@@ -102,6 +109,8 @@ def write_run_reports(
     report = run_report(
         result, manifest, folder, options.model, service, options.public_base_url, details
     )
+    held = HeldRows(report.rows)  # what the review sheet then need not read back
+    report.rows = held
     try:
         result.reports = write_reports(folder, report)
     except LocalIOError as fault:  # the journal has it all: a rerun writes them again
@@ -110,7 +119,7 @@ def write_run_reports(
         result.local_io(fault)
     if options.review and result.reports is not None:
         try:
-            result.review = _review(result, folder, options)
+            result.review = _review(result, folder, options, held.report(report))
         except LocalIOError as exc:
             result.review_error = exc.message
         except Exception as exc:  # the review sheet never fails a run
@@ -119,11 +128,14 @@ def write_run_reports(
         stamp.record(folder, names)
 
 
-def _review(result: BatchResult, folder: OutputFolder, options: BatchOptions) -> Path:
-    """The review sheet; with ``review_sources``, the source previews fetched first (an
-    interrupt stops them, and the page uses the ones made)."""
+def _review(
+    result: BatchResult, folder: OutputFolder, options: BatchOptions, report: Report | None
+) -> Path:
+    """The review sheet (from ``report`` when its rows were kept, else from the report
+    file); with ``review_sources``, the source previews fetched first (an interrupt stops
+    them, and the page uses the ones made)."""
     if not options.review_sources:
-        return write_review(folder)
+        return write_review(folder, report=report)
     settings = SourceSettings(
         max_file_size=min(options.max_file_size, MAX_SOURCE_FILE),
         deadline=min(options.download_deadline, SOURCE_DEADLINE),
@@ -131,10 +143,10 @@ def _review(result: BatchResult, folder: OutputFolder, options: BatchOptions) ->
     )
     previews = SourcePreviews(folder, settings)
     try:
-        return write_review(folder, sources=previews)
+        return write_review(folder, sources=previews, report=report)
     except KeyboardInterrupt as interrupt:
         result.interrupted = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
-        return write_review(folder)
+        return write_review(folder, report=report)
     finally:
         result.review_sources = previews.summary
 

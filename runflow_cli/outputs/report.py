@@ -45,6 +45,9 @@ PUBLIC_URL = "public_url"
 :mod:`runflow_cli.outputs.public_url`); absent otherwise."""
 JSON_ONLY = ("line", "size", "sha256", "elements", "endpoint", "request_fingerprint")
 """Columns of the JSON report beyond the CSV's."""
+HELD_ROWS = 20_000
+"""Rows a run keeps as it writes its report, for the review sheet to use without reading
+the report back (about 600 bytes each); a larger run keeps none (see :class:`HeldRows`)."""
 
 
 class NoReportError(UsageError):
@@ -143,6 +146,37 @@ class Report:
     whatever ``--quiet`` kept off stderr."""
     public_urls: bool = False
     """The rows carry public URLs: the CSV report has a ``public_url`` column."""
+
+
+class HeldRows:
+    """A report's rows as they go by (to :func:`write_reports`), kept while there are at
+    most ``limit``: the review sheet then uses them instead of reading the report back
+    (at 10,000 rows, twice: half its time). Past ``limit`` none are kept, so a run of
+    100,000 rows holds no more than one of 20,000."""
+
+    def __init__(self, rows: Iterable[ReportRow], limit: int = HELD_ROWS) -> None:
+        self._rows = rows
+        self._limit = limit
+        self._held: list[ReportRow] | None = []
+        self._done = False
+
+    def __iter__(self) -> Iterator[ReportRow]:
+        for row in self._rows:
+            if self._held is not None:
+                self._held.append(row)
+                if len(self._held) > self._limit:
+                    self._held = None
+            yield row
+        self._done = True
+
+    def report(self, written: Report) -> Report | None:
+        """``written`` with its rows in a list, once they have all gone by; None if they
+        have not, or were too many to keep."""
+        if not self._done or self._held is None:
+            return None
+        return Report(
+            written.manifest, written.summary, self._held, written.warnings, written.public_urls
+        )
 
 
 def write_reports(folder: OutputFolder, report: Report) -> tuple[Path, Path]:

@@ -74,8 +74,10 @@ def write_review(
     single_file: bool = False,
     thumbnailer: Thumbnailer | None = None,
     sources: SourcePreviews | None = None,
+    report: Report | None = None,
 ) -> Path:
-    """Build ``OUT/review.html`` from ``OUT/runflow-report.json``.
+    """Build ``OUT/review.html`` from ``OUT/runflow-report.json``, or from ``report``, the
+    report a run just wrote with its rows in a list (:class:`~runflow_cli.outputs.report.HeldRows`).
 
     ``sources``: first download the source photos missing from the preview cache (see
     :mod:`runflow_cli.outputs.sources`; its ``summary`` says how that went), and delete
@@ -89,9 +91,10 @@ def write_review(
     card at a time, so its size never sits in memory.
     """
     site = site or folder
-    report = read_report(folder, stream=True)  # rows read as they are needed: twice
+    if report is None:
+        report = read_report(folder, stream=True)  # rows read as they are needed: twice
     rows = report.rows
-    if _size(folder.path(REPORT_JSON)) <= HELD_REPORT:
+    if not isinstance(rows, list) and _size(folder.path(REPORT_JSON)) <= HELD_REPORT:
         rows = list(rows)  # read once
     counts, problems = tally(rows)
     settled = (row for row in rows if row.status in SETTLED)
