@@ -184,9 +184,10 @@ def run_batch(
             if options.export is not None and not result.interrupted:
                 result.exports = export_finals(result, options.export, folder, details)
             at = report_place(root, options.shard)
-            write_run_reports(
-                result, manifest, folder, options, endpoint.service, journal_state, at, details
-            )
+            with gc_paused():  # a row at a time, none in a cycle: nothing for the collector
+                write_run_reports(
+                    result, manifest, folder, options, endpoint.service, journal_state, at, details
+                )
         finals = RunJournal(folder, journal.path)  # for a caller reading an outcome's final
         for outcome in result.outcomes:
             outcome.kept_in(finals)
