@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from runflow_cli.batch import migrations
+from runflow_cli.batch import many_rows, migrations
 from runflow_cli.batch import records as stored
 from runflow_cli.batch.identity import fingerprint, row_key
 from runflow_cli.batch.journal_rows import JournalRows
@@ -106,14 +106,18 @@ class Journal:
 
     @contextmanager
     def _transaction(
-        self, *, counted: bool = True, synced: bool = False
+        self, *, counted: bool = True, synced: bool = False, alone: bool = False
     ) -> Iterator[sqlite3.Connection]:
         # A full or read-only disk is a LocalIOError naming the journal (exit 5). SQLite may
         # have rolled back by itself (a full disk) or fail at COMMIT: either way nothing of
         # the transaction is kept, and the next one starts clean. ``synced``: on disk at
         # COMMIT (the journal is otherwise synced at checkpoints: a power cut may lose the
-        # last commits), for a batch's key before its create is sent.
+        # last commits), for a batch's key before its create is sent. ``alone``: each statement
+        # its own transaction once this journal counted (a BEGIN lets the GIL go: many_rows).
         with local_io(self.path, "write the journal"):
+            if alone and self._counted and not synced:
+                yield self._db
+                return
             if synced:  # the connection's setting (NORMAL) comes back in the finally
                 self._db.execute("PRAGMA synchronous=FULL")
             try:
@@ -182,7 +186,7 @@ class Journal:
         now = _now()
         values = [
             (row_key(item), fp, item.sku, item.name, item.line, item.image_url,
-             batch_key, seq, service, now)
+             batch_key, seq, service, now, "submitting")
             for item, fp, seq in rows
         ]  # fmt: skip
         with self._transaction(synced=True) as db:  # the key is on disk before the create
@@ -191,17 +195,17 @@ class Journal:
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (batch_key, endpoint, BatchState.SUBMITTING, body, len(rows), now, now),
             )
-            db.executemany(
+            many_rows.insert(
+                db,
                 "INSERT INTO rows(row_key, fingerprint, sku, name, line, image_url, batch_key, "
-                "seq, status, service, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'submitting', ?, ?) "
+                "seq, service, updated_at, status)",
+                values,
                 "ON CONFLICT(row_key) DO UPDATE SET fingerprint=excluded.fingerprint, "
                 "sku=excluded.sku, name=excluded.name, line=excluded.line, "
                 "image_url=excluded.image_url, batch_key=excluded.batch_key, seq=excluded.seq, "
                 "run_id=NULL, status='submitting', error_kind=NULL, error_message=NULL, "
                 "output_urls=NULL, final_url=NULL, output_path=NULL, size=NULL, sha256=NULL, "
                 "service=excluded.service, updated_at=excluded.updated_at",
-                values,
             )
 
     def resubmitting(self, batch_key: str) -> None:
@@ -232,10 +236,10 @@ class Journal:
                 "WHERE batch_key=? AND status IN (?, ?)",
                 (now, batch_key, *_AWAITING_ANSWER),
             )
-            db.executemany(
-                "UPDATE rows SET run_id=? WHERE batch_key=? AND seq=?",
-                [(run_id, batch_key, seq) for seq, run_id in run_ids.items()],
-            )
+            many_rows.update_from(
+                db, "rows", "run_id=v.column2", "rows.batch_key=? AND rows.seq=v.column1",
+                list(run_ids.items()), [batch_key],
+            )  # fmt: skip
 
     def batch_unknown(self, batch_key: str, message: str) -> None:
         """The create may or may not have taken effect."""
@@ -280,33 +284,30 @@ class Journal:
                 "UPDATE batches SET status=?, status_code=?, cost=?, updated_at=? WHERE batch_id=?",
                 (BatchState.TERMINAL, status_code, cost, now, batch_id),
             )
-            db.executemany(
-                "UPDATE rows SET status=?, run_id=COALESCE(?, run_id), error_kind=?, "
-                "error_message=?, output_urls=?, final_url=?, updated_at=? WHERE row_key=?",
-                [
-                    (
-                        r.status,
-                        r.run_id,
-                        r.error_kind,
-                        r.error_message,
-                        json.dumps(r.output_urls),
-                        r.final_url,
-                        now,
-                        r.row_key,
-                    )
-                    for r in results
-                ],
-            )
+            many_rows.update_from(
+                db,
+                "rows",
+                "status=v.column2, run_id=COALESCE(v.column3, run_id), error_kind=v.column4, "
+                "error_message=v.column5, output_urls=v.column6, final_url=v.column7, "
+                "updated_at=?",
+                "rows.row_key=v.column1",
+                many_rows.last_by_key(
+                    (r.row_key, r.status, r.run_id, r.error_kind, r.error_message,
+                     json.dumps(r.output_urls), r.final_url) for r in results
+                ),
+                [now],
+            )  # fmt: skip
 
     def files_saved(self, saved: Iterable[tuple[str, str, int, str, int | None]]) -> None:
-        """Record finals saved (row key, output path, size, SHA-256, modification time):
-        one transaction for a run's downloads that ended together."""
-        now = _now()
-        self.write_many(
-            "UPDATE rows SET output_path=?, size=?, sha256=?, mtime_ns=?, updated_at=? "
-            "WHERE row_key=?",
-            [(path, size, sha256, mtime, now, key) for key, path, size, sha256, mtime in saved],
-        )
+        """Record finals saved (row key, output path, size, SHA-256, modification time): one
+        statement for downloads that ended together (one not recorded is downloaded again)."""
+        with self._transaction(alone=True) as db:
+            many_rows.update_from(
+                db, "rows",
+                "output_path=v.column2, size=v.column3, sha256=v.column4, mtime_ns=v.column5, "
+                "updated_at=?",
+                "rows.row_key=v.column1", many_rows.last_by_key(saved), [_now()],
+            )  # fmt: skip
 
     def files_checked(self, mtimes: dict[str, int]) -> None:
         """Finals found whole (hashed) whose modification time was not the one recorded:
