@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -448,4 +449,50 @@ def test_finals_waiting_out_a_retry_count_as_waiting_and_bound_the_files_in_hand
                 break
             fetcher.harvest(5)
 
+    assert [o.status.value for o in outcomes] == ["succeeded"] * rows
+
+
+def test_a_finished_download_makes_room_before_it_is_recorded(tmp_path: Path) -> None:
+    """The run's loop polls and creates between its harvests: a download that ended frees
+    its worker at once (feed, between polls), not only once the loop has recorded it."""
+    from contextlib import nullcontext
+
+    from helpers import make_items
+
+    from runflow_cli.batch.downloads import BACKLOG, Fetcher
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.outcome import Outcome
+    from runflow_cli.files.download import FILES_PER_CONNECTION
+    from runflow_cli.files.folder import OutputFolder, SavedFile
+
+    started: list[str] = []
+
+    class QuickCDN:
+        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
+            started.append(url)
+            return SavedFile(dest, 1, "0" * 64)
+
+        def abort(self) -> None:
+            pass
+
+    workers = 1
+    rows = BACKLOG * workers * FILES_PER_CONNECTION  # the files in hand, at most
+    folder, wake = OutputFolder(tmp_path), threading.Event()
+    outcomes = [Outcome(item, batch_id="b1") for item in make_items(rows)]
+    with Journal.open(folder) as journal, Fetcher(
+        QuickCDN(), journal, None, folder, workers, keep_intermediates=False,  # type: ignore[arg-type]
+        on_event=lambda e: None, critical=nullcontext, wake=wake,
+    ) as fetcher:  # fmt: skip
+        for seq, outcome in enumerate(outcomes):
+            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+        assert len(fetcher._tasks) == BACKLOG * workers  # handed to the pool: its backlog
+        for _ in range(rows):  # bounded: each round, the pool ends what it was handed
+            wait(list(fetcher._tasks), timeout=10)
+            fetcher.feed()  # no harvest: nothing recorded yet
+            if not fetcher._queue:
+                break
+        assert not fetcher._queue and len(fetcher._tasks) == rows  # all started, none recorded
+        assert all(o.status.value != "succeeded" for o in outcomes)
+        while fetcher.busy:
+            fetcher.harvest(5)
     assert [o.status.value for o in outcomes] == ["succeeded"] * rows

@@ -3,15 +3,16 @@
 A final counts as done only once it was renamed into place *and* its size and
 SHA-256 are in the journal. A URL the CDN answers 403/404/410 has probably
 expired: the batch is fetched again for fresh URLs, and the file tried again
-first in line (behind at most one download per worker already handed to the
-pool); a file whose fresh link expired again is refreshed again, at
+first in line (behind at most :data:`BACKLOG` downloads per worker already handed
+to the pool); a file whose fresh link expired again is refreshed again, at
 most :data:`MAX_REFRESHES` times. A batch fetched for fresh links serves the
 other expired finals of that batch while its links are still good (their
 expiry, when the URLs say it; else :data:`FRESH_FOR` seconds).
 
-The pool holds :data:`BACKLOG` downloads per worker: a worker that finishes one
-starts the next at once, without waiting for the run's loop to hear of it (the
-loop also polls and creates batches). The rest wait here, so an interrupt drops
+The pool holds :data:`BACKLOG` downloads per worker not yet finished: a worker
+that finishes one starts the next at once, without waiting for the run's loop to
+hear of it (the loop also polls and creates batches, and hands out more between
+them). The rest wait here, so an interrupt drops
 them at once (queued ones are cancelled), and :meth:`Fetcher.interrupt` aborts
 the ones running (their temporary files removed) instead of waiting for the CDN.
 """
@@ -54,8 +55,9 @@ KEEP_MARGIN = 30.0
 many seconds, left: a link handed to a download must outlast the download."""
 MAX_REFRESHES = 3
 """Fresh links fetched for one file, at most, before it is ``download_failed``."""
-BACKLOG = 2
-"""Downloads handed to the pool per worker: one running, one waiting its turn."""
+BACKLOG = 4
+"""Downloads handed to the pool per worker: one running, three waiting their turn (at
+300 finals a second, 16 workers have 0.16 s of work in hand while the loop polls)."""
 ABORT_GRACE = 1.5
 """Seconds an interrupt waits for aborted downloads to remove their temporary files."""
 
@@ -171,24 +173,24 @@ class Fetcher:
         """Save an item's final (and stages) in the background; :meth:`harvest` records it."""
         outcome.final_url = pick_final(urls)
         self._queue.append(_Task(outcome, urls, seq))
-        self._feed()
+        self.feed()
 
-    def _feed(self) -> None:
-        """Start waiting downloads while a worker is free (never once interrupted)."""
+    def feed(self) -> None:
+        """Start waiting downloads while a worker is free (never once interrupted). The run's
+        loop calls it between its polls and creates too: a download that ended makes room
+        at once, before it is recorded, so the workers do not wait for the loop."""
         # Files in hand are bounded too: while a storm has many waiting out a retry, new
         # ones are not tried (each would only be told to wait as well).
         room = BACKLOG * self._workers
-        while (
-            self._queue
-            and len(self._tasks) - len(self._waiting) < room
-            and len(self._tasks) < self._in_hand
-        ):
+        unfinished = sum(1 for f in self._tasks if not f.done() and f not in self._waiting)
+        while self._queue and unfinished < room and len(self._tasks) < self._in_hand:
             if self._interrupted:
                 return
             # A signal between the start and the record would lose the row (no reason in
             # the report) and its download (never aborted): it lands after both.
             with self._critical():
                 self._start(self._queue.popleft(), self._pool)
+            unfinished += 1
 
     def _start(self, task: _Task, pool: ThreadPoolExecutor) -> None:
         future: Future[Any]
@@ -253,7 +255,7 @@ class Fetcher:
                 for left, _ in expired[n:]:  # queued again or not: a rerun downloads them
                     self._not_started(left)
                 raise
-        self._feed()
+        self.feed()
 
     def _waited(self, future: Future[Any], task: _Task) -> None:
         """A final's retry wait is over: first in line for a transfer (unless interrupted)."""

@@ -244,6 +244,7 @@ class Pipeline:
         ledger = self._ledger
         while self._pending and not ledger.stopped and self._room() and self._within_cap():
             self._submit(self._pending.popleft())
+            self._fetcher.feed()
         while ledger.stopped and self._pending:
             planned = self._pending.popleft()
             ledger.deferred(planned.rows.values())
@@ -336,7 +337,7 @@ class Pipeline:
     # --- polling ----------------------------------------------------------------------
 
     def _poll_due(self) -> None:
-        self._poller.poll_due()
+        self._poller.poll_due(between=self._fetcher.feed)
 
     # --- settling ---------------------------------------------------------------------
 

@@ -78,13 +78,16 @@ class Poller:
         first = min(f.since for f in self._in_flight.values()) + limit
         return max(0.0, first - self._clock())
 
-    def poll_due(self) -> None:
+    def poll_due(self, between: Callable[[], None] = lambda: None) -> None:
+        """Poll the batches due (and time out those past ``batch_timeout``); ``between``
+        is called after each poll (the downloads are fed while a sweep lasts)."""
         limit = self._options.batch_timeout
         for flight in list(self._in_flight.values()):
             if limit and self._clock() - flight.since >= limit:
                 self._time_out(flight, limit)
             elif self._schedule.is_due(flight.timing):
                 self._poll(flight)
+                between()
 
     def _poll(self, flight: Flight) -> None:
         try:
