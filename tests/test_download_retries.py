@@ -399,7 +399,8 @@ def test_finals_waiting_out_a_retry_count_as_waiting_and_bound_the_files_in_hand
 ) -> None:
     """A storm: every final is told to wait. The finals waiting count as waiting for a
     download (so a run creates no batch for them), and no more files are tried than
-    four per worker in hand (each new one would only be told to wait too)."""
+    BACKLOG x FILES_PER_CONNECTION per worker in hand (each new one would only be told
+    to wait too)."""
     from contextlib import nullcontext
 
     from helpers import make_items
@@ -466,10 +467,12 @@ def test_a_finished_download_makes_room_before_it_is_recorded(tmp_path: Path) ->
     from runflow_cli.files.folder import OutputFolder, SavedFile
 
     started: list[str] = []
+    go = threading.Event()
 
     class QuickCDN:
         def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
             started.append(url)
+            assert go.wait(10), "the test never let the downloads end"
             return SavedFile(dest, 1, "0" * 64)
 
         def abort(self) -> None:
@@ -486,6 +489,7 @@ def test_a_finished_download_makes_room_before_it_is_recorded(tmp_path: Path) ->
         for seq, outcome in enumerate(outcomes):
             fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
         assert len(fetcher._tasks) == BACKLOG * workers  # handed to the pool: its backlog
+        go.set()
         for _ in range(rows):  # bounded: each round, the pool ends what it was handed
             wait(list(fetcher._tasks), timeout=10)
             fetcher.feed()  # no harvest: nothing recorded yet

@@ -142,6 +142,11 @@ def test_the_first_sync_runs_in_a_thread_of_its_own_started_at_once(tmp_path: Pa
     failed = GroupSyncOpening(tmp_path, lambda root: GroupSync.open(root, Syncs(), lambda d: "nfs"))
     assert failed.result() is None
 
+    def broken(root: Path) -> GroupSync | None:
+        raise RuntimeError("no syncfs here")
+
+    assert GroupSyncOpening(tmp_path, broken).result() is None  # each file fsynced alone
+
 
 def test_a_failed_sync_is_said_and_tried_again(tmp_path: Path) -> None:
     syncs = Syncs()

@@ -225,3 +225,22 @@ def test_a_plain_http_api_is_not_sent_through_a_proxy(
     assert "hands the proxy your API key" in result.err
     assert "NO_PROXY" in result.err
     assert net.proxy.relayed == []
+
+
+def test_a_download_from_an_untrusted_cdn_names_its_host(
+    certificates: Certificates, tmp_path: Path
+) -> None:
+    """A final's certificate failure says whose certificate, as an API call's does (the
+    downloads send their requests straight to the transport: the error keeps its request)."""
+    from runflow_cli.errors import DownloadError
+    from runflow_cli.files.download import Downloader
+
+    with (
+        running(TLSFront(certificates, upstream_port=9)) as front,
+        Downloader(allow_private=True) as downloader,
+        pytest.raises(
+            DownloadError, match=r"the certificate of 127\.0\.0\.1 could not be verified"
+        ),
+    ):
+        downloader.fetch(f"https://127.0.0.1:{front.port}/result_1.webp", tmp_path / "a.webp")
+    assert front.refused_handshakes == 1 and not (tmp_path / "a.webp").exists()

@@ -231,6 +231,9 @@ def test_rows_are_held_while_few_and_only_once_all_went_by() -> None:
     too_many = HeldRows(iter(rows), limit=2)
     assert list(too_many) == rows  # every row still goes by
     assert too_many.report(written) is None
+    told = HeldRows(iter(rows), count=3, limit=2)
+    assert told._held is None  # too many said up front: none kept, not even the first
+    assert list(told) == rows and told.report(written) is None
 
 
 def _sources(page: str) -> list[str]:

@@ -374,7 +374,7 @@ class Fetcher:
             self._journal.final_url_refreshed(row_key(outcome.item), list(entry.urls), final)
             outcome.final_url = final
             # First in line: a fresh link must not expire again behind the whole queue
-            # (only the pool's backlog, one download per worker, is ahead of it).
+            # (only the pool's backlog, BACKLOG downloads per worker, is ahead of it).
             self._queue.appendleft(_Task(outcome, entry.urls, task.seq, task.refreshes + 1))
         self._emit(FileRetry(outcome))
         return True

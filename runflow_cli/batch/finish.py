@@ -109,7 +109,7 @@ def write_run_reports(
     report = run_report(
         result, manifest, folder, options.model, service, options.public_base_url, details
     )
-    held = HeldRows(report.rows)  # what the review sheet then need not read back
+    held = HeldRows(report.rows, len(result.outcomes))  # the review sheet's, not read back
     report.rows = held
     try:
         result.reports = write_reports(folder, report)

@@ -184,7 +184,9 @@ def run_batch(
             if options.export is not None and not result.interrupted:
                 result.exports = export_finals(result, options.export, folder, details)
             at = report_place(root, options.shard)
-            with gc_paused():  # a row at a time, none in a cycle: nothing for the collector
+            # A row at a time, none in a cycle: nothing for the collector (but source
+            # previews are downloads, whose failures leave cycles behind).
+            with nullcontext() if options.review_sources else gc_paused():
                 write_run_reports(
                     result, manifest, folder, options, endpoint.service, journal_state, at, details
                 )

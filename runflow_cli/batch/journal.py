@@ -112,12 +112,11 @@ class Journal:
         # have rolled back by itself (a full disk) or fail at COMMIT: either way nothing of
         # the transaction is kept, and the next one starts clean. ``synced``: on disk at
         # COMMIT (the journal is otherwise synced at checkpoints: a power cut may lose the
-        # last commits), for a batch's key before its create is sent. ``alone``: each statement
-        # its own transaction once this journal counted (a BEGIN lets the GIL go: many_rows).
+        # last commits), for a batch's key before its create is sent. ``alone``: the block's
+        # one statement is its own transaction once this journal counted (see many_rows).
         with local_io(self.path, "write the journal"):
             if alone and self._counted and not synced:
-                yield self._db
-                return
+                return (yield self._db)
             if synced:  # the connection's setting (NORMAL) comes back in the finally
                 self._db.execute("PRAGMA synchronous=FULL")
             try:
@@ -171,7 +170,7 @@ class Journal:
         )
         return [dict(r) for r in cursor]
 
-    # --- writing: each method is one transaction ----------------------------
+    # --- writing: each method is one transaction (or statement) -----------------
 
     def begin_batch(
         self,
@@ -300,13 +299,14 @@ class Journal:
 
     def files_saved(self, saved: Iterable[tuple[str, str, int, str, int | None]]) -> None:
         """Record finals saved (row key, output path, size, SHA-256, modification time): one
-        statement for downloads that ended together (one not recorded is downloaded again)."""
-        with self._transaction(alone=True) as db:
+        statement for downloads that ended together, without BEGIN when it fits in one."""
+        rows = many_rows.last_by_key(saved)
+        with self._transaction(alone=many_rows.one_statement(rows, 1)) as db:
             many_rows.update_from(
                 db, "rows",
                 "output_path=v.column2, size=v.column3, sha256=v.column4, mtime_ns=v.column5, "
                 "updated_at=?",
-                "rows.row_key=v.column1", many_rows.last_by_key(saved), [_now()],
+                "rows.row_key=v.column1", rows, [_now()],
             )  # fmt: skip
 
     def files_checked(self, mtimes: dict[str, int]) -> None:

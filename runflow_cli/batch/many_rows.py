@@ -10,7 +10,7 @@ statement, one wait, whatever their number (up to :data:`MAX_VARIABLES` values p
 statement).
 
 ``UPDATE ... FROM`` needs SQLite 3.33 (2020); before it, :func:`update_from` runs the
-statement row by row (``executemany``), as before.
+statement row by row (``executemany``), as before (in the caller's transaction).
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def values_lists(
     for start in range(0, len(rows), per):
         chunk = rows[start : start + per]
         yield ", ".join([one] * len(chunk)), [value for row in chunk for value in row]
+
+
+def one_statement(rows: Sequence[Sequence[Any]], reserved: int = 0) -> bool:
+    """True if :func:`update_from` writes ``rows`` with a single statement (atomic alone)."""
+    return UPDATE_FROM and (not rows or len(rows) * len(rows[0]) + reserved <= MAX_VARIABLES)
 
 
 def last_by_key(rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:

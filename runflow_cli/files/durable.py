@@ -168,7 +168,10 @@ class GroupSyncOpening:
         self._thread.start()
 
     def _open(self, root: Path) -> None:
-        self._group = self._opener(root)
+        try:
+            self._group = self._opener(root)
+        except Exception:  # each file fsynced on its own, as where grouping is not known safe
+            self._group = None
 
     def result(self) -> GroupSync | None:
         """The group (None: each file is fsynced on its own), once the first sync is done."""

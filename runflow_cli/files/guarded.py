@@ -169,8 +169,12 @@ class TransportGets:
     def stream(self, url: httpx.URL) -> Iterator[httpx.Response]:
         """The answer to ``GET url``, its body not read yet; closed at the end."""
         request = httpx.Request("GET", url, headers=self._headers, extensions=self._extensions)
-        response = self.transport.handle_request(request)
-        response.request = request
+        try:
+            response = self.transport.handle_request(request)
+        except httpx.RequestError as exc:  # as httpx.Client does: the error names its request
+            exc.request = request
+            raise
+        response.request = request  # and so do errors while the body is read
         try:
             yield response
         finally:
@@ -188,7 +192,9 @@ def redirect_target(response: httpx.Response) -> httpx.URL:
     try:
         url = httpx.URL(response.headers["location"])
     except httpx.InvalidURL as exc:
-        raise httpx.RemoteProtocolError(f"Invalid URL in location header: {exc}.") from None
+        raise httpx.RemoteProtocolError(
+            f"Invalid URL in location header: {exc}.", request=response.request
+        ) from None
     if url.scheme and not url.host:  # "https:/path": the same host
         url = url.copy_with(host=current.host)
     if url.is_relative_url:

@@ -1,8 +1,9 @@
 """``runflow-report.csv`` and ``runflow-report.json``: one row per manifest row.
 
 This module is the only one that writes or reads the report files: a run
-writes them (:func:`write_reports`), the review sheet and exports read them
-(:func:`read_report`), and exports fill in their paths (:func:`record_exports`).
+writes them (:func:`write_reports`, keeping the rows for its review sheet:
+:class:`HeldRows`), the review sheet and exports read them (:func:`read_report`),
+and exports fill in their paths (:func:`record_exports`).
 The JSON report is the complete one; the CSV carries the columns a spreadsheet
 needs.
 """
@@ -47,7 +48,7 @@ JSON_ONLY = ("line", "size", "sha256", "elements", "endpoint", "request_fingerpr
 """Columns of the JSON report beyond the CSV's."""
 HELD_ROWS = 20_000
 """Rows a run keeps as it writes its report, for the review sheet to use without reading
-the report back (about 600 bytes each); a larger run keeps none (see :class:`HeldRows`)."""
+the report back (about 700 bytes each); a larger run keeps none (see :class:`HeldRows`)."""
 
 
 class NoReportError(UsageError):
@@ -149,15 +150,18 @@ class Report:
 
 
 class HeldRows:
-    """A report's rows as they go by (to :func:`write_reports`), kept while there are at
+    """A report's rows as they go by (to :func:`write_reports`), kept when there are at
     most ``limit``: the review sheet then uses them instead of reading the report back
-    (at 10,000 rows, twice: half its time). Past ``limit`` none are kept, so a run of
-    100,000 rows holds no more than one of 20,000."""
+    (at 10,000 rows, twice: half its time). ``count``, the rows to come, if known: more
+    than ``limit`` and none is kept at all; else they are kept until there are too many
+    (then dropped), so a run of 100,000 rows holds none."""
 
-    def __init__(self, rows: Iterable[ReportRow], limit: int = HELD_ROWS) -> None:
+    def __init__(
+        self, rows: Iterable[ReportRow], count: int | None = None, limit: int = HELD_ROWS
+    ) -> None:
         self._rows = rows
         self._limit = limit
-        self._held: list[ReportRow] | None = []
+        self._held: list[ReportRow] | None = [] if count is None or count <= limit else None
         self._done = False
 
     def __iter__(self) -> Iterator[ReportRow]:

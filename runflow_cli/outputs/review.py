@@ -1,6 +1,7 @@
 """``OUT/review.html``: one page to judge a run's finals at a glance.
 
-Built from ``OUT/runflow-report.json`` alone: a card per manifest row with the
+Built from ``OUT/runflow-report.json`` alone (at the end of a run, from the rows it
+just wrote there): a card per manifest row with the
 final on a checkerboard (so transparency shows), problems first, counts, and a
 filter; on demand, each card's source beside the final or under a slider, its
 stages, and a reject button that collects ``rejected.txt`` for ``--only`` (see
