@@ -88,3 +88,20 @@ def serving(server: HTTPServer) -> Iterator[HTTPServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def traced_statements(monkeypatch: Any) -> list[str]:
+    """Every SQL statement run by the connections opened from now on (``sqlite3.connect``
+    patched for the test), in order."""
+    import sqlite3
+
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def tracing(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        db.set_trace_callback(statements.append)
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", tracing)
+    return statements

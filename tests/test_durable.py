@@ -326,19 +326,9 @@ def test_a_batch_key_is_on_disk_before_its_create_is_sent(
     """The journal syncs at checkpoints (a power cut may lose its last commits), except a
     batch's key, written before the create is sent: lost, a rerun would pay again under a
     new key. Seen in the statements SQLite runs."""
-    import sqlite3
+    from helpers import make_items, traced_statements
 
-    from helpers import make_items
-
-    statements: list[str] = []
-    connect = sqlite3.connect
-
-    def tracing(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        db = connect(*args, **kwargs)
-        db.set_trace_callback(statements.append)
-        return db
-
-    monkeypatch.setattr(sqlite3, "connect", tracing)
+    statements = traced_statements(monkeypatch)
 
     def synchronous_at(statement: str) -> str:
         at = next(i for i, s in enumerate(statements) if s.startswith(statement))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_items
+from helpers import make_items, traced_statements
 
 from runflow_cli.batch import many_rows
 from runflow_cli.batch.identity import row_key
@@ -129,15 +129,7 @@ def test_a_batch_of_100_rows_costs_the_journal_a_few_statements(
     statement lets the interpreter go, and the run's loop waits to get it back). And the
     rows come out as recorded, with or without UPDATE ... FROM (SQLite 3.33)."""
     monkeypatch.setattr(many_rows, "UPDATE_FROM", update_from)
-    statements: list[str] = []
-    connect = sqlite3.connect
-
-    def tracing(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        db = connect(*args, **kwargs)
-        db.set_trace_callback(statements.append)
-        return db
-
-    monkeypatch.setattr(sqlite3, "connect", tracing)
+    statements = traced_statements(monkeypatch)
     items = make_items(100)
     keys = [row_key(item) for item in items]
     with Journal.open(OutputFolder(tmp_path)) as journal:
