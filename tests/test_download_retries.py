@@ -401,15 +401,13 @@ def test_finals_waiting_out_a_retry_count_as_waiting_and_bound_the_files_in_hand
     download (so a run creates no batch for them), and no more files are tried than
     BACKLOG x FILES_PER_CONNECTION per worker in hand (each new one would only be told
     to wait too)."""
-    from contextlib import nullcontext
 
     from helpers import make_items
 
-    from runflow_cli.batch.downloads import BACKLOG, Fetcher
-    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.downloads import BACKLOG
     from runflow_cli.batch.outcome import Outcome
     from runflow_cli.files.download import FILES_PER_CONNECTION
-    from runflow_cli.files.folder import OutputFolder, SavedFile
+    from runflow_cli.files.folder import SavedFile
 
     storm_over = threading.Event()
     tried: list[str] = []
@@ -430,14 +428,8 @@ def test_finals_waiting_out_a_retry_count_as_waiting_and_bound_the_files_in_hand
 
     rows, workers = 40, 2
     in_hand = BACKLOG * workers * FILES_PER_CONNECTION
-    folder, wake = OutputFolder(tmp_path), threading.Event()
     outcomes = [Outcome(item, batch_id="b1") for item in make_items(rows)]
-    with Journal.open(folder) as journal, Fetcher(
-        StormCDN(), journal, None, folder, workers, keep_intermediates=False,  # type: ignore[arg-type]
-        on_event=lambda e: None, critical=nullcontext, wake=wake,
-    ) as fetcher:  # fmt: skip
-        for seq, outcome in enumerate(outcomes):
-            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+    with _fetching(StormCDN(), tmp_path, workers, outcomes) as fetcher:
         for _ in range(rows):  # bounded: until every final in hand waits
             if len(tried) >= in_hand and fetcher.waiting == rows:
                 break
@@ -456,15 +448,13 @@ def test_finals_waiting_out_a_retry_count_as_waiting_and_bound_the_files_in_hand
 def test_a_finished_download_makes_room_before_it_is_recorded(tmp_path: Path) -> None:
     """The run's loop polls and creates between its harvests: a download that ended frees
     its worker at once (feed, between polls), not only once the loop has recorded it."""
-    from contextlib import nullcontext
 
     from helpers import make_items
 
-    from runflow_cli.batch.downloads import BACKLOG, Fetcher
-    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.downloads import BACKLOG
     from runflow_cli.batch.outcome import Outcome
     from runflow_cli.files.download import FILES_PER_CONNECTION
-    from runflow_cli.files.folder import OutputFolder, SavedFile
+    from runflow_cli.files.folder import SavedFile
 
     started: list[str] = []
     go = threading.Event()
@@ -480,14 +470,8 @@ def test_a_finished_download_makes_room_before_it_is_recorded(tmp_path: Path) ->
 
     workers = 1
     rows = BACKLOG * workers * FILES_PER_CONNECTION  # the files in hand, at most
-    folder, wake = OutputFolder(tmp_path), threading.Event()
     outcomes = [Outcome(item, batch_id="b1") for item in make_items(rows)]
-    with Journal.open(folder) as journal, Fetcher(
-        QuickCDN(), journal, None, folder, workers, keep_intermediates=False,  # type: ignore[arg-type]
-        on_event=lambda e: None, critical=nullcontext, wake=wake,
-    ) as fetcher:  # fmt: skip
-        for seq, outcome in enumerate(outcomes):
-            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+    with _fetching(QuickCDN(), tmp_path, workers, outcomes) as fetcher:
         assert len(fetcher._tasks) == BACKLOG * workers  # handed to the pool: its backlog
         go.set()
         for _ in range(rows):  # bounded: each round, the pool ends what it was handed
@@ -500,3 +484,22 @@ def test_a_finished_download_makes_room_before_it_is_recorded(tmp_path: Path) ->
         while fetcher.busy:
             fetcher.harvest(5)
     assert [o.status.value for o in outcomes] == ["succeeded"] * rows
+
+
+@contextmanager
+def _fetching(cdn: Any, tmp_path: Path, workers: int, outcomes: list[Any]) -> Iterator[Any]:
+    """A run's Fetcher over ``cdn`` (a stand-in Downloader), every outcome's final handed to it."""
+    from contextlib import nullcontext
+
+    from runflow_cli.batch.downloads import Fetcher
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.files.folder import OutputFolder
+
+    folder = OutputFolder(tmp_path)
+    with Journal.open(folder) as journal, Fetcher(
+        cdn, journal, None, folder, workers, keep_intermediates=False,  # type: ignore[arg-type]
+        on_event=lambda e: None, critical=nullcontext, wake=threading.Event(),
+    ) as fetcher:  # fmt: skip
+        for seq, outcome in enumerate(outcomes):
+            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+        yield fetcher
