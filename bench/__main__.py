@@ -1,6 +1,8 @@
 """``python -m bench [--quick] [--only NAME] [--save-baseline]``: run the scenarios, print one
 table, save JSON (bench/results/latest.json, local; --save-baseline also updates the committed
-bench/results/baseline.json and the table in docs/performance.md).
+bench/results/baseline.json and the table in docs/performance.md). Both are written as each
+scenario ends: a run stopped later (Ctrl-C, SIGTERM) keeps what it measured, and the
+command it was running is killed with it.
 
 A scenario is a module with ``run(ctx) -> list[Row]`` registered in ``SCENARIOS`` below; the
 table and baseline.json pick up its rows by themselves. Scenarios that run ``runflow batch``
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -71,16 +74,6 @@ def main() -> int:
     chosen = [name for name in SCENARIOS if not args.only or name in args.only]
     rows: list[Row] = []
     timings: dict[str, float] = {}
-    compile_bytecode()
-    with tempfile.TemporaryDirectory(prefix="runflow-bench-") as tmp:
-        ctx = Context(quick=args.quick, tmp=Path(tmp))
-        for name in chosen:
-            started = time.perf_counter()
-            print(f"[bench] {name} ...", flush=True)
-            rows.extend(SCENARIOS[name](ctx))
-            timings[name] = round(time.perf_counter() - started, 1)
-    print()
-    print_table(rows)
     meta = {
         "quick": args.quick,
         "machine": f"{platform.machine()} {platform.processor()} cpus={_cpus()}",
@@ -88,17 +81,35 @@ def main() -> int:
         "seconds_per_scenario": timings,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    signal.signal(signal.SIGTERM, _stop)  # as Ctrl-C: the running command is killed too
+    compile_bytecode()
+    with tempfile.TemporaryDirectory(prefix="runflow-bench-") as tmp:
+        ctx = Context(quick=args.quick, tmp=Path(tmp))
+        for name in chosen:
+            started = time.perf_counter()
+            print(f"[bench] {name} ...", flush=True)
+            done = SCENARIOS[name](ctx)
+            rows.extend(done)
+            timings[name] = round(time.perf_counter() - started, 1)
+            # Kept as each scenario ends: a run stopped later keeps what it measured.
+            write_json(rows, {**meta, "done": list(timings)})
+            if args.save_baseline:
+                table.write_doc(table.load()[0], table.save(meta, [asdict(r) for r in done]))
+    print()
+    print_table(rows)
     path = write_json(rows, meta)
     print(f"\n[bench] scenario seconds: {timings}; JSON: {path}")
     latest = [asdict(r) for r in rows]
     if args.save_baseline:
-        merged = table.save(meta, latest)
-        table.write_doc(table.load()[0], merged)
         print(f"[bench] saved {table.BASELINE} and the table in {table.DOC}")
     elif changes := table.compare(latest, table.load()[1]):
         print("\n[bench] against bench/results/baseline.json:")
         print("\n".join(changes))
     return 0 if all(r.met is not False for r in rows) else 1
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _cpus() -> int:

@@ -161,6 +161,11 @@ def measure(
         assert proc.stderr is not None
         err = proc.stderr.read()  # drain so the child never blocks on a full pipe
         _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # the bench stopped (Ctrl-C, SIGTERM): its command goes too
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     finally:
         killer.cancel()
         if proc.stderr is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -475,7 +474,8 @@ def test_a_finished_download_makes_room_before_it_is_recorded(tmp_path: Path) ->
         assert len(fetcher._tasks) == BACKLOG * workers  # handed to the pool: its backlog
         go.set()
         for _ in range(rows):  # bounded: each round, the pool ends what it was handed
-            wait(list(fetcher._tasks), timeout=10)
+            assert fetcher._wake.wait(10), "no download ended"  # told once it has ended
+            fetcher._wake.clear()
             fetcher.feed()  # no harvest: nothing recorded yet
             if not fetcher._queue:
                 break
@@ -503,3 +503,67 @@ def _fetching(cdn: Any, tmp_path: Path, workers: int, outcomes: list[Any]) -> It
         for seq, outcome in enumerate(outcomes):
             fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
         yield fetcher
+
+
+def test_saved_finals_wait_to_be_journalled_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finals saved are made durable and journalled together (one syncfs and one
+    transaction for many): once RECORD_AT wait, the oldest has waited RECORD_EVERY (an
+    injected clock), or no transfer is left in hand."""
+    from contextlib import nullcontext
+
+    from helpers import make_items
+
+    from runflow_cli.batch.downloads import RECORD_EVERY, Fetcher
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.outcome import Outcome
+    from runflow_cli.files.folder import OutputFolder, SavedFile
+
+    groups: list[int] = []
+    files_saved = Journal.files_saved
+
+    def recording(self: Journal, records: list[Any]) -> None:
+        groups.append(len(records))
+        files_saved(self, records)
+
+    monkeypatch.setattr(Journal, "files_saved", recording)
+    last_may_end = threading.Event()
+
+    class CDN:
+        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
+            if url.endswith("/r2/result_1.webp"):
+                assert last_may_end.wait(10), "the test never let the last download end"
+            return SavedFile(dest, 1, "0" * 64)
+
+        def abort(self) -> None:
+            last_may_end.set()
+
+    now = [100.0]
+    outcomes = [Outcome(item, batch_id="b1") for item in make_items(3)]
+    folder = OutputFolder(tmp_path)
+    with Journal.open(folder) as journal, Fetcher(
+        CDN(), journal, None, folder, 1, keep_intermediates=False,  # type: ignore[arg-type]
+        on_event=lambda e: None, critical=nullcontext, wake=threading.Event(),
+        clock=lambda: now[0],
+    ) as fetcher:  # fmt: skip
+        for seq, outcome in enumerate(outcomes):
+            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+        for _ in range(20):  # bounded: until the first two have ended and been heard of
+            fetcher.harvest(5)
+            if len(fetcher._unrecorded) == 2:
+                break
+        assert groups == []  # saved, waiting for more: a transfer is still in hand
+        assert [o.status.value for o in outcomes[:2]] != ["succeeded"] * 2
+        assert fetcher.record_due() == RECORD_EVERY
+        now[0] += RECORD_EVERY
+        assert fetcher.record_due() == 0
+        fetcher.harvest(0)
+        assert groups == [2]  # the oldest waited long enough: both together
+        last_may_end.set()
+        for _ in range(20):
+            if not fetcher.busy:
+                break
+            fetcher.harvest(5)
+    assert groups == [2, 1]  # the last once nothing was left in hand, without waiting
+    assert [o.status.value for o in outcomes] == ["succeeded"] * 3

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +58,11 @@ MAX_REFRESHES = 3
 BACKLOG = 4
 """Downloads handed to the pool per worker: one running, three waiting their turn (at
 300 finals a second, 16 workers have 0.16 s of work in hand while the loop polls)."""
+RECORD_EVERY = 0.25
+"""Seconds a saved final waits, at most, to be made durable and journalled with others."""
+RECORD_AT = 64
+"""Saved finals made durable and journalled together as soon as this many wait: one
+``syncfs`` and one transaction for all (each costs the disk's time and the loop's)."""
 ABORT_GRACE = 1.5
 """Seconds an interrupt waits for aborted downloads to remove their temporary files."""
 
@@ -131,6 +136,14 @@ class Fetcher:
         self._tasks: dict[Future[Any], _Task] = {}
         """Downloads under way (a SavedFinal each), and retry waits (in ``_waiting``)."""
         self._waiting: set[Future[Any]] = set()
+        self._ended: deque[Future[Any]] = deque()
+        """Downloads that ended, not yet recorded: told by the pool's threads (a deque's
+        append and len are atomic), so the loop counts room and finds what ended without
+        asking every future (each asks under its lock, against the threads)."""
+        self._waits_ended: deque[Future[Any]] = deque()
+        self._told = threading.Event()
+        self._unrecorded: list[tuple[Outcome, SavedFile]] = []
+        self._unrecorded_since = 0.0
         self._queue: deque[_Task] = deque()
         self._fresh: dict[str, _Fresh] = {}
         self._interrupted = False
@@ -162,7 +175,13 @@ class Fetcher:
 
     @property
     def busy(self) -> bool:
-        return bool(self._tasks or self._queue)
+        return bool(self._tasks or self._queue or self._unrecorded)
+
+    def record_due(self) -> float | None:
+        """Seconds until the saved finals waiting are recorded (0: now); None if none wait."""
+        if not self._unrecorded:
+            return None
+        return max(0.0, self._unrecorded_since + RECORD_EVERY - self._clock())
 
     @property
     def waiting(self) -> int:
@@ -182,7 +201,7 @@ class Fetcher:
         # Files in hand are bounded too: while a storm has many waiting out a retry, new
         # ones are not tried (each would only be told to wait as well).
         room = BACKLOG * self._workers
-        unfinished = sum(1 for f in self._tasks if not f.done() and f not in self._waiting)
+        unfinished = len(self._tasks) - len(self._waiting) - len(self._ended)
         while self._queue and unfinished < room and len(self._tasks) < self._in_hand:
             if self._interrupted:
                 return
@@ -199,10 +218,18 @@ class Fetcher:
             assert deferred is not None
             future = pool.submit(self._downloader.wait_out, deferred)
             self._waiting.add(future)
+            ended = self._waits_ended
         else:
             future = pool.submit(self._download, task)
+            ended = self._ended
         self._tasks[future] = task
-        future.add_done_callback(lambda _: self._wake.set())
+
+        def tell(done: Future[Any]) -> None:
+            ended.append(done)
+            self._told.set()
+            self._wake.set()
+
+        future.add_done_callback(tell)
 
     @property
     def _group(self) -> GroupSync | None:
@@ -225,7 +252,10 @@ class Fetcher:
 
     def harvest(self, timeout: float) -> None:
         """Record finished downloads, waiting up to ``timeout`` for the first."""
-        done, _ = wait(list(self._tasks), timeout=timeout, return_when=FIRST_COMPLETED)
+        self._told.clear()
+        if timeout > 0 and self._tasks and not (self._ended or self._waits_ended):
+            self._told.wait(timeout)
+        done = {*_take_all(self._ended), *_take_all(self._waits_ended)}
         expired: list[tuple[_Task, ExpiredURLError]] = []
         # A signal lands once these are recorded, never between taking one and that.
         with self._critical():
@@ -246,8 +276,7 @@ class Fetcher:
                         self._start(task, self._waits)
                 elif found is not None:
                     saved.append((task.outcome, found))
-            if saved:
-                self._saved(saved)
+            self._record_saved(saved)
         for n, (task, exc) in enumerate(expired):  # an API call each: not held up
             try:
                 self._refresh_or_fail(task, exc)
@@ -314,8 +343,25 @@ class Fetcher:
             "interrupted before its download; a rerun downloads it",
         )
 
+    def _record_saved(self, saved: list[tuple[Outcome, SavedFile]]) -> None:
+        """Record the finals saved, together with those waiting: once :data:`RECORD_AT`
+        wait, the oldest has waited :data:`RECORD_EVERY`, no transfer is left, or the run is
+        interrupted. Until then a final is on disk but not journalled: if the run is
+        killed, a rerun downloads it again (the same as one killed during its sync)."""
+        if saved and not self._unrecorded:
+            self._unrecorded_since = self._clock()
+        self._unrecorded += saved
+        if self._unrecorded and (
+            len(self._unrecorded) >= RECORD_AT
+            or self._clock() - self._unrecorded_since >= RECORD_EVERY
+            or not (self._tasks or self._queue)
+            or self._interrupted
+        ):
+            saved, self._unrecorded = self._unrecorded, []
+            self._saved(saved)
+
     def _saved(self, saved: list[tuple[Outcome, SavedFile]]) -> None:
-        """Finals that ended together, recorded in one journal transaction."""
+        """Finals saved, recorded in one journal transaction."""
         records = [
             (row_key(o.item), self._folder.relative(f.path), f.size, f.sha256, f.mtime_ns)
             for o, f in saved
@@ -392,7 +438,14 @@ class Fetcher:
         for future in self._tasks:
             future.cancel()
         wait(list(self._tasks), timeout=ABORT_GRACE)
+        # An ended future tells its thread's callback just after wait() hears of it.
+        self._ended.extend(f for f in self._tasks if f.done())
         self.harvest(0)
         for task in self._tasks.values():  # still stuck (a disk, a resolver): left as is
             self._not_started(task)
         self._tasks.clear()
+
+
+def _take_all(told: deque[Future[Any]]) -> list[Future[Any]]:
+    """What ``told`` holds now (the pool's threads may append meanwhile)."""
+    return [told.popleft() for _ in range(len(told))]

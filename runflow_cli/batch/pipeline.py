@@ -205,9 +205,10 @@ class Pipeline:
         if not (self._pending or self._in_flight or self._fetcher.busy):
             return  # the loop ends: nothing left to wait for
         timeout = self._schedule.next_due(f.timing for f in self._in_flight.values())
-        deadline = self._poller.next_deadline()  # woken to stop polling a batch in time
-        if deadline is not None:
-            timeout = deadline if timeout is None else min(timeout, deadline)
+        # Woken to stop polling a batch in time, and to record the saved finals waiting.
+        for deadline in (self._poller.next_deadline(), self._fetcher.record_due()):
+            if deadline is not None:
+                timeout = deadline if timeout is None else min(timeout, deadline)
         if timeout is None:
             # Nothing to poll: send at once, or wait for a download (which wakes us).
             timeout = 0.0 if self._pending and self._room() else 1.0
