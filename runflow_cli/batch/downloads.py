@@ -2,19 +2,17 @@
 
 A final counts as done only once it was renamed into place *and* its size and
 SHA-256 are in the journal. A URL the CDN answers 403/404/410 has probably
-expired: the batch is fetched again for fresh URLs, and the file tried again
-first in line (behind at most :data:`BACKLOG` downloads per worker already handed
-to the pool); a file whose fresh link expired again is refreshed again, at
-most :data:`MAX_REFRESHES` times. A batch fetched for fresh links serves the
-other expired finals of that batch while its links are still good (their
-expiry, when the URLs say it; else :data:`FRESH_FOR` seconds).
+expired: the batch is fetched again for fresh URLs (:mod:`~runflow_cli.batch.fresh_links`),
+and the file tried again first in line (behind at most :data:`BACKLOG` downloads per
+worker already handed to the pool), at most :data:`MAX_REFRESHES` times.
 
 The pool holds :data:`BACKLOG` downloads per worker not yet finished: a worker
 that finishes one starts the next at once, without waiting for the run's loop to
 hear of it (the loop also polls and creates batches, and hands out more between
-them). The rest wait here, so an interrupt drops
-them at once (queued ones are cancelled), and :meth:`Fetcher.interrupt` aborts
-the ones running (their temporary files removed) instead of waiting for the CDN.
+them). The rest wait here, so an interrupt drops them at once (queued ones are
+cancelled), and :meth:`Fetcher.interrupt` aborts the ones running (their temporary
+files removed) instead of waiting for the CDN. Finals saved are made durable and
+journalled together (:data:`RECORD_AT`, :data:`RECORD_EVERY`).
 """
 
 from __future__ import annotations
@@ -28,12 +26,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from runflow_cli.api.answers import BatchView, pick_final
+from runflow_cli.api.answers import pick_final
 from runflow_cli.api.client import RunflowClient
 from runflow_cli.batch.events import Event, FileRetry, FileSaved, ItemFailed
+from runflow_cli.batch.fresh_links import MAX_REFRESHES, FreshLinks
 from runflow_cli.batch.journal import Journal, row_key
 from runflow_cli.batch.outcome import Outcome
-from runflow_cli.errors import LocalIOError, RunflowError, local_io
+from runflow_cli.errors import LocalIOError, local_io
 from runflow_cli.files.download import (
     FILES_PER_CONNECTION,
     DownloadAborted,
@@ -42,19 +41,10 @@ from runflow_cli.files.download import (
     RetryDeferred,
 )
 from runflow_cli.files.durable import GroupSync, GroupSyncOpening
-from runflow_cli.files.expiry import link_expiry
 from runflow_cli.files.folder import OutputFolder, OutsideOutputError, SavedFile
 from runflow_cli.files.save import SavedFinal, failure_message, save_final
 from runflow_cli.row_status import Status
 
-FRESH_FOR = 5.0
-"""Seconds a batch fetched for fresh links is reused when its links do not say how long
-they last."""
-KEEP_MARGIN = 30.0
-"""A fresh batch is reused until its links have at most half their lifetime, or this
-many seconds, left: a link handed to a download must outlast the download."""
-MAX_REFRESHES = 3
-"""Fresh links fetched for one file, at most, before it is ``download_failed``."""
 BACKLOG = 4
 """Downloads handed to the pool per worker: one running, three waiting their turn (at
 300 finals a second, 16 workers have 0.16 s of work in hand while the loop polls)."""
@@ -75,17 +65,6 @@ class _Task:
     refreshes: int = 0
     deferred: RetryDeferred | None = None
     """Its final's download, waiting out a retry (in the pool of waits)."""
-
-
-@dataclass(frozen=True)
-class _Fresh:
-    batch: BatchView
-    until: float | None
-    """Wall time until which its links are good, if they say; else None."""
-    fetched: float
-    """When it was fetched (``clock``)."""
-    fetched_wall: float
-    """When it was fetched (``wall``)."""
 
 
 class Fetcher:
@@ -112,14 +91,12 @@ class Fetcher:
         (:mod:`runflow_cli.files.durable`)."""
         self._downloader = downloader
         self._journal = journal
-        self._client = client
         self._folder = folder
         self._keep_intermediates = keep_intermediates
         self._emit = on_event
         self._critical = critical
         self._wake = wake
         self._clock = clock
-        self._wall = wall
         self._on_local_fault = on_local_fault
         self._opening = GroupSyncOpening(folder.real_root) if folder.local_files else None
         # A stage's retry waits in its worker (only a final's is handed back): with stages,
@@ -137,15 +114,14 @@ class Fetcher:
         """Downloads under way (a SavedFinal each), and retry waits (in ``_waiting``)."""
         self._waiting: set[Future[Any]] = set()
         self._ended: deque[Future[Any]] = deque()
-        """Downloads that ended, not yet recorded: told by the pool's threads (a deque's
-        append and len are atomic), so the loop counts room and finds what ended without
-        asking every future (each asks under its lock, against the threads)."""
+        """Downloads ended, not yet taken: told by the pool's threads (a deque's append and
+        len are atomic), not asked of every future (under its lock, against the threads)."""
         self._waits_ended: deque[Future[Any]] = deque()
         self._told = threading.Event()
         self._unrecorded: list[tuple[Outcome, SavedFile]] = []
         self._unrecorded_since = 0.0
         self._queue: deque[_Task] = deque()
-        self._fresh: dict[str, _Fresh] = {}
+        self._links = FreshLinks(client, clock, wall)
         self._interrupted = False
 
     def __enter__(self) -> Fetcher:
@@ -337,11 +313,8 @@ class Fetcher:
         self._failed(task.outcome, expired.message)
 
     def _not_started(self, task: _Task) -> None:
-        task.outcome.mark(
-            Status.PENDING,
-            "interrupted",
-            "interrupted before its download; a rerun downloads it",
-        )
+        message = "interrupted before its download; a rerun downloads it"
+        task.outcome.mark(Status.PENDING, "interrupted", message)
 
     def _record_saved(self, saved: list[tuple[Outcome, SavedFile]]) -> None:
         """Record the finals saved, together with those waiting: once :data:`RECORD_AT`
@@ -382,36 +355,11 @@ class Fetcher:
         outcome.mark(Status.DOWNLOAD_FAILED, kind, f"{message}; a rerun downloads it again")
         self._emit(ItemFailed(outcome))
 
-    def _fresh_batch(self, batch_id: str, stale: str | None) -> BatchView | None:
-        """The batch with fresh links: fetched once for all the finals whose links expired
-        while its links last, not once per final. ``stale`` is the link that just failed:
-        a kept batch still handing it out is fetched again (our clock may be ahead)."""
-        kept = self._fresh.get(batch_id)
-        if kept is not None and self._still_good(kept):
-            entry_urls = {url for item in kept.batch.items or () for url in item.urls}
-            if stale is None or stale not in entry_urls:
-                return kept.batch
-        try:
-            batch = self._client.get_batch(batch_id)
-        except RunflowError:
-            return None
-        expiries = [link_expiry(item.final_url) for item in batch.items or () if item.final_url]
-        known = [e for e in expiries if e is not None]
-        until = min(known) if known else None
-        self._fresh[batch_id] = _Fresh(batch, until, self._clock(), self._wall())
-        return batch
-
-    def _still_good(self, fresh: _Fresh) -> bool:
-        if fresh.until is None:
-            return self._clock() - fresh.fetched < FRESH_FOR
-        lifetime = fresh.until - fresh.fetched_wall
-        return self._wall() < fresh.until - min(KEEP_MARGIN, lifetime / 2)
-
     def _refresh(self, task: _Task) -> bool:
         """Fetch the batch again for a fresh URL of this final; False if none."""
         outcome = task.outcome
         stale = pick_final(task.urls)
-        batch = self._fresh_batch(outcome.batch_id, stale) if outcome.batch_id else None
+        batch = self._links.batch(outcome.batch_id, stale) if outcome.batch_id else None
         entry = batch.find_item(sequence_index=task.seq, run_id=outcome.run_id) if batch else None
         final = entry.final_url if entry is not None else None
         if entry is None or final is None:
