@@ -53,6 +53,34 @@ def test_the_parser_refuses_what_json_would_take(text: str, reason: str) -> None
         safe_json.loads(text)
 
 
+def _nested(levels: int, text: str) -> Any:
+    """``levels`` arrays, each holding ``text`` twice beside the next (a string misread
+    at every level would turn the brackets around it into text, or text into brackets)."""
+    value: Any = "end"
+    for _ in range(levels):
+        value = [text, text, value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\",  # a backslash: in JSON an escaped one, and the quote after it ends the string
+        'say "]]"',  # quotes: escaped in JSON, the string goes on past them
+        '\\"]]',  # a backslash, then a quote
+        "]]]]",  # closers as text: they must not close the levels around them
+        "\\u005d",  # the text of an escape, not the escape
+    ],
+)
+def test_strings_of_escapes_and_brackets_hide_no_depth(text: str) -> None:
+    """The depth check drops strings by their quotes, so escapes must not shift them: a
+    string at every level does not hide a nesting too deep, nor refuse one at the limit."""
+    with pytest.raises(safe_json.UnsafeJSONError, match="nested deeper than 64 levels"):
+        safe_json.loads(json.dumps({"message": text, "items": _nested(200, text)}))
+    ok = {"message": text, "items": _nested(60, text)}
+    assert safe_json.loads(json.dumps(ok).encode()) == ok
+
+
 def test_the_parser_takes_ordinary_answers_and_brackets_in_strings() -> None:
     nested: Any = "end"
     for _ in range(64):
