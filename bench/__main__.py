@@ -93,8 +93,9 @@ def main() -> int:
             timings[name] = round(time.perf_counter() - started, 1)
             # Kept as each scenario ends: a run stopped later keeps what it measured.
             write_json(rows, {**meta, "done": list(timings)})
-            if args.save_baseline:
-                table.write_doc(table.load()[0], table.save(meta, [asdict(r) for r in done]))
+            if args.save_baseline:  # one run's scenarios share one meta (grouped in the doc)
+                run = {k: v for k, v in meta.items() if k != "seconds_per_scenario"}
+                table.write_doc(table.load()[0], table.save(run, [asdict(r) for r in done]))
     print()
     print_table(rows)
     path = write_json(rows, meta)
