@@ -95,7 +95,8 @@ def main() -> int:
             write_json(rows, {**meta, "done": list(timings)})
             if args.save_baseline:  # one run's scenarios share one meta (grouped in the doc)
                 run = {k: v for k, v in meta.items() if k != "seconds_per_scenario"}
-                table.write_doc(table.load()[0], table.save(run, [asdict(r) for r in done]))
+                merged = table.save(run, [asdict(r) for r in done])
+                table.write_doc(table.load()[0], merged)  # the meta as saved just now
     print()
     print_table(rows)
     path = write_json(rows, meta)

@@ -81,6 +81,17 @@ def test_strings_of_escapes_and_brackets_hide_no_depth(text: str) -> None:
     assert safe_json.loads(json.dumps(ok).encode()) == ok
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16", "utf-32-be", "utf-32"])
+def test_an_answer_in_utf_16_or_32_is_checked_for_depth_too(encoding: str) -> None:
+    """``json`` reads UTF-16 and UTF-32 bytes as well: the depth check reads them too
+    (in them a quote and a backslash are not bytes of their own)."""
+    deep = json.dumps({"message": 'say "]]"', "items": _nested(200, 'say "]]"')})
+    with pytest.raises(safe_json.UnsafeJSONError, match="nested deeper than 64 levels"):
+        safe_json.loads(deep.encode(encoding))
+    ok = {"message": 'say "]]"', "items": _nested(60, "\\")}
+    assert safe_json.loads(json.dumps(ok).encode(encoding)) == ok
+
+
 def test_the_parser_takes_ordinary_answers_and_brackets_in_strings() -> None:
     nested: Any = "end"
     for _ in range(64):

@@ -515,9 +515,10 @@ def test_saved_finals_wait_to_be_journalled_together(
 
     from helpers import make_items
 
-    from runflow_cli.batch.downloads import RECORD_EVERY, Fetcher
+    from runflow_cli.batch.downloads import Fetcher
     from runflow_cli.batch.journal import Journal
     from runflow_cli.batch.outcome import Outcome
+    from runflow_cli.batch.saved_finals import RECORD_EVERY
     from runflow_cli.files.folder import OutputFolder, SavedFile
 
     groups: list[int] = []
@@ -551,7 +552,7 @@ def test_saved_finals_wait_to_be_journalled_together(
             fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
         for _ in range(20):  # bounded: until the first two have ended and been heard of
             fetcher.harvest(5)
-            if len(fetcher._unrecorded) == 2:
+            if len(fetcher._saved) == 2:
                 break
         assert groups == []  # saved, waiting for more: a transfer is still in hand
         assert [o.status.value for o in outcomes[:2]] != ["succeeded"] * 2
@@ -567,3 +568,59 @@ def test_saved_finals_wait_to_be_journalled_together(
             fetcher.harvest(5)
     assert groups == [2, 1]  # the last once nothing was left in hand, without waiting
     assert [o.status.value for o in outcomes] == ["succeeded"] * 3
+
+
+def test_saved_finals_are_journalled_at_once_when_record_at_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RECORD_AT finals waiting are recorded together at once, with time standing still
+    and a download still in hand."""
+    from contextlib import nullcontext
+
+    from helpers import make_items
+
+    from runflow_cli.batch import saved_finals
+    from runflow_cli.batch.downloads import Fetcher
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.outcome import Outcome
+    from runflow_cli.files.folder import OutputFolder, SavedFile
+
+    monkeypatch.setattr(saved_finals, "RECORD_AT", 2)
+    groups: list[int] = []
+    files_saved = Journal.files_saved
+    monkeypatch.setattr(
+        Journal,
+        "files_saved",
+        lambda self, records: groups.append(len(records)) or files_saved(self, records),
+    )
+    last_may_end = threading.Event()
+
+    class CDN:
+        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
+            if url.endswith("/r2/result_1.webp"):
+                assert last_may_end.wait(10), "the test never let the last download end"
+            return SavedFile(dest, 1, "0" * 64)
+
+        def abort(self) -> None:
+            last_may_end.set()
+
+    outcomes = [Outcome(item, batch_id="b1") for item in make_items(3)]
+    folder = OutputFolder(tmp_path)
+    with Journal.open(folder) as journal, Fetcher(
+        CDN(), journal, None, folder, 1, keep_intermediates=False,  # type: ignore[arg-type]
+        on_event=lambda e: None, critical=nullcontext, wake=threading.Event(),
+        clock=lambda: 100.0,
+    ) as fetcher:  # fmt: skip
+        for seq, outcome in enumerate(outcomes):
+            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+        for _ in range(20):  # bounded: until the first two are recorded
+            fetcher.harvest(5)
+            if groups:
+                break
+        assert groups == [2]  # the clock never moved: recorded for their number
+        last_may_end.set()
+        for _ in range(20):
+            if not fetcher.busy:
+                break
+            fetcher.harvest(5)
+    assert groups == [2, 1]

@@ -277,6 +277,44 @@ def test_a_sync_that_fails_ends_the_run_clearly_and_a_rerun_saves_the_rest(
     assert len(list(out.glob("*/*.webp"))) == 6
 
 
+@pytest.mark.skipif(system_syncfs() is None, reason="without syncfs each final is fsynced")
+def test_ctrl_c_then_a_disk_error_recording_the_waiting_finals_still_reports_every_row(
+    cli: Any, sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while saved finals wait to be recorded together: the interrupt records them,
+    and when that sync fails (a disk error) the run still ends clearly, its report says
+    which finals were not saved, and a rerun saves them."""
+    from runflow_cli.batch import saved_finals
+
+    out = tmp_path / "out"
+    manifest = sku_manifest(tmp_path / "m.csv", range(6), "durable-ctrl-c-eio")
+    monkeypatch.setattr(durable, "file_system_type", lambda device: "ext4")
+    eio = OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(durable, "system_syncfs", lambda: failing_after_first(eio, times=1))
+    add, pressed = saved_finals.SavedFinals.add, []
+
+    def ctrl_c_once_some_wait(self: Any, saved: list[Any], *, now: bool = False) -> None:
+        add(self, saved, now=now and bool(pressed))
+        if saved and not pressed:  # they wait, and Ctrl-C comes
+            pressed.append(len(self))
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(saved_finals.SavedFinals, "add", ctrl_c_once_some_wait)
+    first = run_batch(cli, sb, manifest, out)
+    assert pressed and pressed[0] > 0
+    assert first.code == 130, first.err
+    assert "Traceback" not in first.err
+    rows = json.loads((out / "runflow-report.json").read_text())["items"]
+    waiting = [r["error_message"] for r in rows if r["status"] != "succeeded"]
+    assert len(waiting) >= pressed[0]
+    assert any("was not saved when the run stopped" in m for m in waiting), waiting
+    monkeypatch.setattr(durable, "system_syncfs", system_syncfs)
+    monkeypatch.setattr(saved_finals.SavedFinals, "add", add)
+    again = run_batch(cli, sb, manifest, out)
+    assert again.code == 0, again.err
+    assert len(list(out.glob("*/*.webp"))) == 6
+
+
 def test_after_a_failed_loop_the_interrupt_still_syncs_and_journals_a_finished_final(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

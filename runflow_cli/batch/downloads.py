@@ -1,4 +1,4 @@
-"""The download side of a run: a bounded pool saving finals, journalled on completion.
+"""The download side of a run: a bounded pool saving finals, journalled in groups.
 
 A final counts as done only once it was renamed into place *and* its size and
 SHA-256 are in the journal. A URL the CDN answers 403/404/410 has probably
@@ -12,7 +12,7 @@ hear of it (the loop also polls and creates batches, and hands out more between
 them). The rest wait here, so an interrupt drops them at once (queued ones are
 cancelled), and :meth:`Fetcher.interrupt` aborts the ones running (their temporary
 files removed) instead of waiting for the CDN. Finals saved are made durable and
-journalled together (:data:`RECORD_AT`, :data:`RECORD_EVERY`).
+journalled together (:mod:`~runflow_cli.batch.saved_finals`).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from typing import Any
 
 from runflow_cli.api.answers import pick_final
 from runflow_cli.api.client import RunflowClient
-from runflow_cli.batch.events import Event, FileRetry, FileSaved, ItemFailed
+from runflow_cli.batch.events import Event, FileRetry, ItemFailed
 from runflow_cli.batch.fresh_links import MAX_REFRESHES, FreshLinks
 from runflow_cli.batch.journal import Journal, row_key
 from runflow_cli.batch.outcome import Outcome
-from runflow_cli.errors import LocalIOError, local_io
+from runflow_cli.batch.saved_finals import SavedFinals
+from runflow_cli.errors import LocalIOError
 from runflow_cli.files.download import (
     FILES_PER_CONNECTION,
     DownloadAborted,
@@ -48,11 +49,6 @@ from runflow_cli.row_status import Status
 BACKLOG = 4
 """Downloads handed to the pool per worker: one running, three waiting their turn (at
 300 finals a second, 16 workers have 0.16 s of work in hand while the loop polls)."""
-RECORD_EVERY = 0.25
-"""Seconds a saved final waits, at most, to be made durable and journalled with others."""
-RECORD_AT = 64
-"""Saved finals made durable and journalled together as soon as this many wait: one
-``syncfs`` and one transaction for all (each costs the disk's time and the loop's)."""
 ABORT_GRACE = 1.5
 """Seconds an interrupt waits for aborted downloads to remove their temporary files."""
 
@@ -118,8 +114,9 @@ class Fetcher:
         len are atomic), not asked of every future (under its lock, against the threads)."""
         self._waits_ended: deque[Future[Any]] = deque()
         self._told = threading.Event()
-        self._unrecorded: list[tuple[Outcome, SavedFile]] = []
-        self._unrecorded_since = 0.0
+        self._saved = SavedFinals(
+            journal, folder, lambda: self._group, critical=critical, on_event=on_event, clock=clock
+        )
         self._queue: deque[_Task] = deque()
         self._links = FreshLinks(client, clock, wall)
         self._interrupted = False
@@ -151,13 +148,11 @@ class Fetcher:
 
     @property
     def busy(self) -> bool:
-        return bool(self._tasks or self._queue or self._unrecorded)
+        return bool(self._tasks or self._queue or self._saved)
 
     def record_due(self) -> float | None:
         """Seconds until the saved finals waiting are recorded (0: now); None if none wait."""
-        if not self._unrecorded:
-            return None
-        return max(0.0, self._unrecorded_since + RECORD_EVERY - self._clock())
+        return self._saved.due()
 
     @property
     def waiting(self) -> int:
@@ -227,13 +222,31 @@ class Fetcher:
         )
 
     def harvest(self, timeout: float) -> None:
-        """Record finished downloads, waiting up to ``timeout`` for the first."""
+        """Take the downloads that ended, waiting up to ``timeout`` for the first: failures
+        and retries are marked at once, saved finals recorded in groups (see
+        :mod:`~runflow_cli.batch.saved_finals`)."""
         self._told.clear()
         if timeout > 0 and self._tasks and not (self._ended or self._waits_ended):
             self._told.wait(timeout)
         done = {*_take_all(self._ended), *_take_all(self._waits_ended)}
         expired: list[tuple[_Task, ExpiredURLError]] = []
         # A signal lands once these are recorded, never between taking one and that.
+        try:
+            self._take(done, expired)
+        except KeyboardInterrupt:  # held until the block ended: the expired are not refreshed
+            for task, _ in expired:
+                self._not_started(task)
+            raise
+        for n, (task, exc) in enumerate(expired):  # an API call each: not held up
+            try:
+                self._refresh_or_fail(task, exc)
+            except KeyboardInterrupt:
+                for left, _ in expired[n:]:  # queued again or not: a rerun downloads them
+                    self._not_started(left)
+                raise
+        self.feed()
+
+    def _take(self, done: set[Future[Any]], expired: list[tuple[_Task, ExpiredURLError]]) -> None:
         with self._critical():
             saved: list[tuple[Outcome, SavedFile]] = []
             for future in [f for f in self._tasks if f in done]:  # in the order they started
@@ -252,15 +265,8 @@ class Fetcher:
                         self._start(task, self._waits)
                 elif found is not None:
                     saved.append((task.outcome, found))
-            self._record_saved(saved)
-        for n, (task, exc) in enumerate(expired):  # an API call each: not held up
-            try:
-                self._refresh_or_fail(task, exc)
-            except KeyboardInterrupt:
-                for left, _ in expired[n:]:  # queued again or not: a rerun downloads them
-                    self._not_started(left)
-                raise
-        self.feed()
+            # Recorded now if no download is left (running, waiting out a retry, queued).
+            self._saved.add(saved, now=not (self._tasks or self._queue) or self._interrupted)
 
     def _waited(self, future: Future[Any], task: _Task) -> None:
         """A final's retry wait is over: first in line for a transfer (unless interrupted)."""
@@ -316,41 +322,6 @@ class Fetcher:
         message = "interrupted before its download; a rerun downloads it"
         task.outcome.mark(Status.PENDING, "interrupted", message)
 
-    def _record_saved(self, saved: list[tuple[Outcome, SavedFile]]) -> None:
-        """Record the finals saved, together with those waiting: once :data:`RECORD_AT`
-        wait, the oldest has waited :data:`RECORD_EVERY`, no transfer is left, or the run is
-        interrupted. Until then a final is on disk but not journalled: if the run is
-        killed, a rerun downloads it again (the same as one killed during its sync)."""
-        if saved and not self._unrecorded:
-            self._unrecorded_since = self._clock()
-        self._unrecorded += saved
-        if self._unrecorded and (
-            len(self._unrecorded) >= RECORD_AT
-            or self._clock() - self._unrecorded_since >= RECORD_EVERY
-            or not (self._tasks or self._queue)
-            or self._interrupted
-        ):
-            saved, self._unrecorded = self._unrecorded, []
-            self._saved(saved)
-
-    def _saved(self, saved: list[tuple[Outcome, SavedFile]]) -> None:
-        """Finals saved, recorded in one journal transaction."""
-        records = [
-            (row_key(o.item), self._folder.relative(f.path), f.size, f.sha256, f.mtime_ns)
-            for o, f in saved
-        ]
-        group = self._group
-        if group is not None:  # on disk before the journal says they are saved
-            with local_io(self._folder.root, "make the saved finals durable in"):
-                group.sync()
-        with self._critical():
-            self._journal.files_saved(records)
-        for outcome, final in saved:
-            outcome.mark(Status.SUCCEEDED, None, None)
-            outcome.output_path, outcome.size, outcome.sha256 = final.path, final.size, final.sha256
-            self._emit(FileSaved(outcome, final.path))  # its listeners see the whole outcome
-            outcome.saved_in_journal()  # the journal has the rest: not kept for every row
-
     def _failed(self, outcome: Outcome, message: str, kind: str = "download_failed") -> None:
         outcome.mark(Status.DOWNLOAD_FAILED, kind, f"{message}; a rerun downloads it again")
         self._emit(ItemFailed(outcome))
@@ -388,10 +359,12 @@ class Fetcher:
         wait(list(self._tasks), timeout=ABORT_GRACE)
         # An ended future tells its thread's callback just after wait() hears of it.
         self._ended.extend(f for f in self._tasks if f.done())
-        self.harvest(0)
-        for task in self._tasks.values():  # still stuck (a disk, a resolver): left as is
-            self._not_started(task)
-        self._tasks.clear()
+        try:
+            self.harvest(0)
+        finally:  # even if recording what was saved failed (a disk error: exit 5)
+            for task in self._tasks.values():  # still stuck (a disk, a resolver): left as is
+                self._not_started(task)
+            self._tasks.clear()
 
 
 def _take_all(told: deque[Future[Any]]) -> list[Future[Any]]:

@@ -149,7 +149,11 @@ class Pipeline:
                 self._loop()
         except KeyboardInterrupt as interrupt:
             result.interrupted = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
-            self._fetcher.interrupt()
+            try:  # the finals saved but not yet recorded are recorded now
+                self._fetcher.interrupt()
+            except LocalIOError as fault:  # and could not be: their rows say why
+                self._ledger.local_fault(fault)
+                self._ledger.halted(fault)
         except LocalIOError as fault:  # the journal cannot be written: stop, rows say why
             self._ledger.local_fault(fault)
             self._submit_while_room()  # stopped: defers every batch not yet sent
@@ -209,8 +213,7 @@ class Pipeline:
         for deadline in (self._poller.next_deadline(), self._fetcher.record_due()):
             if deadline is not None:
                 timeout = deadline if timeout is None else min(timeout, deadline)
-        if timeout is None:
-            # Nothing to poll: send at once, or wait for a download (which wakes us).
+        if timeout is None:  # nothing to poll: send at once, or wait for a download to wake us
             timeout = 0.0 if self._pending and self._room() else 1.0
         if self._inbox is not None or self._fetcher.busy:
             # Woken early by a finished download or an arriving webhook. Downloads end
