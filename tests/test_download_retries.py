@@ -624,3 +624,50 @@ def test_saved_finals_are_journalled_at_once_when_record_at_wait(
                 break
             fetcher.harvest(5)
     assert groups == [2, 1]
+
+
+def test_a_signal_held_while_downloads_are_taken_leaves_no_expired_row_without_a_reason(
+    tmp_path: Path,
+) -> None:
+    """A Ctrl-C held while the ended downloads are taken lands as that block ends, before
+    an expired link is refreshed: its row is left for a rerun, and says so."""
+    from contextlib import contextmanager
+
+    from helpers import make_items
+
+    from runflow_cli.batch.downloads import Fetcher
+    from runflow_cli.batch.journal import Journal
+    from runflow_cli.batch.outcome import Outcome
+    from runflow_cli.files.download import ExpiredURLError
+    from runflow_cli.files.folder import OutputFolder, SavedFile
+
+    class ExpiredCDN:
+        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
+            raise ExpiredURLError("HTTP 410 (the link may have expired)")
+
+        def abort(self) -> None:
+            pass
+
+    held = threading.Event()  # set: a signal arrived meanwhile, raised as the block ends
+
+    @contextmanager
+    def critical() -> Iterator[None]:
+        yield
+        if held.is_set():
+            held.clear()
+            raise KeyboardInterrupt
+
+    outcome = Outcome(make_items(1)[0], batch_id="b1")
+    folder = OutputFolder(tmp_path)
+    with Journal.open(folder) as journal, Fetcher(
+        ExpiredCDN(), journal, None, folder, 1, keep_intermediates=False,  # type: ignore[arg-type]
+        on_event=lambda e: None, critical=critical, wake=threading.Event(),
+    ) as fetcher:  # fmt: skip
+        fetcher.fetch(outcome, ["https://cdn.test/r0/result_1.webp?expires=1"], 0)
+        held.set()
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(20):  # bounded: until the expired download is taken
+                fetcher.harvest(5)
+        assert not fetcher.busy
+    assert outcome.status.value == "pending"
+    assert outcome.error_kind == "interrupted"
