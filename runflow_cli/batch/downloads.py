@@ -230,7 +230,7 @@ class Fetcher:
             self._told.wait(timeout)
         done = {*_take_all(self._ended), *_take_all(self._waits_ended)}
         expired: list[tuple[_Task, ExpiredURLError]] = []
-        # A signal lands once these are recorded, never between taking one and that.
+        # A signal lands once what ended is marked or waits to be recorded, never between.
         try:
             self._take(done, expired)
         except KeyboardInterrupt:  # held until the block ended: the expired are not refreshed
