@@ -487,8 +487,11 @@ def test_a_finished_download_makes_room_before_it_is_recorded(tmp_path: Path) ->
 
 
 @contextmanager
-def _fetching(cdn: Any, tmp_path: Path, workers: int, outcomes: list[Any]) -> Iterator[Any]:
-    """A run's Fetcher over ``cdn`` (a stand-in Downloader), every outcome's final handed to it."""
+def _fetching(
+    cdn: Any, tmp_path: Path, workers: int, outcomes: list[Any], **fetcher: Any
+) -> Iterator[Any]:
+    """A run's Fetcher over ``cdn`` (a stand-in Downloader), every outcome's final handed to
+    it; ``fetcher``: its other keywords (``clock``, ``critical``)."""
     from contextlib import nullcontext
 
     from runflow_cli.batch.downloads import Fetcher
@@ -496,30 +499,38 @@ def _fetching(cdn: Any, tmp_path: Path, workers: int, outcomes: list[Any]) -> It
     from runflow_cli.files.folder import OutputFolder
 
     folder = OutputFolder(tmp_path)
+    keywords = {"critical": nullcontext, **fetcher}
     with Journal.open(folder) as journal, Fetcher(
         cdn, journal, None, folder, workers, keep_intermediates=False,  # type: ignore[arg-type]
-        on_event=lambda e: None, critical=nullcontext, wake=threading.Event(),
-    ) as fetcher:  # fmt: skip
+        on_event=lambda e: None, wake=threading.Event(), **keywords,
+    ) as made:  # fmt: skip
         for seq, outcome in enumerate(outcomes):
-            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
-        yield fetcher
+            made.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+        yield made
 
 
-def test_saved_finals_wait_to_be_journalled_together(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Finals saved are made durable and journalled together (one syncfs and one
-    transaction for many): once RECORD_AT wait, the oldest has waited RECORD_EVERY (an
-    injected clock), or no transfer is left in hand."""
-    from contextlib import nullcontext
+class _LastWaits:
+    """A stand-in CDN: every final saved at once but the third's (r2), which waits for
+    :attr:`last_may_end`."""
 
-    from helpers import make_items
+    def __init__(self) -> None:
+        self.last_may_end = threading.Event()
 
-    from runflow_cli.batch.downloads import Fetcher
+    def fetch(self, url: str, dest: Path, **kw: Any) -> Any:
+        from runflow_cli.files.folder import SavedFile
+
+        if url.endswith("/r2/result_1.webp"):
+            assert self.last_may_end.wait(10), "the test never let the last download end"
+        return SavedFile(dest, 1, "0" * 64)
+
+    def abort(self) -> None:
+        self.last_may_end.set()
+
+
+@pytest.fixture
+def journalled(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each group of saved finals the journal records."""
     from runflow_cli.batch.journal import Journal
-    from runflow_cli.batch.outcome import Outcome
-    from runflow_cli.batch.saved_finals import RECORD_EVERY
-    from runflow_cli.files.folder import OutputFolder, SavedFile
 
     groups: list[int] = []
     files_saved = Journal.files_saved
@@ -529,101 +540,69 @@ def test_saved_finals_wait_to_be_journalled_together(
         files_saved(self, records)
 
     monkeypatch.setattr(Journal, "files_saved", recording)
-    last_may_end = threading.Event()
+    return groups
 
-    class CDN:
-        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
-            if url.endswith("/r2/result_1.webp"):
-                assert last_may_end.wait(10), "the test never let the last download end"
-            return SavedFile(dest, 1, "0" * 64)
 
-        def abort(self) -> None:
-            last_may_end.set()
+def _three_finals(tmp_path: Path, clock: Callable[[], float]) -> Any:
+    from helpers import make_items
+
+    from runflow_cli.batch.outcome import Outcome
+
+    cdn, outcomes = _LastWaits(), [Outcome(item, batch_id="b1") for item in make_items(3)]
+    return cdn, outcomes, _fetching(cdn, tmp_path, 1, outcomes, clock=clock)
+
+
+def _until_done(fetcher: Any) -> None:
+    for _ in range(20):  # bounded: every pass takes what ended
+        if not fetcher.busy:
+            break
+        fetcher.harvest(5)
+
+
+def test_saved_finals_wait_to_be_journalled_together(tmp_path: Path, journalled: list[int]) -> None:
+    """Finals saved are made durable and journalled together (one syncfs and one
+    transaction for many): once RECORD_AT wait, the oldest has waited RECORD_EVERY (an
+    injected clock), or no download is left in hand."""
+    from runflow_cli.batch.saved_finals import RECORD_EVERY
 
     now = [100.0]
-    outcomes = [Outcome(item, batch_id="b1") for item in make_items(3)]
-    folder = OutputFolder(tmp_path)
-    with Journal.open(folder) as journal, Fetcher(
-        CDN(), journal, None, folder, 1, keep_intermediates=False,  # type: ignore[arg-type]
-        on_event=lambda e: None, critical=nullcontext, wake=threading.Event(),
-        clock=lambda: now[0],
-    ) as fetcher:  # fmt: skip
-        for seq, outcome in enumerate(outcomes):
-            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+    cdn, outcomes, fetching = _three_finals(tmp_path, lambda: now[0])
+    with fetching as fetcher:
         for _ in range(20):  # bounded: until the first two have ended and been heard of
             fetcher.harvest(5)
             if len(fetcher._saved) == 2:
                 break
-        assert groups == []  # saved, waiting for more: a transfer is still in hand
+        assert journalled == []  # saved, waiting for more: a download is still in hand
         assert [o.status.value for o in outcomes[:2]] != ["succeeded"] * 2
         assert fetcher.record_due() == RECORD_EVERY
         now[0] += RECORD_EVERY
         assert fetcher.record_due() == 0
         fetcher.harvest(0)
-        assert groups == [2]  # the oldest waited long enough: both together
-        last_may_end.set()
-        for _ in range(20):
-            if not fetcher.busy:
-                break
-            fetcher.harvest(5)
-    assert groups == [2, 1]  # the last once nothing was left in hand, without waiting
+        assert journalled == [2]  # the oldest waited long enough: both together
+        cdn.last_may_end.set()
+        _until_done(fetcher)
+    assert journalled == [2, 1]  # the last once nothing was left in hand, without waiting
     assert [o.status.value for o in outcomes] == ["succeeded"] * 3
 
 
 def test_saved_finals_are_journalled_at_once_when_record_at_wait(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journalled: list[int]
 ) -> None:
     """RECORD_AT finals waiting are recorded together at once, with time standing still
     and a download still in hand."""
-    from contextlib import nullcontext
-
-    from helpers import make_items
-
     from runflow_cli.batch import saved_finals
-    from runflow_cli.batch.downloads import Fetcher
-    from runflow_cli.batch.journal import Journal
-    from runflow_cli.batch.outcome import Outcome
-    from runflow_cli.files.folder import OutputFolder, SavedFile
 
     monkeypatch.setattr(saved_finals, "RECORD_AT", 2)
-    groups: list[int] = []
-    files_saved = Journal.files_saved
-    monkeypatch.setattr(
-        Journal,
-        "files_saved",
-        lambda self, records: groups.append(len(records)) or files_saved(self, records),
-    )
-    last_may_end = threading.Event()
-
-    class CDN:
-        def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
-            if url.endswith("/r2/result_1.webp"):
-                assert last_may_end.wait(10), "the test never let the last download end"
-            return SavedFile(dest, 1, "0" * 64)
-
-        def abort(self) -> None:
-            last_may_end.set()
-
-    outcomes = [Outcome(item, batch_id="b1") for item in make_items(3)]
-    folder = OutputFolder(tmp_path)
-    with Journal.open(folder) as journal, Fetcher(
-        CDN(), journal, None, folder, 1, keep_intermediates=False,  # type: ignore[arg-type]
-        on_event=lambda e: None, critical=nullcontext, wake=threading.Event(),
-        clock=lambda: 100.0,
-    ) as fetcher:  # fmt: skip
-        for seq, outcome in enumerate(outcomes):
-            fetcher.fetch(outcome, [f"https://cdn.test/r{seq}/result_1.webp"], seq)
+    cdn, _, fetching = _three_finals(tmp_path, lambda: 100.0)
+    with fetching as fetcher:
         for _ in range(20):  # bounded: until the first two are recorded
             fetcher.harvest(5)
-            if groups:
+            if journalled:
                 break
-        assert groups == [2]  # the clock never moved: recorded for their number
-        last_may_end.set()
-        for _ in range(20):
-            if not fetcher.busy:
-                break
-            fetcher.harvest(5)
-    assert groups == [2, 1]
+        assert journalled == [2]  # the clock never moved: recorded for their number
+        cdn.last_may_end.set()
+        _until_done(fetcher)
+    assert journalled == [2, 1]
 
 
 def test_a_signal_held_while_downloads_are_taken_leaves_no_expired_row_without_a_reason(
@@ -635,11 +614,9 @@ def test_a_signal_held_while_downloads_are_taken_leaves_no_expired_row_without_a
 
     from helpers import make_items
 
-    from runflow_cli.batch.downloads import Fetcher
-    from runflow_cli.batch.journal import Journal
     from runflow_cli.batch.outcome import Outcome
     from runflow_cli.files.download import ExpiredURLError
-    from runflow_cli.files.folder import OutputFolder, SavedFile
+    from runflow_cli.files.folder import SavedFile
 
     class ExpiredCDN:
         def fetch(self, url: str, dest: Path, **kw: Any) -> SavedFile:
@@ -658,12 +635,7 @@ def test_a_signal_held_while_downloads_are_taken_leaves_no_expired_row_without_a
             raise KeyboardInterrupt
 
     outcome = Outcome(make_items(1)[0], batch_id="b1")
-    folder = OutputFolder(tmp_path)
-    with Journal.open(folder) as journal, Fetcher(
-        ExpiredCDN(), journal, None, folder, 1, keep_intermediates=False,  # type: ignore[arg-type]
-        on_event=lambda e: None, critical=critical, wake=threading.Event(),
-    ) as fetcher:  # fmt: skip
-        fetcher.fetch(outcome, ["https://cdn.test/r0/result_1.webp?expires=1"], 0)
+    with _fetching(ExpiredCDN(), tmp_path, 1, [outcome], critical=critical) as fetcher:
         held.set()
         with pytest.raises(KeyboardInterrupt):
             for _ in range(20):  # bounded: until the expired download is taken
