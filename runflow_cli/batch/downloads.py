@@ -92,7 +92,6 @@ class Fetcher:
         self._emit = on_event
         self._critical = critical
         self._wake = wake
-        self._clock = clock
         self._on_local_fault = on_local_fault
         self._opening = GroupSyncOpening(folder.real_root) if folder.local_files else None
         # A stage's retry waits in its worker (only a final's is handed back): with stages,
