@@ -3,6 +3,9 @@ only for the same bytes read the same way by the same code; anything wrong is a 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import marshal
 import os
 from pathlib import Path
 from typing import Any
@@ -119,16 +122,31 @@ def test_a_damaged_file_is_a_miss_and_the_manifest_is_checked(
     path, cache = written
     checked = _load(path, cache)
     (kept,) = cache.folder.iterdir()
-    lines = kept.read_text(encoding="utf-8").splitlines(keepends=True)
+    head_line, body = kept.read_bytes().split(b"\n", 1)
+    head = json.loads(head_line)
+
+    def sealed(columns: object) -> bytes:  # a body of another shape, its checksum right
+        other = marshal.dumps(columns)
+        return (
+            json.dumps({**head, "body": hashlib.sha256(other).hexdigest()}).encode() + b"\n" + other
+        )
+
+    columns = marshal.loads(body)
+    flipped = bytearray(body)
+    flipped[len(body) // 2] ^= 0xFF
     for damaged in (
-        lines[:-1],
-        [lines[0], "[1, 2]\n", *lines[2:]],
-        ["{}\n", *lines[1:]],
-        ["[]\n", *lines[1:]],
-        ["null\n", *lines[1:]],
-        ["[" * 100_000 + "\n", *lines[1:]],
+        head_line + b"\n" + body[:-1],
+        head_line + b"\n" + bytes(flipped),
+        b"{}\n" + body,
+        b"[]\n" + body,
+        b"null\n" + body,
+        b"[" * 100_000 + b"\n" + body,
+        sealed([1, 2]),
+        sealed(columns[:-1]),
+        sealed(tuple(c[:-1] for c in columns)),
+        sealed((*columns[:-1], 7)),
     ):
-        kept.write_text("".join(damaged), encoding="utf-8")
+        kept.write_bytes(damaged)
         assert cache.get(checked.digest or "", checked.source) is None
     _same(_load(path, cache), checked)  # checked again, and kept again
     _no_checks(monkeypatch)
