@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _json_str  # what json.dumps uses
 from typing import Any
@@ -37,16 +38,37 @@ def fingerprint(item: Item, model: str) -> str:
     """The request a row pays for; a change means it must be processed again.
 
     The same digest as :func:`request_fingerprint`, with the JSON put together from parts:
-    a rerun computes it for every row, and a catalog has few distinct configs.
+    a rerun computes it for every row (:func:`fingerprints`), and a catalog has few
+    distinct configs.
     """
-    config = _config_json(item.elements, item.aspect_ratio, item.product_isolation_prompt)
-    asked = f'{{"config": {config}, "image_url": {_json_str(item.image_url)}, "model": '
-    return hashlib.sha256(f"{asked}{_json_str(model)}}}".encode()).hexdigest()
+    return fingerprints([item], model)[0]
+
+
+def fingerprints(items: Iterable[Item], model: str) -> list[str]:
+    """:func:`fingerprint` of each item: the digest of each config's first part is taken
+    once and copied (hashlib's ``copy``), the item's URL and the model added to it."""
+    tail = f', "model": {_json_str(model)}}}'.encode()
+    found = []
+    for item in items:
+        digest = _config_digest(item.elements, item.aspect_ratio, item.product_isolation_prompt)
+        digest = digest.copy()
+        digest.update(_json_str(item.image_url).encode())  # ASCII: non-ASCII escaped
+        digest.update(tail)
+        found.append(digest.hexdigest())
+    return found
 
 
 def request_fingerprint(model: str, image_url: str, config: Any) -> str:
     asked = {"model": model, "image_url": image_url, "config": config}
     return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+
+
+@lru_cache(maxsize=1024)
+def _config_digest(elements: tuple[str, ...], aspect_ratio: str | None, prompt: str | None) -> Any:
+    """The SHA-256 of a request's JSON up to its URL (for :func:`fingerprints`, which copy
+    it: never updated itself)."""
+    config = _config_json(elements, aspect_ratio, prompt)
+    return hashlib.sha256(f'{{"config": {config}, "image_url": '.encode())
 
 
 @lru_cache(maxsize=1024)

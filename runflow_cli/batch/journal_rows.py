@@ -41,13 +41,14 @@ def by_key(
 
 class RowState(NamedTuple):
     """What a plan reads first of a row: enough to take it as done (a third of a record's
-    columns, and those short)."""
+    columns, and those short). A row of the query is one, as SQLite gives it."""
 
+    row_key: str
     fingerprint: str
     batch_key: str | None
     mtime_ns: int | None
-    final: bool
-    """Succeeded, made by the service asked about, and a final recorded."""
+    final: int
+    """1: succeeded, made by the service asked about, and a final recorded; else 0."""
 
 
 class JournalRows(Mapping[str, RowRecord]):
@@ -75,14 +76,13 @@ class JournalRows(Mapping[str, RowRecord]):
     def states(self, keys: Sequence[str], service: str) -> dict[str, RowState]:
         """Row key -> its :class:`RowState` (``service``: the one asked about), for the
         ``keys`` that have a row: a query per :data:`CHUNK`."""
-        found: dict[str, RowState] = {}
         new = tuple.__new__
         columns = (
             "row_key, fingerprint, batch_key, mtime_ns, "
             "status = ? AND service = ? AND coalesce(output_path, '') != ''"
         )
-        for key, *state in by_key(self._tuples, columns, keys, (Status.SUCCEEDED.value, service)):
-            found[key] = new(RowState, (state[0], state[1], state[2], bool(state[3])))
+        params = (Status.SUCCEEDED.value, service)
+        found = {row[0]: new(RowState, row) for row in by_key(self._tuples, columns, keys, params)}
         if self._extra:
             extra = {key: self._extra[key] for key in keys if key in self._extra}
             found.update(states_for(extra, list(extra), service))
@@ -168,7 +168,7 @@ def states_for(
         r = records.get(key)
         if r is not None:
             final = r.status == succeeded and r.service == service and bool(r.output_path)
-            found[key] = RowState(r.fingerprint, r.batch_key, r.mtime_ns, final)
+            found[key] = RowState(key, r.fingerprint, r.batch_key, r.mtime_ns, int(final))
     return found
 
 

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
-from runflow_cli.batch.identity import fingerprint
+from runflow_cli.batch.identity import fingerprint, fingerprints
 from runflow_cli.batch.journal import BatchRecord, RowRecord
 from runflow_cli.batch.journal_rows import CHUNK, records_for, states_for
 from runflow_cli.batch.plan import Copy, Done, Known, Plan
@@ -137,12 +137,11 @@ class _Planner:
         states = states_for(self.records if whole is None else whole, row_keys, self.service)
         first_by_file, batch_keys = self.first_by_file, self.batch_keys
         rest: list[tuple[Item, str, str]] = []
-        for item, key in zip(chunk, row_keys, strict=True):
+        for item, key, fp in zip(chunk, row_keys, fingerprints(chunk, model), strict=True):
             first = first_by_file.setdefault(key, item)
             if first is not item:  # an identical row: the same file, the same request
                 plan.follow.setdefault(first.index, []).append(item)
                 continue
-            fp = fingerprint(item, model)
             state = states.get(key)
             asked = only is None or key in only
             if asked and (force or state is None or state.fingerprint != fp):

@@ -11,7 +11,7 @@ import difflib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runflow_cli.errors import RunflowError
 from runflow_cli.names import contains_control
@@ -42,7 +42,25 @@ _ELEMENT_SPLIT = re.compile(r"[;|,]")
 _KEY_SEPARATORS = re.compile(r"[\s\-]+")
 
 
-@dataclass(frozen=True, slots=True)
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+
+    @dataclass_transform(frozen_default=True)
+    def _frozen_when_checked(cls: type[_T]) -> type[_T]: ...
+
+else:
+
+    def _frozen_when_checked(cls):
+        """A slotted dataclass, hashed by its fields, that type checkers take as frozen
+        (an assignment to a field is an error there). At run time it is not frozen: a
+        frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
+        3.4 us an item against 0.5, which was 0.3 s of a 100,000-row rerun."""
+        return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@_frozen_when_checked
 class Item:
     """One photo to process, as validated from the manifest."""
 
