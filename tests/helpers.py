@@ -11,6 +11,8 @@ from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
+from runflow_cli.batch.journal import RowRecord, fingerprint, row_key
+from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
 
 FAST_POLL = ("--poll-interval", "0.05", "--max-poll-interval", "0.2")
@@ -74,6 +76,26 @@ def make_items(n: int) -> list[Item]:
         )
         for i in range(n)
     ]
+
+
+def done_record(
+    folder: OutputFolder, it: Item, service: str, batch_key: str | None, model: str
+) -> RowRecord:
+    """A succeeded row whose final is on disk (written now), as a run records it."""
+    path = f"{it.sku}/{it.name}.webp"
+    final = folder.path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    body = f"final {it.index}".encode()
+    final.write_bytes(body)
+    fields: dict[str, Any] = dict.fromkeys(RowRecord._fields)
+    fields.update(
+        row_key=row_key(it), fingerprint=fingerprint(it, model), sku=it.sku, name=it.name,
+        line=it.line, image_url=it.image_url, batch_key=batch_key, seq=it.index,
+        run_id=f"r{it.index}", status="succeeded", output_urls_json="[]", output_path=path,
+        size=len(body), sha256=hashlib.sha256(body).hexdigest(), service=service,
+        mtime_ns=final.stat().st_mtime_ns,
+    )  # fmt: skip
+    return RowRecord(**fields)
 
 
 @contextmanager

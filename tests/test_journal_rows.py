@@ -8,7 +8,6 @@ journal was read, and the rows it finds changed are sorted as if it had answered
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import sys
 import threading
@@ -16,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import done_record
 
 from runflow_cli.api.endpoint import Endpoint
 from runflow_cli.batch import finals_check
 from runflow_cli.batch.job import run_batch
-from runflow_cli.batch.journal import Journal, RowRecord, fingerprint, row_key
+from runflow_cli.batch.journal import Journal, RowRecord
 from runflow_cli.batch.journal_rows import CHUNK
 from runflow_cli.batch.planner import make_plan
 from runflow_cli.batch.records import BatchRecord
@@ -40,22 +40,7 @@ def _item(i: int) -> Item:
 
 
 def _done(folder: OutputFolder, it: Item, service: str, batch_key: str | None) -> RowRecord:
-    """A succeeded row whose final is on disk, as a run records it."""
-    path = f"{it.sku}/{it.name}.webp"
-    final = folder.path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    body = f"final {it.index}".encode()
-    final.write_bytes(body)
-    fields: dict[str, Any] = dict.fromkeys(RowRecord._fields)
-    fields.update(
-        row_key=row_key(it), fingerprint=fingerprint(it, MODEL), sku=it.sku, name=it.name,
-        line=it.line, image_url=it.image_url, batch_key=batch_key, seq=it.index,
-        run_id=f"r{it.index}", status="succeeded", output_urls_json="[]", output_path=path,
-        size=len(body),
-        sha256=hashlib.sha256(body).hexdigest(), service=service,
-        mtime_ns=final.stat().st_mtime_ns,
-    )  # fmt: skip
-    return RowRecord(**fields)
+    return done_record(folder, it, service, batch_key, MODEL)
 
 
 def _journal(folder: OutputFolder, items: list[Item], service: str = API) -> list[RowRecord]:

@@ -160,11 +160,13 @@ def test_os_stat_is_what_a_check_costs(tmp_path: Path) -> None:
     assert elsewhere.final_found(str(final), 3, SHA_OF_ABC, mtime) == mtime
 
 
+@pytest.mark.parametrize("parts", [1, 2, 3])
 def test_the_check_in_a_second_process_names_the_finals_not_as_recorded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: int
 ) -> None:
     """What the forked check answers: the row keys whose final is missing, of another size
-    or of another time; the others are taken as recorded."""
+    or of another time; the others are taken as recorded. However many children share the
+    rows, each row is one child's."""
     from runflow_cli.batch import finals_check
     from runflow_cli.batch.records import RowRecord
 
@@ -189,6 +191,7 @@ def test_the_check_in_a_second_process_names_the_finals_not_as_recorded(
     folder.path("S/grown.webp").write_bytes(b"abcd")
     folder.path("S/gone.webp").unlink()
 
+    monkeypatch.setattr(finals_check, "PARTS", parts)
     check = finals_check.FinalsCheck.start(folder, folder.state_path("state.db"), 10**9)
     assert check is not None
     assert check.changed() == {"s/touched", "s/grown", "s/gone", "s/never-timed"}

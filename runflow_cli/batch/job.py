@@ -39,6 +39,7 @@ from runflow_cli.batch.merge_reports import merge_after_shard
 from runflow_cli.batch.options import BatchOptions
 from runflow_cli.batch.outcome import RunResult, SettingLabel, library_label
 from runflow_cli.batch.plan import Plan
+from runflow_cli.batch.plan_stamp import PlanStamp
 from runflow_cli.batch.planner import make_plan
 from runflow_cli.batch.records import BatchRecord, RowRecord
 from runflow_cli.batch.recovery import keep_names, open_journal, reported_finals
@@ -144,11 +145,15 @@ def run_batch(
                     manifest = keep_names(manifest, journal, options.model)
                     rows: Mapping[str, RowRecord] = journal.rows()
                     batches = journal.batches()
+                    alone = steps.alone  # no other shard layout's rows laid over these
                     manifest, rows, unseen = steps.other_layouts(manifest, rows, set())
+                    stamp = None  # the last run's plan, if nothing it was made of changed
+                    if check is not None and alone:
+                        stamp = PlanStamp.of(manifest, folder, options, endpoint, journal.state())
                     plan = _plan(
                         manifest, rows, batches, folder, options, endpoint.identity,
                         endpoint.service, sources=SourceChecker.of(journal, options, on_event),
-                        later=_answer(check, unseen),
+                        later=_answer(check, unseen), stamped=(stamp, check),
                     )  # fmt: skip
                 finally:  # the child is waited for, whatever happens here
                     if check is not None:
@@ -212,25 +217,33 @@ def _plan(
     *,
     later: Callable[[], set[str] | None] | None = None,
     keep_records: bool = False,
+    stamped: tuple[PlanStamp | None, FinalsCheck | None] = (None, None),
 ) -> Plan:
+    """The plan: the last run's (``stamped``: its stamp, and the finals check that must
+    find nothing changed), else made, and kept for the next run if it can be."""
     only = options.only
-    plan = make_plan(
-        manifest.items,
-        records,
-        batches,
-        folder=folder,
-        model=options.model,
-        endpoint=endpoint,
-        service=service,
-        force=options.force,
-        retry_failed=options.retry_failed,
-        resubmit_unknown=options.resubmit_unknown,
-        verify=options.verify,
-        changed=changed,
-        later=later,
-        only=only.keys(manifest.items) if only is not None else None,
-        keep_records=keep_records,
-    )
+    stamp, check = stamped
+    plan = stamp.plan(folder, manifest, check) if stamp and check else None
+    if plan is None:
+        plan = make_plan(
+            manifest.items,
+            records,
+            batches,
+            folder=folder,
+            model=options.model,
+            endpoint=endpoint,
+            service=service,
+            force=options.force,
+            retry_failed=options.retry_failed,
+            resubmit_unknown=options.resubmit_unknown,
+            verify=options.verify,
+            changed=changed,
+            later=later,
+            only=only.keys(manifest.items) if only is not None else None,
+            keep_records=keep_records,
+        )
+        if stamp is not None:
+            stamp.record(folder, plan, len(manifest.items))
     plan.only_from = only.source if only is not None else None
     if sources is not None:  # done rows whose photo was replaced at its URL: made again
         sources.check(plan, manifest)

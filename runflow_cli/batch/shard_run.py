@@ -50,12 +50,17 @@ class ShardSteps:
         self.taken: dict[str, RowRecord] = {}
         self.deferred: list[Deferred] = []
 
+    @property
+    def alone(self) -> bool:
+        """No other layout to read: an unsharded run in an OUT that never had shards."""
+        return self.shard is None and not shards_in(self.root)
+
     def other_layouts(
         self, manifest: Manifest, rows: Mapping[str, RowRecord], changed: set[str] | None
     ) -> tuple[Manifest, Mapping[str, RowRecord], set[str] | None]:
         """The rows other layouts did (done) or have in flight (deferred): the shards' for
         a run without ``--shard`` too, once OUT has any."""
-        if self.shard is None and not shards_in(self.root):
+        if self.alone:
             return manifest, rows, changed
         keys = {row_key(item) for item in manifest.items}
         elsewhere = Elsewhere.read(self.root, self.shard, keys)
