@@ -119,6 +119,8 @@ class Measured:
     returncode: int
     timed_out: bool = False
     """Killed at ``timeout``: ``seconds`` is then a lower bound."""
+    error: str = ""
+    """The last line the command wrote to stderr, when it failed."""
 
 
 def measure(
@@ -181,7 +183,9 @@ def measure(
     if rss_file is not None:
         peak = peak_mb(rss_file)
         rss_file.unlink()
-    return Measured(elapsed, peak, cpu, proc.returncode, timed_out.is_set())
+    said = err.decode(errors="replace").strip().splitlines() if proc.returncode else []
+    last = said[-1] if said else ""
+    return Measured(elapsed, peak, cpu, proc.returncode, timed_out.is_set(), last)
 
 
 def repeat(fn: Callable[[], float], times: int) -> Stats:

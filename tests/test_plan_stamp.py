@@ -30,6 +30,8 @@ from runflow_cli.manifest import load_manifest
 MODEL = "runflow/dyver-removal"
 ENDPOINT = Endpoint("rf_test_key", "http://127.0.0.1:9")
 ROWS = 6
+DONE = [("succeeded", f"batch-k{i // 4}") for i in range(ROWS)]
+"""Each row's outcome: rows 0-3 came from batch k0, 4-5 from k1."""
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the finals check forks on Linux"
@@ -53,15 +55,17 @@ def done_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Out
     with Journal.open(folder) as journal:
         for key in ("k0", "k1"):
             journal.begin_batch(key, ENDPOINT.identity, "{}", [], ENDPOINT.service)
+            journal.batch_created(key, f"batch-{key}", {})
         journal.put(
             [done_record(folder, it, ENDPOINT.service, f"k{it.index // 4}", MODEL) for it in items]
         )
     return manifest, folder
 
 
-def _rerun(manifest: Path, folder: OutputFolder, **options: Any) -> tuple[list[str], int]:
-    result = job.run_batch(load_manifest(manifest), folder, ENDPOINT, BatchOptions(**options))
-    return [o.status.value for o in result.outcomes], int(result.exit_code)
+def _rerun(manifest: Path, folder: OutputFolder) -> tuple[list[tuple[str, str | None]], int]:
+    """Each row's status and batch, and the exit code."""
+    result = job.run_batch(load_manifest(manifest), folder, ENDPOINT)
+    return [(o.status.value, o.batch_id) for o in result.outcomes], int(result.exit_code)
 
 
 def _plans_made(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -86,7 +90,7 @@ def test_a_rerun_where_nothing_changed_takes_the_last_plan(
     assert made == [1] and folder.state_path(STAMP).exists()
     again = _rerun(manifest, folder)
     assert made == [1]  # the stamp's plan
-    assert first == again == (["succeeded"] * ROWS, 0)
+    assert first == again == (DONE, 0)
 
 
 def _touch_a_final(manifest: Path, folder: OutputFolder) -> None:
@@ -121,7 +125,7 @@ def test_a_plan_is_made_again_when_what_it_was_made_from_changed(
     _rerun(manifest, folder)
     made = _plans_made(monkeypatch)
     change(manifest, folder)
-    assert _rerun(manifest, folder) == (["succeeded"] * ROWS, 0)  # nothing sent: all done
+    assert _rerun(manifest, folder) == (DONE, 0)  # nothing sent: all done
     assert made == [1]
 
 
