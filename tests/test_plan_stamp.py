@@ -113,8 +113,21 @@ def _damage_the_stamp(manifest: Path, folder: OutputFolder) -> None:
     stamp.write_text(stamp.read_text().replace(", 4]", ", 3]"))  # a count that adds up wrong
 
 
+def _unsettle_the_stamp(manifest: Path, folder: OutputFolder) -> None:
+    """Counts that add up, one of them negative: rows 0-7 of six, then -2."""
+    stamp = folder.state_path(STAMP)
+    stamp.write_text(stamp.read_text().replace(", 4]", ", 8]").replace(", 2]", ", -2]"))
+
+
 @pytest.mark.parametrize(
-    "change", [_touch_a_final, _write_the_journal, _edit_the_manifest, _damage_the_stamp]
+    "change",
+    [
+        _touch_a_final,
+        _write_the_journal,
+        _edit_the_manifest,
+        _damage_the_stamp,
+        _unsettle_the_stamp,
+    ],
 )
 def test_a_plan_is_made_again_when_what_it_was_made_from_changed(
     done_out: tuple[Path, OutputFolder],

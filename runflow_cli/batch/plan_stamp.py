@@ -76,7 +76,9 @@ class PlanStamp:
         except (OSError, ValueError, TypeError, KeyError):
             return None
         items = manifest.items
-        if sum(count for _, count in runs) != len(items) or check.changed() != set():
+        if any(count <= 0 for _, count in runs) or sum(count for _, count in runs) != len(items):
+            return None
+        if check.changed() != set():
             return None
         new, at = tuple.__new__, 0
         done: list[Done] = []
