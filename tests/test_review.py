@@ -27,10 +27,19 @@ from helpers import run_batch
 from bench.browser import CHROMIUM
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.files.save import stages_dir
+from runflow_cli.outputs import review
 from runflow_cli.outputs.pixel_size import pixel_size
-from runflow_cli.outputs.report import HeldRows, NoReportError, Report, ReportRow, read_report
-from runflow_cli.outputs.review import REVIEW_HTML, write_review
-from runflow_cli.outputs.review_cards import stages_of
+from runflow_cli.outputs.report import (
+    HELD_ROWS,
+    HeldRows,
+    NoReportError,
+    Report,
+    ReportRow,
+    read_report,
+)
+from runflow_cli.outputs.review import REVIEW_HTML, early_cards, write_review
+from runflow_cli.outputs.review_cards import EarlyCards, stages_of
+from runflow_cli.outputs.sources import SOURCES
 from runflow_cli.outputs.thumbnails import (
     THUMB_SIZE,
     THUMBS,
@@ -214,6 +223,83 @@ def test_a_report_in_hand_gives_the_page_its_file_gives(out: Path) -> None:
     assert isinstance(in_hand.rows, list)
     assert _undated(write_review(folder, report=in_hand).read_text("utf-8")) == _undated(from_file)
     assert "SKU-4" in from_file and "tag_remover" in from_file  # the fixture's problems, stages
+
+
+def _made_early(folder: OutputFolder, rows: list[ReportRow]) -> EarlyCards:
+    """Cards for the succeeded rows, made as a run makes them when it saves each final."""
+    cards = early_cards(folder, len(rows), previews=False)
+    assert cards is not None
+    for row in rows:
+        if row.status == "succeeded" and row.output_path:
+            final = folder.path(row.output_path)
+            cards.saved(row.sku, row.name, row.line, row.image_url, row.elements, final)
+    return cards
+
+
+def _counting_cards(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SKUs of the cards the page makes itself (not early)."""
+    made: list[str] = []
+    original = review.card_html
+
+    def counting(card: Any, *args: Any) -> str:
+        made.append(card.sku)
+        return original(card, *args)
+
+    monkeypatch.setattr(review, "card_html", counting)
+    return made
+
+
+def test_cards_made_as_finals_were_saved_give_the_same_page(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = OutputFolder(out)
+    in_hand = read_report(folder)
+    assert isinstance(in_hand.rows, list)
+    expected = _undated(write_review(folder, report=in_hand).read_text("utf-8"))
+    cards = _made_early(folder, in_hand.rows)
+    made = _counting_cards(monkeypatch)
+
+    page = write_review(folder, report=in_hand, early=cards).read_text("utf-8")
+
+    assert _undated(page) == expected  # stages, sizes, escapes: all as the page makes them
+    assert sorted(made) == sorted([EVIL_SKU, "SKU-4", "SKU-5"])  # the succeeded came early
+
+
+def test_an_early_card_the_row_no_longer_matches_is_made_again(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A final saved whose record then failed (a full disk), or a row whose final is
+    another file now: the page makes the card from the row."""
+    folder = OutputFolder(out)
+    rows = list(read_report(folder).rows)
+    cards = _made_early(folder, rows)
+    rows[0].status, rows[0].error_kind = "download_failed", "local_io"
+    rows[2].output_path = "SKU 3/other.webp"
+    made = _counting_cards(monkeypatch)
+
+    page = write_review(folder, report=Report("m.csv", {}, rows), early=cards).read_text("utf-8")
+
+    assert {"SKU-1", "SKU 3"} <= set(made)
+    first = _cards(page)[0]
+    assert first["data-sku"] == "SKU-1"  # a problem now: listed first, as one
+    assert first["data-status"] == "download_failed" and first["data-problem"] == "1"
+    assert 'src="SKU%203/back.webp"' not in page  # the early card's final is not shown
+
+
+@pytest.mark.parametrize("why", ["too many rows", "previews asked", "previews left", "a bucket"])
+def test_no_early_cards_where_the_page_would_not_use_them(tmp_path: Path, why: str) -> None:
+    folder = OutputFolder(tmp_path)
+    rows, previews = 10, False
+    if why == "too many rows":
+        rows = HELD_ROWS + 1
+    elif why == "previews asked":
+        previews = True
+    elif why == "previews left":
+        folder.state_path(SOURCES).mkdir(parents=True)
+    else:
+        folder.local_files = False  # as a bucket's folder says
+    assert early_cards(OutputFolder(tmp_path / "plain"), 10, previews=False) is not None
+    assert early_cards(folder, rows, previews=previews) is None
 
 
 def test_rows_are_held_while_few_and_only_once_all_went_by() -> None:
@@ -407,15 +493,18 @@ SANDBOX = {"seed": 1, "image_size": 128}
 
 
 def test_batch_writes_the_review_and_prints_its_path_last(
-    sb: Any, tmp_path: Path, cli: Any
+    sb: Any, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out"
+    made = _counting_cards(monkeypatch)
     result = run_batch(cli, sb, SAMPLES / "catalog.csv", out)
 
     assert result.code == 0, result.err
     assert result.out.rstrip().splitlines()[-1] == f"Review sheet: {out / REVIEW_HTML}"
     report = json.loads((out / "runflow-report.json").read_text(encoding="utf-8"))
     assert all(row["elements"] for row in report["items"])
+    assert all(row["status"] == "succeeded" for row in report["items"])
+    assert made == []  # every card was made as its final was saved
     assert not (out / ".runflow" / THUMBS).exists()  # the page costs no decoding
     page = (out / REVIEW_HTML).read_text(encoding="utf-8")
     assert len(_cards(page)) == len(report["items"])

@@ -22,9 +22,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runflow_cli.api.answers import pick_final
 from runflow_cli.api.client import RunflowClient
@@ -45,6 +45,9 @@ from runflow_cli.files.durable import GroupSync, GroupSyncOpening
 from runflow_cli.files.folder import OutputFolder, OutsideOutputError, SavedFile
 from runflow_cli.files.save import SavedFinal, failure_message, save_final
 from runflow_cli.row_status import Status
+
+if TYPE_CHECKING:
+    from runflow_cli.outputs.review_cards import EarlyCards
 
 BACKLOG = 4
 """Downloads handed to the pool per worker: one running, three waiting their turn (at
@@ -79,9 +82,11 @@ class Fetcher:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         on_local_fault: Callable[[LocalIOError], None] = lambda fault: None,
+        cards: EarlyCards | None = None,
     ) -> None:
         """``on_local_fault`` hears a final the disk refused (full, read-only): the run
         stops creating batches (see :meth:`~runflow_cli.batch.ledger.Ledger.local_fault`).
+        ``cards`` makes each saved final's review card on its download's thread.
         ``wall`` is the time links' expiry is told in (Unix seconds). The finals saved
         into a local OUT are made durable together, before they are journalled
         (:mod:`runflow_cli.files.durable`)."""
@@ -93,6 +98,7 @@ class Fetcher:
         self._critical = critical
         self._wake = wake
         self._on_local_fault = on_local_fault
+        self._cards = cards
         self._opening = GroupSyncOpening(folder.real_root) if folder.local_files else None
         # A stage's retry waits in its worker (only a final's is handed back): with stages,
         # as many workers as files in hand, so waiting stages do not stop the transfers.
@@ -208,7 +214,7 @@ class Fetcher:
 
     def _download(self, task: _Task) -> SavedFinal:
         item = task.outcome.item
-        return save_final(
+        saved = save_final(
             self._downloader,
             self._folder,
             item.sku,
@@ -219,6 +225,12 @@ class Fetcher:
             resume=task.deferred,
             group=self._group,
         )
+        if self._cards is not None:
+            with suppress(Exception):  # never fails a download: the page makes the card then
+                self._cards.saved(
+                    item.sku, item.name, item.line, item.image_url, item.elements, saved.final.path
+                )
+        return saved
 
     def harvest(self, timeout: float) -> None:
         """Take the downloads that ended, waiting up to ``timeout`` for the first: failures

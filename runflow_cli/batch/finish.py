@@ -37,6 +37,8 @@ from runflow_cli.outputs.report import (
     write_reports,
 )
 from runflow_cli.outputs.review import REVIEW_HTML, write_review
+from runflow_cli.outputs.review import early_cards as cards_for
+from runflow_cli.outputs.review_cards import EarlyCards
 from runflow_cli.outputs.sources import (
     MAX_SOURCE_FILE,
     SOURCE_DEADLINE,
@@ -77,6 +79,13 @@ class BatchResult(RunResult):
         return summary
 
 
+def early_cards(folder: OutputFolder, options: BatchOptions, rows: int) -> EarlyCards | None:
+    """The review cards a run makes as it saves its finals, when its page will use them."""
+    if not options.review or options.shard is not None:  # a shard's page is the merged one
+        return None
+    return cards_for(folder, rows, previews=options.review_sources)
+
+
 def write_run_reports(
     result: BatchResult,
     manifest: Manifest,
@@ -86,13 +95,15 @@ def write_run_reports(
     journal_state: str | None = None,
     at: OutputFolder | None = None,
     details: FinalDetails | None = None,
+    cards: EarlyCards | None = None,
 ) -> None:
     """Write the reports and the review sheet (``at``: a shard's reports, in its own
     folder; no review sheet there, the merged one is at OUT's root). ``journal_state``: the
     journal's (:meth:`~runflow_cli.batch.journal.Journal.state`) when the run had nothing to send;
     if the reports were written from that same state, manifest and settings, and are as
     written then, they are left as they are (see :mod:`runflow_cli.batch.stamp`).
-    ``details``: where the outcomes that keep their final's details in the journal find them."""
+    ``details``: where the outcomes that keep their final's details in the journal find them.
+    ``cards``: the review cards the run made as it saved its finals."""
     if at is not None:
         report = run_report(result, manifest, folder, options.model, service, details=details)
         try:
@@ -119,7 +130,7 @@ def write_run_reports(
         result.local_io(fault)
     if options.review and result.reports is not None:
         try:
-            result.review = _review(result, folder, options, held.report(report))
+            result.review = _review(result, folder, options, held.report(report), cards)
         except LocalIOError as exc:
             result.review_error = exc.message
         except Exception as exc:  # the review sheet never fails a run
@@ -129,13 +140,17 @@ def write_run_reports(
 
 
 def _review(
-    result: BatchResult, folder: OutputFolder, options: BatchOptions, report: Report | None
+    result: BatchResult,
+    folder: OutputFolder,
+    options: BatchOptions,
+    report: Report | None,
+    cards: EarlyCards | None = None,
 ) -> Path:
     """The review sheet (from ``report`` when its rows were kept, else from the report
     file); with ``review_sources``, the source previews fetched first (an interrupt stops
     them, and the page uses the ones made)."""
     if not options.review_sources:
-        return write_review(folder, report=report)
+        return write_review(folder, report=report, early=cards)
     settings = SourceSettings(
         max_file_size=min(options.max_file_size, MAX_SOURCE_FILE),
         deadline=min(options.download_deadline, SOURCE_DEADLINE),

@@ -30,7 +30,7 @@ from runflow_cli.api.service import legacy_service
 from runflow_cli.batch.events import Event, Notice, Planned, ProcessingEnded, ProcessingStarted
 from runflow_cli.batch.final_details import FinalDetails, RunJournal
 from runflow_cli.batch.finals_check import FinalsCheck
-from runflow_cli.batch.finish import BatchResult, export_finals, write_run_reports
+from runflow_cli.batch.finish import BatchResult, early_cards, export_finals, write_run_reports
 from runflow_cli.batch.interrupts import Interrupts, Terminated
 from runflow_cli.batch.invalid import with_invalid
 from runflow_cli.batch.journal import Journal, JournalDamagedError
@@ -56,6 +56,7 @@ from runflow_cli.manifest import Manifest
 
 if TYPE_CHECKING:
     from runflow_cli.batch.pipeline import Inbox
+    from runflow_cli.outputs.review_cards import EarlyCards
 
 
 def output_folder(out: OutputFolder | Path | str) -> OutputFolder:
@@ -169,7 +170,7 @@ def run_batch(
             reuse = Reuse(
                 journal, folder, model=options.model, service=endpoint.service, batch_ids=batch_ids
             )
-            journal_state = None
+            journal_state, cards = None, None
             if plan.idle:  # every row settled from the journal: no client, no connection
                 journal_state = journal.state()  # what the outcomes are read from
                 with gc_paused():
@@ -177,8 +178,9 @@ def run_batch(
                     reuse.share_with_followers(plan, run)
                     kept.freeze()
             else:
+                cards = early_cards(folder, options, len(manifest.items))
                 run = _run(manifest, plan, journal, folder, endpoint, options, reuse, on_event,
-                           interrupts, label)  # fmt: skip
+                           interrupts, label, cards)  # fmt: skip
             record_sources(journal, plan, run)  # the validators of the finals made or seen
             pruned = None if run.interrupted else steps.prune(plan, folder, journal, run)
             run.outcomes = deferred_outcomes(
@@ -193,8 +195,9 @@ def run_batch(
             # previews are downloads, whose failures leave cycles behind).
             with nullcontext() if options.review_sources else gc_paused():
                 write_run_reports(
-                    result, manifest, folder, options, endpoint.service, journal_state, at, details
-                )
+                    result, manifest, folder, options, endpoint.service, journal_state, at, details,
+                    cards,
+                )  # fmt: skip
         finals = RunJournal(folder, journal.path)  # for a caller reading an outcome's final
         for outcome in result.outcomes:
             outcome.kept_in(finals)
@@ -300,8 +303,10 @@ def _run(
     on_event: Callable[[Event], None],
     interrupts: Interrupts | None,
     label: SettingLabel,
+    cards: EarlyCards | None = None,
 ) -> RunResult:
-    """Send, poll and download what the plan leaves (with a webhook receiver if asked)."""
+    """Send, poll and download what the plan leaves (with a webhook receiver if asked);
+    ``cards`` makes the review cards of the finals saved."""
     with ExitStack() as stack:
         inbox, callback_url = None, options.callback_url
         if options.listen is not None:
@@ -330,6 +335,7 @@ def _run(
                 interrupts,
                 label,
                 first=lambda result: reuse.copy_finals(plan, result),
+                cards=cards,
             )
             reuse.share_with_followers(plan, run)
         finally:
@@ -350,6 +356,7 @@ def _process(
     interrupts: Interrupts | None,
     label: SettingLabel,
     first: Callable[[RunResult], None] | None = None,
+    cards: EarlyCards | None = None,
 ) -> RunResult:
     # Here, not at the top: a run with nothing to send never loads the HTTP client.
     from runflow_cli.batch.pipeline import Pipeline
@@ -382,6 +389,7 @@ def _process(
             inbox=inbox,
             label=label,
             retries=retries,
+            cards=cards,
         )
         result = pipeline.run(plan, first)
     result.api_retries, result.download_retries = retries.api_retries, retries.download_retries

@@ -38,6 +38,7 @@ from runflow_cli.errors import ExitCode, LocalIOError
 from runflow_cli.files.download import Downloader
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.manifest import Item
+from runflow_cli.outputs.review_cards import EarlyCards
 from runflow_cli.row_status import Status
 
 GATHER = 0.02
@@ -66,12 +67,14 @@ class Pipeline:
         inbox: Inbox | None = None,
         label: SettingLabel = library_label,
         retries: RetryWatch | None = None,
+        cards: EarlyCards | None = None,
     ) -> None:
         """``inbox`` holds verified webhook bodies (with ``listen``); without it, batches
         are only polled. ``endpoint`` is what the journal records batches against
         (default: the client's base URL), ``service`` what it records finals as made by.
         ``retries`` counts the retries of ``client`` and ``downloader`` (given as their
-        ``on_retry``); the pipeline tells them as waves of events."""
+        ``on_retry``); the pipeline tells them as waves of events. ``cards`` makes the
+        review card of each final saved (:class:`~runflow_cli.outputs.review_cards.EarlyCards`)."""
         self._client = client
         self._journal = journal
         self._folder = folder
@@ -107,6 +110,7 @@ class Pipeline:
             wake=self._wake,
             clock=clock,
             on_local_fault=lambda fault: self._ledger.local_fault(fault),
+            cards=cards,
         )
         self._ledger = Ledger(
             items,
@@ -202,7 +206,7 @@ class Pipeline:
     def _loop(self) -> None:
         while self._pending or self._in_flight or self._fetcher.busy:
             self._submit_while_room()
-            self._poll_due()
+            self._poller.poll_due(between=self._fetcher.feed)
             self._wait()
 
     def _wait(self) -> None:
@@ -337,11 +341,6 @@ class Pipeline:
         self._emit(BatchNotCreated(planned.number, size, "rejected", len(rejected.named)))
         if rejected.resend is not None:
             self._pending.appendleft(rejected.resend)
-
-    # --- polling ----------------------------------------------------------------------
-
-    def _poll_due(self) -> None:
-        self._poller.poll_due(between=self._fetcher.feed)
 
     # --- settling ---------------------------------------------------------------------
 

@@ -45,8 +45,15 @@ from urllib.parse import quote
 from runflow_cli.errors import LocalIOError
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.pixel_size import pixel_size
-from runflow_cli.outputs.report import REPORT_JSON, Report, ReportRow, read_report
-from runflow_cli.outputs.review_cards import Card, Picture, Source, card_html, stages_of
+from runflow_cli.outputs.report import HELD_ROWS, REPORT_JSON, Report, ReportRow, read_report
+from runflow_cli.outputs.review_cards import (
+    Card,
+    EarlyCards,
+    Picture,
+    Source,
+    card_html,
+    stages_of,
+)
 from runflow_cli.outputs.sources import (
     SOURCE_SUFFIX,
     SOURCES,
@@ -62,6 +69,7 @@ from runflow_cli.version import __version__
 REVIEW_HTML = "review.html"
 
 SETTLED = frozenset(s.value for s in Status if s.settled)
+SUCCEEDED = Status.SUCCEEDED.value
 """Statuses that are not a problem to look at; every other one is listed first."""
 HELD_REPORT = 4_000_000
 """A report of at most this many bytes (about 4,000 rows) is read once and its rows held;
@@ -76,9 +84,11 @@ def write_review(
     thumbnailer: Thumbnailer | None = None,
     sources: SourcePreviews | None = None,
     report: Report | None = None,
+    early: EarlyCards | None = None,
 ) -> Path:
     """Build ``OUT/review.html`` from ``OUT/runflow-report.json``, or from ``report``, the
     report a run just wrote with its rows in a list (:class:`~runflow_cli.outputs.report.HeldRows`).
+    ``early``: the cards the run made as it saved its finals (see :func:`early_cards`).
 
     ``sources``: first download the source photos missing from the preview cache (see
     :mod:`runflow_cli.outputs.sources`; its ``summary`` says how that went), and delete
@@ -99,7 +109,11 @@ def write_review(
         rows = list(rows)  # read once
     counts, problems = tally(rows)
     settled = (row for row in rows if row.status in SETTLED)
-    cards = (_card(row, folder) for group in (problems, settled) for row in group)
+    # Previews made now or by an earlier run change a card's "before": no early card then.
+    look = sources is not None or site.state_path(SOURCES).is_dir()  # one look, no more
+    if site is not folder or single_file or look:
+        early = None
+    cards = (_card(row, folder, early) for group in (problems, settled) for row in group)
     thumbs: ThumbnailCache | None = None
     if single_file:
         thumbs = ThumbnailCache(folder, site, thumbnailer or find_thumbnailer())
@@ -107,7 +121,7 @@ def write_review(
         sources.site = site  # the previews go where the page goes
         sources.summary = sources.fetch(row.image_url for row in rows)
     used: set[str] = set()
-    source = _sources(site, used, single_file, look=sources is not None)
+    source = _sources(site, used, single_file, look=look)
     redo = " ".join(
         shell_quote(part)
         for part in ("runflow", "batch", report.manifest or "MANIFEST", "--out", str(folder.root))
@@ -133,8 +147,8 @@ def write_review(
 def _sources(
     site: OutputFolder, used: set[str], single_file: bool, *, look: bool
 ) -> Callable[[Card], Source | None]:
-    """A card's "before": its preview when one was made, else its URL (online only)."""
-    look = look or site.state_path(SOURCES).is_dir()  # a plain run: one look, no more
+    """A card's "before": its preview when one was made (``look``: there may be one),
+    else its URL (online only)."""
 
     def source(card: Card) -> Source | None:
         url = card.image_url if is_web_url(card.image_url) else None
@@ -161,6 +175,18 @@ def _pictures(site: OutputFolder, thumbs: ThumbnailCache | None) -> Callable[[Pa
         return Picture(href, thumbs.data_uri(path) or href, size)
 
     return picture
+
+
+def early_cards(folder: OutputFolder, rows: int, *, previews: bool) -> EarlyCards | None:
+    """Cards for a run of ``rows`` rows to make as it saves its finals (see
+    :class:`~runflow_cli.outputs.review_cards.EarlyCards`); None where its page will not
+    use them: more rows than a run holds for its page, OUT not on this machine, or
+    source previews (``previews``: asked for, or left in OUT by an earlier run)."""
+    if rows > HELD_ROWS or not folder.local_files or previews:
+        return None
+    if folder.state_path(SOURCES).is_dir():
+        return None
+    return EarlyCards(_pictures(folder, None), _sources(folder, set(), False, look=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +247,12 @@ def _size(path: Path) -> int:
         return HELD_REPORT + 1  # read_report says what is wrong, as before
 
 
-def _card(row: ReportRow, folder: OutputFolder) -> Card:
+def _card(row: ReportRow, folder: OutputFolder, early: EarlyCards | None = None) -> Card | str:
+    """The row's card, or its HTML when ``early`` made it and the row still says so."""
+    if early is not None and row.status == SUCCEEDED and row.output_path:
+        made = early.card(folder.path(row.output_path))
+        if made is not None:
+            return made
     final = _existing(folder, row.output_path)
     stages = stages_of(final) if final else []
     return Card(
@@ -269,7 +300,7 @@ e = html.escape
 
 
 def render(
-    cards: Iterable[Card],
+    cards: Iterable[Card | str],
     picture: Callable[[Path], Picture],
     report: Report,
     counts: Counter[str],
@@ -281,9 +312,9 @@ def render(
 ) -> Iterator[str]:
     """The page in pieces, a card at a time; every value from the report is HTML-escaped.
 
-    ``cards`` come problems first (see :func:`tally`); ``counts`` is how many rows have
-    each status. ``picture`` is asked for each file as its card is made (thumbnails, one
-    at a time).
+    ``cards`` come problems first (see :func:`tally`), each a card or its HTML made
+    already; ``counts`` is how many rows have each status. ``picture`` is asked for each
+    file as its card is made (thumbnails, one at a time).
     """
     problems = sum(n for status, n in counts.items() if status not in SETTLED)
     known = [s.value for s in REPORTED]
@@ -325,7 +356,7 @@ def render(
     top, bottom = _template("review.html").template.split("${cards}")
     yield Template(top).substitute(values)
     for card in cards:
-        yield card_html(card, picture, source) + "\n"
+        yield (card if isinstance(card, str) else card_html(card, picture, source)) + "\n"
     yield Template(bottom).substitute(values)
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runflow_cli.files.save import stages_dir
+from runflow_cli.row_status import Status
 
 STAGE_PREFIXES = ("model_remover", "tag_remover", "product_isolator", "bg_remover")
 """Stage image name prefixes in the order the API runs the stages."""
@@ -187,3 +189,50 @@ def _figure(picture: Picture, caption: str, alt: str, *, checker: bool = False) 
         f'<img src="{src}" alt="{alt}"{size} loading="lazy" decoding="async"></a>'
         f"<figcaption>{e(caption)}</figcaption></figure>"
     )
+
+
+class EarlyCards:
+    """The cards of the finals a run saves, made as each is saved.
+
+    The page's cost is its cards (a final's header read, two looks at the disk, the
+    HTML: about 60 us each, a second at 10,000 rows), and a run writes the page last,
+    when nothing else is left to do. A saved final's card is known as soon as it is
+    saved, so a run makes it then, on the download's thread, while other batches still
+    run; the page takes it for a row that still says ``succeeded`` with that final, and
+    makes the others.
+
+    Only for the page a run writes by default: in OUT, linking its files, no source
+    previews (see :func:`~runflow_cli.outputs.review.early_cards`). Thread-safe; at most
+    ``limit`` cards are kept (a kilobyte or so each).
+    """
+
+    def __init__(
+        self,
+        picture: Callable[[Path], Picture],
+        source: Callable[[Card], Source | None],
+        limit: int = 20_000,
+    ) -> None:
+        self._picture, self._source = picture, source
+        self._cards: dict[Path, str] = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def saved(
+        self, sku: str, name: str, line: int | None, image_url: str, elements: Iterable[str],
+        final: Path,
+    ) -> None:  # fmt: skip
+        """The final of the row ``sku``/``name`` was saved at ``final``: make its card."""
+        stages = stages_of(final)
+        card = Card(
+            sku=sku, name=name, status=Status.SUCCEEDED.value, line=line, image_url=image_url,
+            elements=list(elements), final=final, stages=stages,
+            before=stages[0] if stages else None,
+        )  # fmt: skip
+        made = card_html(card, self._picture, self._source)
+        with self._lock:
+            if len(self._cards) < self._limit:
+                self._cards[final] = made
+
+    def card(self, final: Path) -> str | None:
+        """The card made for the final at ``final``, if one was."""
+        return self._cards.get(final)
