@@ -1,7 +1,8 @@
 """``OUT/review.html``: one page to judge a run's finals at a glance.
 
 Built from ``OUT/runflow-report.json`` alone (at the end of a run, from the rows it
-just wrote there): a card per manifest row with the
+just wrote there, the cards of the finals it saved made as it saved them: see
+:func:`early_cards`): a card per manifest row with the
 final on a checkerboard (so transparency shows), problems first, counts, and a
 filter; on demand, each card's source beside the final or under a slider, its
 stages, and a reject button that collects ``rejected.txt`` for ``--only`` (see
@@ -69,8 +70,8 @@ from runflow_cli.version import __version__
 REVIEW_HTML = "review.html"
 
 SETTLED = frozenset(s.value for s in Status if s.settled)
-SUCCEEDED = Status.SUCCEEDED.value
 """Statuses that are not a problem to look at; every other one is listed first."""
+SUCCEEDED = Status.SUCCEEDED.value
 HELD_REPORT = 4_000_000
 """A report of at most this many bytes (about 4,000 rows) is read once and its rows held;
 a larger one is read twice, a row at a time, so 100,000 rows never sit in memory."""
@@ -186,7 +187,7 @@ def early_cards(folder: OutputFolder, rows: int, *, previews: bool) -> EarlyCard
         return None
     if folder.state_path(SOURCES).is_dir():
         return None
-    return EarlyCards(_pictures(folder, None), _sources(folder, set(), False, look=False))
+    return EarlyCards(_pictures(folder, None), _sources(folder, set(), False, look=False), rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +255,6 @@ def _card(row: ReportRow, folder: OutputFolder, early: EarlyCards | None = None)
         if made is not None:
             return made
     final = _existing(folder, row.output_path)
-    stages = stages_of(final) if final else []
     return Card(
         sku=row.sku,
         name=row.name,
@@ -265,8 +265,7 @@ def _card(row: ReportRow, folder: OutputFolder, early: EarlyCards | None = None)
         error_kind=row.error_kind,
         error_message=row.error_message,
         final=final,
-        stages=stages,
-        before=stages[0] if stages else None,
+        stages=stages_of(final) if final else [],
         settled=row.status in SETTLED,
     )
 

@@ -62,8 +62,6 @@ class Card:
     error_kind: str | None = None
     error_message: str | None = None
     final: Path | None = None
-    before: Path | None = None
-    """The first stage image, if ``--keep-intermediates`` saved any."""
     stages: list[Path] = field(default_factory=list)
     """Every stage image saved, in the order the stages run."""
     settled: bool = True
@@ -203,14 +201,15 @@ class EarlyCards:
 
     Only for the page a run writes by default: in OUT, linking its files, no source
     previews (see :func:`~runflow_cli.outputs.review.early_cards`). Thread-safe; at most
-    ``limit`` cards are kept (a kilobyte or so each).
+    ``limit`` cards are kept (a kilobyte or so each: a run keeps one per row, up to
+    :data:`~runflow_cli.outputs.report.HELD_ROWS`).
     """
 
     def __init__(
         self,
         picture: Callable[[Path], Picture],
         source: Callable[[Card], Source | None],
-        limit: int = 20_000,
+        limit: int,
     ) -> None:
         self._picture, self._source = picture, source
         self._cards: dict[Path, str] = {}
@@ -222,11 +221,9 @@ class EarlyCards:
         final: Path,
     ) -> None:  # fmt: skip
         """The final of the row ``sku``/``name`` was saved at ``final``: make its card."""
-        stages = stages_of(final)
         card = Card(
             sku=sku, name=name, status=Status.SUCCEEDED.value, line=line, image_url=image_url,
-            elements=list(elements), final=final, stages=stages,
-            before=stages[0] if stages else None,
+            elements=list(elements), final=final, stages=stages_of(final),
         )  # fmt: skip
         made = card_html(card, self._picture, self._source)
         with self._lock:
