@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, features
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.report import read_report
 from runflow_cli.outputs.review import REVIEW_HTML, SETTLED, Picture, _card, render, tally
+from runflow_cli.outputs.review_cards import Card
 
 THUMB_SIZE = 160
 WORKERS = min(8, os.cpu_count() or 2)
@@ -53,8 +54,10 @@ def main(out: Path) -> None:
     report = read_report(folder)
     counts, problems = tally(report.rows)
     settled = [row for row in report.rows if row.status in SETTLED]
-    cards = [_card(row, folder) for row in (*problems, *settled)]
-    paths = list(dict.fromkeys(p for c in cards for p in (c.before, c.final) if p is not None))
+    cards = [c for row in (*problems, *settled) if isinstance(c := _card(row, folder), Card)]
+    # The old page's "before" was a card's first stage image.
+    firsts = ((c.stages[0] if c.stages else None, c.final) for c in cards)
+    paths = list(dict.fromkeys(p for pair in firsts for p in pair if p is not None))
     image_format = "WEBP" if features.check("webp") else "PNG"
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         thumbs = dict(
