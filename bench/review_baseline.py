@@ -22,7 +22,6 @@ from PIL import Image, ImageOps, features
 from runflow_cli.files.folder import OutputFolder
 from runflow_cli.outputs.report import read_report
 from runflow_cli.outputs.review import REVIEW_HTML, SETTLED, Picture, _card, render, tally
-from runflow_cli.outputs.review_cards import Card
 
 THUMB_SIZE = 160
 WORKERS = min(8, os.cpu_count() or 2)
@@ -54,7 +53,7 @@ def main(out: Path) -> None:
     report = read_report(folder)
     counts, problems = tally(report.rows)
     settled = [row for row in report.rows if row.status in SETTLED]
-    cards = [c for row in (*problems, *settled) if isinstance(c := _card(row, folder), Card)]
+    cards = [_card(row, folder) for row in (*problems, *settled)]
     # The old page's "before" was a card's first stage image.
     firsts = ((c.stages[0] if c.stages else None, c.final) for c in cards)
     paths = list(dict.fromkeys(p for pair in firsts for p in pair if p is not None))

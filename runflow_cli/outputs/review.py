@@ -114,7 +114,7 @@ def write_review(
     look = sources is not None or site.state_path(SOURCES).is_dir()  # one look, no more
     if site is not folder or single_file or look:
         early = None
-    cards = (_card(row, folder, early) for group in (problems, settled) for row in group)
+    cards = (_early_or_card(row, folder, early) for group in (problems, settled) for row in group)
     thumbs: ThumbnailCache | None = None
     if single_file:
         thumbs = ThumbnailCache(folder, site, thumbnailer or find_thumbnailer())
@@ -248,12 +248,16 @@ def _size(path: Path) -> int:
         return HELD_REPORT + 1  # read_report says what is wrong, as before
 
 
-def _card(row: ReportRow, folder: OutputFolder, early: EarlyCards | None = None) -> Card | str:
+def _early_or_card(row: ReportRow, folder: OutputFolder, early: EarlyCards | None) -> Card | str:
     """The row's card, or its HTML when ``early`` made it and the row still says so."""
     if early is not None and row.status == SUCCEEDED and row.output_path:
         made = early.card(folder.path(row.output_path))
         if made is not None:
             return made
+    return _card(row, folder)
+
+
+def _card(row: ReportRow, folder: OutputFolder) -> Card:
     final = _existing(folder, row.output_path)
     return Card(
         sku=row.sku,
