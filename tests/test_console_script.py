@@ -88,3 +88,16 @@ def test_the_teardown_is_skipped_only_when_no_one_else_is_working() -> None:
     finally:
         release.set()
         worker.join(timeout=10)
+
+
+def test_httpx_is_imported_without_its_own_command_line() -> None:
+    """httpx's command line (click, rich's syntax highlighting, pygments) is never loaded
+    by the console script, and ``httpx`` itself still works."""
+    child = (
+        "import sys; import runflow_cli.cli.console_script; import httpx;"
+        "print(sorted(m for m in ('httpx._main', 'click', 'pygments', 'rich.syntax')"
+        " if sys.modules.get(m)), callable(httpx.main), httpx.URL('http://x/').host)"
+    )
+    done = _run(child)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[] True x\n"
