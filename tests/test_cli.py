@@ -21,7 +21,7 @@ from runflow_cli.batch.events import (
 )
 from runflow_cli.batch.outcome import Outcome
 from runflow_cli.cli.ui.consoles import Consoles
-from runflow_cli.cli.ui.progress import LiveDisplay
+from runflow_cli.cli.ui.live_display import LiveDisplay
 from runflow_cli.errors import ExitCode
 from runflow_cli.manifest import Item
 from runflow_cli.row_status import Status

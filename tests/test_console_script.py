@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
+
+from helpers import FAST_POLL
 
 from runflow_cli.cli.console_script import others_working
 from runflow_cli.errors import ExitCode
@@ -101,3 +104,33 @@ def test_httpx_is_imported_without_its_own_command_line() -> None:
     done = _run(child)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[] True x\n"
+
+
+QUIET_RUN = """
+import sys
+from runflow_cli.cli.console_script import exit_now
+from runflow_cli.cli import main
+code = main(sys.argv[1:])
+print(sorted({m.split(".")[0] for m in sys.modules} & {"rich", "click", "pygments"}))
+exit_now(code)
+"""
+
+
+def test_a_quiet_run_that_prints_nothing_never_loads_rich(sb: Any, tmp_path: Path) -> None:
+    """Rich is loaded to print: ``--quiet`` with nothing to say never pays for it, and
+    the same run without ``--quiet`` does (its log lines)."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "sku,image_url,elements\n"
+        + "".join(f"Q{n},https://cdn.example.com/q/{n}.jpg,background_removal\n" for n in range(3))
+    )
+    loaded = {}
+    for flag in ("--quiet", "--log-format=plain"):
+        out = tmp_path / flag.strip("-")
+        args = ["batch", str(manifest), "--out", str(out), "--base-url", sb.base_url,
+                "--api-key", sb.api_key, *FAST_POLL, flag]  # fmt: skip
+        done = _run(QUIET_RUN, *args)
+        assert done.returncode == ExitCode.OK, done.stderr
+        assert len(list(out.glob("Q*/*.webp"))) == 3
+        loaded[flag] = done.stdout.splitlines()[-1]  # after the summary, if any
+    assert loaded == {"--quiet": "[]", "--log-format=plain": "['rich']"}

@@ -26,7 +26,8 @@ from runflow_cli.batch.outcome import Outcome, RunResult
 from runflow_cli.batch.retries import WAVE_EVERY, RetryWatch
 from runflow_cli.cli.ui.consoles import Consoles
 from runflow_cli.cli.ui.json_log import JsonDisplay
-from runflow_cli.cli.ui.progress import PROGRESS_EVERY, LiveDisplay, LogDisplay, _Screen
+from runflow_cli.cli.ui.live_display import LiveDisplay, _Screen
+from runflow_cli.cli.ui.progress import PROGRESS_EVERY, LogDisplay
 from runflow_cli.cli.ui.summaries import print_summary
 from runflow_cli.cli.ui.tally import Tally, fit, money
 from runflow_cli.manifest import Item

@@ -16,13 +16,14 @@ from runflow_cli.batch.events import (
 from runflow_cli.cli.ui import github
 from runflow_cli.cli.ui.consoles import Consoles
 from runflow_cli.cli.ui.json_log import print_run_summary_line
-from runflow_cli.cli.ui.progress import Display, make_display
+from runflow_cli.cli.ui.progress import make_display
 from runflow_cli.cli.ui.summaries import print_plan, print_summary, report_exports
 from runflow_cli.row_status import Status
 
 if TYPE_CHECKING:
     from runflow_cli.batch.job import BatchResult
     from runflow_cli.batch.merge_reports import MergedReport
+    from runflow_cli.cli.ui.progress import Display
     from runflow_cli.outputs.export import ExportSpec
     from runflow_cli.outputs.sources import SourceSummary
 

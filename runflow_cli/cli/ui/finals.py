@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
-from runflow_cli.cli.ui.consoles import Consoles
+from runflow_cli.cli.ui.consoles import Consoles, escape
 from runflow_cli.row_status import Status
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
+from runflow_cli.cli.ui.consoles import escape
 
 if TYPE_CHECKING:
     from runflow_cli.cli.ui.consoles import Consoles

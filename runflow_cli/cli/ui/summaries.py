@@ -5,18 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.markup import escape
-from rich.table import Table
-
 from runflow_cli.batch.outcome import RunResult
 from runflow_cli.batch.plan import PLAN_LABELS, Plan
-from runflow_cli.cli.ui.consoles import Consoles
+from runflow_cli.cli.ui.consoles import Consoles, escape
 from runflow_cli.cli.ui.failures import MAX_FAILURES_LISTED, by_cause, cause_line, outcome_lines
 from runflow_cli.cli.ui.json_log import plan_json, print_plan_line
 from runflow_cli.row_status import REPORTED
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from runflow_cli.batch.folder_status import RowSummary, StatusSummary
     from runflow_cli.outputs.export import ExportSpec, ExportSummary
 
@@ -41,7 +39,7 @@ def print_plan(
     title = "runflow batch --dry-run: the plan (nothing was sent)"
     if plan.shard:
         title = f"runflow batch --shard {plan.shard} --dry-run: the plan (nothing was sent)"
-    table = Table(title=title, header_style="bold")
+    table = _table(title=title, header_style="bold")
     table.add_column("rows")
     table.add_column("count", justify="right")
     for what, n in counts.items():
@@ -89,7 +87,7 @@ def print_summary(
 ) -> None:
     """The end-of-run table, the failures, and where the reports are."""
     counts = result.counts()
-    table = Table(title="runflow batch summary", show_header=True, header_style="bold")
+    table = _table(title="runflow batch summary", show_header=True, header_style="bold")
     table.add_column("status")
     table.add_column("items", justify="right")
     for status in REPORTED:
@@ -126,10 +124,12 @@ def print_summary(
 
 def print_status(consoles: Consoles, summary: StatusSummary) -> None:
     """What the journal of an output folder says, for ``runflow status``."""
+    from rich import box
+
     out = consoles.out
     if summary.batches:
         endpoints = sorted({b.endpoint for b in summary.batches})
-        table = Table(
+        table = _table(
             title=f"Batches in {summary.out_dir}",
             header_style="bold",
             box=box.SIMPLE_HEAD,
@@ -164,7 +164,7 @@ def print_status(consoles: Consoles, summary: StatusSummary) -> None:
             out.print(f"Sent to {escape(endpoints[0])}")
     else:
         out.print(f"No batches recorded in {escape(str(summary.out_dir))}.")
-    rows = Table(title="Rows", header_style="bold")
+    rows = _table(title="Rows", header_style="bold")
     rows.add_column("status")
     rows.add_column("rows", justify="right")
     for status, count in summary.rows_by_status.items():
@@ -251,3 +251,10 @@ def print_sandbox_ready(base_url: str, api_key: str) -> None:
         "Press Ctrl-C to stop.",
     ):
         consoles.line(line)
+
+
+def _table(**settings: Any) -> Table:
+    """A Rich table (Rich loaded now: a run that shows none never loads it)."""
+    from rich.table import Table
+
+    return Table(**settings)
