@@ -251,7 +251,7 @@ def _size(path: Path) -> int:
 def _early_or_card(row: ReportRow, folder: OutputFolder, early: EarlyCards | None) -> Card | str:
     """The row's card, or its HTML when ``early`` made it and the row still says so."""
     if early is not None and row.status == SUCCEEDED and row.output_path:
-        made = early.card(folder.path(row.output_path))
+        made = early.card(os.path.join(folder.root, row.output_path))
         if made is not None:
             return made
     return _card(row, folder)

@@ -212,7 +212,9 @@ class EarlyCards:
         limit: int,
     ) -> None:
         self._picture, self._source = picture, source
-        self._cards: dict[Path, str] = {}
+        self._cards: dict[str, str] = {}
+        """By the final's path as a string: the page looks up every row's, and a ``Path``
+        costs more to make and hash than the rest of the lookup (a tenth of the page)."""
         self._limit = limit
         self._lock = threading.Lock()
 
@@ -228,8 +230,8 @@ class EarlyCards:
         made = card_html(card, self._picture, self._source)
         with self._lock:
             if len(self._cards) < self._limit:
-                self._cards[final] = made
+                self._cards[os.fspath(final)] = made
 
-    def card(self, final: Path) -> str | None:
+    def card(self, final: str | Path) -> str | None:
         """The card made for the final at ``final``, if one was."""
-        return self._cards.get(final)
+        return self._cards.get(os.fspath(final))
