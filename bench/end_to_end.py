@@ -203,9 +203,10 @@ def _failures(failed: list[str]) -> str:
 def run(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     for shape in shapes(ctx):
-        # A 1,000-item run lasts ~5 s, and the machine's weather moves one by 10-20%:
-        # 5 runs of each side there, 3 of the 10,000-item runs (~35 s each).
-        reps = ctx.reps(1, 5 if shape.items <= 1_000 else 3)
+        # A 1,000-item run lasts ~4-5 s, and the machine's weather moves one by 10-20%,
+        # more than the sides differ by: 9 runs of each side there (the median's spread
+        # then about a third of one run's), 3 of the 10,000-item runs (~30 s each).
+        reps = ctx.reps(1, 9 if shape.items <= 1_000 else 3)
         failed: dict[str, list[str]] = {}
         runs = run_shape(ctx, shape, SIDES, reps, failed)
         rows.extend(rows_for(shape, SIDES, runs, failed))
