@@ -205,8 +205,9 @@ def run(ctx: Context) -> list[Row]:
     for shape in shapes(ctx):
         # A 1,000-item run lasts ~4-5 s, and the machine's weather moves one by 10-20%,
         # more than the sides differ by: 9 runs of each side there (the median's spread
-        # then about a third of one run's), 3 of the 10,000-item runs (~30 s each).
-        reps = ctx.reps(1, 9 if shape.items <= 1_000 else 3)
+        # then about a third of one run's); 5 of the 10,000-item runs (~30 s each, and
+        # as unsteady: one side read 25-51 s in three runs).
+        reps = ctx.reps(1, 9 if shape.items <= 1_000 else 5)
         failed: dict[str, list[str]] = {}
         runs = run_shape(ctx, shape, SIDES, reps, failed)
         rows.extend(rows_for(shape, SIDES, runs, failed))
