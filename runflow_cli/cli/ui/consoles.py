@@ -5,7 +5,7 @@ person reads while waiting goes to stderr. Only ``cli/ui/`` prints; commands
 ask these consoles (or the other ``ui`` modules) to.
 
 Rich is loaded when something is first printed, not before: a ``--quiet`` run that
-prints nothing never loads it (20-30 ms of every run's start, measured).
+prints nothing never loads it (about 20 ms of every run's start, measured).
 """
 
 from __future__ import annotations
