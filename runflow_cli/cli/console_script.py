@@ -15,7 +15,7 @@ Before anything imports httpx, its own command line (``httpx._main``: click, ric
 syntax highlighting, pygments) is marked absent, as httpx allows (it then defines a
 stub ``httpx.main``): ``import httpx`` loads it on every run for nothing. Measured:
 ``import httpx`` alone 150 ms against 95 ms; a run's first request 15-20 ms sooner
-(rich's console, which the run needs anyway, is most of the rest).
+(Rich's console, which a run loads when it first prints, is most of the rest).
 """
 
 from __future__ import annotations
