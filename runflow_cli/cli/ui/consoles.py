@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,7 +28,8 @@ def escape(text: str) -> str:
 
 
 class Consoles:
-    """Stdout and stderr as Rich consoles, each made when first used."""
+    """Stdout and stderr (as they are when made) as Rich consoles, each made when first
+    used; ``out`` and ``err`` are given ones (tests)."""
 
     def __init__(
         self,
@@ -37,10 +38,9 @@ class Consoles:
         *,
         quiet: bool = False,
         no_color: bool = False,
-        streams: tuple[IO[str], IO[str]] | None = None,
     ) -> None:
         self._consoles = {"out": out, "err": err}
-        self._streams = streams or (sys.stdout, sys.stderr)
+        self._streams = {"out": sys.stdout, "err": sys.stderr}
         self._no_color = no_color
         self.quiet = quiet
         self.json_warnings = False
@@ -50,24 +50,26 @@ class Consoles:
 
     @classmethod
     def create(cls, *, no_color: bool = False, quiet: bool = False) -> Consoles:
-        """The process's stdout and stderr (as they are now)."""
-        return cls(quiet=quiet, no_color=no_color, streams=(sys.stdout, sys.stderr))
+        return cls(quiet=quiet, no_color=no_color)
 
     @property
     def out(self) -> Console:
-        return self._console("out", self._streams[0])
+        return self._console("out")
 
     @property
     def err(self) -> Console:
-        return self._console("err", self._streams[1])
+        return self._console("err")
 
-    def _console(self, which: str, stream: IO[str]) -> Console:
+    def _console(self, which: str) -> Console:
         console = self._consoles[which]
         if console is None:
             from rich.console import Console
 
             console = Console(
-                file=stream, no_color=self._no_color or None, highlight=False, soft_wrap=True
+                file=self._streams[which],
+                no_color=self._no_color or None,
+                highlight=False,
+                soft_wrap=True,
             )
             self._consoles[which] = console
         return console
@@ -137,6 +139,6 @@ class Consoles:
 
     def json(self, document: Any) -> None:
         out = self._consoles["out"]
-        stream = out.file if out is not None else self._streams[0]
+        stream = out.file if out is not None else self._streams["out"]
         stream.write(json.dumps(document, indent=2, default=str) + "\n")
         stream.flush()
